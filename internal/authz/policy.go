@@ -1,0 +1,213 @@
+// Package authz is the tenant policy: tenants, their users and roles, the
+// models each may use, approval rules and quotas, and what each role may do.
+// The same table answers the update validators in the workflow and the
+// checks in the activities.
+package authz
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+// Role is what a user is in a tenant.
+type Role string
+
+// The roles.
+const (
+	Admin     Role = "admin"
+	Reviewer  Role = "reviewer"
+	Operator  Role = "operator"
+	Submitter Role = "submitter"
+	Auditor   Role = "auditor"
+)
+
+// Action is something a user asks of a task.
+type Action string
+
+// The actions.
+const (
+	Submit      Action = "submit"
+	Approve     Action = "approve"
+	Reject      Action = "reject"
+	Cancel      Action = "cancel"
+	Pause       Action = "pause"
+	Resume      Action = "resume"
+	SetPriority Action = "set-priority"
+	View        Action = "view"
+)
+
+// Actions lists every action, in the order the README's table shows them.
+var Actions = []Action{Submit, Approve, Reject, Cancel, Pause, Resume, SetPriority, View}
+
+// Roles lists every role.
+var Roles = []Role{Admin, Reviewer, Operator, Submitter, Auditor}
+
+// allowed is the role table. A submitter may also cancel their own task
+// (see Allowed); nobody approves or rejects their own task.
+var allowed = map[Role][]Action{
+	Admin:     {Submit, Approve, Reject, Cancel, Pause, Resume, SetPriority, View},
+	Reviewer:  {Approve, Reject, View},
+	Operator:  {Cancel, Pause, Resume, SetPriority, View},
+	Submitter: {Submit, View},
+	Auditor:   {View},
+}
+
+// Policy is the whole tenant policy file.
+type Policy struct {
+	Tenants   map[string]Tenant `yaml:"tenants"`
+	Screening Screening         `yaml:"screening"`
+}
+
+// Tenant is one tenant's rules.
+type Tenant struct {
+	Models []string          `yaml:"models"`
+	Users  map[string][]Role `yaml:"users"`
+	// Quorum is how many distinct reviewers must approve (default 1).
+	Quorum int `yaml:"quorum"`
+	// ApprovalDeadline expires a task nobody decided on (default 24h).
+	ApprovalDeadline time.Duration `yaml:"approval_deadline"`
+	// AutoApproveMaxRequests lets screened work of at most this many
+	// requests, with nothing flagged, skip human approval. 0 turns it off.
+	AutoApproveMaxRequests int    `yaml:"auto_approve_max_requests"`
+	Quotas                 Quotas `yaml:"quotas"`
+}
+
+// Quotas bound what a tenant may ask for.
+type Quotas struct {
+	MaxBatchRequests int `yaml:"max_batch_requests"`
+}
+
+// Screening configures the screen stage.
+type Screening struct {
+	// MaxRequestBytes bounds one request line of a batch.
+	MaxRequestBytes int `yaml:"max_request_bytes"`
+	// SensitiveWords flag a task for human approval, whatever its size.
+	SensitiveWords []string `yaml:"sensitive_words"`
+}
+
+// Parse reads a policy from YAML and checks it.
+func Parse(b []byte) (*Policy, error) {
+	var p Policy
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("authz: policy: %w", err)
+	}
+	for name, t := range p.Tenants {
+		for user, roles := range t.Users {
+			for _, r := range roles {
+				if !slices.Contains(Roles, r) {
+					return nil, fmt.Errorf("authz: policy: tenant %s user %s: unknown role %q", name, user, r)
+				}
+			}
+		}
+		if t.Quorum <= 0 {
+			t.Quorum = 1
+		}
+		if t.ApprovalDeadline <= 0 {
+			t.ApprovalDeadline = 24 * time.Hour
+		}
+		p.Tenants[name] = t
+	}
+	if p.Screening.MaxRequestBytes <= 0 {
+		p.Screening.MaxRequestBytes = 1 << 20
+	}
+	return &p, nil
+}
+
+// Tenant returns the named tenant, or an UnknownTenant error.
+func (p *Policy) Tenant(name string) (Tenant, error) {
+	t, ok := p.Tenants[name]
+	if !ok {
+		return Tenant{}, task.Errorf(task.UnknownTenant, "unknown tenant %q", name)
+	}
+	return t, nil
+}
+
+// Grant is the part of a tenant's policy a task keeps for its whole life,
+// so that its update validators, which must be deterministic, can check
+// callers without reading the policy file.
+type Grant struct {
+	Tenant           string        `json:"tenant"`
+	Members          []Member      `json:"members"`
+	Quorum           int           `json:"quorum"`
+	ApprovalDeadline time.Duration `json:"approval_deadline"`
+}
+
+// Member is a user and their roles in a tenant.
+type Member struct {
+	User  string `json:"user"`
+	Roles []Role `json:"roles"`
+}
+
+// Grant snapshots the tenant's members and approval rules.
+func (t Tenant) Grant(tenant string) Grant {
+	g := Grant{Tenant: tenant, Quorum: t.Quorum, ApprovalDeadline: t.ApprovalDeadline}
+	for user, roles := range t.Users {
+		g.Members = append(g.Members, Member{User: user, Roles: roles})
+	}
+	sort.Slice(g.Members, func(i, j int) bool { return g.Members[i].User < g.Members[j].User })
+	return g
+}
+
+// Check says whether user may take action on a task of this grant's
+// tenant submitted by submitter. It is a PermissionDenied error if not.
+func (g Grant) Check(user string, a Action, submitter string) error {
+	var roles []Role
+	for _, m := range g.Members {
+		if m.User == user {
+			roles = m.Roles
+		}
+	}
+	return Allowed(g.Tenant, user, roles, a, submitter)
+}
+
+// Check is Grant.Check against the current policy: for actions on tasks
+// that have no workflow yet (submit) or that read the policy (list).
+func (p *Policy) Check(tenant, user string, a Action, submitter string) error {
+	t, err := p.Tenant(tenant)
+	if err != nil {
+		return err
+	}
+	return Allowed(tenant, user, t.Users[user], a, submitter)
+}
+
+// Allowed is the role table, with its two rules about one's own task: a
+// submitter may cancel their own task, and nobody approves or rejects it.
+func Allowed(tenant, user string, roles []Role, a Action, submitter string) error {
+	if user == "" {
+		return task.Errorf(task.PermissionDenied, "no user given for %s", a)
+	}
+	own := user == submitter
+	if own && (a == Approve || a == Reject) {
+		return task.Errorf(task.PermissionDenied, "%s submitted this task and may not %s it", user, a)
+	}
+	if own && a == Cancel && slices.Contains(roles, Submitter) {
+		return nil
+	}
+	for _, r := range roles {
+		if slices.Contains(allowed[r], a) {
+			return nil
+		}
+	}
+	if len(roles) == 0 {
+		return task.Errorf(task.PermissionDenied, "%s has no role in tenant %s", user, tenant)
+	}
+	return task.Errorf(task.PermissionDenied, "%s (%v) may not %s in tenant %s", user, roles, a, tenant)
+}
+
+// AllowsModel reports whether the tenant may use model; a ModelNotAllowed
+// error if not.
+func (t Tenant) AllowsModel(tenant, model string) error {
+	if slices.Contains(t.Models, model) || slices.Contains(t.Models, "*") {
+		return nil
+	}
+	return task.Errorf(task.ModelNotAllowed, "tenant %s may not use model %q (allowed: %v)", tenant, model, t.Models)
+}

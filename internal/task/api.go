@@ -1,0 +1,158 @@
+// Package task is the vocabulary of autoglm-flow: the states of a task, the
+// names of its workflow, queries, updates and signals, its search attributes,
+// and the structs that cross the Temporal boundary. The CLI, the worker, the
+// workflows and the activities all speak it; it imports nothing of theirs.
+package task
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// TaskQueue is where TaskWorkflow and the control-plane activities run.
+// Inference runs on a node's own queue (see NodeQueue).
+const TaskQueue = "autoglm-tasks"
+
+// NodeQueue is the task queue of one node: the activities that must run
+// where the model is served (inference) are sent there.
+func NodeQueue(node string) string { return "autoglm-node-" + node }
+
+// WorkflowType is the registered name of the task workflow.
+const WorkflowType = "TaskWorkflow"
+
+// Names of the queries, updates and signals of a task workflow. Updates are
+// validated (a bad caller gets an error at once and leaves no trace in the
+// history); the signals of the same name are for fire-and-forget callers.
+const (
+	QueryStatus   = "status"
+	UpdateApprove = "approve"
+	UpdateReject  = "reject"
+	UpdateCancel  = "cancel"
+	SignalApprove = "approve-signal"
+	SignalReject  = "reject-signal"
+	SignalCancel  = "cancel-signal"
+)
+
+// WorkflowID is the Temporal workflow ID of the task with the given ID, so
+// that anyone who knows a task ID can reach its workflow.
+func WorkflowID(id string) string { return "task-" + id }
+
+// IDFromWorkflowID is the inverse of WorkflowID.
+func IDFromWorkflowID(wid string) string { return strings.TrimPrefix(wid, "task-") }
+
+// Kind says what a task runs.
+type Kind string
+
+// The kinds of task.
+const (
+	KindPrompt Kind = "prompt" // a single prompt: a batch of one
+	KindBatch  Kind = "batch"  // an OpenAI Batch JSONL file
+)
+
+// Limits that hold before anything reaches a worker.
+const (
+	// MaxPromptBytes bounds an inline prompt: it travels in the workflow
+	// input, and Temporal payloads are limited to 2 MiB.
+	MaxPromptBytes = 256 << 10
+	// MaxIDLength bounds a task ID, which becomes part of object keys.
+	MaxIDLength = 64
+)
+
+// ObjectRef points at an object in the bucket. Workflows pass these, never
+// the contents, so no payload approaches Temporal's 2 MiB limit.
+type ObjectRef struct {
+	Bucket   string `json:"bucket"`
+	Key      string `json:"key"`
+	Size     int64  `json:"size"`
+	SHA256   string `json:"sha256,omitempty"`
+	Category string `json:"category,omitempty"`
+}
+
+// URI is the s3:// form of the reference, as people read it.
+func (r ObjectRef) URI() string {
+	if r.Key == "" {
+		return ""
+	}
+	return fmt.Sprintf("s3://%s/%s", r.Bucket, r.Key)
+}
+
+// Input starts a TaskWorkflow.
+type Input struct {
+	ID        string    `json:"id"`
+	Tenant    string    `json:"tenant"`
+	Submitter string    `json:"submitter"`
+	Model     string    `json:"model"`
+	Kind      Kind      `json:"kind"`
+	Prompt    string    `json:"prompt,omitempty"` // KindPrompt only
+	Source    ObjectRef `json:"source,omitempty"` // KindBatch: the uploaded JSONL
+	Priority  int       `json:"priority,omitempty"`
+}
+
+// Validate checks what can be checked without the tenant policy, so that a
+// bad submission is refused before a workflow starts.
+func (in Input) Validate() error {
+	switch {
+	case in.ID == "" || len(in.ID) > MaxIDLength || strings.ContainsAny(in.ID, "/\\. \t\r\n"):
+		return Errorf(InvalidInput, "task id %q must be 1-%d characters without slashes, dots or spaces", in.ID, MaxIDLength)
+	case in.Tenant == "":
+		return Errorf(InvalidInput, "tenant is required")
+	case in.Submitter == "":
+		return Errorf(InvalidInput, "submitter is required")
+	case in.Model == "":
+		return Errorf(InvalidInput, "model is required")
+	case in.Priority < 0 || in.Priority > 5:
+		return Errorf(InvalidInput, "priority %d is outside 1 (highest) to 5", in.Priority)
+	}
+	switch in.Kind {
+	case KindPrompt:
+		if strings.TrimSpace(in.Prompt) == "" {
+			return Errorf(InvalidInput, "the prompt is empty")
+		}
+		if len(in.Prompt) > MaxPromptBytes {
+			return Errorf(InvalidInput, "the prompt is %d bytes, over the %d-byte limit for an inline prompt; submit it as a batch file", len(in.Prompt), MaxPromptBytes)
+		}
+	case KindBatch:
+		if in.Source.Key == "" {
+			return Errorf(InvalidInput, "a batch task needs its uploaded source file")
+		}
+	default:
+		return Errorf(InvalidInput, "unknown kind %q", in.Kind)
+	}
+	return nil
+}
+
+// Decision is one person's approval or rejection.
+type Decision struct {
+	Actor  string    `json:"actor"`
+	Reason string    `json:"reason,omitempty"`
+	Time   time.Time `json:"time"`
+}
+
+// DecisionRequest is the argument of the approve, reject and cancel updates
+// and signals.
+type DecisionRequest struct {
+	Actor  string `json:"actor"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Counts are the request counts of a batch, as in the OpenAI Batch API.
+type Counts struct {
+	Total     int `json:"total"`
+	Completed int `json:"completed"`
+	Failed    int `json:"failed"`
+}
+
+// Done is how many requests have an answer, good or bad.
+func (c Counts) Done() int { return c.Completed + c.Failed }
+
+// Result is what a finished TaskWorkflow returns.
+type Result struct {
+	ID     string    `json:"id"`
+	State  State     `json:"state"`
+	Counts Counts    `json:"request_counts"`
+	Output ObjectRef `json:"output,omitempty"`
+	Errors ObjectRef `json:"errors,omitempty"`
+	Report ObjectRef `json:"report,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+}

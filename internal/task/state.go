@@ -1,0 +1,79 @@
+package task
+
+import "time"
+
+// State is where a task is in its lifecycle.
+type State string
+
+// The states of a task, in lifecycle order. The last five are final.
+const (
+	Submitted        State = "SUBMITTED"
+	Authorized       State = "AUTHORIZED"
+	Screened         State = "SCREENED"
+	AwaitingApproval State = "AWAITING_APPROVAL"
+	Approved         State = "APPROVED"
+	Dispatched       State = "DISPATCHED"
+	Running          State = "RUNNING"
+	Paused           State = "PAUSED"
+	Archiving        State = "ARCHIVING"
+	Completed        State = "COMPLETED"
+	Rejected         State = "REJECTED"
+	Failed           State = "FAILED"
+	Cancelled        State = "CANCELLED"
+	Expired          State = "EXPIRED"
+)
+
+// Final reports whether no transition leaves s.
+func (s State) Final() bool {
+	switch s {
+	case Completed, Rejected, Failed, Cancelled, Expired:
+		return true
+	}
+	return false
+}
+
+// Transition is one entry of a task's audit trail.
+type Transition struct {
+	Time   time.Time `json:"time"`
+	From   State     `json:"from,omitempty"`
+	To     State     `json:"to"`
+	Actor  string    `json:"actor"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// Progress of the inference stage.
+type Progress struct {
+	Counts
+	// RatePerSecond is the recent rate of answered requests.
+	RatePerSecond float64 `json:"rate_per_second,omitempty"`
+}
+
+// Status is the answer of the status query: everything a person or a
+// service needs to know about a task, including its audit trail.
+type Status struct {
+	ID        string       `json:"id"`
+	Tenant    string       `json:"tenant"`
+	Submitter string       `json:"submitter"`
+	Model     string       `json:"model"`
+	Kind      Kind         `json:"kind"`
+	Priority  int          `json:"priority"`
+	State     State        `json:"state"`
+	Stage     string       `json:"stage"`
+	Progress  Progress     `json:"progress"`
+	Node      string       `json:"node,omitempty"`
+	Attempts  int          `json:"attempts"`
+	Screening Screening    `json:"screening"`
+	Approvals []Decision   `json:"approvals,omitempty"`
+	Quorum    int          `json:"quorum,omitempty"`
+	Artifacts []ObjectRef  `json:"artifacts,omitempty"`
+	LastError string       `json:"last_error,omitempty"`
+	Audit     []Transition `json:"audit"`
+}
+
+// Screening is what the screen stage found.
+type Screening struct {
+	Requests    int      `json:"requests"`
+	Bytes       int64    `json:"bytes"`
+	AutoApprove bool     `json:"auto_approve"`
+	Reasons     []string `json:"reasons,omitempty"`
+}
