@@ -29,6 +29,9 @@ type Options struct {
 	// BinDir holds the temporal and minio binaries (`make tools`).
 	BinDir string
 
+	// NoTemporal starts MinIO alone, for tests that need only the bucket.
+	NoTemporal bool
+
 	TemporalPort int
 	UIPort       int // only when UI is true
 	UI           bool
@@ -68,7 +71,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if opts.AccessKey == "" {
 		opts.AccessKey, opts.SecretKey = "autoglm", "autoglm-dev-secret"
 	}
-	for _, b := range []string{"temporal", "minio"} {
+	bins := []string{"temporal", "minio"}
+	if opts.NoTemporal {
+		bins = bins[1:]
+	}
+	for _, b := range bins {
 		if _, err := os.Stat(filepath.Join(opts.BinDir, b)); err != nil {
 			return nil, fmt.Errorf("devstack: %s is not built in %s: run `make tools`", b, opts.BinDir)
 		}
@@ -86,6 +93,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}()
 	if err := s.startMinIO(ctx, opts); err != nil {
 		return nil, err
+	}
+	if opts.NoTemporal {
+		return s, nil
 	}
 	if err := s.startTemporal(ctx, opts); err != nil {
 		return nil, err

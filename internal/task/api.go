@@ -32,6 +32,8 @@ const (
 	SignalApprove = "approve-signal"
 	SignalReject  = "reject-signal"
 	SignalCancel  = "cancel-signal"
+	// SignalProgress is sent by the inference activity, not by people.
+	SignalProgress = "progress"
 )
 
 // WorkflowID is the Temporal workflow ID of the task with the given ID, so

@@ -1,0 +1,61 @@
+// Package activities holds every side effect of a task: authorize, screen,
+// dispatch, inference, archive. Each is a method on Activities, which holds
+// the clients they need, so a test builds one with its own clients.
+package activities
+
+import (
+	"errors"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/authz"
+	"github.com/autoglm-flow/autoglm-flow/internal/batch"
+	"github.com/autoglm-flow/autoglm-flow/internal/llm"
+	"github.com/autoglm-flow/autoglm-flow/internal/storage"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+// Activities are the activities of TaskWorkflow.
+type Activities struct {
+	Store  storage.Store
+	Policy *authz.Source
+	// LLM is the model server this node sends requests to.
+	LLM batch.Chatter
+	// Temporal lets the inference activity report progress to its
+	// workflow; nil turns progress reports off.
+	Temporal client.Client
+	// Node is the name of the node this worker is.
+	Node string
+	// Models are the models this node serves.
+	Models []string
+	// Batch tunes the batch engine (concurrency, checkpoints).
+	Batch batch.Config
+	// MaxCheckpoints is how many checkpoint records are kept (default 3).
+	MaxCheckpoints int
+	// ProgressInterval is how often progress is sent to the workflow
+	// (default 2s).
+	ProgressInterval time.Duration
+}
+
+// asApplicationError turns the project's typed errors into non-retryable
+// Temporal application errors of the same type, so the workflow and the
+// CLI see a stable type and a clear message, and nothing retries a
+// request that cannot succeed. Other errors stay retryable.
+func asApplicationError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if t := task.TypeOf(err); t != "" && t != task.Conflict {
+		return temporal.NewNonRetryableApplicationError(err.Error(), string(t), err)
+	}
+	var le *llm.Error
+	if errors.As(err, &le) {
+		if le.Retryable() {
+			return temporal.NewApplicationErrorWithOptions(le.Error(), string(le.Kind), temporal.ApplicationErrorOptions{Cause: err, NextRetryDelay: le.RetryAfter})
+		}
+		return temporal.NewNonRetryableApplicationError(le.Error(), string(le.Kind), err)
+	}
+	return err
+}

@@ -1,0 +1,63 @@
+package activities
+
+import (
+	"context"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/authz"
+	"github.com/autoglm-flow/autoglm-flow/internal/storage"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+// AuthorizeInput is the task to check.
+type AuthorizeInput struct {
+	Task task.Input `json:"task"`
+}
+
+// AuthorizeResult is what the rest of the task needs of the policy, taken
+// once so every later decision of this task uses the same rules.
+type AuthorizeResult struct {
+	Grant                  authz.Grant `json:"grant"`
+	AutoApproveMaxRequests int         `json:"auto_approve_max_requests"`
+	MaxBatchRequests       int         `json:"max_batch_requests"`
+	MaxRequestBytes        int         `json:"max_request_bytes"`
+	SensitiveWords         []string    `json:"sensitive_words,omitempty"`
+}
+
+// Authorize checks the tenant exists, the submitter may submit in it, and
+// the tenant may use the model.
+func (a *Activities) Authorize(ctx context.Context, in AuthorizeInput) (AuthorizeResult, error) {
+	res, err := a.authorize(in.Task)
+	return res, asApplicationError(err)
+}
+
+func (a *Activities) authorize(t task.Input) (AuthorizeResult, error) {
+	if err := t.Validate(); err != nil {
+		return AuthorizeResult{}, err
+	}
+	// Every object of the task is keyed by tenant and ID: refuse here what
+	// could not be a key, so later stages can rely on it.
+	if _, err := storage.Key(storage.Data, t.Tenant, t.ID, NameInput); err != nil {
+		return AuthorizeResult{}, err
+	}
+	p, err := a.Policy.Current()
+	if err != nil {
+		return AuthorizeResult{}, err
+	}
+	tenant, err := p.Tenant(t.Tenant)
+	if err != nil {
+		return AuthorizeResult{}, err
+	}
+	if err := p.Check(t.Tenant, t.Submitter, authz.Submit, t.Submitter); err != nil {
+		return AuthorizeResult{}, err
+	}
+	if err := tenant.AllowsModel(t.Tenant, t.Model); err != nil {
+		return AuthorizeResult{}, err
+	}
+	return AuthorizeResult{
+		Grant:                  tenant.Grant(t.Tenant),
+		AutoApproveMaxRequests: tenant.AutoApproveMaxRequests,
+		MaxBatchRequests:       tenant.Quotas.MaxBatchRequests,
+		MaxRequestBytes:        p.Screening.MaxRequestBytes,
+		SensitiveWords:         p.Screening.SensitiveWords,
+	}, nil
+}

@@ -1,0 +1,117 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/storage"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+// nodesPrefix is where each node keeps its record in the bucket; dispatch
+// reads them. A bucket is the one thing every worker already shares, so the
+// fleet needs no registry service of its own.
+const nodesPrefix = "fleet/nodes/"
+
+// NodeStaleAfter is how long a node's record counts as a sign of life.
+const NodeStaleAfter = 45 * time.Second
+
+// Node is a node's record: what it serves and how busy it is.
+type Node struct {
+	Name     string    `json:"name"`
+	Queue    string    `json:"queue"`
+	Models   []string  `json:"models"`
+	Labels   []string  `json:"labels,omitempty"`
+	Running  int64     `json:"running"`
+	LastSeen time.Time `json:"last_seen"`
+}
+
+// running counts the batches this worker runs, for its node record.
+var running atomic.Int64
+
+// Announce writes this node's record. The worker calls it every few
+// seconds; a node that stops announcing is no longer dispatched to.
+func (a *Activities) Announce(ctx context.Context) error {
+	n := Node{Name: a.Node, Queue: task.NodeQueue(a.Node), Models: a.Models, Running: running.Load(), LastSeen: time.Now().UTC()}
+	_, err := a.putJSON(ctx, nodesPrefix+a.Node+".json", storage.Data, n)
+	return err
+}
+
+// Nodes lists the node records in the bucket, fresh or not, by name.
+func (a *Activities) Nodes(ctx context.Context) ([]Node, error) {
+	infos, err := a.Store.List(ctx, nodesPrefix)
+	if err != nil {
+		return nil, err
+	}
+	var nodes []Node
+	for _, in := range infos {
+		var n Node
+		if err := a.getJSON(ctx, in.Key, &n); err != nil {
+			continue // a node rewriting its record; it will be read next time
+		}
+		nodes = append(nodes, n)
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
+	return nodes, nil
+}
+
+// DispatchInput names what the task needs of a node.
+type DispatchInput struct {
+	TaskID string `json:"task_id"`
+	Model  string `json:"model"`
+	// Avoid is a node that just failed this task, chosen only if no other
+	// node serves the model.
+	Avoid string `json:"avoid,omitempty"`
+}
+
+// DispatchResult is the chosen node and its task queue.
+type DispatchResult struct {
+	Node  string `json:"node"`
+	Queue string `json:"queue"`
+}
+
+// Dispatch picks a live node that serves the model, the least busy first.
+// No such node is a retryable NoNode error: one may start.
+func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (DispatchResult, error) {
+	nodes, err := a.Nodes(ctx)
+	if err != nil {
+		return DispatchResult{}, err
+	}
+	n, err := pick(nodes, in.Model, in.Avoid, time.Now())
+	if err != nil {
+		return DispatchResult{}, err
+	}
+	return DispatchResult{Node: n.Name, Queue: n.Queue}, nil
+}
+
+func pick(nodes []Node, model, avoid string, now time.Time) (Node, error) {
+	var live []Node
+	for _, n := range nodes {
+		if now.Sub(n.LastSeen) < NodeStaleAfter && (slices.Contains(n.Models, model) || slices.Contains(n.Models, "*")) {
+			live = append(live, n)
+		}
+	}
+	if len(live) == 0 {
+		var names []string
+		for _, n := range nodes {
+			names = append(names, n.Name)
+		}
+		return Node{}, fmt.Errorf("%w: no live node serves %s (nodes known: %s)", errNoNode, model, strings.Join(names, ", "))
+	}
+	sort.SliceStable(live, func(i, j int) bool {
+		if (live[i].Name == avoid) != (live[j].Name == avoid) {
+			return live[j].Name == avoid
+		}
+		return live[i].Running < live[j].Running
+	})
+	return live[0], nil
+}
+
+// errNoNode is retryable on purpose: a node may come up.
+var errNoNode = fmt.Errorf("%s", task.NoNode)
+

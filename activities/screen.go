@@ -1,0 +1,175 @@
+package activities
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/batch"
+	"github.com/autoglm-flow/autoglm-flow/internal/storage"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+// ScreenInput is the task and the rules to screen it by.
+type ScreenInput struct {
+	Task  task.Input      `json:"task"`
+	Rules AuthorizeResult `json:"rules"`
+}
+
+// ScreenResult is the task's input as stored in the bucket, and what
+// screening found.
+type ScreenResult struct {
+	Source    task.ObjectRef `json:"source"`
+	Screening task.Screening `json:"screening"`
+}
+
+// Screen stores an inline prompt as a batch of one, then reads the whole
+// input once: it counts the requests, refuses duplicate custom_ids, a
+// batch over the tenant's quota and a file that is not text, flags
+// sensitive words, and decides whether policy approves the task without a
+// person. Malformed lines are not refused here: the batch engine answers
+// each in errors.jsonl with its line number.
+func (a *Activities) Screen(ctx context.Context, in ScreenInput) (ScreenResult, error) {
+	res, err := a.screen(ctx, in)
+	return res, asApplicationError(err)
+}
+
+func (a *Activities) screen(ctx context.Context, in ScreenInput) (ScreenResult, error) {
+	t := in.Task
+	src := t.Source
+	if t.Kind == task.KindPrompt {
+		var err error
+		if src, err = a.storePrompt(ctx, t); err != nil {
+			return ScreenResult{}, err
+		}
+	}
+	rc, _, err := a.Store.Get(ctx, src.Key)
+	if err != nil {
+		return ScreenResult{}, fmt.Errorf("reading the task's input: %w", err)
+	}
+	defer rc.Close()
+
+	h := sha256.New()
+	ct, cat, r, err := storage.SniffReader(io.TeeReader(rc, h))
+	if err != nil {
+		return ScreenResult{}, err
+	}
+	if cat != storage.Text && cat != storage.Data {
+		return ScreenResult{}, task.Errorf(task.InvalidInput, "the input file is %s (%s), not a JSONL batch file", ct, cat)
+	}
+	sc, err := scan(r, in.Rules, t.Model, func() { activity.RecordHeartbeat(ctx) })
+	if err != nil {
+		return ScreenResult{}, err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); src.SHA256 != "" && got != src.SHA256 {
+		return ScreenResult{}, task.Errorf(task.InvalidInput, "the input file changed after upload: sha256 %s, expected %s", got, src.SHA256)
+	}
+	src.SHA256, src.Size, src.Category = hex.EncodeToString(h.Sum(nil)), sc.Bytes, string(cat)
+	return ScreenResult{Source: src, Screening: sc}, nil
+}
+
+// scan reads the input line by line, in constant memory but for the set of
+// custom_ids, which the tenant's batch quota bounds.
+func scan(r io.Reader, rules AuthorizeResult, model string, alive func()) (task.Screening, error) {
+	var sc task.Screening
+	lr := batch.NewLineReader(r, rules.MaxRequestBytes)
+	seen := map[string]int{}
+	flagged := map[string]bool{}
+	malformed := 0
+	for {
+		raw, n, tooLong, err := lr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return sc, fmt.Errorf("reading the task's input: %w", err)
+		}
+		sc.Bytes += int64(len(raw)) + 1
+		if !tooLong && len(bytes.TrimSpace(raw)) == 0 {
+			continue
+		}
+		sc.Requests++
+		if rules.MaxBatchRequests > 0 && sc.Requests > rules.MaxBatchRequests {
+			return sc, task.Errorf(task.QuotaExceeded, "the batch has more than the tenant's %d requests", rules.MaxBatchRequests)
+		}
+		if n%1000 == 0 {
+			alive()
+		}
+		if tooLong {
+			malformed++
+			continue
+		}
+		req, lerr := batch.ParseRequest(raw, model)
+		if lerr != nil {
+			malformed++
+			continue
+		}
+		if first, dup := seen[req.CustomID]; dup {
+			return sc, task.Errorf(task.InvalidInput, "custom_id %q appears on line %d and again on line %d; custom_ids must be unique", req.CustomID, first, n)
+		}
+		seen[req.CustomID] = n
+		for _, w := range rules.SensitiveWords {
+			if !flagged[w] && containsFold(req.Body, w) {
+				flagged[w] = true
+				sc.Reasons = append(sc.Reasons, fmt.Sprintf("line %d mentions %q", n, w))
+			}
+		}
+	}
+	if sc.Requests == 0 {
+		return sc, task.Errorf(task.InvalidInput, "the input holds no requests")
+	}
+	if malformed > 0 {
+		sc.Reasons = append(sc.Reasons, fmt.Sprintf("%d malformed line(s) will be answered in errors.jsonl", malformed))
+	}
+	sc.AutoApprove = len(flagged) == 0 && rules.AutoApproveMaxRequests > 0 && sc.Requests <= rules.AutoApproveMaxRequests
+	if sc.AutoApprove {
+		sc.Reasons = append(sc.Reasons, fmt.Sprintf("auto-approved: %d request(s), at most %d allowed without review, nothing flagged", sc.Requests, rules.AutoApproveMaxRequests))
+	} else if len(flagged) == 0 {
+		sc.Reasons = append(sc.Reasons, fmt.Sprintf("needs review: %d request(s), over the %d approved without review", sc.Requests, rules.AutoApproveMaxRequests))
+	}
+	return sc, nil
+}
+
+func containsFold(b []byte, word string) bool {
+	return bytes.Contains(bytes.ToLower(b), []byte(strings.ToLower(word)))
+}
+
+// storePrompt writes an inline prompt as a batch of one, so that from here
+// on every task is a batch.
+func (a *Activities) storePrompt(ctx context.Context, t task.Input) (task.ObjectRef, error) {
+	line, err := PromptLine(t.Model, t.Prompt)
+	if err != nil {
+		return task.ObjectRef{}, err
+	}
+	key, err := taskObject{storage.Data, t.Tenant, t.ID, NameInput}.key()
+	if err != nil {
+		return task.ObjectRef{}, err
+	}
+	return a.put(ctx, key, storage.Data, bytes.NewReader(line), int64(len(line)), "application/jsonl")
+}
+
+// PromptLine is the OpenAI Batch line that asks model one prompt.
+func PromptLine(model, prompt string) ([]byte, error) {
+	b, err := json.Marshal(batch.Request{
+		CustomID: "prompt-1",
+		Method:   "POST",
+		URL:      batch.ChatCompletionsURL,
+		Body:     mustJSON(map[string]any{"model": model, "messages": []map[string]string{{"role": "user", "content": prompt}}}),
+	})
+	return append(b, '\n'), err
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

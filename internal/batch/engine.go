@@ -1,0 +1,468 @@
+package batch
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/llm"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+// Chatter sends one chat-completions request body to a model server.
+// *llm.Client is one.
+type Chatter interface {
+	Chat(ctx context.Context, body json.RawMessage) (*llm.Response, error)
+}
+
+// Sink keeps what the engine produces. Keys must be deterministic (by part
+// and checkpoint sequence number), so that an attempt that redoes work
+// overwrites what a failed attempt left, never adds to it.
+type Sink interface {
+	// SealPart stores part seq of output.jsonl and errors.jsonl.
+	SealPart(ctx context.Context, p Part, output, errs []byte) (Part, error)
+	// SaveCheckpoint records cp where the next attempt will find it.
+	SaveCheckpoint(ctx context.Context, cp Checkpoint) error
+	// Merge joins the parts, in order, into the final output and errors files.
+	Merge(ctx context.Context, parts []Part) (output, errs task.ObjectRef, err error)
+}
+
+// Config tunes the engine. The zero value works.
+type Config struct {
+	// Model, if set, is the only model a line may ask for.
+	Model string `json:"model"`
+	// Concurrency is how many requests are in flight at once (default 8).
+	Concurrency int `json:"concurrency"`
+	// MaxAttempts bounds the tries of one request for retryable errors:
+	// 429, 5xx, timeouts (default 5).
+	MaxAttempts int `json:"max_attempts"`
+	// BackoffBase and BackoffMax shape the per-request exponential backoff
+	// (defaults 200ms and 30s); a Retry-After header is a floor.
+	BackoffBase time.Duration `json:"backoff_base"`
+	BackoffMax  time.Duration `json:"backoff_max"`
+	// MaxRequestBytes bounds one input line (default 1 MiB).
+	MaxRequestBytes int `json:"max_request_bytes"`
+	// PartItems seals a part, and records a checkpoint, every this many
+	// items (default 1000).
+	PartItems int `json:"part_items"`
+	// CheckpointInterval also seals and records at least this often when
+	// there is new output (default 30s).
+	CheckpointInterval time.Duration `json:"checkpoint_interval"`
+	// IDPrefix makes output line IDs unique across tasks.
+	IDPrefix string `json:"id_prefix"`
+}
+
+func (c Config) withDefaults() Config {
+	if c.Concurrency <= 0 {
+		c.Concurrency = 8
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 5
+	}
+	if c.BackoffBase <= 0 {
+		c.BackoffBase = 200 * time.Millisecond
+	}
+	if c.BackoffMax <= 0 {
+		c.BackoffMax = 30 * time.Second
+	}
+	if c.MaxRequestBytes <= 0 {
+		c.MaxRequestBytes = 1 << 20
+	}
+	if c.PartItems <= 0 {
+		c.PartItems = 1000
+	}
+	if c.CheckpointInterval <= 0 {
+		c.CheckpointInterval = 30 * time.Second
+	}
+	return c
+}
+
+// Digest names the settings that change what the output holds. A
+// checkpoint taken under another digest is not resumed from.
+func (c Config) Digest() string {
+	c = c.withDefaults()
+	b, _ := json.Marshal(struct {
+		Model           string
+		MaxRequestBytes int
+		IDPrefix        string
+	}{c.Model, c.MaxRequestBytes, c.IDPrefix})
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:8])
+}
+
+// Checkpoint is the resume point of a batch: every input line up to Line
+// is answered in the sealed Parts. It is what metadata.json holds.
+type Checkpoint struct {
+	Seq          int            `json:"seq"`
+	Time         time.Time      `json:"time"`
+	Line         int            `json:"line"`
+	Counts       task.Counts    `json:"request_counts"`
+	Parts        []Part         `json:"parts,omitempty"`
+	ConfigDigest string         `json:"config_digest"`
+	Done         bool           `json:"done,omitempty"`
+	Output       task.ObjectRef `json:"output,omitempty"`
+	Errors       task.ObjectRef `json:"errors,omitempty"`
+}
+
+// Part is one sealed piece of the output.
+type Part struct {
+	Seq       int            `json:"seq"`
+	FirstLine int            `json:"first_line"`
+	LastLine  int            `json:"last_line"`
+	Completed int            `json:"completed"`
+	Failed    int            `json:"failed"`
+	Output    task.ObjectRef `json:"output"`
+	Errors    task.ObjectRef `json:"errors"`
+}
+
+// Engine runs one batch.
+type Engine struct {
+	Client Chatter
+	Sink   Sink
+	Config Config
+	// Progress, if set, is told the counts so far about once a second and
+	// after every checkpoint.
+	Progress func(counts task.Counts, last Checkpoint)
+}
+
+// ErrStopped is the cause to give the context when the worker is stopping:
+// Run then records a checkpoint and returns it, and the next attempt
+// resumes there.
+var ErrStopped = errors.New("batch: stopped for a worker shutdown")
+
+// partBytes seals a part early when its buffers grow past this, so that
+// large answers do not make memory grow with PartItems.
+const partBytes = 8 << 20
+
+type item struct {
+	seq, line int
+	req       Request
+	lineErr   *LineError
+}
+
+type result struct {
+	seq, line int
+	out       []byte // one JSONL line with its newline
+	failed    bool
+}
+
+// Run answers every line of input after from.Line and returns the final
+// checkpoint (Done, with the merged Output and Errors). When ctx ends
+// first, Run seals what is answered, records a checkpoint, and returns
+// context.Cause(ctx).
+func (e *Engine) Run(ctx context.Context, input io.Reader, from Checkpoint) (Checkpoint, error) {
+	cfg := e.Config.withDefaults()
+	if from.ConfigDigest != cfg.Digest() {
+		from = Checkpoint{}
+	}
+	from.ConfigDigest = cfg.Digest()
+	if from.Done {
+		return from, nil
+	}
+	r := &run{Engine: e, cfg: cfg, cp: from, counts: from.Counts, lastSave: time.Now()}
+	return r.run(ctx, input)
+}
+
+// run is the state of one call to Run; only the collector (run's own
+// goroutine) touches it.
+type run struct {
+	*Engine
+	cfg Config
+
+	cp       Checkpoint  // the last recorded checkpoint
+	counts   task.Counts // answered so far, recorded or not
+	out, err bytes.Buffer
+	part     Part // the part being filled
+	lastSave time.Time
+}
+
+func (r *run) run(ctx context.Context, input io.Reader) (Checkpoint, error) {
+	window := 4 * r.cfg.Concurrency
+	work := make(chan item)
+	results := make(chan result, window)
+	slots := make(chan struct{}, window)
+	total := make(chan int, 1)
+	readErr := make(chan error, 1)
+
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+
+	var workers sync.WaitGroup
+	for range r.cfg.Concurrency {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for it := range work {
+				if res, ok := r.answer(runCtx, it); ok {
+					results <- res
+				}
+			}
+		}()
+	}
+	go r.read(runCtx, input, r.cp.Line, work, results, slots, total, readErr)
+
+	next, want := 0, -1
+	pending := map[int]result{}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	r.resetPart()
+	for want < 0 || next < want {
+		select {
+		case res := <-results:
+			pending[res.seq] = res
+			var err error
+			if next, err = r.collect(ctx, pending, next, slots); err != nil {
+				return r.cp, err
+			}
+		case n := <-total:
+			want = n
+		case err := <-readErr:
+			// The input stream broke: keep what is answered and let the
+			// next attempt resume after it.
+			cancelRun()
+			workers.Wait()
+			return r.stop(ctx, pending, next, results, slots, fmt.Errorf("batch: reading input: %w", err))
+		case <-tick.C:
+			if r.part.Completed+r.part.Failed > 0 && time.Since(r.lastSave) >= r.cfg.CheckpointInterval {
+				if err := r.seal(ctx); err != nil {
+					return r.cp, err
+				}
+			}
+			r.report()
+		case <-ctx.Done():
+			cancelRun()
+			workers.Wait()
+			return r.stop(ctx, pending, next, results, slots, context.Cause(ctx))
+		}
+	}
+	cancelRun()
+	workers.Wait()
+	if err := r.seal(ctx); err != nil {
+		return r.cp, err
+	}
+	out, errs, err := r.Sink.Merge(ctx, r.cp.Parts)
+	if err != nil {
+		return r.cp, fmt.Errorf("batch: merging parts: %w", err)
+	}
+	r.cp.Done, r.cp.Output, r.cp.Errors = true, out, errs
+	r.cp.Counts.Total = r.cp.Counts.Done()
+	if err := r.save(ctx); err != nil {
+		return r.cp, err
+	}
+	return r.cp, nil
+}
+
+// read feeds work in input order from the line after skip, holding a slot
+// per item so that at most window items are between reading and writing.
+func (r *run) read(ctx context.Context, input io.Reader, skip int, work chan<- item, results chan<- result, slots chan struct{}, total chan<- int, readErr chan<- error) {
+	defer close(work)
+	lr := NewLineReader(input, r.cfg.MaxRequestBytes)
+	seq := 0
+	for {
+		raw, line, tooLong, err := lr.Next()
+		if err == io.EOF {
+			total <- seq
+			return
+		}
+		if err != nil {
+			readErr <- err
+			return
+		}
+		if line <= skip || (!tooLong && len(bytes.TrimSpace(raw)) == 0) {
+			continue
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		it := item{seq: seq, line: line}
+		seq++
+		if tooLong {
+			it.lineErr = &LineError{CodeLineTooLong, fmt.Sprintf("the line is longer than %d bytes", r.cfg.MaxRequestBytes)}
+		} else {
+			it.req, it.lineErr = ParseRequest(raw, r.cfg.Model)
+		}
+		if it.lineErr != nil {
+			// A slot is held, so the buffered channel has room.
+			results <- r.failure(it, nil, it.lineErr)
+			continue
+		}
+		it.req.Body = bytes.Clone(it.req.Body)
+		select {
+		case work <- it:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// collect writes every result that is next in input order, sealing parts
+// as they fill, and returns the new next.
+func (r *run) collect(ctx context.Context, pending map[int]result, next int, slots <-chan struct{}) (int, error) {
+	for {
+		res, ok := pending[next]
+		if !ok {
+			return next, nil
+		}
+		delete(pending, next)
+		if res.failed {
+			r.err.Write(res.out)
+			r.part.Failed++
+			r.counts.Failed++
+		} else {
+			r.out.Write(res.out)
+			r.part.Completed++
+			r.counts.Completed++
+		}
+		if r.part.FirstLine == 0 {
+			r.part.FirstLine = res.line
+		}
+		r.part.LastLine = res.line
+		next++
+		<-slots
+		if r.part.Completed+r.part.Failed >= r.cfg.PartItems || r.out.Len()+r.err.Len() >= partBytes {
+			if err := r.seal(ctx); err != nil {
+				return next, err
+			}
+		}
+	}
+}
+
+// stop keeps every answer that arrived before the stop, records a
+// checkpoint with a context of its own (ctx is already done), and returns
+// cause.
+func (r *run) stop(ctx context.Context, pending map[int]result, next int, results <-chan result, slots <-chan struct{}, cause error) (Checkpoint, error) {
+	for drained := false; !drained; {
+		select {
+		case res := <-results:
+			pending[res.seq] = res
+		default:
+			drained = true
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if _, err := r.collect(sctx, pending, next, slots); err != nil {
+		return r.cp, errors.Join(cause, err)
+	}
+	if err := r.seal(sctx); err != nil {
+		return r.cp, errors.Join(cause, err)
+	}
+	return r.cp, cause
+}
+
+// seal stores the part being filled and records a checkpoint after it.
+func (r *run) seal(ctx context.Context) error {
+	if r.part.Completed+r.part.Failed == 0 {
+		return nil
+	}
+	p, err := r.Sink.SealPart(ctx, r.part, r.out.Bytes(), r.err.Bytes())
+	if err != nil {
+		return fmt.Errorf("batch: sealing part %d: %w", r.part.Seq, err)
+	}
+	r.cp.Parts = append(r.cp.Parts, p)
+	r.cp.Line = p.LastLine
+	r.cp.Counts = r.counts
+	if err := r.save(ctx); err != nil {
+		return err
+	}
+	r.resetPart()
+	return nil
+}
+
+func (r *run) save(ctx context.Context) error {
+	r.cp.Seq++
+	r.cp.Time = time.Now().UTC()
+	if err := r.Sink.SaveCheckpoint(ctx, r.cp); err != nil {
+		return fmt.Errorf("batch: recording checkpoint %d: %w", r.cp.Seq, err)
+	}
+	r.lastSave = time.Now()
+	r.report()
+	return nil
+}
+
+func (r *run) resetPart() {
+	r.out.Reset()
+	r.err.Reset()
+	r.part = Part{Seq: len(r.cp.Parts) + 1}
+}
+
+func (r *run) report() {
+	if r.Progress != nil {
+		r.Progress(r.counts, r.cp)
+	}
+}
+
+// answer asks the model server, retrying what may succeed later. It
+// returns false when ctx ended first: that item is left for the next
+// attempt.
+func (r *run) answer(ctx context.Context, it item) (result, bool) {
+	for attempt := 1; ; attempt++ {
+		resp, err := r.Client.Chat(ctx, it.req.Body)
+		if err == nil {
+			return r.success(it, resp), true
+		}
+		if ctx.Err() != nil {
+			return result{}, false
+		}
+		var le *llm.Error
+		if !errors.As(err, &le) {
+			le = &llm.Error{Kind: llm.UpstreamUnavailable, Message: err.Error()}
+		}
+		if !le.Retryable() || attempt >= r.cfg.MaxAttempts {
+			return r.failure(it, le, &LineError{Code: string(le.Kind), Message: le.Message}), true
+		}
+		wait := llm.Backoff(attempt, r.cfg.BackoffBase, r.cfg.BackoffMax, le.RetryAfter)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return result{}, false
+		}
+	}
+}
+
+func (r *run) success(it item, resp *llm.Response) result {
+	return r.line(it, OutputLine{
+		CustomID: it.req.CustomID,
+		Response: &Response{StatusCode: resp.StatusCode, RequestID: resp.RequestID, Body: resp.Body},
+	}, false)
+}
+
+func (r *run) failure(it item, le *llm.Error, lerr *LineError) result {
+	ol := OutputLine{CustomID: it.req.CustomID, Error: lerr, Line: it.line}
+	if le != nil && le.StatusCode != 0 {
+		ol.Response = &Response{StatusCode: le.StatusCode, Body: jsonOrString(le.Body)}
+	}
+	return r.line(it, ol, true)
+}
+
+func (r *run) line(it item, ol OutputLine, failed bool) result {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%s", r.cfg.IDPrefix, it.line, ol.CustomID))
+	ol.ID = "batch_req_" + hex.EncodeToString(h[:12])
+	b, err := json.Marshal(ol)
+	if err != nil {
+		// Only a response body that is not JSON gets here; the client
+		// already refuses those, so record it rather than lose the line.
+		b, _ = json.Marshal(OutputLine{ID: ol.ID, CustomID: ol.CustomID, Line: it.line, Error: &LineError{Code: string(llm.MalformedResponse), Message: err.Error()}})
+		failed = true
+	}
+	return result{seq: it.seq, line: it.line, out: append(b, '\n'), failed: failed}
+}
+
+// jsonOrString keeps an upstream error body as JSON when it is JSON, and as
+// a JSON string otherwise.
+func jsonOrString(b []byte) json.RawMessage {
+	if len(b) > 0 && json.Valid(b) {
+		return b
+	}
+	s, _ := json.Marshal(string(b))
+	return s
+}

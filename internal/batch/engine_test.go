@@ -1,0 +1,223 @@
+package batch_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/batch"
+	"github.com/autoglm-flow/autoglm-flow/internal/llm"
+	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+// memSink keeps parts and checkpoints in memory, and counts seals so tests
+// can see how much work was redone.
+type memSink struct {
+	mu          sync.Mutex
+	parts       map[int][2][]byte
+	checkpoints []batch.Checkpoint
+	merged      [2][]byte
+}
+
+func newMemSink() *memSink { return &memSink{parts: map[int][2][]byte{}} }
+
+func (s *memSink) SealPart(_ context.Context, p batch.Part, out, errs []byte) (batch.Part, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.parts[p.Seq] = [2][]byte{bytes.Clone(out), bytes.Clone(errs)}
+	p.Output = task.ObjectRef{Key: fmt.Sprintf("parts/output-%06d.jsonl", p.Seq), Size: int64(len(out))}
+	p.Errors = task.ObjectRef{Key: fmt.Sprintf("parts/errors-%06d.jsonl", p.Seq), Size: int64(len(errs))}
+	return p, nil
+}
+
+func (s *memSink) SaveCheckpoint(_ context.Context, cp batch.Checkpoint) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cp.Parts = append([]batch.Part(nil), cp.Parts...)
+	s.checkpoints = append(s.checkpoints, cp)
+	return nil
+}
+
+func (s *memSink) Merge(_ context.Context, parts []batch.Part) (task.ObjectRef, task.ObjectRef, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out, errs []byte
+	for _, p := range parts {
+		out = append(out, s.parts[p.Seq][0]...)
+		errs = append(errs, s.parts[p.Seq][1]...)
+	}
+	s.merged = [2][]byte{out, errs}
+	return task.ObjectRef{Key: "output.jsonl", Size: int64(len(out))}, task.ObjectRef{Key: "errors.jsonl", Size: int64(len(errs))}, nil
+}
+
+func (s *memSink) last() batch.Checkpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.checkpoints[len(s.checkpoints)-1]
+}
+
+func startModel(t *testing.T, f testmodel.Faults) *testmodel.Server {
+	t.Helper()
+	srv := testmodel.New(testmodel.Options{Faults: f, Seed: 7})
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+func batchFile(n int, bad map[int]string) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		if line, ok := bad[i]; ok {
+			b.WriteString(line + "\n")
+			continue
+		}
+		fmt.Fprintf(&b, `{"custom_id":"req-%d","method":"POST","url":"/v1/chat/completions","body":{"model":"glm-4-test","messages":[{"role":"user","content":"question %d"}]}}`+"\n", i, i)
+	}
+	return b.String()
+}
+
+// lines parses merged JSONL output into custom_id -> count, failing on any
+// line that is not an OutputLine.
+func lines(t *testing.T, b []byte) ([]batch.OutputLine, map[string]int) {
+	t.Helper()
+	var all []batch.OutputLine
+	ids := map[string]int{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var ol batch.OutputLine
+		if err := json.Unmarshal(sc.Bytes(), &ol); err != nil {
+			t.Fatalf("output line is not JSON: %v: %s", err, sc.Text())
+		}
+		all = append(all, ol)
+		ids[ol.CustomID]++
+	}
+	return all, ids
+}
+
+func engine(srv *testmodel.Server, sink batch.Sink, cfg batch.Config) *batch.Engine {
+	cfg.Model = "glm-4-test"
+	if cfg.BackoffBase == 0 {
+		cfg.BackoffBase, cfg.BackoffMax = time.Millisecond, 20*time.Millisecond
+	}
+	return &batch.Engine{Client: llm.New(llm.Config{BaseURL: srv.URL(), Timeout: 2 * time.Second}), Sink: sink, Config: cfg}
+}
+
+func TestRunAnswersEveryLineInOrder(t *testing.T) {
+	srv := startModel(t, testmodel.Faults{})
+	bad := map[int]string{
+		3:  `{"custom_id": "broken"`,
+		7:  "\xef\xbb\xbf" + `{"custom_id":"bom"}`,
+		11: `{"custom_id":"bad-utf8","method":"POST","url":"/v1/chat/completions","body":{"messages":"` + "\xff" + `"}}`,
+		13: `{"method":"POST","url":"/v1/chat/completions","body":{"model":"glm-4-test","messages":[]}}`,
+		17: `{"custom_id":"other-model","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-x","messages":[{"role":"user","content":"x"}]}}`,
+		19: `{"custom_id":"too-long","method":"POST","url":"/v1/chat/completions","body":{"model":"glm-4-test","messages":[{"role":"user","content":"` + strings.Repeat("x", 5000) + `"}]}}`,
+		21: "",
+	}
+	sink := newMemSink()
+	e := engine(srv, sink, batch.Config{Concurrency: 4, PartItems: 10, MaxRequestBytes: 4096})
+	cp, err := e.Run(context.Background(), strings.NewReader(batchFile(100, bad)), batch.Checkpoint{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, ids := lines(t, sink.merged[0])
+	errs, _ := lines(t, sink.merged[1])
+	if len(out) != 93 || len(errs) != 6 {
+		t.Fatalf("want 93 answers and 6 errors (one blank line skipped), got %d and %d", len(out), len(errs))
+	}
+	if cp.Counts != (task.Counts{Total: 99, Completed: 93, Failed: 6}) || !cp.Done {
+		t.Fatalf("final checkpoint: %+v", cp)
+	}
+	for i, ol := range out {
+		if ol.Response == nil || ol.Response.StatusCode != 200 || ids[ol.CustomID] != 1 {
+			t.Fatalf("output line %d: %+v", i, ol)
+		}
+		if i > 0 && ol.CustomID == out[i-1].CustomID {
+			t.Fatalf("duplicate at %d", i)
+		}
+	}
+	wantLines := []int{3, 7, 11, 13, 17, 19}
+	for i, ol := range errs {
+		if ol.Line != wantLines[i] || ol.Error == nil {
+			t.Errorf("error line %d: want input line %d, got %+v", i, wantLines[i], ol)
+		}
+	}
+	if len(cp.Parts) < 10 {
+		t.Errorf("PartItems 10 over 99 items should seal 10 parts, got %d", len(cp.Parts))
+	}
+}
+
+// TestRunResumesAfterStop stops the engine mid-batch, as a worker shutdown
+// does, and checks the next run redoes nothing that was recorded and the
+// merged output has each line exactly once.
+func TestRunResumesAfterStop(t *testing.T) {
+	srv := startModel(t, testmodel.Faults{Latency: 2 * time.Millisecond})
+	input := batchFile(400, nil)
+	sink := newMemSink()
+	e := engine(srv, sink, batch.Config{Concurrency: 8, PartItems: 25})
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	e.Progress = func(c task.Counts, _ batch.Checkpoint) {
+		if c.Done() >= 150 {
+			cancel(batch.ErrStopped)
+		}
+	}
+	cp, err := e.Run(ctx, strings.NewReader(input), batch.Checkpoint{})
+	if err != batch.ErrStopped {
+		t.Fatalf("want ErrStopped, got %v", err)
+	}
+	if cp.Line < 150 || cp.Done {
+		t.Fatalf("checkpoint after stop should cover the 150+ answered lines: %+v", cp)
+	}
+	before := srv.Stats().Requests
+
+	e.Progress = nil
+	final, err := engine(srv, sink, batch.Config{Concurrency: 8, PartItems: 25}).Run(context.Background(), strings.NewReader(input), cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	redone := srv.Stats().Requests - before
+	if redone != int64(400-cp.Line) {
+		t.Errorf("second run sent %d requests, want exactly the %d lines after the checkpoint", redone, 400-cp.Line)
+	}
+	out, ids := lines(t, sink.merged[0])
+	if len(out) != 400 || len(ids) != 400 || final.Counts.Completed != 400 {
+		t.Fatalf("want 400 unique answers, got %d lines, %d ids, counts %+v", len(out), len(ids), final.Counts)
+	}
+}
+
+func TestRunRetriesFaultsAndRecordsBadRequests(t *testing.T) {
+	srv := startModel(t, testmodel.Faults{RateLimit: 0.1, ServerError: 0.1, BadRequest: 0.02})
+	sink := newMemSink()
+	e := engine(srv, sink, batch.Config{Concurrency: 8, MaxAttempts: 10, PartItems: 100})
+	cp, err := e.Run(context.Background(), strings.NewReader(batchFile(500, nil)), batch.Checkpoint{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := srv.Stats()
+	out, _ := lines(t, sink.merged[0])
+	errs, _ := lines(t, sink.merged[1])
+	if len(out)+len(errs) != 500 {
+		t.Fatalf("%d answers + %d errors != 500", len(out), len(errs))
+	}
+	if int64(len(errs)) != st.BadRequests {
+		t.Errorf("errors.jsonl has %d lines but the server refused %d requests with 400", len(errs), st.BadRequests)
+	}
+	for _, ol := range errs {
+		if ol.Error.Code != string(llm.InvalidRequest) || ol.Response == nil || ol.Response.StatusCode != 400 {
+			t.Errorf("error line should be the 400 answer: %+v", ol)
+		}
+	}
+	if st.RateLimited == 0 || st.ServerErrors == 0 || cp.Counts.Failed != len(errs) {
+		t.Errorf("faults were not exercised or counted: stats %+v counts %+v", st, cp.Counts)
+	}
+}

@@ -1,0 +1,176 @@
+// Package config reads the settings of the worker and the CLI from flags
+// and the environment. Secrets (S3 keys, the model server's API key) come
+// from the environment or from files named there, never from payloads, and
+// never appear in String.
+package config
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/contrib/envconfig"
+	"go.temporal.io/sdk/log"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/llm"
+	"github.com/autoglm-flow/autoglm-flow/internal/storage"
+)
+
+// Defaults a fresh checkout runs with: the bucket and credentials of the
+// local MinIO that devstack starts.
+const (
+	DefaultBucket = "autoglm"
+	DefaultNode   = "local"
+)
+
+// Config is everything the worker needs besides the Temporal connection,
+// which the SDK's envconfig reads (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+// TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE and the config file).
+type Config struct {
+	S3  storage.Config
+	LLM llm.Config
+	// Node is this worker's node name: its own task queue is
+	// task.NodeQueue(Node).
+	Node string
+	// Models are the models the node serves; empty means ask the model
+	// server (GET /models).
+	Models []string
+	// PolicyFile is the tenant policy (YAML); empty uses the embedded
+	// default policy.
+	PolicyFile string
+	// Concurrency is how many requests one batch keeps in flight.
+	Concurrency int
+	// CheckpointInterval is the longest time between two checkpoints of a
+	// running batch.
+	CheckpointInterval time.Duration
+	// HealthAddr serves /healthz and /metrics; empty turns it off.
+	HealthAddr string
+	LogFormat  string // text or json
+	LogLevel   string
+}
+
+// FromEnv reads AUTOGLM_* variables.
+func FromEnv() (Config, error) {
+	e := env{}
+	c := Config{
+		S3: storage.Config{
+			Driver:    e.str("AUTOGLM_S3_DRIVER", "minio"),
+			Endpoint:  e.str("AUTOGLM_S3_ENDPOINT", "127.0.0.1:9000"),
+			Bucket:    e.str("AUTOGLM_S3_BUCKET", DefaultBucket),
+			Region:    e.str("AUTOGLM_S3_REGION", ""),
+			AccessKey: e.secret("AUTOGLM_S3_ACCESS_KEY"),
+			SecretKey: e.secret("AUTOGLM_S3_SECRET_KEY"),
+			Insecure:  e.bool("AUTOGLM_S3_INSECURE", true),
+		},
+		LLM: llm.Config{
+			BaseURL: e.str("AUTOGLM_LLM_BASE_URL", ""),
+			APIKey:  e.secret("AUTOGLM_LLM_API_KEY"),
+			Timeout: e.duration("AUTOGLM_LLM_TIMEOUT", 60*time.Second),
+		},
+		Node:               e.str("AUTOGLM_NODE", DefaultNode),
+		Models:             e.list("AUTOGLM_MODELS"),
+		PolicyFile:         e.str("AUTOGLM_POLICY_FILE", ""),
+		Concurrency:        e.int("AUTOGLM_CONCURRENCY", 16),
+		CheckpointInterval: e.duration("AUTOGLM_CHECKPOINT_INTERVAL", 30*time.Second),
+		HealthAddr:         e.str("AUTOGLM_HEALTH_ADDR", ""),
+		LogFormat:          e.str("AUTOGLM_LOG_FORMAT", "text"),
+		LogLevel:           e.str("AUTOGLM_LOG_LEVEL", "info"),
+	}
+	c.LLM.MaxIdleConnsPerHost = c.Concurrency
+	return c, e.err
+}
+
+// String describes the config for the start-up log, without secrets.
+func (c Config) String() string {
+	return fmt.Sprintf("node=%s s3=%s llm=%s policy=%q concurrency=%d", c.Node, c.S3, c.LLM.BaseURL, c.PolicyFile, c.Concurrency)
+}
+
+// TemporalOptions are the client options from the SDK's envconfig, with
+// logger as the SDK's logger.
+func TemporalOptions(logger log.Logger) (client.Options, error) {
+	opts, err := envconfig.LoadDefaultClientOptions()
+	if err != nil {
+		return opts, fmt.Errorf("config: temporal client: %w", err)
+	}
+	if opts.HostPort == "" {
+		opts.HostPort = client.DefaultHostPort
+	}
+	opts.Logger = logger
+	return opts, nil
+}
+
+// env reads variables and keeps the first error.
+type env struct{ err error }
+
+func (e *env) str(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// secret reads KEY, or the file that KEY_FILE names (as Kubernetes and
+// Docker secrets are mounted).
+func (e *env) secret(key string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	path := os.Getenv(key + "_FILE")
+	if path == "" {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil && e.err == nil {
+		e.err = fmt.Errorf("config: %s_FILE: %w", key, err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func (e *env) int(key string, def int) int {
+	v := e.str(key, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil && e.err == nil {
+		e.err = fmt.Errorf("config: %s=%q is not a whole number", key, v)
+	}
+	return n
+}
+
+func (e *env) bool(key string, def bool) bool {
+	v := e.str(key, "")
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil && e.err == nil {
+		e.err = fmt.Errorf("config: %s=%q is not true or false", key, v)
+	}
+	return b
+}
+
+func (e *env) duration(key string, def time.Duration) time.Duration {
+	v := e.str(key, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil && e.err == nil {
+		e.err = fmt.Errorf("config: %s=%q is not a duration like 30s", key, v)
+	}
+	return d
+}
+
+func (e *env) list(key string) []string {
+	var out []string
+	for _, s := range strings.Split(e.str(key, ""), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

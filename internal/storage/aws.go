@@ -1,0 +1,296 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+)
+
+// awsStore is the aws-sdk-go-v2 driver.
+type awsStore struct {
+	client   *s3.Client
+	bucket   string
+	region   string
+	partSize int64
+}
+
+func openAWS(ctx context.Context, cfg Config) (*awsStore, error) {
+	opts := []func(*config.LoadOptions) error{config.WithRegion(cfg.region())}
+	if cfg.AccessKey != "" || cfg.SecretKey != "" {
+		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, "")))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("storage: aws config: %w", err)
+	}
+	var base string
+	if cfg.Endpoint != "" {
+		host, secure, err := cfg.endpoint()
+		if err != nil {
+			return nil, err
+		}
+		base = "https://" + host
+		if !secure {
+			base = "http://" + host
+		}
+	}
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		o.UsePathStyle = cfg.PathStyle || base != ""
+		if base != "" {
+			o.BaseEndpoint = aws.String(base)
+			// Since s3 1.73 the SDK sends CRC32 checksums on every
+			// request, which S3-compatible stores may reject.
+			o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+			o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		}
+	})
+	return &awsStore{client: client, bucket: cfg.Bucket, region: cfg.region(), partSize: cfg.partSize}, nil
+}
+
+func (s *awsStore) Bucket() string { return s.bucket }
+
+func (s *awsStore) Create(ctx context.Context, key string, r io.Reader, size int64, o PutOptions) (Info, error) {
+	return write(ctx, s, s.partSize, key, r, size, o, precondition{absent: true})
+}
+
+func (s *awsStore) Replace(ctx context.Context, key, etag string, r io.Reader, size int64, o PutOptions) (Info, error) {
+	if etag == "" {
+		return Info{}, fmt.Errorf("storage: replace %s: empty etag", key)
+	}
+	return write(ctx, s, s.partSize, key, r, size, o, precondition{ifMatch: etag})
+}
+
+func (s *awsStore) Put(ctx context.Context, key string, r io.Reader, size int64, o PutOptions) (Info, error) {
+	return write(ctx, s, s.partSize, key, r, size, o, precondition{})
+}
+
+// conditions are the If-None-Match and If-Match values of req.
+func conditions(req request) (ifNoneMatch, ifMatch *string) {
+	switch {
+	case req.cond.absent:
+		return aws.String("*"), nil
+	case req.cond.ifMatch != "":
+		return nil, aws.String(`"` + unquote(req.cond.ifMatch) + `"`)
+	}
+	return nil, nil
+}
+
+func (s *awsStore) putOne(ctx context.Context, req request, body []byte) (Info, error) {
+	in := &s3.PutObjectInput{
+		Bucket: aws.String(s.bucket), Key: aws.String(req.key),
+		Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body))),
+		ContentType: aws.String(req.contentType), Metadata: req.metadata,
+	}
+	in.IfNoneMatch, in.IfMatch = conditions(req)
+	out, err := s.client.PutObject(ctx, in)
+	if err != nil {
+		return Info{}, s.writeErr(req, err)
+	}
+	return Info{ETag: unquote(aws.ToString(out.ETag)), VersionID: aws.ToString(out.VersionId)}, nil
+}
+
+func (s *awsStore) startMultipart(ctx context.Context, req request) (string, error) {
+	out, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket: aws.String(s.bucket), Key: aws.String(req.key),
+		ContentType: aws.String(req.contentType), Metadata: req.metadata,
+	})
+	if err != nil {
+		return "", s.writeErr(req, err)
+	}
+	return aws.ToString(out.UploadId), nil
+}
+
+func (s *awsStore) putPart(ctx context.Context, req request, uploadID string, n int32, body []byte) (string, error) {
+	out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
+		Bucket: aws.String(s.bucket), Key: aws.String(req.key), UploadId: aws.String(uploadID),
+		PartNumber: aws.Int32(n), Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body))),
+	})
+	if err != nil {
+		return "", s.writeErr(req, err)
+	}
+	return aws.ToString(out.ETag), nil
+}
+
+func (s *awsStore) complete(ctx context.Context, req request, uploadID string, parts []part) (Info, error) {
+	cps := make([]types.CompletedPart, len(parts))
+	for i, p := range parts {
+		cps[i] = types.CompletedPart{PartNumber: aws.Int32(p.number), ETag: aws.String(p.etag)}
+	}
+	in := &s3.CompleteMultipartUploadInput{
+		Bucket: aws.String(s.bucket), Key: aws.String(req.key), UploadId: aws.String(uploadID),
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: cps},
+	}
+	in.IfNoneMatch, in.IfMatch = conditions(req)
+	out, err := s.client.CompleteMultipartUpload(ctx, in)
+	if err != nil {
+		return Info{}, s.writeErr(req, err)
+	}
+	return Info{ETag: unquote(aws.ToString(out.ETag)), VersionID: aws.ToString(out.VersionId)}, nil
+}
+
+func (s *awsStore) abort(ctx context.Context, req request, uploadID string) error {
+	_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+		Bucket: aws.String(s.bucket), Key: aws.String(req.key), UploadId: aws.String(uploadID),
+	})
+	if err != nil {
+		return fmt.Errorf("storage: abort upload of %s: %w", req.key, err)
+	}
+	return nil
+}
+
+func (s *awsStore) Get(ctx context.Context, key string) (io.ReadCloser, Info, error) {
+	return s.GetRange(ctx, key, 0)
+}
+
+func (s *awsStore) GetRange(ctx context.Context, key string, offset int64) (io.ReadCloser, Info, error) {
+	if offset < 0 {
+		return nil, Info{}, fmt.Errorf("storage: get %s: negative offset %d", key, offset)
+	}
+	in := &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)}
+	if offset > 0 {
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-", offset))
+	}
+	out, err := s.client.GetObject(ctx, in)
+	if err != nil {
+		if _, status := awsCode(err); status == http.StatusRequestedRangeNotSatisfiable {
+			return emptyAtEnd(ctx, s, key, offset)
+		}
+		return nil, Info{}, s.readErr("get", key, err)
+	}
+	info := Info{
+		Key: key, Size: aws.ToInt64(out.ContentLength), ETag: unquote(aws.ToString(out.ETag)),
+		VersionID: aws.ToString(out.VersionId), ContentType: aws.ToString(out.ContentType),
+		LastModified: aws.ToTime(out.LastModified),
+	}
+	if total, ok := rangeTotal(aws.ToString(out.ContentRange)); ok {
+		info.Size = total
+	}
+	info.Metadata, info.SHA256 = userMetadata(out.Metadata)
+	return out.Body, info, nil
+}
+
+func (s *awsStore) Stat(ctx context.Context, key string) (Info, error) {
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
+	if err != nil {
+		return Info{}, s.readErr("stat", key, err)
+	}
+	info := Info{
+		Key: key, Size: aws.ToInt64(out.ContentLength), ETag: unquote(aws.ToString(out.ETag)),
+		VersionID: aws.ToString(out.VersionId), ContentType: aws.ToString(out.ContentType),
+		LastModified: aws.ToTime(out.LastModified),
+	}
+	info.Metadata, info.SHA256 = userMetadata(out.Metadata)
+	return info, nil
+}
+
+func (s *awsStore) List(ctx context.Context, prefix string) ([]Info, error) {
+	var out []Info
+	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, s.readErr("list", prefix, err)
+		}
+		for _, o := range page.Contents {
+			out = append(out, Info{
+				Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size),
+				ETag: unquote(aws.ToString(o.ETag)), LastModified: aws.ToTime(o.LastModified),
+			})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
+
+func (s *awsStore) Versions(ctx context.Context, key string) ([]Info, error) {
+	var out []Info
+	p := s3.NewListObjectVersionsPaginator(s.client, &s3.ListObjectVersionsInput{Bucket: aws.String(s.bucket), Prefix: aws.String(key)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, s.readErr("list versions of", key, err)
+		}
+		for _, v := range page.Versions {
+			if aws.ToString(v.Key) != key {
+				continue
+			}
+			out = append(out, Info{
+				Key: key, Size: aws.ToInt64(v.Size), ETag: unquote(aws.ToString(v.ETag)),
+				VersionID: aws.ToString(v.VersionId), LastModified: aws.ToTime(v.LastModified),
+			})
+		}
+	}
+	return out, nil
+}
+
+func (s *awsStore) Delete(ctx context.Context, key string) error {
+	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
+	if err != nil {
+		return s.readErr("delete", key, err)
+	}
+	return nil
+}
+
+func (s *awsStore) ensureBucket(ctx context.Context) error {
+	_, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.bucket)})
+	if _, status := awsCode(err); status == http.StatusNotFound {
+		in := &s3.CreateBucketInput{Bucket: aws.String(s.bucket)}
+		if s.region != defaultRegion {
+			// us-east-1 is the one region S3 refuses to be named in.
+			in.CreateBucketConfiguration = &types.CreateBucketConfiguration{LocationConstraint: types.BucketLocationConstraint(s.region)}
+		}
+		_, err = s.client.CreateBucket(ctx, in)
+		if code, _ := awsCode(err); code == "BucketAlreadyOwnedByYou" {
+			err = nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("storage: bucket %s: %w", s.bucket, err)
+	}
+	_, err = s.client.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{
+		Bucket:                  aws.String(s.bucket),
+		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled},
+	})
+	if err != nil {
+		return fmt.Errorf("storage: enable versioning on %s: %w", s.bucket, err)
+	}
+	return nil
+}
+
+func (s *awsStore) writeErr(req request, err error) error {
+	code, status := awsCode(err)
+	return classifyWrite(s.bucket, req, status, code, err)
+}
+
+func (s *awsStore) readErr(op, key string, err error) error {
+	code, status := awsCode(err)
+	return classifyRead(op, s.bucket, key, status, code, err)
+}
+
+// awsCode is the S3 error code and HTTP status of err, when it has them.
+func awsCode(err error) (code string, status int) {
+	if err == nil {
+		return "", 0
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		code = ae.ErrorCode()
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		status = re.HTTPStatusCode()
+	}
+	return code, status
+}

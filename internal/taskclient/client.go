@@ -1,0 +1,244 @@
+// Package taskclient is what the autoglm CLI does, as a library: submit a
+// task (uploading its batch file), read its status, decide on it, wait for
+// it and fetch its results. The CLI only parses flags and prints; the
+// integration tests drive this same code.
+package taskclient
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/batch"
+	"github.com/autoglm-flow/autoglm-flow/internal/storage"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+// Client talks to Temporal and, for files, to the bucket.
+type Client struct {
+	Temporal client.Client
+	// Store is needed to submit batch files and fetch results; nil is fine
+	// for everything else.
+	Store storage.Store
+}
+
+// SubmitRequest is what `autoglm submit` asks for.
+type SubmitRequest struct {
+	ID        string // empty: a new one
+	Tenant    string
+	Submitter string
+	Model     string // empty with a File: the model of its first line
+	Prompt    string
+	File      string // an OpenAI Batch JSONL file
+	Priority  int    // 1 (highest) to 5; 0: the server's default (3)
+}
+
+// NewID is a task ID: sortable by time, unique enough, valid in a key.
+func NewID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
+}
+
+// Submit uploads the batch file, if any, and starts the task's workflow.
+// It returns the input the workflow started with.
+func (c *Client) Submit(ctx context.Context, r SubmitRequest) (task.Input, error) {
+	in := task.Input{ID: r.ID, Tenant: r.Tenant, Submitter: r.Submitter, Model: r.Model, Priority: r.Priority, Kind: task.KindPrompt, Prompt: r.Prompt}
+	if in.ID == "" {
+		in.ID = NewID()
+	}
+	if (r.File == "") == (r.Prompt == "") {
+		return in, task.Errorf(task.InvalidInput, "give either a prompt or a batch file, not both or neither")
+	}
+	if r.File != "" {
+		in.Kind = task.KindBatch
+		if in.Model == "" {
+			m, err := FirstModel(r.File)
+			if err != nil {
+				return in, err
+			}
+			in.Model = m
+		}
+		// Validate before the upload, so bad input leaves nothing behind.
+		in.Source = task.ObjectRef{Key: "pending"}
+		if err := in.Validate(); err != nil {
+			return in, err
+		}
+		src, err := c.upload(ctx, in, r.File)
+		if err != nil {
+			return in, err
+		}
+		in.Source = src
+	}
+	if err := in.Validate(); err != nil {
+		return in, err
+	}
+	_, err := c.Temporal.ExecuteWorkflow(ctx, StartOptions(in), task.WorkflowType, in)
+	if err != nil {
+		var started *serviceerror.WorkflowExecutionAlreadyStarted
+		if errors.As(err, &started) {
+			return in, task.Errorf(task.Conflict, "task %s already exists", in.ID)
+		}
+		return in, fmt.Errorf("starting task %s: %w", in.ID, err)
+	}
+	return in, nil
+}
+
+// StartOptions are the workflow options of a task: its ID, queue, search
+// attributes, priority and fairness key (the tenant, so that one tenant's
+// backlog does not starve another's).
+func StartOptions(in task.Input) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID:                       task.WorkflowID(in.ID),
+		TaskQueue:                task.TaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowExecutionTimeout: 30 * 24 * time.Hour,
+		StaticSummary:            fmt.Sprintf("%s task of %s/%s on %s", in.Kind, in.Tenant, in.Submitter, in.Model),
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			task.AttrTenant.ValueSet(in.Tenant),
+			task.AttrSubmitter.ValueSet(in.Submitter),
+			task.AttrModel.ValueSet(in.Model),
+			task.AttrKind.ValueSet(string(in.Kind)),
+			task.AttrState.ValueSet(string(task.Submitted)),
+			task.AttrPriority.ValueSet(int64(in.Priority)),
+		),
+		Priority: temporal.Priority{PriorityKey: in.Priority, FairnessKey: in.Tenant},
+	}
+}
+
+// upload stores the batch file under the task's key, refusing a file whose
+// content is not text whatever its name says.
+func (c *Client) upload(ctx context.Context, in task.Input, path string) (task.ObjectRef, error) {
+	if c.Store == nil {
+		return task.ObjectRef{}, errors.New("submitting a file needs the bucket: set AUTOGLM_S3_*")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return task.ObjectRef{}, task.Errorf(task.InvalidInput, "%v", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return task.ObjectRef{}, err
+	}
+	ct, cat, r, err := storage.SniffReader(f)
+	if err != nil {
+		return task.ObjectRef{}, err
+	}
+	if cat != storage.Data && cat != storage.Text {
+		return task.ObjectRef{}, task.Errorf(task.InvalidInput, "%s is %s (%s) by its content, not a JSONL batch file", path, ct, cat)
+	}
+	key, err := storage.Key(storage.Data, in.Tenant, in.ID, "input.jsonl")
+	if err != nil {
+		return task.ObjectRef{}, err
+	}
+	info, err := c.Store.Create(ctx, key, r, fi.Size(), storage.PutOptions{ContentType: "application/jsonl"})
+	if err != nil {
+		return task.ObjectRef{}, fmt.Errorf("uploading %s: %w", path, err)
+	}
+	return task.ObjectRef{Bucket: c.Store.Bucket(), Key: key, Size: info.Size, SHA256: info.SHA256, Category: string(storage.Data)}, nil
+}
+
+// FirstModel is body.model of the first request line of a batch file.
+func FirstModel(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", task.Errorf(task.InvalidInput, "%v", err)
+	}
+	defer f.Close()
+	lr := batch.NewLineReader(bufio.NewReader(f), 1<<20)
+	for {
+		raw, n, tooLong, err := lr.Next()
+		if err != nil {
+			return "", task.Errorf(task.InvalidInput, "%s has no request line to take the model from; give --model", path)
+		}
+		if tooLong || len(raw) == 0 {
+			continue
+		}
+		var r struct {
+			Body struct {
+				Model string `json:"model"`
+			} `json:"body"`
+		}
+		if json.Unmarshal(raw, &r) != nil || r.Body.Model == "" {
+			return "", task.Errorf(task.InvalidInput, "line %d of %s has no body.model; give --model", n, path)
+		}
+		return r.Body.Model, nil
+	}
+}
+
+// Status asks the task's workflow for its status; it works on finished
+// tasks too.
+func (c *Client) Status(ctx context.Context, id string) (task.Status, error) {
+	var st task.Status
+	v, err := c.Temporal.QueryWorkflow(ctx, task.WorkflowID(id), "", task.QueryStatus)
+	if err != nil {
+		return st, notFound(id, err)
+	}
+	return st, v.Get(&st)
+}
+
+// Decide sends the approve, reject or cancel update and returns the status
+// after it. A refused update is an error of a stable type
+// (PermissionDenied, WrongState, InvalidInput) and leaves no trace.
+func (c *Client) Decide(ctx context.Context, id, update string, req task.DecisionRequest) (task.Status, error) {
+	var st task.Status
+	h, err := c.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: task.WorkflowID(id), UpdateName: update, Args: []any{req},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return st, notFound(id, err)
+	}
+	return st, notFound(id, h.Get(ctx, &st))
+}
+
+// Wait blocks until the task ends and returns its result.
+func (c *Client) Wait(ctx context.Context, id string) (task.Result, error) {
+	var res task.Result
+	err := c.Temporal.GetWorkflow(ctx, task.WorkflowID(id), "").Get(ctx, &res)
+	return res, notFound(id, err)
+}
+
+// Download copies the object ref points at to w and checks its sha256.
+func (c *Client) Download(ctx context.Context, ref task.ObjectRef, w io.Writer) error {
+	if c.Store == nil {
+		return errors.New("downloading needs the bucket: set AUTOGLM_S3_*")
+	}
+	rc, _, err := c.Store.Get(ctx, ref.Key)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(w, h), rc); err != nil {
+		return fmt.Errorf("downloading %s: %w", ref.Key, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); ref.SHA256 != "" && got != ref.SHA256 {
+		return fmt.Errorf("downloading %s: sha256 %s does not match the manifest's %s", ref.Key, got, ref.SHA256)
+	}
+	return nil
+}
+
+// notFound turns Temporal's "no such workflow" into a NotFound error that
+// names the task.
+func notFound(id string, err error) error {
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return task.Errorf(task.NotFound, "no task %s", id)
+	}
+	return err
+}

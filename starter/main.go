@@ -1,0 +1,95 @@
+// Command autoglm is the CLI of autoglm-flow: it submits tasks and drives
+// them (status, watch, approve, reject, cancel, results), runs a worker
+// (`autoglm worker`), and starts the local stack for development
+// (`autoglm dev`, `autoglm demo`).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRoot()
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "autoglm:", sentence(err))
+	}
+	os.Exit(exitCode(err))
+}
+
+// Exit codes, by the type of the error, so scripts can act on them.
+const (
+	exitOK         = 0
+	exitError      = 1 // anything unexpected: the message says what
+	exitInvalid    = 2 // bad flags or input
+	exitDenied     = 3 // PermissionDenied, UnknownTenant, ModelNotAllowed, QuotaExceeded
+	exitNotFound   = 4 // no such task
+	exitWrongState = 5 // the task is not in a state for that, or a conflict
+	exitNotDone    = 6 // the task ended, but not COMPLETED
+	exitUpstream   = 7 // the model server failed the task
+)
+
+// errNotCompleted marks a task that ended in another state than COMPLETED.
+var errNotCompleted = errors.New("task did not complete")
+
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, errNotCompleted) {
+		return exitNotDone
+	}
+	switch errType(err) {
+	case string(task.InvalidInput), string(task.ScreeningFailed):
+		return exitInvalid
+	case string(task.PermissionDenied), string(task.UnknownTenant), string(task.ModelNotAllowed), string(task.QuotaExceeded):
+		return exitDenied
+	case string(task.NotFound):
+		return exitNotFound
+	case string(task.WrongState), string(task.Conflict):
+		return exitWrongState
+	case string(task.RateLimited), string(task.UpstreamUnavailable), string(task.ContextLengthExceeded):
+		return exitUpstream
+	}
+	if errors.Is(err, errUsage) {
+		return exitInvalid
+	}
+	return exitError
+}
+
+// errType is the stable type of err: a Temporal application error's type,
+// or the project's own.
+func errType(err error) string {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) && ae.Type() != "" {
+		return ae.Type()
+	}
+	return string(task.TypeOf(err))
+}
+
+// sentence is err as a person should read it: an application error's own
+// message, without the layers of wrapping around it.
+func sentence(err error) string {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		if t := ae.Type(); t != "" {
+			return t + ": " + ae.Message()
+		}
+		return ae.Message()
+	}
+	if t := task.TypeOf(err); t != "" {
+		return string(t) + ": " + err.Error()
+	}
+	return err.Error()
+}

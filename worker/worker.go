@@ -1,0 +1,158 @@
+// Package worker wires a worker process: config -> clients -> register ->
+// run. `autoglm worker` runs it. One process is one node: it polls the
+// shared task queue (workflows and control-plane activities) and its own
+// node queue (inference), and announces itself in the bucket so dispatch
+// can find it.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/autoglm-flow/autoglm-flow/activities"
+	"github.com/autoglm-flow/autoglm-flow/internal/authz"
+	"github.com/autoglm-flow/autoglm-flow/internal/batch"
+	"github.com/autoglm-flow/autoglm-flow/internal/config"
+	"github.com/autoglm-flow/autoglm-flow/internal/llm"
+	"github.com/autoglm-flow/autoglm-flow/internal/logging"
+	"github.com/autoglm-flow/autoglm-flow/internal/storage"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/workflows"
+)
+
+// StopTimeout is how long a stopping worker gives running activities to
+// record their checkpoint and return.
+const StopTimeout = 30 * time.Second
+
+// announceEvery is how often the node record is rewritten; it must be well
+// under activities.NodeStaleAfter.
+const announceEvery = 10 * time.Second
+
+// Run runs a worker until ctx ends, then stops it gracefully.
+func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
+	log.WithField("config", cfg.String()).Info("starting worker")
+	copts, err := config.TemporalOptions(logging.NewSDK(log))
+	if err != nil {
+		return err
+	}
+	tc, err := client.DialContext(ctx, copts)
+	if err != nil {
+		return fmt.Errorf("worker: connecting to Temporal at %s: %w", copts.HostPort, err)
+	}
+	defer tc.Close()
+
+	acts, err := NewActivities(ctx, cfg, tc)
+	if err != nil {
+		return err
+	}
+	if err := acts.Announce(ctx); err != nil {
+		return fmt.Errorf("worker: announcing node %s: %w", cfg.Node, err)
+	}
+
+	opts := sdkworker.Options{WorkerStopTimeout: StopTimeout}
+	shared := sdkworker.New(tc, task.TaskQueue, opts)
+	shared.RegisterWorkflowWithOptions(workflows.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowType})
+	shared.RegisterActivity(acts)
+	node := sdkworker.New(tc, task.NodeQueue(cfg.Node), opts)
+	node.RegisterActivity(acts)
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, w := range []sdkworker.Worker{shared, node} {
+		if err := w.Start(); err != nil {
+			return fmt.Errorf("worker: %w", err)
+		}
+		defer w.Stop()
+	}
+	log.WithFields(logrus.Fields{"node": cfg.Node, "queues": []string{task.TaskQueue, task.NodeQueue(cfg.Node)}, "models": acts.Models}).Info("worker running")
+
+	g.Go(func() error { return announce(gctx, acts, log) })
+	if cfg.HealthAddr != "" {
+		g.Go(func() error { return serveHealth(gctx, cfg.HealthAddr, tc) })
+	}
+	<-gctx.Done()
+	log.Info("stopping worker: running batches record a checkpoint first")
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// NewActivities builds the activities with real clients from cfg.
+func NewActivities(ctx context.Context, cfg config.Config, tc client.Client) (*activities.Activities, error) {
+	store, err := storage.Open(ctx, cfg.S3)
+	if err != nil {
+		return nil, fmt.Errorf("worker: opening the bucket: %w", err)
+	}
+	if err := storage.EnsureBucket(ctx, store); err != nil {
+		return nil, fmt.Errorf("worker: preparing bucket %s: %w", cfg.S3.Bucket, err)
+	}
+	policy := authz.Static(authz.Default())
+	if cfg.PolicyFile != "" {
+		if policy, err = authz.Load(cfg.PolicyFile); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.LLM.BaseURL == "" {
+		return nil, errors.New("worker: AUTOGLM_LLM_BASE_URL is not set: point it at vLLM, SGLang, Ollama or any OpenAI-compatible server (…/v1)")
+	}
+	lc := llm.New(cfg.LLM)
+	models := cfg.Models
+	if len(models) == 0 {
+		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if models, err = lc.Models(mctx); err != nil {
+			return nil, fmt.Errorf("worker: asking the model server which models it serves (set AUTOGLM_MODELS to skip): %w", err)
+		}
+	}
+	return &activities.Activities{
+		Store: store, Policy: policy, LLM: lc, Temporal: tc, Node: cfg.Node, Models: models,
+		Batch: batch.Config{Concurrency: cfg.Concurrency, CheckpointInterval: cfg.CheckpointInterval},
+	}, nil
+}
+
+func announce(ctx context.Context, acts *activities.Activities, log *logrus.Logger) error {
+	t := time.NewTicker(announceEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			if err := acts.Announce(ctx); err != nil && ctx.Err() == nil {
+				log.WithError(err).Warn("announcing node")
+			}
+		}
+	}
+}
+
+// serveHealth answers /healthz with 200 while Temporal answers.
+func serveHealth(ctx context.Context, addr string, tc client.Client) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := tc.CheckHealth(r.Context(), &client.CheckHealthRequest{}); err != nil {
+			http.Error(w, "temporal: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+package workflows
+
+import (
+	"fmt"
+	"slices"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/autoglm-flow/autoglm-flow/activities"
+	"github.com/autoglm-flow/autoglm-flow/internal/authz"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+// registerHandlers sets the status query, the approve, reject and cancel
+// updates with their validators, the signals of the same meaning for
+// fire-and-forget callers, and the progress signal of the inference
+// activity.
+func (w *taskRun) registerHandlers(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, task.QueryStatus, func() (task.Status, error) {
+		return w.status, nil
+	}); err != nil {
+		return err
+	}
+	decisions := []struct {
+		update, signal string
+		validate       func(task.DecisionRequest) error
+		apply          func(workflow.Context, task.DecisionRequest)
+	}{
+		{task.UpdateApprove, task.SignalApprove, w.validateApprove, w.approve},
+		{task.UpdateReject, task.SignalReject, w.validateReject, w.reject},
+		{task.UpdateCancel, task.SignalCancel, w.validateCancel, w.cancel},
+	}
+	for _, d := range decisions {
+		err := workflow.SetUpdateHandlerWithOptions(ctx, d.update,
+			func(ctx workflow.Context, req task.DecisionRequest) (task.Status, error) {
+				d.apply(ctx, req)
+				return w.status, nil
+			},
+			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, req task.DecisionRequest) error {
+				return asUpdateError(d.validate(req))
+			}},
+		)
+		if err != nil {
+			return err
+		}
+		ch := workflow.GetSignalChannel(ctx, d.signal)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			for {
+				var req task.DecisionRequest
+				ch.Receive(ctx, &req)
+				// A signal cannot be refused to its sender, so a bad one
+				// is logged and dropped: the update is the way to learn
+				// why.
+				if err := d.validate(req); err != nil {
+					workflow.GetLogger(ctx).Warn("signal refused", "signal", d.signal, "actor", req.Actor, "error", err)
+					continue
+				}
+				d.apply(ctx, req)
+			}
+		})
+	}
+	progress := workflow.GetSignalChannel(ctx, task.SignalProgress)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var p activities.Progress
+			progress.Receive(ctx, &p)
+			if w.status.State == task.Running {
+				w.status.Progress = p.Progress
+				w.status.Attempts = int(p.Attempt)
+			}
+		}
+	})
+	return nil
+}
+
+// check asks the task's grant whether actor may take action. Before the
+// task is authorized there is no grant yet, and only the submitter may act
+// (to cancel their own task).
+func (w *taskRun) check(actor string, action authz.Action) error {
+	if w.rules == nil {
+		if actor == w.in.Submitter && action == authz.Cancel {
+			return nil
+		}
+		return task.Errorf(task.WrongState, "task %s is still being authorized; try again in a moment", w.in.ID)
+	}
+	return w.rules.Grant.Check(actor, action, w.in.Submitter)
+}
+
+func (w *taskRun) validateApprove(req task.DecisionRequest) error {
+	if w.status.State != task.AwaitingApproval {
+		return task.Errorf(task.WrongState, "task %s is %s, not awaiting approval", w.in.ID, w.status.State)
+	}
+	if err := w.check(req.Actor, authz.Approve); err != nil {
+		return err
+	}
+	if slices.ContainsFunc(w.status.Approvals, func(d task.Decision) bool { return d.Actor == req.Actor }) {
+		return task.Errorf(task.InvalidInput, "%s has already approved task %s; %d approval(s) from different reviewers are needed", req.Actor, w.in.ID, w.status.Quorum)
+	}
+	return nil
+}
+
+func (w *taskRun) approve(ctx workflow.Context, req task.DecisionRequest) {
+	w.status.Approvals = append(w.status.Approvals, task.Decision{Actor: req.Actor, Reason: req.Reason, Time: workflow.Now(ctx).UTC()})
+	if len(w.status.Approvals) >= w.status.Quorum {
+		w.transition(ctx, task.Approved, req.Actor, orDefault(req.Reason, fmt.Sprintf("approved (%d of %d)", len(w.status.Approvals), w.status.Quorum)))
+		return
+	}
+	// A partial quorum is part of the audit trail too, though the state
+	// stays where it is.
+	w.transition(ctx, task.AwaitingApproval, req.Actor, fmt.Sprintf("approved (%d of %d)", len(w.status.Approvals), w.status.Quorum))
+}
+
+func (w *taskRun) validateReject(req task.DecisionRequest) error {
+	if w.status.State != task.AwaitingApproval {
+		return task.Errorf(task.WrongState, "task %s is %s, not awaiting approval", w.in.ID, w.status.State)
+	}
+	if req.Reason == "" {
+		return task.Errorf(task.InvalidInput, "a rejection needs a reason")
+	}
+	return w.check(req.Actor, authz.Reject)
+}
+
+func (w *taskRun) reject(ctx workflow.Context, req task.DecisionRequest) {
+	w.rejected = &task.Decision{Actor: req.Actor, Reason: req.Reason, Time: workflow.Now(ctx).UTC()}
+	w.transition(ctx, task.Rejected, req.Actor, req.Reason)
+}
+
+func (w *taskRun) validateCancel(req task.DecisionRequest) error {
+	if w.status.State.Final() || w.status.State == task.Archiving {
+		return task.Errorf(task.WrongState, "task %s is %s and can no longer be cancelled", w.in.ID, w.status.State)
+	}
+	if w.cancelled != nil {
+		return task.Errorf(task.WrongState, "task %s is already being cancelled by %s", w.in.ID, w.cancelled.Actor)
+	}
+	return w.check(req.Actor, authz.Cancel)
+}
+
+func (w *taskRun) cancel(ctx workflow.Context, req task.DecisionRequest) {
+	w.cancelled = &task.Decision{Actor: req.Actor, Reason: orDefault(req.Reason, "cancelled by "+req.Actor), Time: workflow.Now(ctx).UTC()}
+	if w.cancelStage != nil {
+		w.cancelStage()
+	}
+}
+
+// asUpdateError gives a refused update a stable error type, so the caller
+// can tell "not allowed" from "not now".
+func asUpdateError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return temporal.NewApplicationError(err.Error(), string(task.TypeOf(err)))
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,278 @@
+// Package workflows holds the deterministic orchestration of autoglm-flow.
+// No I/O happens here: every side effect is an activity.
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/autoglm-flow/autoglm-flow/activities"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+// a names the activities; its methods are never called through it.
+var a *activities.Activities
+
+// TaskWorkflow runs one task through its lifecycle: authorize, screen,
+// approval, dispatch, inference, archive. Its status query answers from
+// the start; its updates and signals let people and services approve,
+// reject and cancel it.
+func TaskWorkflow(ctx workflow.Context, in task.Input) (task.Result, error) {
+	w := &taskRun{
+		in: in,
+		status: task.Status{
+			ID: in.ID, Tenant: in.Tenant, Submitter: in.Submitter, Model: in.Model,
+			Kind: in.Kind, Priority: in.Priority, Audit: []task.Transition{},
+		},
+	}
+	// Handlers first, before anything blocks, so no early caller is lost.
+	if err := w.registerHandlers(ctx); err != nil {
+		return task.Result{}, err
+	}
+	w.transition(ctx, task.Submitted, in.Submitter, "submitted")
+	res, err := w.run(ctx)
+	// Updates still running must finish before the workflow closes.
+	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+	return res, err
+}
+
+// taskRun is the state of one task workflow.
+type taskRun struct {
+	in     task.Input
+	status task.Status
+	rules  *activities.AuthorizeResult // nil until authorized
+	source task.ObjectRef               // the input as screened
+
+	rejected  *task.Decision
+	cancelled *task.Decision
+	// cancelStage cancels the stage that is running, so a cancel takes
+	// effect at once, not after the stage.
+	cancelStage workflow.CancelFunc
+	result      task.Result
+}
+
+func (w *taskRun) run(ctx workflow.Context) (task.Result, error) {
+	w.result = task.Result{ID: w.in.ID}
+	steps := []func(workflow.Context) error{w.authorize, w.screen, w.approval, w.infer}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			return w.end(ctx, err)
+		}
+		if w.cancelled != nil || w.status.State.Final() {
+			return w.end(ctx, nil)
+		}
+	}
+	w.transition(ctx, task.Archiving, "autoglm", "archiving outputs and report")
+	return w.end(ctx, nil)
+}
+
+func (w *taskRun) authorize(ctx workflow.Context) error {
+	var res activities.AuthorizeResult
+	err := workflow.ExecuteActivity(w.stage(ctx, "authorize", "check tenant, role and model"), a.Authorize, activities.AuthorizeInput{Task: w.in}).Get(ctx, &res)
+	if err != nil {
+		return err
+	}
+	w.rules = &res
+	w.status.Quorum = res.Grant.Quorum
+	w.transition(ctx, task.Authorized, "policy", fmt.Sprintf("%s may submit to tenant %s with model %s", w.in.Submitter, w.in.Tenant, w.in.Model))
+	return nil
+}
+
+func (w *taskRun) screen(ctx workflow.Context) error {
+	var res activities.ScreenResult
+	sctx := w.stage(ctx, "screen", "count requests, check size and words")
+	sctx = workflow.WithStartToCloseTimeout(sctx, 30*time.Minute)
+	sctx = workflow.WithHeartbeatTimeout(sctx, time.Minute)
+	err := workflow.ExecuteActivity(sctx, a.Screen, activities.ScreenInput{Task: w.in, Rules: *w.rules}).Get(ctx, &res)
+	if err != nil {
+		return err
+	}
+	w.status.Screening = res.Screening
+	w.status.Progress.Total = res.Screening.Requests
+	w.addArtifact(res.Source)
+	w.source = res.Source
+	w.transition(ctx, task.Screened, "screening", fmt.Sprintf("%d request(s), %d bytes", res.Screening.Requests, res.Screening.Bytes))
+	return nil
+}
+
+// approval lets policy approve low-risk work, and otherwise waits for a
+// quorum of reviewers, a rejection, a cancel or the deadline.
+func (w *taskRun) approval(ctx workflow.Context) error {
+	sc := w.status.Screening
+	if sc.AutoApprove {
+		w.transition(ctx, task.Approved, "policy", lastOr(sc.Reasons, "auto-approved"))
+		return nil
+	}
+	deadline := w.rules.Grant.ApprovalDeadline
+	w.transition(ctx, task.AwaitingApproval, "screening", fmt.Sprintf("waiting for %d approval(s) within %s", w.rules.Grant.Quorum, deadline))
+	decided, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+		Timeout:      deadline,
+		TimerOptions: workflow.TimerOptions{Summary: "approval deadline"},
+	}, func() bool {
+		return w.status.State != task.AwaitingApproval || w.cancelled != nil
+	})
+	if err != nil {
+		return err
+	}
+	if !decided {
+		w.transition(ctx, task.Expired, "timer", fmt.Sprintf("no decision within %s", deadline))
+	}
+	return nil
+}
+
+func (w *taskRun) infer(ctx workflow.Context) error {
+	var node activities.DispatchResult
+	dctx := w.stage(ctx, "dispatch", "pick a node serving "+w.in.Model)
+	dctx = workflow.WithRetryPolicy(dctx, temporal.RetryPolicy{
+		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 15 * time.Second,
+		MaximumAttempts: 20, NonRetryableErrorTypes: nonRetryable,
+	})
+	if err := workflow.ExecuteActivity(dctx, a.Dispatch, activities.DispatchInput{TaskID: w.in.ID, Model: w.in.Model}).Get(ctx, &node); err != nil {
+		return err
+	}
+	w.status.Node = node.Node
+	w.transition(ctx, task.Dispatched, "dispatch", "node "+node.Node)
+
+	ictx := w.stage(ctx, "inference", fmt.Sprintf("%d request(s) on %s", w.status.Progress.Total, node.Node))
+	ictx = workflow.WithActivityOptions(ictx, workflow.ActivityOptions{
+		TaskQueue:           node.Queue,
+		StartToCloseTimeout: 24 * time.Hour,
+		HeartbeatTimeout:    time.Minute,
+		// Let the engine record its checkpoint before the task moves on,
+		// so a cancelled task keeps its partial output.
+		WaitForCancellation: true,
+		Summary:             fmt.Sprintf("inference: %d request(s) on %s", w.status.Progress.Total, node.Node),
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			MaximumAttempts: 20, NonRetryableErrorTypes: nonRetryable,
+		},
+	})
+	w.transition(ctx, task.Running, "dispatch", "inference started")
+	var res activities.InferResult
+	err := workflow.ExecuteActivity(ictx, a.Infer, activities.InferInput{
+		TaskID: w.in.ID, Tenant: w.in.Tenant, Model: w.in.Model, Source: w.source, Total: w.status.Progress.Total,
+	}).Get(ctx, &res)
+	if err != nil {
+		return err
+	}
+	w.status.Progress.Counts = res.Counts
+	w.result.Counts, w.result.Output, w.result.Errors = res.Counts, res.Output, res.Errors
+	w.addArtifact(res.Output)
+	w.addArtifact(res.Errors)
+	return nil
+}
+
+// end archives the report and settles the final state: COMPLETED after a
+// clean run, CANCELLED after a cancel, FAILED after an error; REJECTED and
+// EXPIRED were set where they happened.
+func (w *taskRun) end(ctx workflow.Context, err error) (task.Result, error) {
+	if w.cancelled == nil && temporal.IsCanceledError(err) && ctx.Err() != nil {
+		w.cancelled = &task.Decision{Actor: "temporal", Reason: "the workflow was cancelled through Temporal", Time: workflow.Now(ctx).UTC()}
+	}
+	switch {
+	case w.cancelled != nil && (err == nil || temporal.IsCanceledError(err)):
+		w.transition(ctx, task.Cancelled, w.cancelled.Actor, w.cancelled.Reason)
+		err = nil
+	case err != nil:
+		w.status.LastError = message(err)
+		w.transition(ctx, task.Failed, "autoglm", w.status.LastError)
+	case !w.status.State.Final():
+		w.transition(ctx, task.Completed, "autoglm", fmt.Sprintf("%d completed, %d failed", w.result.Counts.Completed, w.result.Counts.Failed))
+	}
+	w.result.State = w.status.State
+	w.result.Reason = w.status.Audit[len(w.status.Audit)-1].Reason
+
+	// The report is written whatever the outcome, with a context that a
+	// cancel of the workflow does not reach.
+	actx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	var arch activities.ArchiveResult
+	aerr := workflow.ExecuteActivity(w.stage(actx, "archive", "write report and manifest"), a.Archive, activities.ArchiveInput{Status: w.status, Result: w.result}).Get(actx, &arch)
+	if aerr == nil {
+		w.result.Report = arch.Report
+		w.addArtifact(arch.Report)
+		w.addArtifact(arch.Manifest)
+	}
+	if err != nil {
+		return w.result, temporal.NewNonRetryableApplicationError(w.status.LastError, errorType(err), err)
+	}
+	return w.result, aerr
+}
+
+// stage returns the context for one stage's activity with the defaults
+// every control-plane activity shares, and records the stage for the
+// status query and the Web UI.
+func (w *taskRun) stage(ctx workflow.Context, name, summary string) workflow.Context {
+	w.status.Stage = name
+	ctx, w.cancelStage = workflow.WithCancel(ctx)
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		Summary:             name + ": " + summary,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
+			MaximumAttempts: 10, NonRetryableErrorTypes: nonRetryable,
+		},
+	})
+}
+
+// nonRetryable are the error types no retry can fix. Activities already
+// mark them non-retryable; listing them here too keeps a mistake there
+// from retrying a permission error ten times.
+var nonRetryable = []string{
+	string(task.InvalidInput), string(task.UnknownTenant), string(task.PermissionDenied),
+	string(task.ModelNotAllowed), string(task.QuotaExceeded), string(task.ScreeningFailed),
+	string(task.ContextLengthExceeded),
+}
+
+// transition moves the task to state, appends it to the audit trail, and
+// updates the search attribute the Web UI and `autoglm list` filter on.
+func (w *taskRun) transition(ctx workflow.Context, to task.State, actor, reason string) {
+	w.status.Audit = append(w.status.Audit, task.Transition{
+		Time: workflow.Now(ctx).UTC(), From: w.status.State, To: to, Actor: actor, Reason: reason,
+	})
+	w.status.State = to
+	_ = workflow.UpsertTypedSearchAttributes(ctx, task.AttrState.ValueSet(string(to)))
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — %s", to, reason))
+}
+
+func (w *taskRun) addArtifact(r task.ObjectRef) {
+	if r.Key == "" {
+		return
+	}
+	for i, have := range w.status.Artifacts {
+		if have.Key == r.Key {
+			w.status.Artifacts[i] = r
+			return
+		}
+	}
+	w.status.Artifacts = append(w.status.Artifacts, r)
+}
+
+// message is the sentence a person should read for err: the innermost
+// application error's message, without the SDK's wrapping.
+func message(err error) string {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		return ae.Message()
+	}
+	return err.Error()
+}
+
+func errorType(err error) string {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) && ae.Type() != "" {
+		return ae.Type()
+	}
+	return "TaskFailed"
+}
+
+func lastOr(s []string, def string) string {
+	if len(s) == 0 {
+		return def
+	}
+	return s[len(s)-1]
+}
