@@ -114,4 +114,3 @@ func pick(nodes []Node, model, avoid string, now time.Time) (Node, error) {
 
 // errNoNode is retryable on purpose: a node may come up.
 var errNoNode = fmt.Errorf("%s", task.NoNode)
-

@@ -45,7 +45,7 @@ type taskRun struct {
 	in     task.Input
 	status task.Status
 	rules  *activities.AuthorizeResult // nil until authorized
-	source task.ObjectRef               // the input as screened
+	source task.ObjectRef              // the input as screened
 
 	rejected  *task.Decision
 	cancelled *task.Decision
