@@ -37,6 +37,8 @@ type Activities struct {
 	// ProgressInterval is how often progress is sent to the workflow
 	// (default 2s).
 	ProgressInterval time.Duration
+	// HeartbeatTimeout of the inference activity; 0 means one minute.
+	HeartbeatTimeout time.Duration
 }
 
 // asApplicationError turns the project's typed errors into non-retryable

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"time"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
@@ -21,6 +22,10 @@ type AuthorizeResult struct {
 	MaxBatchRequests       int         `json:"max_batch_requests"`
 	MaxRequestBytes        int         `json:"max_request_bytes"`
 	SensitiveWords         []string    `json:"sensitive_words,omitempty"`
+	// HeartbeatTimeout is how soon a silent inference activity (its worker
+	// died) is given to another attempt. It is the worker's setting,
+	// recorded here so the workflow reads it deterministically.
+	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
 }
 
 // Authorize checks the tenant exists, the submitter may submit in it, and
@@ -59,5 +64,6 @@ func (a *Activities) authorize(t task.Input) (AuthorizeResult, error) {
 		MaxBatchRequests:       tenant.Quotas.MaxBatchRequests,
 		MaxRequestBytes:        p.Screening.MaxRequestBytes,
 		SensitiveWords:         p.Screening.SensitiveWords,
+		HeartbeatTimeout:       a.HeartbeatTimeout,
 	}, nil
 }

@@ -88,6 +88,30 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 	return InferResult{Counts: cp.Counts, Output: cp.Output, Errors: cp.Errors, Checkpoint: cp.Seq, Node: a.Node}, nil
 }
 
+// CollectInput names the task whose partial output to keep.
+type CollectInput struct {
+	TaskID string `json:"task_id"`
+	Tenant string `json:"tenant"`
+}
+
+// Collect merges the parts of the newest checkpoint into output.jsonl and
+// errors.jsonl: what a cancelled, paused-then-cancelled or failed batch
+// had answered is kept in the OpenAI output format.
+func (a *Activities) Collect(ctx context.Context, in CollectInput) (InferResult, error) {
+	sink := &bucketSink{a: a, tenant: in.Tenant, taskID: in.TaskID}
+	cp, err := sink.latest(ctx)
+	if err != nil {
+		return InferResult{}, err
+	}
+	if !cp.Done {
+		if cp.Output, cp.Errors, err = sink.Merge(ctx, cp.Parts); err != nil {
+			return InferResult{}, err
+		}
+	}
+	cp.Counts.Total = max(cp.Counts.Total, cp.Counts.Done())
+	return InferResult{Counts: cp.Counts, Output: cp.Output, Errors: cp.Errors, Checkpoint: cp.Seq, Node: a.Node}, nil
+}
+
 // resumePoint is the newest checkpoint of this task: heartbeat details are
 // cheap but may be lost in a crash, the bucket's record is durable but may
 // lag a heartbeat; either may be missing.

@@ -62,7 +62,9 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 	shared := sdkworker.New(tc, task.TaskQueue, opts)
 	shared.RegisterWorkflowWithOptions(workflows.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowType})
 	shared.RegisterActivity(acts)
-	node := sdkworker.New(tc, task.NodeQueue(cfg.Node), opts)
+	nodeOpts := opts
+	nodeOpts.MaxConcurrentActivityExecutionSize = max(cfg.MaxBatches, 1)
+	node := sdkworker.New(tc, task.NodeQueue(cfg.Node), nodeOpts)
 	node.RegisterActivity(acts)
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -115,7 +117,8 @@ func NewActivities(ctx context.Context, cfg config.Config, tc client.Client) (*a
 	}
 	return &activities.Activities{
 		Store: store, Policy: policy, LLM: lc, Temporal: tc, Node: cfg.Node, Models: models,
-		Batch: batch.Config{Concurrency: cfg.Concurrency, CheckpointInterval: cfg.CheckpointInterval},
+		Batch:            batch.Config{Concurrency: cfg.Concurrency, CheckpointInterval: cfg.CheckpointInterval},
+		HeartbeatTimeout: cfg.HeartbeatTimeout,
 	}, nil
 }
 

@@ -30,6 +30,9 @@ func (w *taskRun) registerHandlers(ctx workflow.Context) error {
 		{task.UpdateApprove, task.SignalApprove, w.validateApprove, w.approve},
 		{task.UpdateReject, task.SignalReject, w.validateReject, w.reject},
 		{task.UpdateCancel, task.SignalCancel, w.validateCancel, w.cancel},
+		{task.UpdatePause, task.SignalPause, w.validatePause, w.pause},
+		{task.UpdateResume, task.SignalResume, w.validateResume, w.resume},
+		{task.UpdateSetPriority, task.SignalSetPriority, w.validateSetPriority, w.setPriority},
 	}
 	for _, d := range decisions {
 		err := workflow.SetUpdateHandlerWithOptions(ctx, d.update,
@@ -141,6 +144,56 @@ func (w *taskRun) cancel(ctx workflow.Context, req task.DecisionRequest) {
 	if w.cancelStage != nil {
 		w.cancelStage()
 	}
+}
+
+func (w *taskRun) validatePause(req task.DecisionRequest) error {
+	if w.status.State != task.Running && w.status.State != task.Dispatched {
+		return task.Errorf(task.WrongState, "task %s is %s; only a running task can be paused", w.in.ID, w.status.State)
+	}
+	if w.cancelled != nil {
+		return task.Errorf(task.WrongState, "task %s is being cancelled", w.in.ID)
+	}
+	return w.check(req.Actor, authz.Pause)
+}
+
+// pause stops the inference stage; the engine records a checkpoint, and
+// resume starts from it.
+func (w *taskRun) pause(ctx workflow.Context, req task.DecisionRequest) {
+	w.paused = true
+	w.transition(ctx, task.Paused, req.Actor, orDefault(req.Reason, "paused by "+req.Actor))
+	if w.cancelStage != nil {
+		w.cancelStage()
+	}
+}
+
+func (w *taskRun) validateResume(req task.DecisionRequest) error {
+	if w.status.State != task.Paused {
+		return task.Errorf(task.WrongState, "task %s is %s, not paused", w.in.ID, w.status.State)
+	}
+	return w.check(req.Actor, authz.Resume)
+}
+
+func (w *taskRun) resume(ctx workflow.Context, req task.DecisionRequest) {
+	w.paused = false
+	w.transition(ctx, task.Running, req.Actor, orDefault(req.Reason, "resumed by "+req.Actor+"; inference continues from its checkpoint"))
+}
+
+func (w *taskRun) validateSetPriority(req task.DecisionRequest) error {
+	if req.Priority < 1 || req.Priority > 5 {
+		return task.Errorf(task.InvalidInput, "priority %d is outside 1 (highest) to 5", req.Priority)
+	}
+	if w.status.State.Final() {
+		return task.Errorf(task.WrongState, "task %s is %s", w.in.ID, w.status.State)
+	}
+	return w.check(req.Actor, authz.SetPriority)
+}
+
+// setPriority applies to the activities the task schedules from now on.
+func (w *taskRun) setPriority(ctx workflow.Context, req task.DecisionRequest) {
+	was := w.status.Priority
+	w.status.Priority = req.Priority
+	_ = workflow.UpsertTypedSearchAttributes(ctx, task.AttrPriority.ValueSet(int64(req.Priority)))
+	w.transition(ctx, w.status.State, req.Actor, fmt.Sprintf("priority %d (was %d)", req.Priority, was))
 }
 
 // asUpdateError gives a refused update a stable error type, so the caller

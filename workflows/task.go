@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -49,6 +50,7 @@ type taskRun struct {
 
 	rejected  *task.Decision
 	cancelled *task.Decision
+	paused    bool
 	// cancelStage cancels the stage that is running, so a cancel takes
 	// effect at once, not after the stage.
 	cancelStage workflow.CancelFunc
@@ -124,46 +126,107 @@ func (w *taskRun) approval(ctx workflow.Context) error {
 	return nil
 }
 
+// infer dispatches the batch to a node and runs it there. A pause stops
+// it (the engine records a checkpoint) until resume; a node that does not
+// pick the work up in time is replaced. Every new attempt resumes from the
+// last checkpoint.
 func (w *taskRun) infer(ctx workflow.Context) error {
+	avoid := ""
+	for {
+		node, err := w.dispatch(ctx, avoid)
+		if err != nil {
+			return err
+		}
+		res, err := w.runOn(ctx, node)
+		switch {
+		case err == nil:
+			w.status.Progress.Counts = res.Counts
+			w.result.Counts, w.result.Output, w.result.Errors = res.Counts, res.Output, res.Errors
+			w.addArtifact(res.Output)
+			w.addArtifact(res.Errors)
+			return nil
+		case w.cancelled != nil:
+			return err
+		case w.paused && temporal.IsCanceledError(err):
+			if err := workflow.Await(ctx, func() bool { return !w.paused || w.cancelled != nil }); err != nil {
+				return err
+			}
+			if w.cancelled != nil {
+				return nil
+			}
+		case isScheduleToStartTimeout(err):
+			avoid = node.Node
+			w.transition(ctx, task.Dispatched, "dispatch", fmt.Sprintf("node %s did not start the work within %s; dispatching again", node.Node, nodeStartTimeout))
+		default:
+			return err
+		}
+	}
+}
+
+func (w *taskRun) dispatch(ctx workflow.Context, avoid string) (activities.DispatchResult, error) {
 	var node activities.DispatchResult
 	dctx := w.stage(ctx, "dispatch", "pick a node serving "+w.in.Model)
 	dctx = workflow.WithRetryPolicy(dctx, temporal.RetryPolicy{
 		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 15 * time.Second,
 		MaximumAttempts: 20, NonRetryableErrorTypes: nonRetryable,
 	})
-	if err := workflow.ExecuteActivity(dctx, a.Dispatch, activities.DispatchInput{TaskID: w.in.ID, Model: w.in.Model}).Get(ctx, &node); err != nil {
-		return err
+	err := workflow.ExecuteActivity(dctx, a.Dispatch, activities.DispatchInput{TaskID: w.in.ID, Model: w.in.Model, Avoid: avoid}).Get(ctx, &node)
+	if err != nil {
+		return node, err
 	}
 	w.status.Node = node.Node
 	w.transition(ctx, task.Dispatched, "dispatch", "node "+node.Node)
+	return node, nil
+}
 
-	ictx := w.stage(ctx, "inference", fmt.Sprintf("%d request(s) on %s", w.status.Progress.Total, node.Node))
+// nodeStartTimeout is how long a node's queue may hold the inference
+// before the task is dispatched again: long enough for a node that runs
+// its maximum of batches to free a slot, short enough to replace a dead
+// node.
+const nodeStartTimeout = 10 * time.Minute
+
+func (w *taskRun) runOn(ctx workflow.Context, node activities.DispatchResult) (activities.InferResult, error) {
+	summary := fmt.Sprintf("%d request(s) on %s", w.status.Progress.Total, node.Node)
+	ictx := w.stage(ctx, "inference", summary)
 	ictx = workflow.WithActivityOptions(ictx, workflow.ActivityOptions{
-		TaskQueue:           node.Queue,
-		StartToCloseTimeout: 24 * time.Hour,
-		HeartbeatTimeout:    time.Minute,
+		TaskQueue:              node.Queue,
+		ScheduleToStartTimeout: nodeStartTimeout,
+		StartToCloseTimeout:    24 * time.Hour,
+		HeartbeatTimeout:       w.heartbeatTimeout(),
 		// Let the engine record its checkpoint before the task moves on,
-		// so a cancelled task keeps its partial output.
+		// so a cancelled or paused task keeps its partial output.
 		WaitForCancellation: true,
-		Summary:             fmt.Sprintf("inference: %d request(s) on %s", w.status.Progress.Total, node.Node),
+		Summary:             "inference: " + summary,
+		Priority:            w.priority(),
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
 			MaximumAttempts: 20, NonRetryableErrorTypes: nonRetryable,
 		},
 	})
-	w.transition(ctx, task.Running, "dispatch", "inference started")
+	w.transition(ctx, task.Running, "dispatch", "inference on "+node.Node)
 	var res activities.InferResult
 	err := workflow.ExecuteActivity(ictx, a.Infer, activities.InferInput{
 		TaskID: w.in.ID, Tenant: w.in.Tenant, Model: w.in.Model, Source: w.source, Total: w.status.Progress.Total,
 	}).Get(ctx, &res)
-	if err != nil {
-		return err
+	return res, err
+}
+
+// priority is the task's current priority, with the tenant as fairness
+// key so one tenant's backlog does not starve the others.
+func (w *taskRun) priority() temporal.Priority {
+	return temporal.Priority{PriorityKey: w.status.Priority, FairnessKey: w.in.Tenant}
+}
+
+func (w *taskRun) heartbeatTimeout() time.Duration {
+	if w.rules != nil && w.rules.HeartbeatTimeout > 0 {
+		return w.rules.HeartbeatTimeout
 	}
-	w.status.Progress.Counts = res.Counts
-	w.result.Counts, w.result.Output, w.result.Errors = res.Counts, res.Output, res.Errors
-	w.addArtifact(res.Output)
-	w.addArtifact(res.Errors)
-	return nil
+	return time.Minute
+}
+
+func isScheduleToStartTimeout(err error) bool {
+	var te *temporal.TimeoutError
+	return errors.As(err, &te) && te.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START
 }
 
 // end archives the report and settles the final state: COMPLETED after a
@@ -190,6 +253,9 @@ func (w *taskRun) end(ctx workflow.Context, err error) (task.Result, error) {
 	// cancel of the workflow does not reach.
 	actx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
+	if w.status.Node != "" && w.result.Output.Key == "" {
+		w.collectPartial(actx)
+	}
 	var arch activities.ArchiveResult
 	aerr := workflow.ExecuteActivity(w.stage(actx, "archive", "write report and manifest"), a.Archive, activities.ArchiveInput{Status: w.status, Result: w.result}).Get(actx, &arch)
 	if aerr == nil {
@@ -203,6 +269,22 @@ func (w *taskRun) end(ctx workflow.Context, err error) (task.Result, error) {
 	return w.result, aerr
 }
 
+// collectPartial merges what inference answered before a cancel or a
+// failure into output.jsonl and errors.jsonl, so partial results are kept.
+func (w *taskRun) collectPartial(ctx workflow.Context) {
+	var res activities.InferResult
+	err := workflow.ExecuteActivity(w.stage(ctx, "collect", "keep partial output"), a.Collect,
+		activities.CollectInput{TaskID: w.in.ID, Tenant: w.in.Tenant}).Get(ctx, &res)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("partial output not collected", "error", err)
+		return
+	}
+	w.status.Progress.Counts = res.Counts
+	w.result.Counts, w.result.Output, w.result.Errors = res.Counts, res.Output, res.Errors
+	w.addArtifact(res.Output)
+	w.addArtifact(res.Errors)
+}
+
 // stage returns the context for one stage's activity with the defaults
 // every control-plane activity shares, and records the stage for the
 // status query and the Web UI.
@@ -212,6 +294,7 @@ func (w *taskRun) stage(ctx workflow.Context, name, summary string) workflow.Con
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Minute,
 		Summary:             name + ": " + summary,
+		Priority:            w.priority(),
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
 			MaximumAttempts: 10, NonRetryableErrorTypes: nonRetryable,

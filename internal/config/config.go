@@ -43,9 +43,15 @@ type Config struct {
 	PolicyFile string
 	// Concurrency is how many requests one batch keeps in flight.
 	Concurrency int
+	// MaxBatches is how many batches this node runs at once; more wait in
+	// its queue, highest priority first.
+	MaxBatches int
 	// CheckpointInterval is the longest time between two checkpoints of a
 	// running batch.
 	CheckpointInterval time.Duration
+	// HeartbeatTimeout is how soon the inference of a worker that died is
+	// retried elsewhere.
+	HeartbeatTimeout time.Duration
 	// HealthAddr serves /healthz and /metrics; empty turns it off.
 	HealthAddr string
 	LogFormat  string // text or json
@@ -74,7 +80,9 @@ func FromEnv() (Config, error) {
 		Models:             e.list("AUTOGLM_MODELS"),
 		PolicyFile:         e.str("AUTOGLM_POLICY_FILE", ""),
 		Concurrency:        e.int("AUTOGLM_CONCURRENCY", 16),
+		MaxBatches:         e.int("AUTOGLM_MAX_BATCHES", 4),
 		CheckpointInterval: e.duration("AUTOGLM_CHECKPOINT_INTERVAL", 30*time.Second),
+		HeartbeatTimeout:   e.duration("AUTOGLM_HEARTBEAT_TIMEOUT", time.Minute),
 		HealthAddr:         e.str("AUTOGLM_HEALTH_ADDR", ""),
 		LogFormat:          e.str("AUTOGLM_LOG_FORMAT", "text"),
 		LogLevel:           e.str("AUTOGLM_LOG_LEVEL", "info"),

@@ -25,13 +25,19 @@ const WorkflowType = "TaskWorkflow"
 // validated (a bad caller gets an error at once and leaves no trace in the
 // history); the signals of the same name are for fire-and-forget callers.
 const (
-	QueryStatus   = "status"
-	UpdateApprove = "approve"
-	UpdateReject  = "reject"
-	UpdateCancel  = "cancel"
-	SignalApprove = "approve-signal"
-	SignalReject  = "reject-signal"
-	SignalCancel  = "cancel-signal"
+	QueryStatus       = "status"
+	UpdateApprove     = "approve"
+	UpdateReject      = "reject"
+	UpdateCancel      = "cancel"
+	UpdatePause       = "pause"
+	UpdateResume      = "resume"
+	UpdateSetPriority = "set-priority"
+	SignalApprove     = "approve-signal"
+	SignalReject      = "reject-signal"
+	SignalCancel      = "cancel-signal"
+	SignalPause       = "pause-signal"
+	SignalResume      = "resume-signal"
+	SignalSetPriority = "set-priority-signal"
 	// SignalProgress is sent by the inference activity, not by people.
 	SignalProgress = "progress"
 )
@@ -131,11 +137,13 @@ type Decision struct {
 	Time   time.Time `json:"time"`
 }
 
-// DecisionRequest is the argument of the approve, reject and cancel updates
-// and signals.
+// DecisionRequest is the argument of the approve, reject, cancel, pause,
+// resume and set-priority updates and signals. Priority is read by
+// set-priority only.
 type DecisionRequest struct {
-	Actor  string `json:"actor"`
-	Reason string `json:"reason,omitempty"`
+	Actor    string `json:"actor"`
+	Reason   string `json:"reason,omitempty"`
+	Priority int    `json:"priority,omitempty"`
 }
 
 // Counts are the request counts of a batch, as in the OpenAI Batch API.
