@@ -184,7 +184,9 @@ type run struct {
 }
 
 func (r *run) run(ctx context.Context, input io.Reader) (Checkpoint, error) {
-	window := 4 * r.cfg.Concurrency
+	// The window lets requests go on while a part is being sealed, which
+	// takes a few round trips to the bucket.
+	window := 16 * r.cfg.Concurrency
 	work := make(chan item)
 	results := make(chan result, window)
 	slots := make(chan struct{}, window)

@@ -104,6 +104,19 @@ func lines(t *testing.T, b []byte) ([]batch.OutputLine, map[string]int) {
 	return all, ids
 }
 
+// quiet waits until the server's request count stops moving and returns it.
+func quiet(srv *testmodel.Server) int64 {
+	last := srv.Stats().Requests
+	for {
+		time.Sleep(100 * time.Millisecond)
+		now := srv.Stats().Requests
+		if now == last {
+			return now
+		}
+		last = now
+	}
+}
+
 func engine(srv *testmodel.Server, sink batch.Sink, cfg batch.Config) *batch.Engine {
 	cfg.Model = "glm-4-test"
 	if cfg.BackoffBase == 0 {
@@ -178,7 +191,9 @@ func TestRunResumesAfterStop(t *testing.T) {
 	if cp.Line < 150 || cp.Done {
 		t.Fatalf("checkpoint after stop should cover the 150+ answered lines: %+v", cp)
 	}
-	before := srv.Stats().Requests
+	// Requests cancelled by the stop may still reach the server after Run
+	// returns; count from when it is quiet.
+	before := quiet(srv)
 
 	e.Progress = nil
 	final, err := engine(srv, sink, batch.Config{Concurrency: 8, PartItems: 25}).Run(context.Background(), strings.NewReader(input), cp)

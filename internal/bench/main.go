@@ -1,0 +1,341 @@
+// Command bench measures the batch engine through the whole stack and
+// prints one BENCH line per figure, each against a baseline measured in the
+// same run (the machine is shared and noisy, so only ratios compare across
+// runs):
+//
+//	BENCH name=<name> value=<number> unit=<unit> baseline=<number> ratio=<value/baseline> goal=<number>
+//
+// It starts the real Temporal dev server and MinIO (devstack), the test
+// model server, and the worker, and stops them all at the end.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"go.temporal.io/sdk/client"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/config"
+	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
+	"github.com/autoglm-flow/autoglm-flow/internal/llm"
+	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
+	"github.com/autoglm-flow/autoglm-flow/internal/logging"
+	"github.com/autoglm-flow/autoglm-flow/internal/storage"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
+)
+
+// benchPolicy approves any batch by rule, so that approval waits are not
+// part of the figures.
+const benchPolicy = `tenants:
+  bench:
+    models: [glm-4-test]
+    users: {bench: [submitter]}
+    auto_approve_max_requests: 1000000
+    quotas: {max_batch_requests: 1000000}
+`
+
+func main() {
+	items := flag.Int("items", 10000, "requests in the throughput batch")
+	inflight := flag.Int("inflight", 32, "requests in flight")
+	latency := flag.Duration("latency", 20*time.Millisecond, "the test model server's latency")
+	rssItems := flag.Int("rss-items", 100000, "requests in the memory batch (0 skips it)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *items, *inflight, *latency, *rssItems); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type bench struct {
+	dir   string
+	stack *devstack.Stack
+	model *testmodel.Server
+	tc    *taskclient.Client
+	env   []string
+}
+
+func run(ctx context.Context, items, inflight int, latency time.Duration, rssItems int) error {
+	b, err := setUp(ctx, latency)
+	if err != nil {
+		return err
+	}
+	defer b.tearDown()
+
+	// Throughput: the same client and concurrency, first in a plain loop,
+	// then through submit -> workflow -> worker -> COMPLETED.
+	file, err := b.batchFile("throughput", items)
+	if err != nil {
+		return err
+	}
+	base := plainLoop(ctx, b.model.URL(), items, inflight)
+	st, elapsed, err := b.throughWorkflow(ctx, file, inflight)
+	if err != nil {
+		return err
+	}
+	// Throughput is the rate of the inference stage (RUNNING to ARCHIVING
+	// in the audit trail); end to end adds the upload, screening, dispatch
+	// and archive, a fixed cost that shrinks as batches grow.
+	running, archiving := stateTime(st, task.Running), stateTime(st, task.Archiving)
+	report("batch_throughput", float64(items)/archiving.Sub(running).Seconds(), "req/s", base, 0.95)
+	report("batch_end_to_end", float64(items)/elapsed.Seconds(), "req/s", base, 0)
+
+	if rssItems > 0 {
+		b.model.SetFaults(testmodel.Faults{})
+		small, err := b.peakRSS(ctx, rssItems/100, 64)
+		if err != nil {
+			return err
+		}
+		large, err := b.peakRSS(ctx, rssItems, 64)
+		if err != nil {
+			return err
+		}
+		report(fmt.Sprintf("worker_peak_rss_%dk_items", rssItems/1000), large, "MiB", small, 150)
+	}
+	return nil
+}
+
+// report prints one BENCH line; a goal of 0 means the figure has none.
+func report(name string, value float64, unit string, baseline, goal float64) {
+	line := fmt.Sprintf("BENCH name=%s value=%.1f unit=%s baseline=%.1f ratio=%.3f", name, value, unit, baseline, value/baseline)
+	if goal > 0 {
+		line += fmt.Sprintf(" goal=%g", goal)
+	}
+	fmt.Println(line)
+}
+
+func setUp(ctx context.Context, latency time.Duration) (*bench, error) {
+	bin, err := devstack.BinDir()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "autoglm-bench-")
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{dir: dir}
+	if b.stack, err = devstack.Start(ctx, devstack.Options{Dir: dir, BinDir: bin, Buckets: []string{"bench"}}); err != nil {
+		return nil, err
+	}
+	b.model = testmodel.New(testmodel.Options{Faults: testmodel.Faults{Latency: latency}})
+	if err := b.model.Start(); err != nil {
+		b.tearDown()
+		return nil, err
+	}
+	policy := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policy, []byte(benchPolicy), 0o644); err != nil {
+		b.tearDown()
+		return nil, err
+	}
+	b.env = append(b.stack.Env("bench"), "AUTOGLM_LLM_BASE_URL="+b.model.URL(), "AUTOGLM_POLICY_FILE="+policy,
+		"AUTOGLM_LOG_LEVEL=warn", "AUTOGLM_CHECKPOINT_INTERVAL=10s")
+	for _, kv := range b.env {
+		k, v, _ := strings.Cut(kv, "=")
+		os.Setenv(k, v)
+	}
+	cfg, err := config.FromEnv()
+	if err != nil {
+		b.tearDown()
+		return nil, err
+	}
+	log := logrus.New()
+	log.SetLevel(logrus.WarnLevel)
+	opts, err := config.TemporalOptions(logging.NewSDK(log))
+	if err != nil {
+		b.tearDown()
+		return nil, err
+	}
+	tc, err := client.DialContext(ctx, opts)
+	if err != nil {
+		b.tearDown()
+		return nil, err
+	}
+	store, err := storage.Open(ctx, cfg.S3)
+	if err != nil {
+		b.tearDown()
+		return nil, err
+	}
+	b.tc = &taskclient.Client{Temporal: tc, Store: store}
+	return b, nil
+}
+
+func (b *bench) tearDown() {
+	if b.tc != nil {
+		b.tc.Temporal.Close()
+	}
+	if b.model != nil {
+		b.model.Close()
+	}
+	if b.stack != nil {
+		b.stack.Stop()
+	}
+	os.RemoveAll(b.dir)
+}
+
+func (b *bench) batchFile(name string, n int) (string, error) {
+	path := filepath.Join(b.dir, name+".jsonl")
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	for i := range n {
+		fmt.Fprintf(f, `{"custom_id":"r%d","method":"POST","url":"/v1/chat/completions","body":{"model":"glm-4-test","messages":[{"role":"user","content":"question number %d"}]}}`+"\n", i, i)
+	}
+	return path, f.Close()
+}
+
+// plainLoop is the baseline: the same client, the same concurrency, no
+// Temporal, no bucket, no checkpoints. It returns requests per second.
+func plainLoop(ctx context.Context, url string, n, inflight int) float64 {
+	c := llm.New(llm.Config{BaseURL: url, MaxIdleConnsPerHost: inflight})
+	work := make(chan int)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range inflight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				body, _ := json.Marshal(map[string]any{"model": "glm-4-test", "messages": []map[string]string{{"role": "user", "content": "question number " + strconv.Itoa(i)}}})
+				_, _ = c.Chat(ctx, body)
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// throughWorkflow runs the file as a task on a worker process and returns
+// its final status and the time from submit to COMPLETED.
+func (b *bench) throughWorkflow(ctx context.Context, file string, inflight int) (task.Status, time.Duration, error) {
+	w, err := b.startWorker(ctx, inflight)
+	if err != nil {
+		return task.Status{}, 0, err
+	}
+	defer w.stop()
+	start := time.Now()
+	st, err := b.runTask(ctx, file)
+	return st, time.Since(start), err
+}
+
+func (b *bench) runTask(ctx context.Context, file string) (task.Status, error) {
+	in, err := b.tc.Submit(ctx, taskclient.SubmitRequest{Tenant: "bench", Submitter: "bench", File: file})
+	if err != nil {
+		return task.Status{}, err
+	}
+	res, err := b.tc.Wait(ctx, in.ID)
+	if err != nil {
+		return task.Status{}, err
+	}
+	if res.State != task.Completed {
+		return task.Status{}, fmt.Errorf("task %s ended %s: %s", in.ID, res.State, res.Reason)
+	}
+	return b.tc.Status(ctx, in.ID)
+}
+
+// stateTime is when the task last entered state.
+func stateTime(st task.Status, state task.State) time.Time {
+	var t time.Time
+	for _, tr := range st.Audit {
+		if tr.To == state {
+			t = tr.Time
+		}
+	}
+	return t
+}
+
+// peakRSS runs an n-item batch on a fresh worker process and returns the
+// process's peak resident set (VmHWM) in MiB.
+func (b *bench) peakRSS(ctx context.Context, n, inflight int) (float64, error) {
+	file, err := b.batchFile(fmt.Sprintf("rss-%d", n), n)
+	if err != nil {
+		return 0, err
+	}
+	w, err := b.startWorker(ctx, inflight)
+	if err != nil {
+		return 0, err
+	}
+	defer w.stop()
+	if _, err := b.runTask(ctx, file); err != nil {
+		return 0, err
+	}
+	return vmHWM(w.cmd.Process.Pid)
+}
+
+type workerProc struct{ cmd *exec.Cmd }
+
+// startWorker runs `autoglm worker` as its own process, built from this
+// checkout, so its memory can be read apart from the bench's.
+func (b *bench) startWorker(ctx context.Context, inflight int) (*workerProc, error) {
+	exe := filepath.Join(b.dir, "autoglm")
+	if _, err := os.Stat(exe); err != nil {
+		build := exec.CommandContext(ctx, "go", "build", "-o", exe, "./starter")
+		build.Dir = moduleRoot()
+		if out, err := build.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("building autoglm: %v\n%s", err, out)
+		}
+	}
+	cmd := exec.Command(exe, "worker")
+	cmd.Env = append(os.Environ(), "AUTOGLM_CONCURRENCY="+strconv.Itoa(inflight), "AUTOGLM_NODE=bench")
+	logf, err := os.Create(filepath.Join(b.dir, "worker.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &workerProc{cmd: cmd}, nil
+}
+
+func (w *workerProc) stop() {
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = w.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(40 * time.Second):
+		_ = w.cmd.Process.Kill()
+		<-done
+	}
+}
+
+func vmHWM(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, err := strconv.ParseFloat(f[1], 64)
+			return kb / 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+}
+
+func moduleRoot() string {
+	bin, err := devstack.BinDir()
+	if err != nil {
+		return "."
+	}
+	return filepath.Dir(bin)
+}
