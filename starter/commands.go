@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -52,12 +53,15 @@ AUTOGLM_S3_*; who you are from --as or AUTOGLM_USER.`,
 	pf := root.PersistentFlags()
 	pf.BoolVar(&c.json, "json", false, "print JSON instead of text")
 	pf.StringVar(&c.user, "as", os.Getenv("AUTOGLM_USER"), "the user you act as (default $AUTOGLM_USER)")
-	pf.StringVar(&c.tenant, "tenant", envOr("AUTOGLM_TENANT", "demo"), "the tenant (default $AUTOGLM_TENANT or demo)")
+	pf.StringVar(&c.tenant, "tenant", envOr("AUTOGLM_TENANT", "demo"), "the tenant ($AUTOGLM_TENANT)")
 	root.AddCommand(
 		c.submitCmd(), c.statusCmd(), c.watchCmd(),
 		c.decideCmd("approve", task.UpdateApprove, "Approve a task awaiting approval (reviewers; never your own task)"),
 		c.decideCmd("reject", task.UpdateReject, "Reject a task awaiting approval, with a reason"),
 		c.decideCmd("cancel", task.UpdateCancel, "Cancel a task; its partial output is kept"),
+		c.decideCmd("pause", task.UpdatePause, "Pause a running task; it records a checkpoint and resumes from it"),
+		c.decideCmd("resume", task.UpdateResume, "Resume a paused task from its checkpoint"),
+		c.setPriorityCmd(), c.listCmd(), c.resubmitCmd(),
 		c.resultsCmd(), workerCmd(), c.devCmd(), c.demoCmd(),
 	)
 	return root
@@ -181,6 +185,33 @@ func (c *cli) decideCmd(name, update, short string) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required to reject)")
+	return cmd
+}
+
+func (c *cli) setPriorityCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "set-priority TASK PRIORITY",
+		Short: "Set a task's priority, 1 (highest) to 5, for the work it has yet to schedule",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := strconv.Atoi(args[1])
+			if err != nil {
+				return fmt.Errorf("%w: priority %q is not a number from 1 to 5", errUsage, args[1])
+			}
+			if err := c.requireUser(); err != nil {
+				return err
+			}
+			tc, err := c.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			st, err := tc.Decide(cmd.Context(), args[0], task.UpdateSetPriority, task.DecisionRequest{Actor: c.user, Priority: p})
+			if err != nil {
+				return err
+			}
+			return c.print(st, fmt.Sprintf("task %s now has priority %d", st.ID, st.Priority))
+		},
+	}
 	return cmd
 }
 

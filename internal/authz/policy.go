@@ -211,3 +211,16 @@ func (t Tenant) AllowsModel(tenant, model string) error {
 	}
 	return task.Errorf(task.ModelNotAllowed, "tenant %s may not use model %q (allowed: %v)", tenant, model, t.Models)
 }
+
+// TenantsOf lists, sorted, the tenants in which user has a role: what they
+// may see in `autoglm list`.
+func (p *Policy) TenantsOf(user string) []string {
+	var out []string
+	for name, t := range p.Tenants {
+		if len(t.Users[user]) > 0 {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
