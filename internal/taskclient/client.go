@@ -20,6 +20,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/batch"
@@ -200,10 +201,29 @@ func (c *Client) Decide(ctx context.Context, id, update string, req task.Decisio
 		WorkflowID: task.WorkflowID(id), UpdateName: update, Args: []any{req},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
-	if err != nil {
-		return st, notFound(id, err)
+	if err == nil {
+		err = h.Get(ctx, &st)
 	}
-	return st, notFound(id, h.Get(ctx, &st))
+	return st, c.ended(ctx, id, update, err)
+}
+
+// ended tells a task that has ended from one that does not exist: Temporal
+// refuses an update to a closed workflow as "not found", before its
+// validator could say WrongState.
+func (c *Client) ended(ctx context.Context, id, update string, err error) error {
+	var nf *serviceerror.NotFound
+	if !errors.As(err, &nf) {
+		return err
+	}
+	d, derr := c.Temporal.DescribeWorkflowExecution(ctx, task.WorkflowID(id), "")
+	if derr != nil || d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return notFound(id, err)
+	}
+	state := d.GetWorkflowExecutionInfo().GetStatus().String()
+	if p := d.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()[task.AttrState.GetName()]; p != nil {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &state)
+	}
+	return task.Errorf(task.WrongState, "task %s has ended (%s); it can no longer take %s", id, state, update)
 }
 
 // Wait blocks until the task ends and returns its result.
