@@ -39,6 +39,8 @@ type Activities struct {
 	ProgressInterval time.Duration
 	// HeartbeatTimeout of the inference activity; 0 means one minute.
 	HeartbeatTimeout time.Duration
+	// ShardRequests is the shard size of large batches; 0 never shards.
+	ShardRequests int
 }
 
 // asApplicationError turns the project's typed errors into non-retryable

@@ -26,6 +26,9 @@ type AuthorizeResult struct {
 	// died) is given to another attempt. It is the worker's setting,
 	// recorded here so the workflow reads it deterministically.
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
+	// ShardRequests cuts a larger batch into shards of this many requests
+	// that run in parallel on the nodes; 0 never shards.
+	ShardRequests int `json:"shard_requests,omitempty"`
 }
 
 // Authorize checks the tenant exists, the submitter may submit in it, and
@@ -65,5 +68,6 @@ func (a *Activities) authorize(t task.Input) (AuthorizeResult, error) {
 		MaxRequestBytes:        p.Screening.MaxRequestBytes,
 		SensitiveWords:         p.Screening.SensitiveWords,
 		HeartbeatTimeout:       a.HeartbeatTimeout,
+		ShardRequests:          a.ShardRequests,
 	}, nil
 }

@@ -64,9 +64,9 @@ func (a *Activities) Nodes(ctx context.Context) ([]Node, error) {
 type DispatchInput struct {
 	TaskID string `json:"task_id"`
 	Model  string `json:"model"`
-	// Avoid is a node that just failed this task, chosen only if no other
-	// node serves the model.
-	Avoid string `json:"avoid,omitempty"`
+	// Avoid are nodes chosen only if no other node serves the model: one
+	// that just failed the task, or those already running its other shards.
+	Avoid []string `json:"avoid,omitempty"`
 }
 
 // DispatchResult is the chosen node and its task queue.
@@ -89,7 +89,7 @@ func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (DispatchRe
 	return DispatchResult{Node: n.Name, Queue: n.Queue}, nil
 }
 
-func pick(nodes []Node, model, avoid string, now time.Time) (Node, error) {
+func pick(nodes []Node, model string, avoid []string, now time.Time) (Node, error) {
 	var live []Node
 	for _, n := range nodes {
 		if now.Sub(n.LastSeen) < NodeStaleAfter && (slices.Contains(n.Models, model) || slices.Contains(n.Models, "*")) {
@@ -104,8 +104,9 @@ func pick(nodes []Node, model, avoid string, now time.Time) (Node, error) {
 		return Node{}, fmt.Errorf("%w: no live node serves %s (nodes known: %s)", errNoNode, model, strings.Join(names, ", "))
 	}
 	sort.SliceStable(live, func(i, j int) bool {
-		if (live[i].Name == avoid) != (live[j].Name == avoid) {
-			return live[j].Name == avoid
+		ai, aj := slices.Contains(avoid, live[i].Name), slices.Contains(avoid, live[j].Name)
+		if ai != aj {
+			return aj
 		}
 		return live[i].Running < live[j].Running
 	})

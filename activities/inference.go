@@ -21,6 +21,8 @@ type InferInput struct {
 	Source task.ObjectRef `json:"source"`
 	// Total is the number of requests screening counted, for progress.
 	Total int `json:"total"`
+	// Shard, if set, is the part of the input this activity runs.
+	Shard *Shard `json:"shard,omitempty"`
 }
 
 // InferResult is the answered batch.
@@ -38,6 +40,7 @@ type Progress struct {
 	Progress task.Progress `json:"progress"`
 	Node     string        `json:"node"`
 	Attempt  int32         `json:"attempt"`
+	Shard    int           `json:"shard"`
 }
 
 // Infer runs the batch through the batch engine. It resumes from the
@@ -48,15 +51,19 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 	running.Add(1)
 	defer running.Add(-1)
 
-	sink := &bucketSink{a: a, tenant: in.Tenant, taskID: in.TaskID}
+	sink := newSink(a, in.Tenant, in.TaskID, in.Shard)
 	from, err := a.resumePoint(ctx, sink)
 	if err != nil {
 		return InferResult{}, err
 	}
 	cfg := a.Batch
 	cfg.Model, cfg.IDPrefix = in.Model, in.TaskID
+	var offset int64
+	if in.Shard != nil {
+		cfg.FirstLine, cfg.LastLine, offset = in.Shard.FirstLine, in.Shard.LastLine, in.Shard.Offset
+	}
 
-	rc, _, err := a.Store.Get(ctx, in.Source.Key)
+	rc, _, err := a.Store.GetRange(ctx, in.Source.Key, offset)
 	if err != nil {
 		return InferResult{}, fmt.Errorf("reading the task's input: %w", err)
 	}
@@ -76,6 +83,9 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 	}()
 
 	rep := a.newReporter(ctx, in.Total)
+	if in.Shard != nil {
+		rep.shard = in.Shard.Index
+	}
 	eng := &batch.Engine{Client: a.LLM, Sink: sink, Config: cfg, Progress: rep.report}
 	cp, err := eng.Run(runCtx, rc, from)
 	rep.flush(cp.Counts)
@@ -85,30 +95,6 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 	case err != nil:
 		return InferResult{}, err
 	}
-	return InferResult{Counts: cp.Counts, Output: cp.Output, Errors: cp.Errors, Checkpoint: cp.Seq, Node: a.Node}, nil
-}
-
-// CollectInput names the task whose partial output to keep.
-type CollectInput struct {
-	TaskID string `json:"task_id"`
-	Tenant string `json:"tenant"`
-}
-
-// Collect merges the parts of the newest checkpoint into output.jsonl and
-// errors.jsonl: what a cancelled, paused-then-cancelled or failed batch
-// had answered is kept in the OpenAI output format.
-func (a *Activities) Collect(ctx context.Context, in CollectInput) (InferResult, error) {
-	sink := &bucketSink{a: a, tenant: in.Tenant, taskID: in.TaskID}
-	cp, err := sink.latest(ctx)
-	if err != nil {
-		return InferResult{}, err
-	}
-	if !cp.Done {
-		if cp.Output, cp.Errors, err = sink.Merge(ctx, cp.Parts); err != nil {
-			return InferResult{}, err
-		}
-	}
-	cp.Counts.Total = max(cp.Counts.Total, cp.Counts.Done())
 	return InferResult{Counts: cp.Counts, Output: cp.Output, Errors: cp.Errors, Checkpoint: cp.Seq, Node: a.Node}, nil
 }
 
@@ -140,6 +126,7 @@ type reporter struct {
 	startN   int
 	lastSent time.Time
 	info     activity.Info
+	shard    int
 }
 
 func (a *Activities) newReporter(ctx context.Context, total int) *reporter {
@@ -168,7 +155,7 @@ func (r *reporter) send(c task.Counts) {
 	}
 	r.lastSent = time.Now()
 	c.Total = max(r.total, c.Done())
-	p := Progress{Progress: task.Progress{Counts: c}, Node: r.a.Node, Attempt: r.info.Attempt}
+	p := Progress{Progress: task.Progress{Counts: c}, Node: r.a.Node, Attempt: r.info.Attempt, Shard: r.shard}
 	if el := time.Since(r.start).Seconds(); el > 0 && r.startN >= 0 {
 		p.Progress.RatePerSecond = float64(c.Done()-r.startN) / el
 	}

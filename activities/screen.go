@@ -28,6 +28,8 @@ type ScreenInput struct {
 type ScreenResult struct {
 	Source    task.ObjectRef `json:"source"`
 	Screening task.Screening `json:"screening"`
+	// Shards cut a batch larger than the shard size; nil runs it whole.
+	Shards []Shard `json:"shards,omitempty"`
 }
 
 // Screen stores an inline prompt as a batch of one, then reads the whole
@@ -64,7 +66,8 @@ func (a *Activities) screen(ctx context.Context, in ScreenInput) (ScreenResult, 
 	if cat != storage.Text && cat != storage.Data {
 		return ScreenResult{}, task.Errorf(task.InvalidInput, "the input file is %s (%s), not a JSONL batch file", ct, cat)
 	}
-	sc, err := scan(r, in.Rules, t.Model, func() { activity.RecordHeartbeat(ctx) })
+	sh := &sharder{size: in.Rules.ShardRequests}
+	sc, err := scan(r, in.Rules, t.Model, sh, func() { activity.RecordHeartbeat(ctx) })
 	if err != nil {
 		return ScreenResult{}, err
 	}
@@ -72,18 +75,19 @@ func (a *Activities) screen(ctx context.Context, in ScreenInput) (ScreenResult, 
 		return ScreenResult{}, task.Errorf(task.InvalidInput, "the input file changed after upload: sha256 %s, expected %s", got, src.SHA256)
 	}
 	src.SHA256, src.Size, src.Category = hex.EncodeToString(h.Sum(nil)), sc.Bytes, string(cat)
-	return ScreenResult{Source: src, Screening: sc}, nil
+	return ScreenResult{Source: src, Screening: sc, Shards: sh.result()}, nil
 }
 
 // scan reads the input line by line, in constant memory but for the set of
 // custom_ids, which the tenant's batch quota bounds.
-func scan(r io.Reader, rules AuthorizeResult, model string, alive func()) (task.Screening, error) {
+func scan(r io.Reader, rules AuthorizeResult, model string, sh *sharder, alive func()) (task.Screening, error) {
 	var sc task.Screening
 	lr := batch.NewLineReader(r, rules.MaxRequestBytes)
 	seen := map[string]int{}
 	flagged := map[string]bool{}
 	malformed := 0
 	for {
+		start := lr.Offset()
 		raw, n, tooLong, err := lr.Next()
 		if err == io.EOF {
 			break
@@ -96,6 +100,7 @@ func scan(r io.Reader, rules AuthorizeResult, model string, alive func()) (task.
 			continue
 		}
 		sc.Requests++
+		sh.request(n, start)
 		if rules.MaxBatchRequests > 0 && sc.Requests > rules.MaxBatchRequests {
 			return sc, task.Errorf(task.QuotaExceeded, "the batch has more than the tenant's %d requests", rules.MaxBatchRequests)
 		}

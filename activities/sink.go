@@ -19,6 +19,17 @@ type bucketSink struct {
 	a      *Activities
 	tenant string
 	taskID string
+	// shard prefixes the names of a shard's parts and records ("s003-");
+	// empty for a batch run whole.
+	shard string
+}
+
+func newSink(a *Activities, tenant, taskID string, shard *Shard) *bucketSink {
+	s := &bucketSink{a: a, tenant: tenant, taskID: taskID}
+	if shard != nil {
+		s.shard = fmt.Sprintf("s%03d-", shard.Index)
+	}
+	return s
 }
 
 func (s *bucketSink) key(c storage.Category, name string) (string, error) {
@@ -27,7 +38,7 @@ func (s *bucketSink) key(c storage.Category, name string) (string, error) {
 
 // putPart writes one half of a part.
 func (s *bucketSink) putPart(ctx context.Context, half string, seq int, b []byte) (task.ObjectRef, error) {
-	key, err := s.key(storage.Checkpoint, fmt.Sprintf("parts/%s-%06d.jsonl", half, seq))
+	key, err := s.key(storage.Checkpoint, fmt.Sprintf("parts/%s%s-%06d.jsonl", s.shard, half, seq))
 	if err != nil {
 		return task.ObjectRef{}, err
 	}
@@ -50,7 +61,7 @@ const checkpointsDir = "checkpoints/"
 // SaveCheckpoint writes checkpoints/<seq>/metadata.json and keeps only the
 // newest MaxCheckpoints records.
 func (s *bucketSink) SaveCheckpoint(ctx context.Context, cp batch.Checkpoint) error {
-	key, err := s.key(storage.Checkpoint, fmt.Sprintf("%s%06d/metadata.json", checkpointsDir, cp.Seq))
+	key, err := s.key(storage.Checkpoint, fmt.Sprintf("%s%s%06d/metadata.json", checkpointsDir, s.shard, cp.Seq))
 	if err != nil {
 		return err
 	}
@@ -82,7 +93,11 @@ func (s *bucketSink) records(ctx context.Context) ([]string, error) {
 	}
 	var keys []string
 	for _, in := range infos {
-		if strings.HasSuffix(in.Key, "/metadata.json") {
+		_, name, _ := strings.Cut(in.Key, "/"+checkpointsDir)
+		// A whole batch's records start with a digit, a shard's with its
+		// prefix; each sink sees only its own.
+		mine := strings.HasPrefix(name, s.shard) && (s.shard != "" || name != "" && name[0] >= '0' && name[0] <= '9')
+		if mine && strings.HasSuffix(name, "/metadata.json") {
 			keys = append(keys, in.Key)
 		}
 	}
@@ -100,30 +115,39 @@ func (s *bucketSink) latest(ctx context.Context) (batch.Checkpoint, error) {
 	return cp, s.a.getJSON(ctx, keys[len(keys)-1], &cp)
 }
 
-// Merge streams the parts, in order, into output.jsonl and errors.jsonl:
-// memory stays at one copy buffer whatever the size of the batch.
+// Merge streams the parts, in order, into output.jsonl and errors.jsonl
+// (a shard's into its own pair, which MergeShards joins): memory stays at
+// one copy buffer whatever the size of the batch.
 func (s *bucketSink) Merge(ctx context.Context, parts []batch.Part) (out, errs task.ObjectRef, err error) {
 	outRefs := make([]task.ObjectRef, len(parts))
 	errRefs := make([]task.ObjectRef, len(parts))
 	for i, p := range parts {
 		outRefs[i], errRefs[i] = p.Output, p.Errors
 	}
-	outKey, err := s.key(storage.Data, NameOutput)
+	c, outName, errName := storage.Data, NameOutput, NameErrors
+	if s.shard != "" {
+		c, outName, errName = storage.Checkpoint, "parts/"+s.shard+NameOutput, "parts/"+s.shard+NameErrors
+	}
+	return s.mergeInto(ctx, c, outName, errName, outRefs, errRefs)
+}
+
+func (s *bucketSink) mergeInto(ctx context.Context, c storage.Category, outName, errName string, outRefs, errRefs []task.ObjectRef) (out, errs task.ObjectRef, err error) {
+	outKey, err := s.key(c, outName)
 	if err != nil {
 		return
 	}
-	errKey, err := s.key(storage.Data, NameErrors)
+	errKey, err := s.key(c, errName)
 	if err != nil {
 		return
 	}
-	if out, err = s.concat(ctx, outRefs, outKey); err != nil {
+	if out, err = s.concat(ctx, outRefs, outKey, c); err != nil {
 		return
 	}
-	errs, err = s.concat(ctx, errRefs, errKey)
+	errs, err = s.concat(ctx, errRefs, errKey, c)
 	return
 }
 
-func (s *bucketSink) concat(ctx context.Context, refs []task.ObjectRef, key string) (task.ObjectRef, error) {
+func (s *bucketSink) concat(ctx context.Context, refs []task.ObjectRef, key string, c storage.Category) (task.ObjectRef, error) {
 	var size int64
 	for _, r := range refs {
 		size += r.Size
@@ -148,7 +172,7 @@ func (s *bucketSink) concat(ctx context.Context, refs []task.ObjectRef, key stri
 		}
 		pw.Close()
 	}()
-	ref, err := s.a.put(ctx, key, storage.Data, pr, size, "application/jsonl")
+	ref, err := s.a.put(ctx, key, c, pr, size, "application/jsonl")
 	pr.CloseWithError(err) // unblocks the writer if put gave up early
 	return ref, err
 }

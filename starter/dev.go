@@ -43,6 +43,7 @@ func (f *localFlags) add(cmd *cobra.Command) {
 // local is a running local stack with the test model server (when no
 // model server is configured) and a worker.
 type local struct {
+	dir    string
 	stack  *devstack.Stack
 	model  *testmodel.Server
 	worker chan error
@@ -63,7 +64,7 @@ func startLocal(ctx context.Context, f localFlags) (*local, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &local{stack: st}
+	l := &local{stack: st, dir: f.dir}
 	for _, kv := range st.Env(config.DefaultBucket) {
 		k, v, _ := strings.Cut(kv, "=")
 		os.Setenv(k, v)
@@ -214,7 +215,7 @@ func (c *cli) checkDemo(ctx context.Context, l *local, id string) error {
 	}
 	fmt.Printf("\nthe Temporal server lists workflow task-%s (%s)\n", id, resp.Executions[0].Status)
 	fmt.Printf("  Web UI: %s/namespaces/%s/workflows/task-%s\n", l.stack.UIURL, l.stack.Namespace, id)
-	fmt.Println("\ndemo done. The data stays in .data/: `make dev` brings the stack back to browse it.")
+	fmt.Printf("\ndemo done. The data stays in %s: `make dev` brings the stack back to browse it.\n", l.dir)
 	return nil
 }
 

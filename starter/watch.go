@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,7 +58,7 @@ func (c *cli) watch(ctx context.Context, id string) error {
 				if bar == nil && !term.IsTerminal(int(os.Stderr.Fd())) {
 					// No terminal to redraw a bar on: a line now and then.
 					if time.Since(lastLine) >= 5*time.Second {
-						fmt.Fprintf(c.out, "          progress: %d of %d (%d failed)\n", st.Progress.Done(), st.Progress.Total, st.Progress.Failed)
+						fmt.Fprintf(c.out, "          progress: %d of %d (%d failed, %.0f/s)\n", st.Progress.Done(), st.Progress.Total, st.Progress.Failed, st.Progress.RatePerSecond)
 						lastLine = time.Now()
 					}
 				} else if bar == nil {
@@ -100,11 +101,15 @@ func (c *cli) watch(ctx context.Context, id string) error {
 func formatStatus(st task.Status) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "task %s: %s (stage %s)\n", st.ID, st.State, st.Stage)
-	fmt.Fprintf(&b, "  tenant %s, submitter %s, model %s, %s, priority %d\n", st.Tenant, st.Submitter, st.Model, st.Kind, st.Priority)
+	prio := "3 (default)"
+	if st.Priority > 0 {
+		prio = strconv.Itoa(st.Priority)
+	}
+	fmt.Fprintf(&b, "  tenant %s, submitter %s, model %s, %s, priority %s\n", st.Tenant, st.Submitter, st.Model, st.Kind, prio)
 	p := st.Progress
 	fmt.Fprintf(&b, "  requests: %d total, %d completed, %d failed", p.Total, p.Completed, p.Failed)
-	if p.RatePerSecond > 0 {
-		fmt.Fprintf(&b, " (%.1f/s)", p.RatePerSecond)
+	if p.RatePerSecond > 0 && !st.State.Final() {
+		fmt.Fprintf(&b, " (%.1f/s, about %s left)", p.RatePerSecond, (time.Duration(p.ETASeconds) * time.Second).String())
 	}
 	b.WriteString("\n")
 	if st.Node != "" {

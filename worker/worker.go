@@ -119,6 +119,7 @@ func NewActivities(ctx context.Context, cfg config.Config, tc client.Client) (*a
 		Store: store, Policy: policy, LLM: lc, Temporal: tc, Node: cfg.Node, Models: models,
 		Batch:            batch.Config{Concurrency: cfg.Concurrency, CheckpointInterval: cfg.CheckpointInterval},
 		HeartbeatTimeout: cfg.HeartbeatTimeout,
+		ShardRequests:    cfg.ShardRequests,
 	}, nil
 }
 

@@ -68,10 +68,22 @@ func (w *taskRun) registerHandlers(ctx workflow.Context) error {
 		for {
 			var p activities.Progress
 			progress.Receive(ctx, &p)
-			if w.status.State == task.Running {
-				w.status.Progress = p.Progress
-				w.status.Attempts = int(p.Attempt)
+			if w.status.State != task.Running || p.Shard < 0 || p.Shard >= len(w.shardCounts) {
+				continue
 			}
+			w.shardCounts[p.Shard] = p.Progress.Counts
+			var sum task.Counts
+			for _, c := range w.shardCounts {
+				sum.Completed += c.Completed
+				sum.Failed += c.Failed
+			}
+			sum.Total = w.status.Progress.Total
+			w.status.Progress.Counts = sum
+			w.status.Progress.RatePerSecond = p.Progress.RatePerSecond * float64(len(w.shardCounts))
+			if rate := w.status.Progress.RatePerSecond; rate > 0 {
+				w.status.Progress.ETASeconds = float64(sum.Total-sum.Done()) / rate
+			}
+			w.status.Attempts = max(w.status.Attempts, int(p.Attempt))
 		}
 	})
 	return nil

@@ -5,6 +5,8 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -47,6 +49,9 @@ type taskRun struct {
 	status task.Status
 	rules  *activities.AuthorizeResult // nil until authorized
 	source task.ObjectRef              // the input as screened
+	shards []activities.Shard          // nil: the batch runs whole
+	// shardCounts are the progress counts of each piece, summed for status.
+	shardCounts []task.Counts
 
 	rejected  *task.Decision
 	cancelled *task.Decision
@@ -96,8 +101,13 @@ func (w *taskRun) screen(ctx workflow.Context) error {
 	w.status.Screening = res.Screening
 	w.status.Progress.Total = res.Screening.Requests
 	w.addArtifact(res.Source)
-	w.source = res.Source
-	w.transition(ctx, task.Screened, "screening", fmt.Sprintf("%d request(s), %d bytes", res.Screening.Requests, res.Screening.Bytes))
+	w.source, w.shards = res.Source, res.Shards
+	w.shardCounts = make([]task.Counts, max(len(res.Shards), 1))
+	reason := fmt.Sprintf("%d request(s), %d bytes", res.Screening.Requests, res.Screening.Bytes)
+	if len(res.Shards) > 0 {
+		reason += fmt.Sprintf(", in %d shards", len(res.Shards))
+	}
+	w.transition(ctx, task.Screened, "screening", reason)
 	return nil
 }
 
@@ -126,25 +136,33 @@ func (w *taskRun) approval(ctx workflow.Context) error {
 	return nil
 }
 
-// infer dispatches the batch to a node and runs it there. A pause stops
-// it (the engine records a checkpoint) until resume; a node that does not
-// pick the work up in time is replaced. Every new attempt resumes from the
-// last checkpoint.
+// piece is one inference activity of the task: the whole batch, or one
+// of its shards.
+type piece struct {
+	shard *activities.Shard
+	total int
+	node  activities.DispatchResult
+	avoid []string // nodes that did not start this piece in time
+	res   *activities.InferResult
+}
+
+// infer dispatches the batch (or each of its shards) to a node and runs it
+// there, shards in parallel. A pause stops every piece (the engine records
+// a checkpoint) until resume; a node that does not start a piece in time is
+// replaced; a piece that fails stops the others. Every new attempt resumes
+// from the last checkpoint, and a finished shard is not run again.
 func (w *taskRun) infer(ctx workflow.Context) error {
-	avoid := ""
+	pieces := w.pieces()
 	for {
-		node, err := w.dispatch(ctx, avoid)
-		if err != nil {
+		if err := w.dispatchAll(ctx, pieces); err != nil {
 			return err
 		}
-		res, err := w.runOn(ctx, node)
+		err, stalled := w.runAll(ctx, pieces)
 		switch {
+		case err == nil && !stalled:
+			return w.mergeShards(ctx, pieces)
 		case err == nil:
-			w.status.Progress.Counts = res.Counts
-			w.result.Counts, w.result.Output, w.result.Errors = res.Counts, res.Output, res.Errors
-			w.addArtifact(res.Output)
-			w.addArtifact(res.Errors)
-			return nil
+			w.transition(ctx, task.Dispatched, "dispatch", fmt.Sprintf("a node did not start the work within %s; dispatching again", nodeStartTimeout))
 		case w.cancelled != nil:
 			return err
 		case w.paused && temporal.IsCanceledError(err):
@@ -154,61 +172,141 @@ func (w *taskRun) infer(ctx workflow.Context) error {
 			if w.cancelled != nil {
 				return nil
 			}
-		case isScheduleToStartTimeout(err):
-			avoid = node.Node
-			w.transition(ctx, task.Dispatched, "dispatch", fmt.Sprintf("node %s did not start the work within %s; dispatching again", node.Node, nodeStartTimeout))
 		default:
 			return err
 		}
 	}
 }
 
-func (w *taskRun) dispatch(ctx workflow.Context, avoid string) (activities.DispatchResult, error) {
-	var node activities.DispatchResult
-	dctx := w.stage(ctx, "dispatch", "pick a node serving "+w.in.Model)
-	dctx = workflow.WithRetryPolicy(dctx, temporal.RetryPolicy{
-		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 15 * time.Second,
-		MaximumAttempts: 20, NonRetryableErrorTypes: nonRetryable,
-	})
-	err := workflow.ExecuteActivity(dctx, a.Dispatch, activities.DispatchInput{TaskID: w.in.ID, Model: w.in.Model, Avoid: avoid}).Get(ctx, &node)
-	if err != nil {
-		return node, err
+func (w *taskRun) pieces() []*piece {
+	if len(w.shards) == 0 {
+		return []*piece{{total: w.status.Progress.Total}}
 	}
-	w.status.Node = node.Node
-	w.transition(ctx, task.Dispatched, "dispatch", "node "+node.Node)
-	return node, nil
+	ps := make([]*piece, len(w.shards))
+	for i := range w.shards {
+		ps[i] = &piece{shard: &w.shards[i], total: w.shards[i].Requests}
+	}
+	return ps
+}
+
+// dispatchAll picks a node for each unfinished piece without one, spreading
+// shards over the nodes before doubling up.
+func (w *taskRun) dispatchAll(ctx workflow.Context, pieces []*piece) error {
+	var chosen, names []string
+	for _, p := range pieces {
+		if p.res != nil {
+			continue
+		}
+		if p.node.Node == "" {
+			var node activities.DispatchResult
+			dctx := w.stage(ctx, "dispatch", "pick a node serving "+w.in.Model)
+			dctx = workflow.WithRetryPolicy(dctx, temporal.RetryPolicy{
+				InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 15 * time.Second,
+				MaximumAttempts: 20, NonRetryableErrorTypes: nonRetryable,
+			})
+			in := activities.DispatchInput{TaskID: w.in.ID, Model: w.in.Model, Avoid: append(p.avoid, chosen...)}
+			if err := workflow.ExecuteActivity(dctx, a.Dispatch, in).Get(ctx, &node); err != nil {
+				return err
+			}
+			p.node = node
+		}
+		chosen = append(chosen, p.node.Node)
+		if !slices.Contains(names, p.node.Node) {
+			names = append(names, p.node.Node)
+		}
+	}
+	w.status.Node = strings.Join(names, ", ")
+	w.transition(ctx, task.Dispatched, "dispatch", fmt.Sprintf("%d piece(s) on node %s", len(chosen), w.status.Node))
+	return nil
+}
+
+// runAll runs the unfinished pieces in parallel and waits for all of them.
+// It returns the first error, and whether a piece was not started by its
+// node in time (that piece's node is cleared for dispatchAll).
+func (w *taskRun) runAll(ctx workflow.Context, pieces []*piece) (firstErr error, stalled bool) {
+	sctx := w.stage(ctx, "inference", fmt.Sprintf("%d request(s) on %s", w.status.Progress.Total, w.status.Node))
+	stop := w.cancelStage
+	w.transition(ctx, task.Running, "dispatch", "inference on "+w.status.Node)
+	sel := workflow.NewSelector(ctx)
+	running := 0
+	for _, p := range pieces {
+		if p.res != nil {
+			continue
+		}
+		running++
+		sel.AddFuture(w.runOn(sctx, p), func(f workflow.Future) {
+			var res activities.InferResult
+			err := f.Get(ctx, &res)
+			switch {
+			case err == nil:
+				p.res = &res
+			case isScheduleToStartTimeout(err):
+				p.avoid, p.node = append(p.avoid, p.node.Node), activities.DispatchResult{}
+				stalled = true
+			case firstErr == nil:
+				firstErr = err
+				// One failed piece fails the task: stop the others, which
+				// checkpoint, instead of letting them run on.
+				stop()
+			}
+		})
+	}
+	for range running {
+		sel.Select(ctx)
+	}
+	return firstErr, stalled
 }
 
 // nodeStartTimeout is how long a node's queue may hold the inference
-// before the task is dispatched again: long enough for a node that runs
-// its maximum of batches to free a slot, short enough to replace a dead
-// node.
+// before it is dispatched again: long enough for a node that runs its
+// maximum of batches to free a slot, short enough to replace a dead node.
 const nodeStartTimeout = 10 * time.Minute
 
-func (w *taskRun) runOn(ctx workflow.Context, node activities.DispatchResult) (activities.InferResult, error) {
-	summary := fmt.Sprintf("%d request(s) on %s", w.status.Progress.Total, node.Node)
-	ictx := w.stage(ctx, "inference", summary)
-	ictx = workflow.WithActivityOptions(ictx, workflow.ActivityOptions{
-		TaskQueue:              node.Queue,
+func (w *taskRun) runOn(ctx workflow.Context, p *piece) workflow.Future {
+	summary := fmt.Sprintf("inference: %d request(s) on %s", p.total, p.node.Node)
+	if p.shard != nil {
+		summary = fmt.Sprintf("inference: shard %d of %d, lines %d-%d, on %s", p.shard.Index+1, len(w.shards), p.shard.FirstLine, p.shard.LastLine, p.node.Node)
+	}
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              p.node.Queue,
 		ScheduleToStartTimeout: nodeStartTimeout,
 		StartToCloseTimeout:    24 * time.Hour,
 		HeartbeatTimeout:       w.heartbeatTimeout(),
 		// Let the engine record its checkpoint before the task moves on,
 		// so a cancelled or paused task keeps its partial output.
 		WaitForCancellation: true,
-		Summary:             "inference: " + summary,
+		Summary:             summary,
 		Priority:            w.priority(),
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
 			MaximumAttempts: 20, NonRetryableErrorTypes: nonRetryable,
 		},
 	})
-	w.transition(ctx, task.Running, "dispatch", "inference on "+node.Node)
-	var res activities.InferResult
-	err := workflow.ExecuteActivity(ictx, a.Infer, activities.InferInput{
-		TaskID: w.in.ID, Tenant: w.in.Tenant, Model: w.in.Model, Source: w.source, Total: w.status.Progress.Total,
-	}).Get(ctx, &res)
-	return res, err
+	return workflow.ExecuteActivity(ctx, a.Infer, activities.InferInput{
+		TaskID: w.in.ID, Tenant: w.in.Tenant, Model: w.in.Model, Source: w.source, Total: p.total, Shard: p.shard,
+	})
+}
+
+// mergeShards joins the shards' outputs; a batch run whole is already
+// merged.
+func (w *taskRun) mergeShards(ctx workflow.Context, pieces []*piece) error {
+	res := *pieces[0].res
+	if len(pieces) > 1 {
+		in := activities.MergeInput{TaskID: w.in.ID, Tenant: w.in.Tenant}
+		for _, p := range pieces {
+			in.Shards = append(in.Shards, *p.res)
+		}
+		mctx := w.stage(ctx, "merge", fmt.Sprintf("join %d shards", len(pieces)))
+		mctx = workflow.WithStartToCloseTimeout(mctx, time.Hour)
+		if err := workflow.ExecuteActivity(mctx, a.MergeShards, in).Get(ctx, &res); err != nil {
+			return err
+		}
+	}
+	w.status.Progress.Counts = res.Counts
+	w.result.Counts, w.result.Output, w.result.Errors = res.Counts, res.Output, res.Errors
+	w.addArtifact(res.Output)
+	w.addArtifact(res.Errors)
+	return nil
 }
 
 // priority is the task's current priority, with the tenant as fairness
@@ -274,7 +372,7 @@ func (w *taskRun) end(ctx workflow.Context, err error) (task.Result, error) {
 func (w *taskRun) collectPartial(ctx workflow.Context) {
 	var res activities.InferResult
 	err := workflow.ExecuteActivity(w.stage(ctx, "collect", "keep partial output"), a.Collect,
-		activities.CollectInput{TaskID: w.in.ID, Tenant: w.in.Tenant}).Get(ctx, &res)
+		activities.CollectInput{TaskID: w.in.ID, Tenant: w.in.Tenant, Shards: len(w.shards)}).Get(ctx, &res)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("partial output not collected", "error", err)
 		return

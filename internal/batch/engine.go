@@ -57,6 +57,11 @@ type Config struct {
 	CheckpointInterval time.Duration `json:"checkpoint_interval"`
 	// IDPrefix makes output line IDs unique across tasks.
 	IDPrefix string `json:"id_prefix"`
+	// FirstLine and LastLine bound a shard: the input reader starts at
+	// FirstLine (1 when 0), and lines after LastLine (when > 0) are left
+	// to other shards.
+	FirstLine int `json:"first_line,omitempty"`
+	LastLine  int `json:"last_line,omitempty"`
 }
 
 func (c Config) withDefaults() Config {
@@ -266,10 +271,11 @@ func (r *run) run(ctx context.Context, input io.Reader) (Checkpoint, error) {
 func (r *run) read(ctx context.Context, input io.Reader, skip int, work chan<- item, results chan<- result, slots chan struct{}, total chan<- int, readErr chan<- error) {
 	defer close(work)
 	lr := NewLineReader(input, r.cfg.MaxRequestBytes)
+	lr.StartAt(max(r.cfg.FirstLine, 1))
 	seq := 0
 	for {
 		raw, line, tooLong, err := lr.Next()
-		if err == io.EOF {
+		if err == io.EOF || (err == nil && r.cfg.LastLine > 0 && line > r.cfg.LastLine) {
 			total <- seq
 			return
 		}

@@ -236,3 +236,44 @@ func TestRunRetriesFaultsAndRecordsBadRequests(t *testing.T) {
 		t.Errorf("faults were not exercised or counted: stats %+v counts %+v", st, cp.Counts)
 	}
 }
+
+// TestRunShards runs a file as three shards, each reading from its byte
+// offset, and checks the shards together answer every line once.
+func TestRunShards(t *testing.T) {
+	srv := startModel(t, testmodel.Faults{})
+	input := batchFile(90, nil)
+	// Byte offsets of lines 1, 31 and 61, as screening records them.
+	lr := batch.NewLineReader(strings.NewReader(input), 1<<20)
+	offsets := map[int]int64{1: 0}
+	for {
+		_, n, _, err := lr.Next()
+		if err != nil {
+			break
+		}
+		offsets[n+1] = lr.Offset()
+	}
+	seen := map[string]int{}
+	for _, first := range []int{1, 31, 61} {
+		sink := newMemSink()
+		e := engine(srv, sink, batch.Config{Concurrency: 4, PartItems: 7, FirstLine: first, LastLine: first + 29})
+		cp, err := e.Run(context.Background(), strings.NewReader(input[offsets[first]:]), batch.Checkpoint{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cp.Counts.Completed != 30 || cp.Line != first+29 {
+			t.Errorf("shard from line %d: %+v", first, cp)
+		}
+		_, ids := lines(t, sink.merged[0])
+		for id, n := range ids {
+			seen[id] += n
+		}
+	}
+	if len(seen) != 90 {
+		t.Fatalf("three shards answered %d distinct lines, want 90", len(seen))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("%s answered %d times", id, n)
+		}
+	}
+}

@@ -99,16 +99,25 @@ func ParseRequest(raw []byte, model string) (Request, *LineError) {
 // whole but reported as too long, so memory stays bounded whatever the
 // input holds.
 type LineReader struct {
-	r    *bufio.Reader
-	max  int
-	line int
-	buf  []byte
+	r      *bufio.Reader
+	max    int
+	line   int
+	offset int64
+	buf    []byte
 }
 
 // NewLineReader reads from r.
 func NewLineReader(r io.Reader, max int) *LineReader {
 	return &LineReader{r: bufio.NewReaderSize(r, 64<<10), max: max}
 }
+
+// StartAt numbers the next line first instead of 1, for a reader that
+// starts inside a file.
+func (lr *LineReader) StartAt(first int) { lr.line = first - 1 }
+
+// Offset is how many bytes the lines returned so far took, line ends
+// included: the byte offset of the next line.
+func (lr *LineReader) Offset() int64 { return lr.offset }
 
 // Next returns the next line without its end-of-line, its 1-based number,
 // and whether it was longer than max (then the line is nil). The line is
@@ -117,6 +126,7 @@ func (lr *LineReader) Next() (line []byte, number int, tooLong bool, err error) 
 	lr.buf = lr.buf[:0]
 	for {
 		chunk, err := lr.r.ReadSlice('\n')
+		lr.offset += int64(len(chunk))
 		if len(lr.buf)+len(chunk) > lr.max+2 { // +2: room for \r\n
 			tooLong = true
 		}

@@ -43,6 +43,9 @@ type Config struct {
 	PolicyFile string
 	// Concurrency is how many requests one batch keeps in flight.
 	Concurrency int
+	// ShardRequests cuts batches larger than this into shards that run in
+	// parallel on the nodes.
+	ShardRequests int
 	// MaxBatches is how many batches this node runs at once; more wait in
 	// its queue, highest priority first.
 	MaxBatches int
@@ -81,6 +84,7 @@ func FromEnv() (Config, error) {
 		PolicyFile:         e.str("AUTOGLM_POLICY_FILE", ""),
 		Concurrency:        e.int("AUTOGLM_CONCURRENCY", 16),
 		MaxBatches:         e.int("AUTOGLM_MAX_BATCHES", 4),
+		ShardRequests:      e.int("AUTOGLM_SHARD_REQUESTS", 50000),
 		CheckpointInterval: e.duration("AUTOGLM_CHECKPOINT_INTERVAL", 30*time.Second),
 		HeartbeatTimeout:   e.duration("AUTOGLM_HEARTBEAT_TIMEOUT", time.Minute),
 		HealthAddr:         e.str("AUTOGLM_HEALTH_ADDR", ""),

@@ -46,6 +46,8 @@ type Progress struct {
 	Counts
 	// RatePerSecond is the recent rate of answered requests.
 	RatePerSecond float64 `json:"rate_per_second,omitempty"`
+	// ETASeconds is when the rest will be answered at that rate.
+	ETASeconds float64 `json:"eta_seconds,omitempty"`
 }
 
 // Status is the answer of the status query: everything a person or a

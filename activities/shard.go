@@ -1,0 +1,115 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/batch"
+	"github.com/autoglm-flow/autoglm-flow/internal/storage"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+// Shard is a contiguous range of a batch's input lines that runs as one
+// inference activity, on its own node, with its own checkpoints. Screening
+// cuts a batch into shards when it is larger than the worker's shard size.
+type Shard struct {
+	Index     int   `json:"index"`
+	FirstLine int   `json:"first_line"`
+	LastLine  int   `json:"last_line,omitempty"` // 0: to the end
+	Offset    int64 `json:"offset"`              // byte offset of FirstLine
+	Requests  int   `json:"requests"`
+}
+
+// sharder cuts the lines screening reads into shards of size requests.
+type sharder struct {
+	size   int
+	shards []Shard
+}
+
+// request is called for each request line, with the byte offset at which
+// the line starts.
+func (s *sharder) request(line int, offset int64) {
+	if s.size <= 0 {
+		return
+	}
+	if n := len(s.shards); n == 0 || s.shards[n-1].Requests == s.size {
+		if n > 0 {
+			s.shards[n-1].LastLine = line - 1
+		}
+		s.shards = append(s.shards, Shard{Index: n, FirstLine: line, Offset: offset})
+	}
+	s.shards[len(s.shards)-1].Requests++
+}
+
+// result is nil for a batch that fits one shard: it runs whole.
+func (s *sharder) result() []Shard {
+	if len(s.shards) < 2 {
+		return nil
+	}
+	return s.shards
+}
+
+// MergeInput are the shard results of one task, in shard order.
+type MergeInput struct {
+	TaskID string        `json:"task_id"`
+	Tenant string        `json:"tenant"`
+	Shards []InferResult `json:"shards"`
+}
+
+// MergeShards joins the shards' outputs, in shard order, into the task's
+// output.jsonl and errors.jsonl, still in the OpenAI Batch output format.
+func (a *Activities) MergeShards(ctx context.Context, in MergeInput) (InferResult, error) {
+	res := InferResult{Node: a.Node}
+	var outs, errs []task.ObjectRef
+	for _, s := range in.Shards {
+		outs, errs = append(outs, s.Output), append(errs, s.Errors)
+		res.Counts.Total += s.Counts.Total
+		res.Counts.Completed += s.Counts.Completed
+		res.Counts.Failed += s.Counts.Failed
+	}
+	var err error
+	res.Output, res.Errors, err = newSink(a, in.Tenant, in.TaskID, nil).mergeInto(ctx, storage.Data, NameOutput, NameErrors, outs, errs)
+	return res, err
+}
+
+// CollectInput names the task whose partial output to keep.
+type CollectInput struct {
+	TaskID string `json:"task_id"`
+	Tenant string `json:"tenant"`
+	// Shards is how many shards the task ran in; 0 when it ran whole.
+	Shards int `json:"shards,omitempty"`
+}
+
+// Collect merges the sealed parts of the newest checkpoints (of every
+// shard) into output.jsonl and errors.jsonl: what a cancelled or failed
+// batch had answered is kept in the OpenAI output format.
+func (a *Activities) Collect(ctx context.Context, in CollectInput) (InferResult, error) {
+	sinks := []*bucketSink{newSink(a, in.Tenant, in.TaskID, nil)}
+	if in.Shards > 0 {
+		sinks = sinks[:0]
+		for i := range in.Shards {
+			sinks = append(sinks, newSink(a, in.Tenant, in.TaskID, &Shard{Index: i}))
+		}
+	}
+	var parts []batch.Part
+	res := InferResult{Node: a.Node}
+	for _, s := range sinks {
+		cp, err := s.latest(ctx)
+		if err != nil {
+			return res, fmt.Errorf("reading the checkpoint of %s: %w", in.TaskID, err)
+		}
+		parts = append(parts, cp.Parts...)
+		res.Counts.Completed += cp.Counts.Completed
+		res.Counts.Failed += cp.Counts.Failed
+	}
+	res.Counts.Total = res.Counts.Done()
+	var err error
+	res.Output, res.Errors, err = sinks[0].withoutShard().Merge(ctx, parts)
+	return res, err
+}
+
+func (s *bucketSink) withoutShard() *bucketSink {
+	c := *s
+	c.shard = ""
+	return &c
+}
