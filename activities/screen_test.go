@@ -1,0 +1,132 @@
+package activities
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+func line(id, content string) string {
+	return fmt.Sprintf(`{"custom_id":%q,"method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[{"role":"user","content":%q}]}}`, id, content) + "\n"
+}
+
+var rules = AuthorizeResult{AutoApproveMaxRequests: 3, MaxBatchRequests: 100, MaxRequestBytes: 1 << 20, SensitiveWords: []string{"Password"}}
+
+func TestScanAutoApprovesSmallCleanBatches(t *testing.T) {
+	sc, err := scan(strings.NewReader(line("a", "hi")+"\n"+line("b", "there")), rules, "m", &sharder{}, func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.Requests != 2 || !sc.AutoApprove {
+		t.Errorf("%+v", sc)
+	}
+}
+
+func TestScanFlagsSensitiveWordsWhateverTheCase(t *testing.T) {
+	sc, err := scan(strings.NewReader(line("a", "my PASSWORD is x")), rules, "m", &sharder{}, func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.AutoApprove || !strings.Contains(strings.Join(sc.Reasons, ";"), "line 1") {
+		t.Errorf("a flagged line must need review and say where: %+v", sc)
+	}
+}
+
+func TestScanRefuses(t *testing.T) {
+	var overQuota strings.Builder
+	for i := range rules.MaxBatchRequests + 1 {
+		overQuota.WriteString(line(fmt.Sprint(i), "y"))
+	}
+	for name, c := range map[string]struct {
+		input string
+		want  *task.Error
+	}{
+		"duplicate custom_id": {line("a", "x") + line("b", "y") + line("a", "z"), task.ErrInvalidInput},
+		"no requests":         {"\n\n", task.ErrInvalidInput},
+		"over quota":          {overQuota.String(), task.ErrQuotaExceeded},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := scan(strings.NewReader(c.input), rules, "m", &sharder{}, func() {})
+			if !errors.Is(err, c.want) {
+				t.Fatalf("want %v, got %v", c.want.Type, err)
+			}
+		})
+	}
+}
+
+// TestScanCountsMalformedLinesWithoutRefusing: the engine answers them in
+// errors.jsonl, so screening only notes them.
+func TestScanCountsMalformedLinesWithoutRefusing(t *testing.T) {
+	sc, err := scan(strings.NewReader(line("a", "x")+"{not json\n"+"\xef\xbb\xbf"+line("b", "y")), rules, "m", &sharder{}, func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.Requests != 3 || !strings.Contains(strings.Join(sc.Reasons, ";"), "2 malformed") {
+		t.Errorf("%+v", sc)
+	}
+}
+
+// TestShardsStartAtLineBoundaries: each shard's offset is where its first
+// line starts in the file.
+func TestShardsStartAtLineBoundaries(t *testing.T) {
+	var b strings.Builder
+	for i := range 10 {
+		b.WriteString(line(fmt.Sprint(i), strings.Repeat("x", i)))
+		if i == 4 {
+			b.WriteString("\n") // a blank line is not a request
+		}
+	}
+	input := b.String()
+	sh := &sharder{size: 4}
+	big := rules
+	big.AutoApproveMaxRequests = 0
+	if _, err := scan(strings.NewReader(input), big, "m", sh, func() {}); err != nil {
+		t.Fatal(err)
+	}
+	shards := sh.result()
+	if len(shards) != 3 {
+		t.Fatalf("10 requests in shards of 4: want 3 shards, got %+v", shards)
+	}
+	total := 0
+	for i, s := range shards {
+		total += s.Requests
+		if !strings.HasPrefix(input[s.Offset:], `{"custom_id"`) {
+			t.Errorf("shard %d does not start at a line: %q", i, input[s.Offset:s.Offset+20])
+		}
+		if i > 0 && shards[i-1].LastLine != s.FirstLine-1 {
+			t.Errorf("shards %d and %d leave a gap or overlap: %+v", i-1, i, shards)
+		}
+	}
+	if total != 10 || shards[2].LastLine != 0 {
+		t.Errorf("shards: %+v", shards)
+	}
+	if (&sharder{size: 100}).result() != nil {
+		t.Error("a batch within one shard must run whole")
+	}
+}
+
+func TestPickPrefersLiveLeastBusyNodesThatServeTheModel(t *testing.T) {
+	now := time.Now()
+	nodes := []Node{
+		{Name: "a", Models: []string{"m"}, Running: 3, LastSeen: now},
+		{Name: "b", Models: []string{"m"}, Running: 1, LastSeen: now},
+		{Name: "c", Models: []string{"other"}, Running: 0, LastSeen: now},
+		{Name: "d", Models: []string{"m"}, Running: 0, LastSeen: now.Add(-time.Hour)},
+	}
+	if n, err := pick(nodes, "m", nil, now); err != nil || n.Name != "b" {
+		t.Errorf("want b, got %v %v", n.Name, err)
+	}
+	if n, err := pick(nodes, "m", []string{"b"}, now); err != nil || n.Name != "a" {
+		t.Errorf("avoiding b: want a, got %v %v", n.Name, err)
+	}
+	if n, err := pick(nodes, "m", []string{"a", "b"}, now); err != nil || n.Name != "b" {
+		t.Errorf("avoiding all: still the least busy, got %v %v", n.Name, err)
+	}
+	if _, err := pick(nodes, "nobody-serves", nil, now); err == nil {
+		t.Error("no node for a model must be an error")
+	}
+}
