@@ -94,6 +94,16 @@ func (c *cli) client(ctx context.Context) (*taskclient.Client, error) {
 	return c.tc, nil
 }
 
+// status connects and reads one task's status.
+func (c *cli) status(ctx context.Context, id string) (*taskclient.Client, task.Status, error) {
+	tc, err := c.client(ctx)
+	if err != nil {
+		return nil, task.Status{}, err
+	}
+	st, err := tc.Status(ctx, id)
+	return tc, st, err
+}
+
 func (c *cli) requireUser() error {
 	if c.user == "" {
 		return fmt.Errorf("%w: say who you are with --as NAME or AUTOGLM_USER", errUsage)
@@ -150,11 +160,7 @@ func (c *cli) statusCmd() *cobra.Command {
 		Short: "Show a task's state, progress, approvals, artifacts and audit trail",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			tc, err := c.client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			st, err := tc.Status(cmd.Context(), args[0])
+			_, st, err := c.status(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -222,11 +228,7 @@ func (c *cli) resultsCmd() *cobra.Command {
 		Short: "Download a task's output, errors and report, checking each sha256",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			tc, err := c.client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			st, err := tc.Status(cmd.Context(), args[0])
+			tc, st, err := c.status(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

@@ -33,6 +33,13 @@ import (
 // record their checkpoint and return.
 const StopTimeout = 30 * time.Second
 
+// heartbeatEvery bounds how long the SDK holds back an activity's
+// heartbeat. Cancel and pause reach a running inference only through a
+// heartbeat's answer, and the SDK's own bound is 0.8 x HeartbeatTimeout
+// (48 s for the default minute), which would leave a cancelled batch
+// running for most of a minute.
+const heartbeatEvery = 2 * time.Second
+
 // announceEvery is how often the node record is rewritten; it must be well
 // under activities.NodeStaleAfter.
 const announceEvery = 10 * time.Second
@@ -58,7 +65,7 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 		return fmt.Errorf("worker: announcing node %s: %w", cfg.Node, err)
 	}
 
-	opts := sdkworker.Options{WorkerStopTimeout: StopTimeout}
+	opts := sdkworker.Options{WorkerStopTimeout: StopTimeout, MaxHeartbeatThrottleInterval: heartbeatEvery}
 	shared := sdkworker.New(tc, task.TaskQueue, opts)
 	shared.RegisterWorkflowWithOptions(workflows.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowType})
 	shared.RegisterActivity(acts)
