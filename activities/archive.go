@@ -2,6 +2,8 @@ package activities
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
@@ -28,23 +30,27 @@ type Report struct {
 	ArchivedAt time.Time   `json:"archived_at"`
 }
 
-// Manifest is manifest.json: every object of the task with its size,
-// sha256 and category, so anyone can check what they download.
+// Manifest is manifest.json read as task references: every object of the
+// task with its size, sha256 and category, so anyone can check what they
+// download. storage.Manifest is the whole document (content type and
+// version too), and the one writers use.
 type Manifest struct {
 	TaskID  string           `json:"task_id"`
 	Tenant  string           `json:"tenant"`
 	Objects []task.ObjectRef `json:"objects"`
 }
 
-// Archive writes the report and the manifest of a task. Both are a
-// function of the task's final state, so writing them again is harmless.
+// Archive writes the report of a task and adds its artifacts to the
+// manifest. The report is a function of the task's final state, and the
+// manifest update merges (attachments uploaded meanwhile stay listed), so
+// doing it again is harmless.
 func (a *Activities) Archive(ctx context.Context, in ArchiveInput) (ArchiveResult, error) {
 	st := in.Status
 	reportKey, err := taskObject{storage.Data, st.Tenant, st.ID, NameReport}.key()
 	if err != nil {
 		return ArchiveResult{}, asApplicationError(err)
 	}
-	manifestKey, err := taskObject{storage.Data, st.Tenant, st.ID, NameManifest}.key()
+	manifestKey, err := storage.ManifestKey(st.Tenant, st.ID)
 	if err != nil {
 		return ArchiveResult{}, asApplicationError(err)
 	}
@@ -52,12 +58,24 @@ func (a *Activities) Archive(ctx context.Context, in ArchiveInput) (ArchiveResul
 	if err != nil {
 		return ArchiveResult{}, err
 	}
-	m := Manifest{TaskID: st.ID, Tenant: st.Tenant}
+	var entries []storage.ManifestEntry
 	for _, r := range append(st.Artifacts, report) {
-		if r.Key != "" {
-			m.Objects = append(m.Objects, r)
+		if r.Key == "" || r.Key == manifestKey {
+			continue
 		}
+		e, err := storage.Describe(ctx, a.Store, r.Key, r.SHA256)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // a manifest lists what can be downloaded
+		}
+		if err != nil {
+			return ArchiveResult{}, fmt.Errorf("archive: %w", err)
+		}
+		entries = append(entries, e)
 	}
-	manifest, err := a.putJSON(ctx, manifestKey, storage.Data, m)
-	return ArchiveResult{Report: report, Manifest: manifest}, err
+	_, info, err := storage.AddToManifest(ctx, a.Store, st.Tenant, st.ID, entries...)
+	if err != nil {
+		return ArchiveResult{}, err
+	}
+	manifest := task.ObjectRef{Bucket: a.Store.Bucket(), Key: info.Key, Size: info.Size, SHA256: info.SHA256, Category: string(storage.Data)}
+	return ArchiveResult{Report: report, Manifest: manifest}, nil
 }

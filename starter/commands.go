@@ -63,6 +63,7 @@ AUTOGLM_S3_*; who you are from --as or AUTOGLM_USER.`,
 		c.decideCmd("resume", task.UpdateResume, "Resume a paused task from its checkpoint"),
 		c.setPriorityCmd(), c.listCmd(), c.resubmitCmd(),
 		c.resultsCmd(), workerCmd(), c.devCmd(), c.demoCmd(),
+		c.uploadCmd(), c.scheduleCmd(),
 	)
 	return root
 }
@@ -118,7 +119,8 @@ func (c *cli) submitCmd() *cobra.Command {
 		Use:   "submit [PROMPT | --file BATCH.jsonl]",
 		Short: "Submit a prompt or an OpenAI Batch JSONL file as a task",
 		Example: `  autoglm submit --as alice "Summarise the Temporal docs in one line"
-  autoglm submit --as alice --file requests.jsonl --priority 2 --wait`,
+  autoglm submit --as alice --file requests.jsonl --priority 2 --wait
+  autoglm submit --as alice --attach spec.pdf --attach data.zip "Review the attached spec"`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := c.requireUser(); err != nil {
@@ -128,11 +130,16 @@ func (c *cli) submitCmd() *cobra.Command {
 				r.Prompt = args[0]
 			}
 			r.Tenant, r.Submitter = c.tenant, c.user
+			r.AttachOptions.Progress = progressBars()
 			tc, err := c.client(cmd.Context())
 			if err != nil {
 				return err
 			}
 			in, err := tc.Submit(cmd.Context(), r)
+			if err != nil && (r.File != "" || len(r.Attach) > 0) && r.ID == "" && task.TypeOf(err) == "" {
+				// Uploads resume only under the same task ID.
+				return fmt.Errorf("%w\nto resume the upload, run the same command with --id %s", err, in.ID)
+			}
 			if err != nil {
 				return err
 			}
@@ -147,6 +154,7 @@ func (c *cli) submitCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&r.File, "file", "", "an OpenAI Batch JSONL file to run")
+	f.StringArrayVar(&r.Attach, "attach", nil, "a file to attach to the task (repeat for more); see `autoglm upload`")
 	f.StringVar(&r.Model, "model", "", "the model (default: body.model of the file's first line)")
 	f.IntVar(&r.Priority, "priority", 0, "1 (highest) to 5; default 3")
 	f.StringVar(&r.ID, "id", "", "the task ID (default: a new one)")
@@ -225,7 +233,7 @@ func (c *cli) resultsCmd() *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
 		Use:   "results TASK",
-		Short: "Download a task's output, errors and report, checking each sha256",
+		Short: "Download a task's output, errors, report and attachments, checking each sha256",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tc, st, err := c.status(cmd.Context(), args[0])
@@ -238,13 +246,21 @@ func (c *cli) resultsCmd() *cobra.Command {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return err
 			}
-			var files []string
-			for _, ref := range st.Artifacts {
-				path := filepath.Join(dir, filepath.Base(ref.Key))
-				if err := downloadTo(cmd.Context(), tc, ref, path); err != nil {
+			refs, err := tc.Artifacts(cmd.Context(), st)
+			if err != nil {
+				return err
+			}
+			files, err := taskclient.LocalPaths(dir, refs)
+			if err != nil {
+				return err
+			}
+			for i, ref := range refs {
+				if err := os.MkdirAll(filepath.Dir(files[i]), 0o755); err != nil {
 					return err
 				}
-				files = append(files, path)
+				if err := downloadTo(cmd.Context(), tc, ref, files[i]); err != nil {
+					return err
+				}
 			}
 			return c.print(files, fmt.Sprintf("downloaded %d file(s) of task %s, sha256 checked:\n  %s", len(files), st.ID, strings.Join(files, "\n  ")))
 		},

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"golang.org/x/sync/errgroup"
@@ -61,13 +62,22 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 	if err != nil {
 		return err
 	}
+	logSettings, err := LogSettingsFromEnv()
+	if err != nil {
+		return err
+	}
+	prepareLogs(ctx, logSettings, tc, acts.Store, log)
 	if err := acts.Announce(ctx); err != nil {
 		return fmt.Errorf("worker: announcing node %s: %w", cfg.Node, err)
 	}
 
-	opts := sdkworker.Options{WorkerStopTimeout: StopTimeout, MaxHeartbeatThrottleInterval: heartbeatEvery}
+	opts := sdkworker.Options{WorkerStopTimeout: StopTimeout, MaxHeartbeatThrottleInterval: heartbeatEvery,
+		// Each task's log goes to the bucket as its activities run.
+		Interceptors: []interceptor.WorkerInterceptor{&activities.TaskLogs{Store: acts.Store, Temporal: tc, Node: cfg.Node}},
+	}
 	shared := sdkworker.New(tc, task.TaskQueue, opts)
 	shared.RegisterWorkflowWithOptions(workflows.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowType})
+	shared.RegisterWorkflowWithOptions(workflows.LogArchiveWorkflow, workflow.RegisterOptions{Name: task.LogArchiveWorkflowType})
 	shared.RegisterActivity(acts)
 	nodeOpts := opts
 	nodeOpts.MaxConcurrentActivityExecutionSize = max(cfg.MaxBatches, 1)

@@ -154,10 +154,12 @@ type piece struct {
 func (w *taskRun) infer(ctx workflow.Context) error {
 	pieces := w.pieces()
 	for {
-		if err := w.dispatchAll(ctx, pieces); err != nil {
-			return err
+		// A pause may stop the dispatch as well as the run: a re-dispatch
+		// leaves the task DISPATCHED, and pausable, while it picks a node.
+		err, stalled := w.dispatchAll(ctx, pieces), false
+		if err == nil {
+			err, stalled = w.runAll(ctx, pieces)
 		}
-		err, stalled := w.runAll(ctx, pieces)
 		switch {
 		case err == nil && !stalled:
 			return w.mergeShards(ctx, pieces)

@@ -2,20 +2,25 @@ package storage
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"slices"
 	"sort"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 )
 
 // awsStore is the aws-sdk-go-v2 driver.
@@ -91,10 +96,10 @@ func (s *awsStore) putOne(ctx context.Context, req request, body []byte) (Info, 
 	in := &s3.PutObjectInput{
 		Bucket: aws.String(s.bucket), Key: aws.String(req.key),
 		Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body))),
-		ContentType: aws.String(req.contentType), Metadata: req.metadata,
+		ContentType: aws.String(req.contentType), Metadata: req.metadata, Tagging: tagging(req.tags),
 	}
 	in.IfNoneMatch, in.IfMatch = conditions(req)
-	out, err := s.client.PutObject(ctx, in)
+	out, err := s.client.PutObject(ctx, in, signWith(req.sha256))
 	if err != nil {
 		return Info{}, s.writeErr(req, err)
 	}
@@ -104,7 +109,7 @@ func (s *awsStore) putOne(ctx context.Context, req request, body []byte) (Info, 
 func (s *awsStore) startMultipart(ctx context.Context, req request) (string, error) {
 	out, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket: aws.String(s.bucket), Key: aws.String(req.key),
-		ContentType: aws.String(req.contentType), Metadata: req.metadata,
+		ContentType: aws.String(req.contentType), Metadata: req.metadata, Tagging: tagging(req.tags),
 	})
 	if err != nil {
 		return "", s.writeErr(req, err)
@@ -112,11 +117,16 @@ func (s *awsStore) startMultipart(ctx context.Context, req request) (string, err
 	return aws.ToString(out.UploadId), nil
 }
 
-func (s *awsStore) putPart(ctx context.Context, req request, uploadID string, n int32, body []byte) (string, error) {
-	out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
+func (s *awsStore) putPart(ctx context.Context, req request, uploadID string, n int32, body []byte, md5 string) (string, error) {
+	in := &s3.UploadPartInput{
 		Bucket: aws.String(s.bucket), Key: aws.String(req.key), UploadId: aws.String(uploadID),
 		PartNumber: aws.Int32(n), Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body))),
-	})
+	}
+	if md5 != "" {
+		in.ContentMD5 = aws.String(md5)
+	}
+	// Unsigned payload: see uploader.putPart.
+	out, err := s.client.UploadPart(ctx, in, s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
 	if err != nil {
 		return "", s.writeErr(req, err)
 	}
@@ -293,4 +303,147 @@ func awsCode(err error) (code string, status int) {
 		status = re.HTTPStatusCode()
 	}
 	return code, status
+}
+
+// signWith signs a request with the payload sha256 write computed, so the
+// SDK does not hash the body again (over plain HTTP it would) and the
+// server checks the body against it (over HTTPS it would not).
+func signWith(sha256Hex string) func(*s3.Options) {
+	return s3.WithAPIOptions(func(stack *middleware.Stack) error {
+		if sha256Hex == "" {
+			return nil
+		}
+		return stack.Finalize.Insert(middleware.FinalizeMiddlewareFunc("autoglmPayloadHash",
+			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+				return next.HandleFinalize(v4.SetPayloadHash(ctx, sha256Hex), in)
+			}), "ComputePayloadHash", middleware.Before)
+	})
+}
+
+// tagging is tags as the x-amz-tagging header wants them: a URL query.
+func tagging(tags map[string]string) *string {
+	if len(tags) == 0 {
+		return nil
+	}
+	v := url.Values{}
+	for k, t := range tags {
+		v.Set(k, t)
+	}
+	return aws.String(v.Encode())
+}
+
+func (s *awsStore) defaultPartSize() int64 { return s.partSize }
+
+func (s *awsStore) listParts(ctx context.Context, req request, uploadID string) ([]listedPart, error) {
+	var out []listedPart
+	p := s3.NewListPartsPaginator(s.client, &s3.ListPartsInput{Bucket: aws.String(s.bucket), Key: aws.String(req.key), UploadId: aws.String(uploadID)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			if code, status := awsCode(err); code == "NoSuchUpload" || status == http.StatusNotFound {
+				return nil, errNoUpload
+			}
+			return nil, fmt.Errorf("storage: list parts of %s: %w", req.key, err)
+		}
+		for _, pt := range page.Parts {
+			out = append(out, listedPart{number: aws.ToInt32(pt.PartNumber), etag: unquote(aws.ToString(pt.ETag)), size: aws.ToInt64(pt.Size)})
+		}
+	}
+	return out, nil
+}
+
+func (s *awsStore) listPage(ctx context.Context, prefix, after string, limit int) ([]Info, bool, error) {
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(prefix), MaxKeys: aws.Int32(int32(limit))}
+	if after != "" {
+		in.StartAfter = aws.String(after)
+	}
+	page, err := s.client.ListObjectsV2(ctx, in)
+	if err != nil {
+		return nil, false, s.readErr("list", prefix, err)
+	}
+	out := make([]Info, 0, len(page.Contents))
+	for _, o := range page.Contents {
+		out = append(out, Info{
+			Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size),
+			ETag: unquote(aws.ToString(o.ETag)), LastModified: aws.ToTime(o.LastModified),
+		})
+	}
+	return out, aws.ToBool(page.IsTruncated), nil
+}
+
+func (s *awsStore) lifecycleConfig(ctx context.Context) ([]types.LifecycleRule, error) {
+	out, err := s.client.GetBucketLifecycleConfiguration(ctx, &s3.GetBucketLifecycleConfigurationInput{Bucket: aws.String(s.bucket)})
+	if code, _ := awsCode(err); code == "NoSuchLifecycleConfiguration" {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out.Rules, nil
+}
+
+func (s *awsStore) replaceRules(ctx context.Context, rules []LifecycleRule) error {
+	have, err := s.lifecycleConfig(ctx)
+	if err != nil {
+		return err
+	}
+	have = slices.DeleteFunc(have, func(r types.LifecycleRule) bool { return ours(aws.ToString(r.ID)) })
+	for _, r := range rules {
+		lr := types.LifecycleRule{
+			ID: aws.String(r.ID), Status: types.ExpirationStatusDisabled,
+			Expiration: &types.LifecycleExpiration{Days: aws.Int32(int32(r.Days))},
+			Filter:     &types.LifecycleRuleFilter{},
+		}
+		if r.Enabled {
+			lr.Status = types.ExpirationStatusEnabled
+		}
+		if r.NoncurrentDays > 0 {
+			lr.NoncurrentVersionExpiration = &types.NoncurrentVersionExpiration{NoncurrentDays: aws.Int32(int32(r.NoncurrentDays))}
+		}
+		if r.TagKey != "" {
+			lr.Filter.Tag = &types.Tag{Key: aws.String(r.TagKey), Value: aws.String(r.TagValue)}
+		} else {
+			lr.Filter.Prefix = aws.String(r.Prefix)
+		}
+		have = append(have, lr)
+	}
+	if len(have) == 0 {
+		_, err := s.client.DeleteBucketLifecycle(ctx, &s3.DeleteBucketLifecycleInput{Bucket: aws.String(s.bucket)})
+		return err
+	}
+	_, err = s.client.PutBucketLifecycleConfiguration(ctx, &s3.PutBucketLifecycleConfigurationInput{
+		Bucket: aws.String(s.bucket), LifecycleConfiguration: &types.BucketLifecycleConfiguration{Rules: have},
+	})
+	return err
+}
+
+func (s *awsStore) lifecycleRules(ctx context.Context) ([]LifecycleRule, error) {
+	have, err := s.lifecycleConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []LifecycleRule
+	for _, r := range have {
+		lr := LifecycleRule{ID: aws.ToString(r.ID), Enabled: r.Status == types.ExpirationStatusEnabled}
+		if r.Expiration != nil {
+			lr.Days = int(aws.ToInt32(r.Expiration.Days))
+		}
+		if r.NoncurrentVersionExpiration != nil {
+			lr.NoncurrentDays = int(aws.ToInt32(r.NoncurrentVersionExpiration.NoncurrentDays))
+		}
+		if f := r.Filter; f != nil {
+			lr.Prefix = aws.ToString(f.Prefix)
+			if f.Tag != nil {
+				lr.TagKey, lr.TagValue = aws.ToString(f.Tag.Key), aws.ToString(f.Tag.Value)
+			}
+			if f.And != nil {
+				lr.Prefix = cmp.Or(lr.Prefix, aws.ToString(f.And.Prefix))
+				if lr.TagKey == "" && len(f.And.Tags) > 0 {
+					lr.TagKey, lr.TagValue = aws.ToString(f.And.Tags[0].Key), aws.ToString(f.And.Tags[0].Value)
+				}
+			}
+		}
+		out = append(out, lr)
+	}
+	return out, nil
 }

@@ -2,14 +2,17 @@ package storage
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/lifecycle"
 )
 
 // minioStore is the minio-go driver.
@@ -59,7 +62,7 @@ func (s *minioStore) Put(ctx context.Context, key string, r io.Reader, size int6
 // putOptions carries the object's headers and, when withCond, the
 // precondition.
 func (s *minioStore) putOptions(req request, withCond bool) minio.PutObjectOptions {
-	o := minio.PutObjectOptions{ContentType: req.contentType, UserMetadata: req.metadata, DisableMultipart: true}
+	o := minio.PutObjectOptions{ContentType: req.contentType, UserMetadata: req.metadata, UserTags: req.tags, DisableMultipart: true}
 	if withCond {
 		switch {
 		case req.cond.absent:
@@ -72,7 +75,14 @@ func (s *minioStore) putOptions(req request, withCond bool) minio.PutObjectOptio
 }
 
 func (s *minioStore) putOne(ctx context.Context, req request, body []byte) (Info, error) {
-	ui, err := s.core.Client.PutObject(ctx, s.bucket, req.key, bytes.NewReader(body), int64(len(body)), s.putOptions(req, true))
+	o := s.putOptions(req, true)
+	if req.sha256 != "" {
+		// Sign with the digest write computed: the server checks the body
+		// against it, and minio-go does not hash the body a second time
+		// (over plain HTTP it would, for its streaming signature).
+		o.DisableContentSha256 = true
+	}
+	ui, err := s.core.PutObject(ctx, s.bucket, req.key, bytes.NewReader(body), int64(len(body)), "", req.sha256, o)
 	if err != nil {
 		return Info{}, s.writeErr(req, err)
 	}
@@ -89,8 +99,9 @@ func (s *minioStore) startMultipart(ctx context.Context, req request) (string, e
 	return id, nil
 }
 
-func (s *minioStore) putPart(ctx context.Context, req request, uploadID string, n int32, body []byte) (string, error) {
-	p, err := s.core.PutObjectPart(ctx, s.bucket, req.key, uploadID, int(n), bytes.NewReader(body), int64(len(body)), minio.PutObjectPartOptions{})
+func (s *minioStore) putPart(ctx context.Context, req request, uploadID string, n int32, body []byte, md5 string) (string, error) {
+	// Unsigned payload: see uploader.putPart.
+	p, err := s.core.PutObjectPart(ctx, s.bucket, req.key, uploadID, int(n), bytes.NewReader(body), int64(len(body)), minio.PutObjectPartOptions{Md5Base64: md5, DisableContentSha256: true})
 	if err != nil {
 		return "", s.writeErr(req, err)
 	}
@@ -229,4 +240,96 @@ func minioInfo(oi minio.ObjectInfo) Info {
 	}
 	info.Metadata, info.SHA256 = userMetadata(oi.UserMetadata)
 	return info
+}
+
+func (s *minioStore) defaultPartSize() int64 { return s.partSize }
+
+func (s *minioStore) listParts(ctx context.Context, req request, uploadID string) ([]listedPart, error) {
+	var out []listedPart
+	for marker := 0; ; {
+		res, err := s.core.ListObjectParts(ctx, s.bucket, req.key, uploadID, marker, 1000)
+		if err != nil {
+			if resp := minio.ToErrorResponse(err); resp.Code == "NoSuchUpload" || resp.StatusCode == http.StatusNotFound {
+				return nil, errNoUpload
+			}
+			return nil, fmt.Errorf("storage: list parts of %s: %w", req.key, err)
+		}
+		for _, p := range res.ObjectParts {
+			out = append(out, listedPart{number: int32(p.PartNumber), etag: unquote(p.ETag), size: p.Size})
+		}
+		if !res.IsTruncated || res.NextPartNumberMarker <= marker {
+			return out, nil
+		}
+		marker = res.NextPartNumberMarker
+	}
+}
+
+func (s *minioStore) listPage(ctx context.Context, prefix, after string, limit int) ([]Info, bool, error) {
+	res, err := s.core.ListObjectsV2(s.bucket, prefix, after, "", "", limit)
+	if err != nil {
+		return nil, false, s.readErr("list", prefix, err)
+	}
+	out := make([]Info, 0, len(res.Contents))
+	for _, oi := range res.Contents {
+		out = append(out, Info{Key: oi.Key, Size: oi.Size, ETag: unquote(oi.ETag), LastModified: oi.LastModified})
+	}
+	return out, res.IsTruncated, nil
+}
+
+func (s *minioStore) lifecycleConfig(ctx context.Context) (*lifecycle.Configuration, error) {
+	cfg, err := s.core.Client.GetBucketLifecycle(ctx, s.bucket)
+	if resp := minio.ToErrorResponse(err); resp.Code == "NoSuchLifecycleConfiguration" {
+		return lifecycle.NewConfiguration(), nil
+	}
+	return cfg, err
+}
+
+func (s *minioStore) replaceRules(ctx context.Context, rules []LifecycleRule) error {
+	cfg, err := s.lifecycleConfig(ctx)
+	if err != nil {
+		return err
+	}
+	cfg.Rules = slices.DeleteFunc(cfg.Rules, func(r lifecycle.Rule) bool { return ours(r.ID) })
+	for _, r := range rules {
+		lr := lifecycle.Rule{
+			ID: r.ID, Status: "Disabled",
+			Expiration: lifecycle.Expiration{Days: lifecycle.ExpirationDays(r.Days)},
+		}
+		if r.Enabled {
+			lr.Status = "Enabled"
+		}
+		if r.NoncurrentDays > 0 {
+			lr.NoncurrentVersionExpiration.NoncurrentDays = lifecycle.ExpirationDays(r.NoncurrentDays)
+		}
+		if r.TagKey != "" {
+			lr.RuleFilter.Tag = lifecycle.Tag{Key: r.TagKey, Value: r.TagValue}
+		} else {
+			lr.RuleFilter.Prefix = r.Prefix
+		}
+		cfg.Rules = append(cfg.Rules, lr)
+	}
+	return s.core.Client.SetBucketLifecycle(ctx, s.bucket, cfg)
+}
+
+func (s *minioStore) lifecycleRules(ctx context.Context) ([]LifecycleRule, error) {
+	cfg, err := s.lifecycleConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []LifecycleRule
+	for _, r := range cfg.Rules {
+		lr := LifecycleRule{
+			ID: r.ID, Prefix: r.RuleFilter.Prefix, TagKey: r.RuleFilter.Tag.Key, TagValue: r.RuleFilter.Tag.Value,
+			Days: int(r.Expiration.Days), NoncurrentDays: int(r.NoncurrentVersionExpiration.NoncurrentDays),
+			Enabled: r.Status == "Enabled",
+		}
+		if lr.Prefix == "" {
+			lr.Prefix = cmp.Or(r.RuleFilter.And.Prefix, r.Prefix)
+		}
+		if lr.TagKey == "" && len(r.RuleFilter.And.Tags) > 0 {
+			lr.TagKey, lr.TagValue = r.RuleFilter.And.Tags[0].Key, r.RuleFilter.And.Tags[0].Value
+		}
+		out = append(out, lr)
+	}
+	return out, nil
 }

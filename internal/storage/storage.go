@@ -11,12 +11,17 @@
 // ErrConflict, never a silent overwrite. Put is for content that is the same
 // on every attempt (checkpoint parts).
 //
-// Every write streams: memory holds about one part (16 MiB) whatever the
-// size of the object, and the sha256 of what was written comes back in
-// Info.SHA256. Content up to one part goes in one PUT; more goes as a
-// multipart upload, whose precondition S3 checks when it completes. An
-// object of unknown size may have up to 10,000 parts (156 GiB); a known
-// size gets parts large enough to fit.
+// Every write streams: memory holds at most three parts (16 MiB each: two
+// being sent while the next is read) whatever the size of the object, and
+// the sha256 of what was written comes back in Info.SHA256. Content up to
+// one part goes in one PUT; more goes as a multipart upload, whose
+// precondition S3 checks when it completes. An object of unknown size may
+// have up to 10,000 parts (156 GiB); a known size gets parts large enough
+// to fit.
+//
+// Around that core: UploadFile (resumable uploads of local files),
+// UpdateManifest (each task's manifest.json, merged on conflict),
+// ApplyRetention (lifecycle rules per category) and ListPage.
 package storage
 
 import (
@@ -76,13 +81,18 @@ type PutOptions struct {
 	// Metadata is stored as user metadata (x-amz-meta-*). Keys are
 	// lower-cased by S3; MetaSHA256 is reserved.
 	Metadata map[string]string
+	// Tags are stored as object tags, which lifecycle rules can select
+	// (see Retention): the key's category alone cannot tell a log archive
+	// from an uploaded zip.
+	Tags map[string]string
 }
 
 // MetaSHA256 is the user-metadata key that holds the sha256 of an object
-// written in one part (≤ 16 MiB), so that Stat and Get can return it. A
-// multipart object's digest is known only once its last part is read, after
-// its metadata was sent, so it has none: keep the digest that the write
-// returned (the task's manifest does).
+// written in one part (≤ 16 MiB), or uploaded from a file (UploadFile
+// hashes the file first), so that Stat and Get can return it. A streamed
+// multipart object's digest is known only once its last part is read,
+// after its metadata was sent, so it has none: keep the digest that the
+// write returned (the task's manifest does).
 const MetaSHA256 = "sha256"
 
 // Info describes an object.

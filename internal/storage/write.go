@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"maps"
+	"sync"
 	"time"
 )
 
@@ -23,7 +24,12 @@ type request struct {
 	key         string
 	contentType string
 	metadata    map[string]string
+	tags        map[string]string
 	cond        precondition
+	// sha256 is the hex digest of a one-PUT body, which the writer has
+	// already computed: a driver sends it for the server to check, instead
+	// of hashing the body again to sign it.
+	sha256 string
 }
 
 // part is an uploaded part of a multipart write.
@@ -41,7 +47,17 @@ type part struct {
 type uploader interface {
 	putOne(ctx context.Context, req request, body []byte) (Info, error)
 	startMultipart(ctx context.Context, req request) (uploadID string, err error)
-	putPart(ctx context.Context, req request, uploadID string, p int32, body []byte) (etag string, err error)
+	// putPart sends part p; a non-empty md5 (base64) goes as Content-MD5,
+	// so the server refuses a body that is not what the caller hashed.
+	//
+	// Parts go with an unsigned payload (x-amz-content-sha256:
+	// UNSIGNED-PAYLOAD), as both SDKs already send them over HTTPS, rather
+	// than hash each part a second time to sign it over plain HTTP: write
+	// hashes every byte once, and that sha256 is what ties the stored
+	// object to its content (it comes back in Info.SHA256, the manifest
+	// keeps it, downloads check it). A one-PUT body is signed with that
+	// same sha256 (request.sha256), so the server checks it.
+	putPart(ctx context.Context, req request, uploadID string, p int32, body []byte, md5 string) (etag string, err error)
 	complete(ctx context.Context, req request, uploadID string, parts []part) (Info, error)
 	abort(ctx context.Context, req request, uploadID string) error
 }
@@ -71,11 +87,15 @@ func write(ctx context.Context, u uploader, partSize int64, key string, r io.Rea
 	if size >= 0 && size < partSize {
 		first = int(size)
 	}
-	buf, err := readChunk(src, nil, first)
+	var buf []byte
+	if size >= 0 {
+		buf = make([]byte, 0, first) // no need to grow it as data comes
+	}
+	buf, err := readChunk(src, buf, first)
 	if err != nil {
 		return Info{}, fmt.Errorf("storage: write %s: read: %w", key, err)
 	}
-	req := request{key: key, contentType: o.ContentType, metadata: maps.Clone(o.Metadata), cond: cond}
+	req := request{key: key, contentType: o.ContentType, metadata: maps.Clone(o.Metadata), tags: o.Tags, cond: cond}
 	if req.contentType == "" {
 		req.contentType, _ = Sniff(buf)
 	}
@@ -91,6 +111,7 @@ func write(ctx context.Context, u uploader, partSize int64, key string, r io.Rea
 			req.metadata = map[string]string{}
 		}
 		req.metadata[MetaSHA256] = sum
+		req.sha256 = sum
 		if info, err = u.putOne(ctx, req, buf); err != nil {
 			return Info{}, err
 		}
@@ -107,8 +128,14 @@ func write(ctx context.Context, u uploader, partSize int64, key string, r io.Rea
 	return info, nil
 }
 
-// writeParts uploads first and the rest of src as parts, reusing first's
-// buffer, and completes the upload; on any error it aborts it.
+// partsInFlight is how many parts of one write are sent at once. While
+// they go, the next part is read and hashed, so the network, the hash and
+// the server's work overlap: memory is partsInFlight+1 parts at most.
+const partsInFlight = 2
+
+// writeParts uploads first and the rest of src as parts and completes the
+// upload; on any error it aborts it. Parts are read and hashed in order,
+// and sent partsInFlight at a time.
 func writeParts(ctx context.Context, u uploader, req request, first []byte, src io.Reader, size int64, h hash.Hash) (_ Info, total int64, err error) {
 	id, err := u.startMultipart(ctx, req)
 	if err != nil {
@@ -126,33 +153,142 @@ func writeParts(ctx context.Context, u uploader, req request, first []byte, src 
 			err = errors.Join(err, aerr)
 		}
 	}()
-	var parts []part
+	ps := newPartSender(ctx, u, req, id, len(first))
 	buf := first // full: len(first) is the part size
 	for n := int32(1); ; n++ {
 		if n > maxParts {
-			return Info{}, 0, fmt.Errorf("storage: write %s: more than %d parts of %d bytes", req.key, maxParts, len(first))
+			ps.fail(fmt.Errorf("storage: write %s: more than %d parts of %d bytes", req.key, maxParts, len(first)))
+			break
 		}
-		etag, err := u.putPart(ctx, req, id, n, buf)
-		if err != nil {
-			return Info{}, 0, err
+		if !ps.send(n, buf) {
+			break
 		}
-		parts = append(parts, part{number: n, etag: etag})
 		total += int64(len(buf))
 		if len(buf) < len(first) {
 			break
 		}
-		if buf, err = readChunk(src, buf, len(first)); err != nil {
-			return Info{}, 0, fmt.Errorf("storage: write %s: read: %w", req.key, err)
+		if buf, err = readChunk(src, ps.buffer(), len(first)); err != nil {
+			ps.fail(fmt.Errorf("storage: write %s: read: %w", req.key, err))
+			break
 		}
 		if len(buf) == 0 {
 			break
 		}
+	}
+	parts, err := ps.wait()
+	if err != nil {
+		return Info{}, 0, err
 	}
 	if size >= 0 && total != size {
 		return Info{}, 0, fmt.Errorf("storage: write %s: %w after %d of %d bytes", req.key, io.ErrUnexpectedEOF, total, size)
 	}
 	info, err := u.complete(ctx, req, id, parts)
 	return info, total, err
+}
+
+// partSender sends the parts of one upload, partsInFlight at a time, and
+// recycles their buffers.
+type partSender struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	u      uploader
+	req    request
+	id     string
+
+	slots    chan struct{} // one per part being sent
+	free     chan []byte   // buffers of parts sent
+	partSize int
+	made     int // buffers made, at most partsInFlight+1
+
+	mu    sync.Mutex
+	parts []part
+	err   error
+	wg    sync.WaitGroup
+}
+
+func newPartSender(ctx context.Context, u uploader, req request, id string, partSize int) *partSender {
+	ctx, cancel := context.WithCancel(ctx)
+	return &partSender{
+		ctx: ctx, cancel: cancel, u: u, req: req, id: id, partSize: partSize,
+		slots: make(chan struct{}, partsInFlight), free: make(chan []byte, partsInFlight+1),
+		made: 1, // the caller's first buffer
+	}
+}
+
+// send starts sending part n once a slot is free; false if the upload has
+// failed, and the caller should stop reading.
+func (ps *partSender) send(n int32, body []byte) bool {
+	select {
+	case ps.slots <- struct{}{}:
+	case <-ps.ctx.Done():
+		ps.fail(ps.ctx.Err())
+		return false
+	}
+	if ps.failed() {
+		<-ps.slots
+		return false
+	}
+	ps.wg.Go(func() {
+		defer func() { <-ps.slots }()
+		etag, err := ps.u.putPart(ps.ctx, ps.req, ps.id, n, body, "")
+		ps.free <- body
+		if err != nil {
+			ps.fail(err)
+			return
+		}
+		ps.mu.Lock()
+		defer ps.mu.Unlock()
+		for len(ps.parts) < int(n) {
+			ps.parts = append(ps.parts, part{})
+		}
+		ps.parts[n-1] = part{number: n, etag: etag}
+	})
+	return true
+}
+
+// buffer is an empty buffer for the next part: a recycled one, or a new
+// one while fewer than partsInFlight+1 exist.
+func (ps *partSender) buffer() []byte {
+	select {
+	case b := <-ps.free:
+		return b[:0]
+	default:
+	}
+	if ps.made < partsInFlight+1 {
+		ps.made++
+		return make([]byte, 0, ps.partSize)
+	}
+	select {
+	case b := <-ps.free:
+		return b[:0]
+	case <-ps.ctx.Done():
+		return nil // readChunk grows it; send then sees the failure
+	}
+}
+
+// fail records the first error and stops the parts in flight.
+func (ps *partSender) fail(err error) {
+	ps.mu.Lock()
+	if ps.err == nil {
+		ps.err = err
+	}
+	ps.mu.Unlock()
+	ps.cancel()
+}
+
+func (ps *partSender) failed() bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.err != nil
+}
+
+// wait waits for the parts in flight and returns them in order.
+func (ps *partSender) wait() ([]part, error) {
+	ps.wg.Wait()
+	ps.cancel()
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.parts, ps.err
 }
 
 // readChunk reads r into buf until limit bytes or EOF. It grows buf as data

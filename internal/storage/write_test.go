@@ -6,17 +6,21 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 )
 
 // fakeUploader keeps what write sends, to check how it cuts a stream.
 type fakeUploader struct {
+	mu           sync.Mutex
 	one, aborted bool
 	parts        [][]byte
 	biggest      int
 	completeErr  error
+	partErr      int32 // fail this part
 	stored       []byte
 	meta         map[string]string
 }
@@ -31,18 +35,28 @@ func (f *fakeUploader) startMultipart(_ context.Context, req request) (string, e
 	return "u1", nil
 }
 
-func (f *fakeUploader) putPart(_ context.Context, _ request, _ string, n int32, body []byte) (string, error) {
-	if int(n) != len(f.parts)+1 {
-		return "", errors.New("parts out of order")
+func (f *fakeUploader) putPart(_ context.Context, _ request, _ string, n int32, body []byte, _ string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n == f.partErr {
+		return "", errors.New("part refused")
 	}
-	f.parts = append(f.parts, bytes.Clone(body))
+	for len(f.parts) < int(n) {
+		f.parts = append(f.parts, nil)
+	}
+	f.parts[n-1] = bytes.Clone(body)
 	f.biggest = max(f.biggest, cap(body))
-	return "p", nil
+	return fmt.Sprintf("p%d", n), nil
 }
 
-func (f *fakeUploader) complete(context.Context, request, string, []part) (Info, error) {
+func (f *fakeUploader) complete(_ context.Context, _ request, _ string, parts []part) (Info, error) {
 	if f.completeErr != nil {
 		return Info{}, f.completeErr
+	}
+	for i, p := range parts {
+		if p.number != int32(i+1) || p.etag != fmt.Sprintf("p%d", i+1) {
+			return Info{}, fmt.Errorf("completed with part %d = %+v", i+1, p)
+		}
 	}
 	f.stored = bytes.Join(f.parts, nil)
 	return Info{ETag: "e2-2"}, nil
@@ -110,6 +124,14 @@ func TestWriteRefusesShortStream(t *testing.T) {
 		if f.stored != nil || n > 1024 && !f.aborted {
 			t.Errorf("%d of %d bytes: stored %t, aborted %t", n, n+1, f.stored != nil, f.aborted)
 		}
+	}
+}
+
+func TestWriteAbortsOnFailedPart(t *testing.T) {
+	f := &fakeUploader{partErr: 2}
+	_, err := write(context.Background(), f, 1024, "k", strings.NewReader(strings.Repeat("x", 10000)), -1, PutOptions{}, precondition{})
+	if err == nil || !f.aborted || f.stored != nil {
+		t.Errorf("err = %v, aborted = %t, stored %t; want the error, an abort and nothing stored", err, f.aborted, f.stored != nil)
 	}
 }
 

@@ -45,6 +45,10 @@ type SubmitRequest struct {
 	Prompt    string
 	File      string // an OpenAI Batch JSONL file
 	Priority  int    // 1 (highest) to 5; 0: the server's default (3)
+	// Attach are files uploaded as the task's attachments before it
+	// starts (see Attach).
+	Attach        []string
+	AttachOptions AttachOptions
 }
 
 // NewID is a task ID: sortable by time, unique enough, valid in a key.
@@ -78,7 +82,7 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (task.Input, error
 		if err := in.Validate(); err != nil {
 			return in, err
 		}
-		src, err := c.upload(ctx, in, r.File)
+		src, err := c.upload(ctx, in, r.File, r.AttachOptions)
 		if err != nil {
 			return in, err
 		}
@@ -86,6 +90,11 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (task.Input, error
 	}
 	if err := in.Validate(); err != nil {
 		return in, err
+	}
+	if len(r.Attach) > 0 {
+		if _, err := c.Attach(ctx, in.Tenant, in.ID, r.Attach, r.AttachOptions); err != nil {
+			return in, err
+		}
 	}
 	_, err := c.Temporal.ExecuteWorkflow(ctx, StartOptions(in), task.WorkflowType, in)
 	if err != nil {
@@ -121,21 +130,14 @@ func StartOptions(in task.Input) client.StartWorkflowOptions {
 }
 
 // upload stores the batch file under the task's key, refusing a file whose
-// content is not text whatever its name says.
-func (c *Client) upload(ctx context.Context, in task.Input, path string) (task.ObjectRef, error) {
+// content is not text whatever its name says. A large file goes as a
+// resumable upload (see storage.UploadFile), with o's state folder and
+// progress.
+func (c *Client) upload(ctx context.Context, in task.Input, path string, o AttachOptions) (task.ObjectRef, error) {
 	if c.Store == nil {
 		return task.ObjectRef{}, errors.New("submitting a file needs the bucket: set AUTOGLM_S3_*")
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return task.ObjectRef{}, task.Errorf(task.InvalidInput, "%v", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return task.ObjectRef{}, err
-	}
-	ct, cat, r, err := storage.SniffReader(f)
+	ct, cat, size, err := sniffFile(path)
 	if err != nil {
 		return task.ObjectRef{}, err
 	}
@@ -146,7 +148,11 @@ func (c *Client) upload(ctx context.Context, in task.Input, path string) (task.O
 	if err != nil {
 		return task.ObjectRef{}, err
 	}
-	info, err := c.Store.Create(ctx, key, r, fi.Size(), storage.PutOptions{ContentType: "application/jsonl"})
+	uo := storage.UploadOptions{PutOptions: storage.PutOptions{ContentType: "application/jsonl"}, StateDir: o.StateDir}
+	if o.Progress != nil {
+		uo.Progress = o.Progress(path, size)
+	}
+	info, err := storage.UploadFile(ctx, c.Store, key, path, uo)
 	if err != nil {
 		return task.ObjectRef{}, fmt.Errorf("uploading %s: %w", path, err)
 	}

@@ -1,0 +1,11 @@
+//go:build !linux
+
+package integration
+
+import "syscall"
+
+// procAttr puts a worker process in its own process group, so a Ctrl-C in
+// the terminal reaches only the test binary, which stops it in order.
+func procAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}

@@ -1,0 +1,323 @@
+package workflows_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/autoglm-flow/autoglm-flow/activities"
+	"github.com/autoglm-flow/autoglm-flow/internal/authz"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/workflows"
+)
+
+// The task every test runs: alice submits a batch to the demo tenant of
+// the embedded default policy.
+const (
+	tenant    = "demo"
+	submitter = "alice"
+	node      = "node-a"
+)
+
+// awaiting is a moment at which a task that needs a reviewer is certainly
+// waiting for one: the stubbed stages before it take no time, and the
+// default deadline is 24h. The test environment skips to it at once.
+const awaiting = time.Hour
+
+// demoGrant is the grant of the demo tenant of the embedded default
+// policy, so the tests check callers against the real role table.
+func demoGrant() authz.Grant {
+	return authz.Default().Tenants[tenant].Grant(tenant)
+}
+
+// rolesOf are user's roles in the default policy's demo tenant.
+func rolesOf(user string) []authz.Role {
+	return authz.Default().Tenants[tenant].Users[user]
+}
+
+// harness runs TaskWorkflow in the SDK's test environment. The activities
+// are registered from a real *activities.Activities and each is stubbed by
+// a field a test may replace before run; the real activities are covered
+// by the integration tests.
+type harness struct {
+	t    *testing.T
+	env  *testsuite.TestWorkflowEnvironment
+	acts *activities.Activities
+	in   task.Input
+
+	rules     activities.AuthorizeResult
+	screening task.Screening
+	shards    []activities.Shard // screening's cut; nil runs the batch whole
+	authorize func(context.Context, activities.AuthorizeInput) (activities.AuthorizeResult, error)
+	infer     func(context.Context, activities.InferInput) (activities.InferResult, error)
+	merge     func(context.Context, activities.MergeInput) (activities.InferResult, error)
+	collect   func(context.Context, activities.CollectInput) (activities.InferResult, error)
+	archive   func(context.Context, activities.ArchiveInput) (activities.ArchiveResult, error)
+
+	calls map[string]*atomic.Int32
+	// onStart and onCancel run, in the test environment's main loop, when
+	// the activity of that name starts or is cancelled: where a test sends
+	// an update at a point that is not a moment in time, since the clock
+	// does not skip while an activity runs.
+	onStart  map[string]func(attempt int32)
+	onCancel map[string]func()
+
+	outcomes  []*outcome
+	startedAt time.Time
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	h := &harness{
+		t:    t,
+		env:  suite.NewTestWorkflowEnvironment(),
+		acts: &activities.Activities{},
+		in: task.Input{
+			ID: "t1", Tenant: tenant, Submitter: submitter, Model: "glm-4-test", Kind: task.KindBatch,
+			Source: ref("input.jsonl"), Priority: 3,
+		},
+		rules: activities.AuthorizeResult{
+			Grant: demoGrant(),
+			// A short heartbeat timeout makes the SDK send heartbeats
+			// often, so a cancel reaches a blocked inference stub within
+			// a second.
+			HeartbeatTimeout: time.Second,
+		},
+		// 20 requests are over the demo tenant's auto-approve limit of 10.
+		screening: task.Screening{Requests: 20, Bytes: 4000, Reasons: []string{"20 requests, over the auto-approve limit of 10"}},
+		calls:     map[string]*atomic.Int32{},
+		onStart:   map[string]func(int32){},
+		onCancel:  map[string]func(){},
+	}
+	h.answers()
+	h.env.RegisterWorkflowWithOptions(workflows.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowType})
+	h.env.RegisterActivity(h.acts)
+	h.stub()
+	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if f := h.onStart[info.ActivityType.Name]; f != nil {
+			f(info.Attempt)
+		}
+	})
+	h.env.SetOnActivityCanceledListener(func(info *activity.Info) {
+		if f := h.onCancel[info.ActivityType.Name]; f != nil {
+			f()
+		}
+	})
+	return h
+}
+
+// answers sets what the stubs answer unless a test says otherwise: a
+// batch of 20 requests, 19 answered and 1 failed, on one node.
+func (h *harness) answers() {
+	h.authorize = func(context.Context, activities.AuthorizeInput) (activities.AuthorizeResult, error) {
+		return h.rules, nil
+	}
+	h.infer = func(context.Context, activities.InferInput) (activities.InferResult, error) {
+		return activities.InferResult{
+			Counts: task.Counts{Total: 20, Completed: 19, Failed: 1},
+			Output: ref("output.jsonl"), Errors: ref("errors.jsonl"), Node: node,
+		}, nil
+	}
+	h.merge = func(_ context.Context, in activities.MergeInput) (activities.InferResult, error) {
+		res := activities.InferResult{Output: ref("output.jsonl"), Errors: ref("errors.jsonl"), Node: node}
+		for _, s := range in.Shards {
+			res.Counts.Total += s.Counts.Total
+			res.Counts.Completed += s.Counts.Completed
+			res.Counts.Failed += s.Counts.Failed
+		}
+		return res, nil
+	}
+	h.collect = func(context.Context, activities.CollectInput) (activities.InferResult, error) {
+		return activities.InferResult{
+			Counts: task.Counts{Total: 7, Completed: 7},
+			Output: ref("output.jsonl"), Errors: ref("errors.jsonl"), Node: node,
+		}, nil
+	}
+	h.archive = func(context.Context, activities.ArchiveInput) (activities.ArchiveResult, error) {
+		return activities.ArchiveResult{Report: ref("report.json"), Manifest: ref("manifest.json")}, nil
+	}
+}
+
+// stub registers every activity the workflow may call. Each stub counts
+// its calls and defers to the harness field of the same name, read at call
+// time so a test can replace it after newHarness.
+func (h *harness) stub() {
+	a, any2 := h.acts, []any{mock.Anything, mock.Anything}
+	h.env.OnActivity(a.Authorize, any2...).Return(func(ctx context.Context, in activities.AuthorizeInput) (activities.AuthorizeResult, error) {
+		h.count("Authorize")
+		return h.authorize(ctx, in)
+	})
+	h.env.OnActivity(a.Screen, any2...).Return(func(ctx context.Context, in activities.ScreenInput) (activities.ScreenResult, error) {
+		h.count("Screen")
+		return activities.ScreenResult{Source: ref("input.jsonl"), Screening: h.screening, Shards: h.shards}, nil
+	})
+	h.env.OnActivity(a.Dispatch, any2...).Return(func(ctx context.Context, in activities.DispatchInput) (activities.DispatchResult, error) {
+		h.count("Dispatch")
+		return activities.DispatchResult{Node: node, Queue: task.NodeQueue(node)}, nil
+	})
+	h.env.OnActivity(a.Infer, any2...).Return(func(ctx context.Context, in activities.InferInput) (activities.InferResult, error) {
+		h.count("Infer")
+		return h.infer(ctx, in)
+	})
+	h.env.OnActivity(a.MergeShards, any2...).Return(func(ctx context.Context, in activities.MergeInput) (activities.InferResult, error) {
+		h.count("MergeShards")
+		return h.merge(ctx, in)
+	})
+	h.env.OnActivity(a.Collect, any2...).Return(func(ctx context.Context, in activities.CollectInput) (activities.InferResult, error) {
+		h.count("Collect")
+		return h.collect(ctx, in)
+	})
+	h.env.OnActivity(a.Archive, any2...).Return(func(ctx context.Context, in activities.ArchiveInput) (activities.ArchiveResult, error) {
+		h.count("Archive")
+		return h.archive(ctx, in)
+	})
+}
+
+func (h *harness) count(name string) {
+	c := h.calls[name]
+	if c == nil {
+		// Written only before run, from the test goroutine: the stubs
+		// find every name already there.
+		panic("no call counter for " + name)
+	}
+	c.Add(1)
+}
+
+// called is how many times the named activity was called, retries
+// included.
+func (h *harness) called(name string) int { return int(h.calls[name].Load()) }
+
+func ref(name string) task.ObjectRef {
+	return task.ObjectRef{Bucket: "autoglm", Key: "data/demo/t1/" + name}
+}
+
+// at runs f when the workflow's clock reaches d after the start. While no
+// activity runs the test environment skips time, so at(awaiting, …) runs
+// f while the task waits for approval.
+func (h *harness) at(d time.Duration, f func()) { h.env.RegisterDelayedCallback(f, d) }
+
+// run executes the workflow to its end.
+func (h *harness) run() {
+	h.t.Helper()
+	for _, name := range []string{"Authorize", "Screen", "Dispatch", "Infer", "MergeShards", "Collect", "Archive"} {
+		h.calls[name] = &atomic.Int32{}
+	}
+	h.startedAt = h.env.Now()
+	h.env.ExecuteWorkflow(task.WorkflowType, h.in)
+	if !h.env.IsWorkflowCompleted() {
+		h.t.Fatal("the workflow did not complete")
+	}
+	for _, o := range h.outcomes {
+		if !o.done {
+			h.t.Errorf("update %s by %s: no outcome", o.name, o.req.Actor)
+		}
+	}
+}
+
+// result is the workflow's result; it fails the test if the workflow
+// failed.
+func (h *harness) result() task.Result {
+	h.t.Helper()
+	var res task.Result
+	if err := h.env.GetWorkflowResult(&res); err != nil {
+		h.t.Fatalf("workflow failed: %v", err)
+	}
+	return res
+}
+
+// status answers the status query.
+func (h *harness) status() task.Status {
+	h.t.Helper()
+	v, err := h.env.QueryWorkflow(task.QueryStatus)
+	if err != nil {
+		h.t.Fatalf("status query: %v", err)
+	}
+	var st task.Status
+	if err := v.Get(&st); err != nil {
+		h.t.Fatalf("status query: %v", err)
+	}
+	return st
+}
+
+// outcome is what became of one update.
+type outcome struct {
+	name     string
+	req      task.DecisionRequest
+	before   task.Status // when it was sent
+	after    task.Status // once its outcome was known
+	accepted bool
+	done     bool
+	err      error // the validator's refusal, or the handler's error
+}
+
+// refused reports whether the validator refused the update.
+func (o *outcome) refused() bool { return o.done && !o.accepted }
+
+// update sends the update name from actor and records its outcome in
+// h.outcomes. then, if not nil, runs once the outcome is known, in the
+// test environment's main loop, where it may query and send more.
+// Updates sent in the same callback are all handled before any of their
+// after-states is read, so a test that checks a refusal left no trace
+// sends an accepted update at a later moment.
+func (h *harness) update(name string, req task.DecisionRequest, then func(*outcome)) *outcome {
+	o := &outcome{name: name, req: req, before: h.status()}
+	h.outcomes = append(h.outcomes, o)
+	settle := func(err error) {
+		o.done, o.err = true, err
+		// The callbacks run inside the workflow's update handling; the
+		// status is read, and then runs, right after it.
+		h.env.RegisterDelayedCallback(func() {
+			o.after = h.status()
+			if then != nil {
+				then(o)
+			}
+		}, 0)
+	}
+	h.env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
+		OnAccept:   func() { o.accepted = true },
+		OnReject:   settle,
+		OnComplete: func(_ any, err error) { settle(err) },
+	}, req)
+	return o
+}
+
+// testWriter sends the test environment's log to t.Log, where it shows
+// for a failing test only, and drops what activities still running after
+// the test write.
+type testWriter struct {
+	t    *testing.T
+	mu   sync.Mutex
+	done bool
+}
+
+func newTestWriter(t *testing.T) *testWriter {
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.done = true
+	})
+	return w
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	}
+	return len(p), nil
+}

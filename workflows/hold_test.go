@@ -1,0 +1,87 @@
+package workflows_test
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/autoglm-flow/autoglm-flow/activities"
+)
+
+// gateArchive holds the Archive stub until the returned function is
+// called, so a test can act on a task in its final state while the
+// workflow is still open.
+func (h *harness) gateArchive() (open func()) {
+	gate := make(chan struct{})
+	next := h.archive
+	h.archive = func(ctx context.Context, in activities.ArchiveInput) (activities.ArchiveResult, error) {
+		select {
+		case <-gate:
+		case <-time.After(5 * time.Second):
+			return activities.ArchiveResult{}, temporal.NewNonRetryableApplicationError("the test never opened the archive gate", "TestBug", nil)
+		}
+		return next(ctx, in)
+	}
+	var once atomic.Bool
+	return func() {
+		if once.CompareAndSwap(false, true) {
+			close(gate)
+		}
+	}
+}
+
+// blocker is an inference attempt that runs until its context is
+// cancelled (the SDK cancels it when a heartbeat finds the activity
+// cancelled) or the test releases it.
+type blocker struct {
+	release  chan struct{}
+	returned chan error // what the blocked attempt returned
+	freed    atomic.Bool
+}
+
+func (b *blocker) free() {
+	if b.freed.CompareAndSwap(false, true) {
+		close(b.release)
+	}
+}
+
+// blockFirstInfer makes the first inference attempt block; later attempts
+// answer as before.
+func (h *harness) blockFirstInfer() *blocker {
+	b := &blocker{release: make(chan struct{}), returned: make(chan error, 1)}
+	h.t.Cleanup(b.free)
+	var n atomic.Int32
+	answer := h.infer
+	h.infer = func(ctx context.Context, in activities.InferInput) (activities.InferResult, error) {
+		if n.Add(1) > 1 {
+			return answer(ctx, in)
+		}
+		for {
+			activity.RecordHeartbeat(ctx, "checkpoint")
+			select {
+			case <-ctx.Done():
+				b.returned <- ctx.Err()
+				return activities.InferResult{}, ctx.Err()
+			case <-b.release:
+				b.returned <- nil
+				return answer(ctx, in)
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	return b
+}
+
+// whenInferStarts runs f in the main loop when the first inference
+// attempt has started and the task is RUNNING.
+func (h *harness) whenInferStarts(f func()) {
+	var once atomic.Bool
+	h.onStart["Infer"] = func(int32) {
+		if once.CompareAndSwap(false, true) {
+			f()
+		}
+	}
+}

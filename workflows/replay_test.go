@@ -1,0 +1,50 @@
+package workflows_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/workflows"
+)
+
+// TestReplay replays histories recorded on the real local stack (the dev
+// server, MinIO, a worker and the test model) against today's
+// TaskWorkflow. It fails when a change to the workflow would break the
+// tasks running in production: a different sequence of commands for the
+// same events. Such a change needs workflow.GetVersion, or a new workflow
+// type.
+//
+// The histories, recorded with `autoglm demo` and `autoglm dev`, then
+// `temporal workflow show --output json`:
+//   - task_approved.json: the demo; bob approves, the batch completes.
+//   - task_rejected.json: bob rejects with a reason.
+//   - task_priority_approved.json: mallory's approve is refused (and left
+//     no event), olga sets priority 1, bob approves, it completes.
+//   - task_cancelled.json: alice cancels her task while it awaits approval.
+//
+// To record a new one, run the stack with `./bin/autoglm dev`, drive a
+// task with the CLI, then:
+//
+//	./bin/temporal workflow show -w task-ID --output json > workflows/testdata/task_NAME.json
+func TestReplay(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "task_*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no recorded histories in testdata")
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			r := worker.NewWorkflowReplayer()
+			r.RegisterWorkflowWithOptions(workflows.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowType})
+			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, file); err != nil {
+				t.Fatalf("replaying %s: %v", file, err)
+			}
+		})
+	}
+}
