@@ -60,8 +60,11 @@ lint: tools
 	$(GO) vet ./...
 	$(BIN)/workflowcheck ./workflows/...
 
+# Every figure against a baseline measured in the same run: the batch
+# engine through the whole stack, then the artifact store's uploads.
 bench: tools
 	$(GO) run ./internal/bench
+	$(GO) run ./internal/storage/benchcmd
 
 clean:
 	rm -rf .data
