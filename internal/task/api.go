@@ -58,6 +58,9 @@ const (
 	KindBatch  Kind = "batch"  // an OpenAI Batch JSONL file
 )
 
+// DefaultPriority is Temporal's own default: 1 is the highest, 5 the lowest.
+const DefaultPriority = 3
+
 // Limits that hold before anything reaches a worker.
 const (
 	// MaxPromptBytes bounds an inline prompt: it travels in the workflow

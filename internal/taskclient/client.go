@@ -62,6 +62,9 @@ func NewID() string {
 // It returns the input the workflow started with.
 func (c *Client) Submit(ctx context.Context, r SubmitRequest) (task.Input, error) {
 	in := task.Input{ID: r.ID, Tenant: r.Tenant, Submitter: r.Submitter, Model: r.Model, Priority: r.Priority, Kind: task.KindPrompt, Prompt: r.Prompt}
+	if in.Priority == 0 {
+		in.Priority = task.DefaultPriority
+	}
 	if in.ID == "" {
 		in.ID = NewID()
 	}
@@ -70,6 +73,10 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (task.Input, error
 	}
 	if r.File != "" {
 		in.Kind = task.KindBatch
+		// What the file is comes first: a binary has no model to look for.
+		if _, err := checkBatchFile(r.File); err != nil {
+			return in, err
+		}
 		if in.Model == "" {
 			m, err := FirstModel(r.File)
 			if err != nil {
@@ -137,12 +144,9 @@ func (c *Client) upload(ctx context.Context, in task.Input, path string, o Attac
 	if c.Store == nil {
 		return task.ObjectRef{}, errors.New("submitting a file needs the bucket: set AUTOGLM_S3_*")
 	}
-	ct, cat, size, err := sniffFile(path)
+	size, err := checkBatchFile(path)
 	if err != nil {
 		return task.ObjectRef{}, err
-	}
-	if cat != storage.Data && cat != storage.Text {
-		return task.ObjectRef{}, task.Errorf(task.InvalidInput, "%s is %s (%s) by its content, not a JSONL batch file", path, ct, cat)
 	}
 	key, err := storage.Key(storage.Data, in.Tenant, in.ID, "input.jsonl")
 	if err != nil {
@@ -157,6 +161,19 @@ func (c *Client) upload(ctx context.Context, in task.Input, path string, o Attac
 		return task.ObjectRef{}, fmt.Errorf("uploading %s: %w", path, err)
 	}
 	return task.ObjectRef{Bucket: c.Store.Bucket(), Key: key, Size: info.Size, SHA256: info.SHA256, Category: string(storage.Data)}, nil
+}
+
+// checkBatchFile refuses a file whose content is not text, whatever its
+// name says, and returns its size.
+func checkBatchFile(path string) (int64, error) {
+	ct, cat, size, err := sniffFile(path)
+	if err != nil {
+		return 0, err
+	}
+	if cat != storage.Data && cat != storage.Text {
+		return 0, task.Errorf(task.InvalidInput, "%s is %s (%s) by its content, not a JSONL batch file", path, ct, cat)
+	}
+	return size, nil
 }
 
 // FirstModel is body.model of the first request line of a batch file.
