@@ -120,6 +120,10 @@ func (s *Stack) startTemporal(ctx context.Context, opts Options) error {
 		// Priority and fairness keys are honoured only by the new matcher.
 		"--dynamic-config-value", "matching.useNewMatcher=true",
 		"--dynamic-config-value", "matching.enableFairness=true",
+		// Priority orders the backlog of one partition; a single partition
+		// makes it hold across a whole (dev-sized) queue.
+		"--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
+		"--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
 	}
 	if opts.UI {
 		args = append(args, "--ui-ip", "127.0.0.1", "--ui-port", strconv.Itoa(uiPort))

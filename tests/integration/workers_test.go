@@ -43,6 +43,8 @@ type workerOptions struct {
 	// worker's inference waits before it is retried; 0 keeps the default
 	// (a minute).
 	HeartbeatTimeout time.Duration
+	// MaxBatches is AUTOGLM_MAX_BATCHES; 0 keeps the default.
+	MaxBatches int
 }
 
 func (o workerOptions) modelURL() string {
@@ -157,6 +159,9 @@ func startWorker(t *testing.T, o workerOptions) *inProcWorker {
 	}
 	if o.HeartbeatTimeout > 0 {
 		cfg.HeartbeatTimeout = o.HeartbeatTimeout
+	}
+	if o.MaxBatches > 0 {
+		cfg.MaxBatches = o.MaxBatches
 	}
 	w := &inProcWorker{node: o.Node, done: make(chan struct{}), log: logPath(t, "worker-"+o.Node)}
 	f, err := os.Create(w.log)
