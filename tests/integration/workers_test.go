@@ -45,6 +45,8 @@ type workerOptions struct {
 	HeartbeatTimeout time.Duration
 	// MaxBatches is AUTOGLM_MAX_BATCHES; 0 keeps the default.
 	MaxBatches int
+	// ShardRequests is AUTOGLM_SHARD_REQUESTS; 0 keeps the default.
+	ShardRequests int
 }
 
 func (o workerOptions) modelURL() string {
@@ -162,6 +164,9 @@ func startWorker(t *testing.T, o workerOptions) *inProcWorker {
 	}
 	if o.MaxBatches > 0 {
 		cfg.MaxBatches = o.MaxBatches
+	}
+	if o.ShardRequests > 0 {
+		cfg.ShardRequests = o.ShardRequests
 	}
 	w := &inProcWorker{node: o.Node, done: make(chan struct{}), log: logPath(t, "worker-"+o.Node)}
 	f, err := os.Create(w.log)

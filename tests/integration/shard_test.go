@@ -1,0 +1,51 @@
+package integration
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
+)
+
+// TestLargeBatchRunsAsShardsOnTwoNodes cuts a 300-request batch into three
+// shards, runs them on two nodes, and checks the merged output answers
+// every line once, in input order.
+func TestLargeBatchRunsAsShardsOnTwoNodes(t *testing.T) {
+	ctx := testCtx(t, 90*time.Second)
+	a := startWorker(t, workerOptions{ShardRequests: 100})
+	b := startWorker(t, workerOptions{ShardRequests: 100})
+
+	in := writeBatch(t, "shard", 300)
+	id := newID("shard")
+	submit(t, ctx, taskclient.SubmitRequest{ID: id, Tenant: tenant, Submitter: "alice", File: in.path})
+	waitState(t, ctx, id, task.AwaitingApproval)
+	if _, err := suite.tasks.Decide(ctx, id, task.UpdateApprove, task.DecisionRequest{Actor: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	res := wait(t, ctx, id)
+	if res.State != task.Completed || res.Counts != (task.Counts{Total: 300, Completed: 300}) {
+		t.Fatalf("result: %+v", res)
+	}
+	st := status(t, ctx, id)
+	if !strings.Contains(st.Node, a.node) || !strings.Contains(st.Node, b.node) {
+		t.Errorf("three shards on two nodes should use both; status says %q", st.Node)
+	}
+	if !slices.ContainsFunc(st.Audit, func(tr task.Transition) bool {
+		return tr.To == task.Screened && strings.HasSuffix(tr.Reason, "in 3 shards")
+	}) {
+		t.Errorf("screening should record 3 shards: %+v", st.Audit)
+	}
+	out := outputLines(t, download(t, ctx, res.Output))
+	if len(out) != 300 {
+		t.Fatalf("output has %d lines, want 300", len(out))
+	}
+	for i, ol := range out {
+		if ol.CustomID != in.ids[i] {
+			t.Fatalf("line %d is %s, want %s: shards merged out of order", i+1, ol.CustomID, in.ids[i])
+		}
+	}
+	checkAnswers(t, out, in.bodies)
+}
