@@ -90,7 +90,7 @@ func run(ctx context.Context, items, inflight int, latency time.Duration, rssIte
 	// Throughput is the rate of the inference stage (RUNNING to ARCHIVING
 	// in the audit trail); end to end adds the upload, screening, dispatch
 	// and archive, a fixed cost that shrinks as batches grow.
-	running, archiving := stateTime(st, task.Running), stateTime(st, task.Archiving)
+	running, archiving := st.EnteredAt(task.Running), st.EnteredAt(task.Archiving)
 	report("batch_throughput", float64(items)/archiving.Sub(running).Seconds(), "req/s", base, 0.95)
 	report("batch_end_to_end", float64(items)/elapsed.Seconds(), "req/s", base, 0)
 
@@ -249,17 +249,6 @@ func (b *bench) runTask(ctx context.Context, file string) (task.Status, error) {
 		return task.Status{}, fmt.Errorf("task %s ended %s: %s", in.ID, res.State, res.Reason)
 	}
 	return b.tc.Status(ctx, in.ID)
-}
-
-// stateTime is when the task last entered state.
-func stateTime(st task.Status, state task.State) time.Time {
-	var t time.Time
-	for _, tr := range st.Audit {
-		if tr.To == state {
-			t = tr.Time
-		}
-	}
-	return t
 }
 
 // peakRSS runs an n-item batch on a fresh worker process and returns the

@@ -79,3 +79,15 @@ type Screening struct {
 	AutoApprove bool     `json:"auto_approve"`
 	Reasons     []string `json:"reasons,omitempty"`
 }
+
+// EnteredAt is when the task last entered state, from its audit trail; the
+// zero time if it never did.
+func (s Status) EnteredAt(state State) time.Time {
+	var at time.Time
+	for _, tr := range s.Audit {
+		if tr.To == state {
+			at = tr.Time
+		}
+	}
+	return at
+}

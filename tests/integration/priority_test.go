@@ -53,7 +53,7 @@ func TestHigherPriorityStartsFirstOnABusyNode(t *testing.T) {
 	var order []done
 	for i, id := range ids {
 		wait(t, ctx, id)
-		order = append(order, done{id, priorities[i], stateTime(status(t, ctx, id), task.Archiving)})
+		order = append(order, done{id, priorities[i], status(t, ctx, id).EnteredAt(task.Archiving)})
 	}
 	sort.Slice(order, func(i, j int) bool { return order[i].at.Before(order[j].at) })
 	var got []int
@@ -66,15 +66,4 @@ func TestHigherPriorityStartsFirstOnABusyNode(t *testing.T) {
 			t.Fatalf("priority %d started after priority %d: order %v", got[i], got[i-1], got)
 		}
 	}
-}
-
-// stateTime is when the task last entered state.
-func stateTime(st task.Status, state task.State) time.Time {
-	var at time.Time
-	for _, tr := range st.Audit {
-		if tr.To == state {
-			at = tr.Time
-		}
-	}
-	return at
 }
