@@ -2,14 +2,12 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
-	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 )
@@ -68,18 +66,12 @@ func (c *cli) listCmd() *cobra.Command {
 	return cmd
 }
 
-// tenantsOf reads the tenant policy the workers use (AUTOGLM_POLICY_FILE,
-// or the embedded default) for the tenants user has a role in.
+// tenantsOf lists the tenants user has a role in, by the policy the
+// workers use.
 func (c *cli) tenantsOf(user string) ([]string, error) {
-	p := authz.Default()
-	if path := os.Getenv("AUTOGLM_POLICY_FILE"); path != "" {
-		src, err := authz.Load(path)
-		if err != nil {
-			return nil, err
-		}
-		if p, err = src.Current(); err != nil {
-			return nil, err
-		}
+	p, err := currentPolicy()
+	if err != nil {
+		return nil, err
 	}
 	return p.TenantsOf(user), nil
 }

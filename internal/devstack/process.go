@@ -93,9 +93,9 @@ func waitFor(ctx context.Context, p *process, name string, timeout time.Duration
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("devstack: %s exited before it answered (%v); its log:\n%s", name, p.err, tail(p.logPath, 20))
+			return fmt.Errorf("devstack: %s exited before it answered (%v); its log:\n%s", name, p.err, Tail(p.logPath, 20))
 		case <-ctx.Done():
-			return fmt.Errorf("devstack: %s did not answer within %s: %v; its log:\n%s", name, timeout, last, tail(p.logPath, 20))
+			return fmt.Errorf("devstack: %s did not answer within %s: %v; its log:\n%s", name, timeout, last, Tail(p.logPath, 20))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -111,8 +111,8 @@ func checkTemporal(ctx context.Context, addr, namespace string) error {
 	return err
 }
 
-// tail is the last n lines of a log file, for error messages.
-func tail(path string, n int) string {
+// Tail is the last n lines of a log file, for error messages.
+func Tail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err.Error()

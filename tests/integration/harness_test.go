@@ -191,16 +191,3 @@ func eventually(t *testing.T, ctx context.Context, what string, interval time.Du
 		}
 	}
 }
-
-// tail is the last n lines of a log file, for failure messages.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/autoglm-flow/autoglm-flow/activities"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
+	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
 	"github.com/autoglm-flow/autoglm-flow/internal/logging"
 	"github.com/autoglm-flow/autoglm-flow/worker"
@@ -122,11 +123,11 @@ func waitAnnounced(t *testing.T, node string, since time.Time, exited func() err
 			return
 		}
 		if err := exited(); err != nil {
-			t.Fatalf("worker %s exited before it announced itself: %v\n%s", node, err, tail(log, 40))
+			t.Fatalf("worker %s exited before it announced itself: %v\n%s", node, err, devstack.Tail(log, 40))
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("worker %s did not announce itself within 60s\n%s", node, tail(log, 40))
+			t.Fatalf("worker %s did not announce itself within 60s\n%s", node, devstack.Tail(log, 40))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -190,7 +191,7 @@ func startWorker(t *testing.T, o workerOptions) *inProcWorker {
 			t.Errorf("worker %s: %v", w.node, err)
 		}
 		if t.Failed() {
-			t.Logf("log of in-process worker %s:\n%s", w.node, tail(w.log, 60))
+			t.Logf("log of in-process worker %s:\n%s", w.node, devstack.Tail(w.log, 60))
 		}
 	})
 	waitAnnounced(t, o.Node, since, w.exited, w.log)
@@ -289,7 +290,7 @@ func startProcWorker(t *testing.T, o workerOptions) *procWorker {
 	t.Cleanup(func() {
 		w.stop(40 * time.Second)
 		if t.Failed() {
-			t.Logf("log of worker process %d (node %s):\n%s", w.cmd.Process.Pid, w.node, tail(w.log, 80))
+			t.Logf("log of worker process %d (node %s):\n%s", w.cmd.Process.Pid, w.node, devstack.Tail(w.log, 80))
 		}
 	})
 	waitAnnounced(t, o.Node, since, w.exited, w.log)
@@ -322,10 +323,10 @@ func (w *procWorker) term(t *testing.T, grace time.Duration) time.Time {
 	select {
 	case <-w.done:
 	case <-time.After(grace):
-		t.Fatalf("worker process %d did not exit within %s of SIGTERM\n%s", w.cmd.Process.Pid, grace, tail(w.log, 40))
+		t.Fatalf("worker process %d did not exit within %s of SIGTERM\n%s", w.cmd.Process.Pid, grace, devstack.Tail(w.log, 40))
 	}
 	if w.err != nil {
-		t.Errorf("worker process %d exited with %v after SIGTERM; want a clean exit\n%s", w.cmd.Process.Pid, w.err, tail(w.log, 40))
+		t.Errorf("worker process %d exited with %v after SIGTERM; want a clean exit\n%s", w.cmd.Process.Pid, w.err, devstack.Tail(w.log, 40))
 	}
 	return w.exit
 }
