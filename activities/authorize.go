@@ -47,6 +47,11 @@ func (a *Activities) authorize(t task.Input) (AuthorizeResult, error) {
 	if _, err := storage.Key(storage.Data, t.Tenant, t.ID, NameInput); err != nil {
 		return AuthorizeResult{}, err
 	}
+	if t.Source.Key != "" {
+		if err := a.checkSource(t.Tenant, t.ID, t.Source); err != nil {
+			return AuthorizeResult{}, err
+		}
+	}
 	p, err := a.Policy.Current()
 	if err != nil {
 		return AuthorizeResult{}, err

@@ -63,9 +63,12 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 		cfg.FirstLine, cfg.LastLine, offset = in.Shard.FirstLine, in.Shard.LastLine, in.Shard.Offset
 	}
 
-	rc, _, err := a.Store.GetRange(ctx, in.Source.Key, offset)
+	if err := a.checkSource(in.Tenant, in.TaskID, in.Source); err != nil {
+		return InferResult{}, asApplicationError(err)
+	}
+	rc, err := a.openPinned(ctx, in.Source, offset)
 	if err != nil {
-		return InferResult{}, fmt.Errorf("reading the task's input: %w", err)
+		return InferResult{}, err
 	}
 	defer rc.Close()
 

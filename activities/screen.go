@@ -1,11 +1,11 @@
 package activities
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -46,20 +46,30 @@ func (a *Activities) Screen(ctx context.Context, in ScreenInput) (ScreenResult, 
 func (a *Activities) screen(ctx context.Context, in ScreenInput) (ScreenResult, error) {
 	t := in.Task
 	src := t.Source
-	if t.Kind == task.KindPrompt {
+	if t.Kind == task.KindPrompt && t.Prompt != "" {
+		// A task started before prompts went to the bucket.
 		var err error
 		if src, err = a.storePrompt(ctx, t); err != nil {
 			return ScreenResult{}, err
 		}
 	}
-	rc, _, err := a.Store.Get(ctx, src.Key)
+	if err := a.checkSource(t.Tenant, t.ID, src); err != nil {
+		return ScreenResult{}, err
+	}
+	rc, info, err := a.Store.Get(ctx, src.Key)
 	if err != nil {
 		return ScreenResult{}, fmt.Errorf("reading the task's input: %w", err)
 	}
 	defer rc.Close()
+	src = pin(src, info)
 
 	h := sha256.New()
-	ct, cat, r, err := storage.SniffReader(io.TeeReader(rc, h))
+	br := bufio.NewReader(io.TeeReader(rc, h))
+	head, _ := br.Peek(64)
+	if err := batch.CheckEncoding(head); err != nil {
+		return ScreenResult{}, err
+	}
+	ct, cat, r, err := storage.SniffReader(br)
 	if err != nil {
 		return ScreenResult{}, err
 	}
@@ -85,7 +95,7 @@ func scan(r io.Reader, rules AuthorizeResult, model string, sh *sharder, alive f
 	lr := batch.NewLineReader(r, rules.MaxRequestBytes)
 	seen := map[string]int{}
 	flagged := map[string]bool{}
-	malformed := 0
+	var problems batch.Problems
 	for {
 		start := lr.Offset()
 		raw, n, tooLong, err := lr.Next()
@@ -108,16 +118,17 @@ func scan(r io.Reader, rules AuthorizeResult, model string, sh *sharder, alive f
 			alive()
 		}
 		if tooLong {
-			malformed++
+			problems.Add(n, false, "longer than %d bytes", rules.MaxRequestBytes)
 			continue
 		}
 		req, lerr := batch.ParseRequest(raw, model)
 		if lerr != nil {
-			malformed++
+			problems.Add(n, false, "%s", lerr.Message)
 			continue
 		}
 		if first, dup := seen[req.CustomID]; dup {
-			return sc, task.Errorf(task.InvalidInput, "custom_id %q appears on line %d and again on line %d; custom_ids must be unique", req.CustomID, first, n)
+			problems.Add(n, true, "its custom_id is also the custom_id of line %d; custom_ids must be unique", first)
+			continue
 		}
 		seen[req.CustomID] = n
 		for _, w := range rules.SensitiveWords {
@@ -130,8 +141,11 @@ func scan(r io.Reader, rules AuthorizeResult, model string, sh *sharder, alive f
 	if sc.Requests == 0 {
 		return sc, task.Errorf(task.InvalidInput, "the input holds no requests")
 	}
-	if malformed > 0 {
-		sc.Reasons = append(sc.Reasons, fmt.Sprintf("%d malformed line(s) will be answered in errors.jsonl", malformed))
+	if err := problems.Err(); err != nil {
+		return sc, err
+	}
+	if problems.Count() > 0 {
+		sc.Reasons = append(sc.Reasons, fmt.Sprintf("%d malformed line(s) will be answered in errors.jsonl", problems.Count()))
 	}
 	sc.AutoApprove = len(flagged) == 0 && rules.AutoApproveMaxRequests > 0 && sc.Requests <= rules.AutoApproveMaxRequests
 	if sc.AutoApprove {
@@ -161,20 +175,4 @@ func (a *Activities) storePrompt(ctx context.Context, t task.Input) (task.Object
 }
 
 // PromptLine is the OpenAI Batch line that asks model one prompt.
-func PromptLine(model, prompt string) ([]byte, error) {
-	b, err := json.Marshal(batch.Request{
-		CustomID: "prompt-1",
-		Method:   "POST",
-		URL:      batch.ChatCompletionsURL,
-		Body:     mustJSON(map[string]any{"model": model, "messages": []map[string]string{{"role": "user", "content": prompt}}}),
-	})
-	return append(b, '\n'), err
-}
-
-func mustJSON(v any) json.RawMessage {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
+func PromptLine(model, prompt string) ([]byte, error) { return batch.PromptLine(model, prompt) }

@@ -118,3 +118,25 @@ func SafeName(name string) (string, error) {
 	}
 	return name, nil
 }
+
+// CheckOwnKey refuses a key that is not an object of the given task: any
+// category, but the task's own <category>/<shard>/<tenant>/<task-id>/
+// prefix and a safe name. A worker handed a key by a caller checks it
+// before reading, so that nobody can point a task at another tenant's
+// (or another task's) objects. A refusal is PermissionDenied.
+func CheckOwnKey(tenant, taskID, key string) error {
+	c := CategoryOf(key)
+	prefix := TaskPrefix(c, tenant, taskID)
+	name, ok := strings.CutPrefix(key, prefix)
+	if prefix == "invalid/" || !ok {
+		return task.Errorf(task.PermissionDenied, "storage: %s is not an object of task %s of tenant %s: a task reads only under its own prefix", key, taskID, tenant)
+	}
+	safe, err := SafeName(name)
+	if err != nil {
+		return err
+	}
+	if safe != name {
+		return task.Errorf(task.PermissionDenied, "storage: %s is not in canonical (NFC) form", key)
+	}
+	return nil
+}

@@ -94,3 +94,29 @@ func TestTaskPrefixOfInvalidIDsMatchesNothing(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckOwnKeyAcceptsOnlyTheTasksOwnPrefix(t *testing.T) {
+	own, _ := Key(Data, "acme", "t1", "input.jsonl")
+	attach, _ := Key(Document, "acme", "t1", "attachments/spec.pdf")
+	other, _ := Key(Data, "other", "t1", "input.jsonl")
+	sibling, _ := Key(Data, "acme", "t2", "input.jsonl")
+	for key, ok := range map[string]bool{
+		own:     true,
+		attach:  true,
+		other:   false, // another tenant's task of the same ID
+		sibling: false,
+		"data/" + Shard("other") + "/acme/t1/input.jsonl":    false, // the wrong shard
+		TaskPrefix(Data, "acme", "t1") + "../t2/input.jsonl": false,
+		TaskPrefix(Data, "acme", "t1"):                       false, // the folder itself
+		"fleet/nodes/local.json":                             false,
+		"":                                                   false,
+	} {
+		err := CheckOwnKey("acme", "t1", key)
+		if ok != (err == nil) {
+			t.Errorf("CheckOwnKey(%q): %v, want ok=%v", key, err, ok)
+		}
+		if err != nil && !errors.Is(err, task.ErrPermissionDenied) && !errors.Is(err, task.ErrInvalidInput) {
+			t.Errorf("CheckOwnKey(%q): untyped error %v", key, err)
+		}
+	}
+}

@@ -190,6 +190,11 @@ func AddToManifest(ctx context.Context, s Store, tenant, taskID string, entries 
 			if e.Key == "" {
 				continue
 			}
+			// A manifest is what `results` downloads: an entry pointing
+			// outside the task would hand out another task's objects.
+			if err := CheckOwnKey(tenant, taskID, e.Key); err != nil {
+				return err
+			}
 			if i := slices.IndexFunc(m.Objects, func(have ManifestEntry) bool { return have.Key == e.Key }); i >= 0 {
 				m.Objects[i] = e
 			} else {

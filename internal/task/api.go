@@ -61,6 +61,15 @@ const (
 // DefaultPriority is Temporal's own default: 1 is the highest, 5 the lowest.
 const DefaultPriority = 3
 
+// CheckPriority refuses a priority given explicitly outside 1 to 5; 0 is
+// not "the default" when a person typed it.
+func CheckPriority(p int) error {
+	if p < 1 || p > 5 {
+		return Errorf(InvalidInput, "priority %d is outside 1 (highest) to 5", p)
+	}
+	return nil
+}
+
 // Limits that hold before anything reaches a worker.
 const (
 	// MaxPromptBytes bounds an inline prompt: it travels in the workflow
@@ -78,6 +87,11 @@ type ObjectRef struct {
 	Size     int64  `json:"size"`
 	SHA256   string `json:"sha256,omitempty"`
 	Category string `json:"category,omitempty"`
+	// VersionID and ETag pin the version screening read, so inference
+	// reads that same content or refuses (the bucket is versioned; ETag
+	// serves where it is not).
+	VersionID string `json:"version_id,omitempty"`
+	ETag      string `json:"etag,omitempty"`
 }
 
 // URI is the s3:// form of the reference, as people read it.
@@ -90,14 +104,17 @@ func (r ObjectRef) URI() string {
 
 // Input starts a TaskWorkflow.
 type Input struct {
-	ID        string    `json:"id"`
-	Tenant    string    `json:"tenant"`
-	Submitter string    `json:"submitter"`
-	Model     string    `json:"model"`
-	Kind      Kind      `json:"kind"`
-	Prompt    string    `json:"prompt,omitempty"` // KindPrompt only
-	Source    ObjectRef `json:"source,omitempty"` // KindBatch: the uploaded JSONL
-	Priority  int       `json:"priority,omitempty"`
+	ID        string `json:"id"`
+	Tenant    string `json:"tenant"`
+	Submitter string `json:"submitter"`
+	Model     string `json:"model"`
+	Kind      Kind   `json:"kind"`
+	// Prompt is read only to replay tasks started before prompts went to
+	// the bucket: user content must not enter workflow history, so a
+	// prompt is submitted as a one-line batch in Source (see PromptLine).
+	Prompt   string    `json:"prompt,omitempty"`
+	Source   ObjectRef `json:"source,omitempty"` // the uploaded JSONL, under the task's own prefix
+	Priority int       `json:"priority,omitempty"`
 }
 
 // Validate checks what can be checked without the tenant policy, so that a
@@ -114,9 +131,14 @@ func (in Input) Validate() error {
 		return Errorf(InvalidInput, "model is required")
 	case in.Priority < 0 || in.Priority > 5:
 		return Errorf(InvalidInput, "priority %d is outside 1 (highest) to 5", in.Priority)
+	case in.Prompt != "" && in.Source.Key != "":
+		return Errorf(InvalidInput, "give a prompt or a source file, not both")
 	}
 	switch in.Kind {
 	case KindPrompt:
+		if in.Source.Key != "" && in.Prompt == "" {
+			break
+		}
 		if strings.TrimSpace(in.Prompt) == "" {
 			return Errorf(InvalidInput, "the prompt is empty")
 		}
