@@ -91,7 +91,11 @@ func (c *cli) client(ctx context.Context) (*taskclient.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the bucket: %w", err)
 	}
-	c.tc = &taskclient.Client{Temporal: tc, Store: store}
+	policy, err := policySource()
+	if err != nil {
+		return nil, err
+	}
+	c.tc = &taskclient.Client{Temporal: tc, Store: store, Policy: policy}
 	return c.tc, nil
 }
 
@@ -129,6 +133,11 @@ func (c *cli) submitCmd() *cobra.Command {
 			if len(args) == 1 {
 				r.Prompt = args[0]
 			}
+			if cmd.Flags().Changed("priority") {
+				if err := task.CheckPriority(r.Priority); err != nil {
+					return err
+				}
+			}
 			r.Tenant, r.Submitter = c.tenant, c.user
 			r.AttachOptions.Progress = progressBars()
 			tc, err := c.client(cmd.Context())
@@ -155,7 +164,7 @@ func (c *cli) submitCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&r.File, "file", "", "an OpenAI Batch JSONL file to run")
 	f.StringArrayVar(&r.Attach, "attach", nil, "a file to attach to the task (repeat for more); see `autoglm upload`")
-	f.StringVar(&r.Model, "model", "", "the model (default: body.model of the file's first line)")
+	f.StringVar(&r.Model, "model", "", "the model (default: body.model of the file's first line, or the tenant's default model)")
 	f.IntVar(&r.Priority, "priority", 0, "1 (highest) to 5; default 3")
 	f.StringVar(&r.ID, "id", "", "the task ID (default: a new one)")
 	f.BoolVar(&wait, "wait", false, "watch the task until it ends")
@@ -231,13 +240,20 @@ func (c *cli) setPriorityCmd() *cobra.Command {
 
 func (c *cli) resultsCmd() *cobra.Command {
 	var dir string
+	var partial bool
 	cmd := &cobra.Command{
 		Use:   "results TASK",
 		Short: "Download a task's output, errors, report and attachments, checking each sha256",
-		Args:  cobra.ExactArgs(1),
+		Long: `results downloads what a finished task produced. A task that has not ended
+has no results yet: results says so and exits 5, unless --partial asks for
+what there is (its input and attachments, and whatever has been archived).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tc, st, err := c.status(cmd.Context(), args[0])
 			if err != nil {
+				return err
+			}
+			if err := taskclient.CheckFinished(st, partial); err != nil {
 				return err
 			}
 			if dir == "" {
@@ -266,6 +282,7 @@ func (c *cli) resultsCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "where to put the files (default: ./TASK)")
+	cmd.Flags().BoolVar(&partial, "partial", false, "download what there is of a task that has not ended")
 	return cmd
 }
 

@@ -37,7 +37,7 @@ const (
 	exitNotFound   = 4 // no such task
 	exitWrongState = 5 // the task is not in a state for that, or a conflict
 	exitNotDone    = 6 // the task ended, but not COMPLETED
-	exitUpstream   = 7 // the model server failed the task
+	exitUpstream   = 7 // the model server failed the task, or no node serves the model
 )
 
 // errNotCompleted marks a task that ended in another state than COMPLETED.
@@ -46,9 +46,6 @@ var errNotCompleted = errors.New("task did not complete")
 func exitCode(err error) int {
 	if err == nil {
 		return exitOK
-	}
-	if errors.Is(err, errNotCompleted) {
-		return exitNotDone
 	}
 	switch errType(err) {
 	case string(task.InvalidInput), string(task.ScreeningFailed):
@@ -59,8 +56,12 @@ func exitCode(err error) int {
 		return exitNotFound
 	case string(task.WrongState), string(task.Conflict):
 		return exitWrongState
-	case string(task.RateLimited), string(task.UpstreamUnavailable), string(task.ContextLengthExceeded):
+	case string(task.RateLimited), string(task.UpstreamUnavailable), string(task.ContextLengthExceeded), string(task.NoNode):
 		return exitUpstream
+	}
+	// A task that ended otherwise: after its failure's type, if known.
+	if errors.Is(err, errNotCompleted) {
+		return exitNotDone
 	}
 	if errors.Is(err, errUsage) {
 		return exitInvalid

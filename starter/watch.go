@@ -85,6 +85,11 @@ func (c *cli) watch(ctx context.Context, id string) error {
 				return err
 			}
 			if st.State != task.Completed {
+				// The failure's own type decides the exit code: a task
+				// refused by authorization exits 3, like any refusal.
+				if ferr := tc.Failure(ctx, id); ferr != nil {
+					return fmt.Errorf("%w: task %s is %s: %w", errNotCompleted, st.ID, st.State, ferr)
+				}
 				return fmt.Errorf("%w: task %s is %s", errNotCompleted, st.ID, st.State)
 			}
 			return nil

@@ -379,6 +379,8 @@ func (w *taskRun) collectPartial(ctx workflow.Context) {
 		workflow.GetLogger(ctx).Warn("partial output not collected", "error", err)
 		return
 	}
+	// The total is the input's, not what was done before the stop.
+	res.Counts.Total = max(w.status.Progress.Total, res.Counts.Done())
 	w.status.Progress.Counts = res.Counts
 	w.result.Counts, w.result.Output, w.result.Errors = res.Counts, res.Output, res.Errors
 	w.addArtifact(res.Output)

@@ -67,8 +67,11 @@ type Policy struct {
 
 // Tenant is one tenant's rules.
 type Tenant struct {
-	Models []string          `yaml:"models"`
-	Users  map[string][]Role `yaml:"users"`
+	Models []string `yaml:"models"`
+	// DefaultModel is what a submission that names no model runs (default:
+	// the first of Models that is not "*").
+	DefaultModel string            `yaml:"default_model"`
+	Users        map[string][]Role `yaml:"users"`
 	// Quorum is how many distinct reviewers must approve (default 1).
 	Quorum int `yaml:"quorum"`
 	// ApprovalDeadline expires a task nobody decided on (default 24h).
@@ -113,6 +116,14 @@ func Parse(b []byte) (*Policy, error) {
 		}
 		if t.ApprovalDeadline <= 0 {
 			t.ApprovalDeadline = 24 * time.Hour
+		}
+		if t.DefaultModel == "" {
+			if i := slices.IndexFunc(t.Models, func(m string) bool { return m != "*" }); i >= 0 {
+				t.DefaultModel = t.Models[i]
+			}
+		}
+		if t.DefaultModel != "" && t.AllowsModel(name, t.DefaultModel) != nil {
+			return nil, fmt.Errorf("authz: policy: tenant %s: default_model %q is not among its models %v", name, t.DefaultModel, t.Models)
 		}
 		p.Tenants[name] = t
 	}
@@ -210,6 +221,19 @@ func (t Tenant) AllowsModel(tenant, model string) error {
 		return nil
 	}
 	return task.Errorf(task.ModelNotAllowed, "tenant %s may not use model %q (allowed: %v)", tenant, model, t.Models)
+}
+
+// DefaultModel is the model a submission to tenant runs when it names
+// none; an InvalidInput error if the tenant has no default.
+func (p *Policy) DefaultModel(tenant string) (string, error) {
+	t, err := p.Tenant(tenant)
+	if err != nil {
+		return "", err
+	}
+	if t.DefaultModel == "" {
+		return "", task.Errorf(task.InvalidInput, "tenant %s has no default model; name one with --model", tenant)
+	}
+	return t.DefaultModel, nil
 }
 
 // TenantsOf lists, sorted, the tenants in which user has a role: what they

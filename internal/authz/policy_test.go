@@ -109,3 +109,25 @@ func TestSourceReloads(t *testing.T) {
 		t.Errorf("TenantsOf(nobody) = %v", got)
 	}
 }
+
+func TestTenantsHaveADefaultModel(t *testing.T) {
+	if m, err := Default().DefaultModel("demo"); err != nil || m != "glm-4-test" {
+		t.Errorf("the demo tenant's default model: %q, %v", m, err)
+	}
+	p, err := Parse([]byte("tenants:\n  a: {models: ['*', m2, m3]}\n  b: {models: ['*']}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := p.DefaultModel("a"); err != nil || m != "m2" {
+		t.Errorf("without default_model the first named model: %q, %v", m, err)
+	}
+	if _, err := p.DefaultModel("b"); !errors.Is(err, task.ErrInvalidInput) {
+		t.Errorf("a tenant allowing any model names no default: %v", err)
+	}
+	if _, err := p.DefaultModel("nope"); !errors.Is(err, task.ErrUnknownTenant) {
+		t.Errorf("unknown tenant: %v", err)
+	}
+	if _, err := Parse([]byte("tenants:\n  a: {models: [m1], default_model: m9}\n")); err == nil {
+		t.Error("a default model the tenant may not use must be refused")
+	}
+}

@@ -39,22 +39,21 @@ func CheckEncoding(head []byte) error {
 }
 
 // looksUTF16 spots UTF-16 text without a BOM: ASCII in UTF-16 has a zero
-// in every other byte, which no JSONL file has.
+// in every other byte and none in the others, which neither JSONL nor a
+// binary format's header has.
 func looksUTF16(head []byte) bool {
-	if len(head) < 4 {
+	n := min(len(head), 64) &^ 1
+	if n < 4 {
 		return false
 	}
-	n := min(len(head), 64) &^ 1
-	even, odd := 0, 0
-	for i := 0; i < n; i += 2 {
+	var zeros [2]int
+	for i := range n {
 		if head[i] == 0 {
-			even++
-		}
-		if head[i+1] == 0 {
-			odd++
+			zeros[i%2]++
 		}
 	}
-	return even*2 >= n/2 || odd*2 >= n/2
+	half := n / 2
+	return zeros[0] == 0 && zeros[1]*10 >= half*9 || zeros[1] == 0 && zeros[0]*10 >= half*9
 }
 
 // MaxReportedProblems bounds how many invalid lines a Problems keeps in

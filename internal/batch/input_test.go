@@ -87,3 +87,10 @@ func TestPromptLineIsAValidRequest(t *testing.T) {
 		t.Errorf("the prompt did not survive: %s", b)
 	}
 }
+
+func TestCheckEncodingLeavesBinariesToTheContentCheck(t *testing.T) {
+	elf := []byte{0x7f, 'E', 'L', 'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0x3e, 0, 1, 0, 0, 0}
+	if err := CheckEncoding(elf); err != nil {
+		t.Errorf("an ELF header is not UTF-16: %v", err)
+	}
+}

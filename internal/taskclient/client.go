@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/batch"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
@@ -31,9 +32,13 @@ import (
 // Client talks to Temporal and, for files, to the bucket.
 type Client struct {
 	Temporal client.Client
-	// Store is needed to submit batch files and fetch results; nil is fine
-	// for everything else.
+	// Store is needed to submit and to fetch results; nil is fine for
+	// everything else.
 	Store storage.Store
+	// Policy, if set, lets Submit fill in the tenant's default model and
+	// refuse at once what authorization would refuse later (an unknown
+	// tenant, a model not allowed or served by no node).
+	Policy *authz.Source
 }
 
 // SubmitRequest is what `autoglm submit` asks for.
@@ -58,10 +63,14 @@ func NewID() string {
 	return time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
 }
 
-// Submit uploads the batch file, if any, and starts the task's workflow.
-// It returns the input the workflow started with.
+// Submit stores the task's input in the bucket (the batch file, or the
+// prompt as a batch of one), uploads its attachments and starts its
+// workflow, whose input then holds references only. Everything that can be
+// checked is checked before the first byte is stored: an existing task ID
+// is a Conflict, and nothing is uploaded to or attached to that task. It
+// returns the input the workflow started with.
 func (c *Client) Submit(ctx context.Context, r SubmitRequest) (task.Input, error) {
-	in := task.Input{ID: r.ID, Tenant: r.Tenant, Submitter: r.Submitter, Model: r.Model, Priority: r.Priority, Kind: task.KindPrompt, Prompt: r.Prompt}
+	in := task.Input{ID: r.ID, Tenant: r.Tenant, Submitter: r.Submitter, Model: r.Model, Priority: r.Priority, Kind: task.KindPrompt}
 	if in.Priority == 0 {
 		in.Priority = task.DefaultPriority
 	}
@@ -71,29 +80,22 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (task.Input, error
 	if (r.File == "") == (r.Prompt == "") {
 		return in, task.Errorf(task.InvalidInput, "give either a prompt or a batch file, not both or neither")
 	}
+	if r.ID != "" {
+		if err := c.checkNew(ctx, in.ID); err != nil {
+			return in, err
+		}
+	}
+	if err := c.prepare(ctx, &in, r); err != nil {
+		return in, err
+	}
+	var err error
 	if r.File != "" {
-		in.Kind = task.KindBatch
-		// What the file is comes first: a binary has no model to look for.
-		if _, err := checkBatchFile(r.File); err != nil {
-			return in, err
-		}
-		if in.Model == "" {
-			m, err := FirstModel(r.File)
-			if err != nil {
-				return in, err
-			}
-			in.Model = m
-		}
-		// Validate before the upload, so bad input leaves nothing behind.
-		in.Source = task.ObjectRef{Key: "pending"}
-		if err := in.Validate(); err != nil {
-			return in, err
-		}
-		src, err := c.upload(ctx, in, r.File, r.AttachOptions)
-		if err != nil {
-			return in, err
-		}
-		in.Source = src
+		in.Source, err = c.upload(ctx, in, r.File, r.AttachOptions)
+	} else {
+		in.Source, err = c.storePrompt(ctx, in, r.Prompt)
+	}
+	if err != nil {
+		return in, err
 	}
 	if err := in.Validate(); err != nil {
 		return in, err
@@ -103,7 +105,7 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (task.Input, error
 			return in, err
 		}
 	}
-	_, err := c.Temporal.ExecuteWorkflow(ctx, StartOptions(in), task.WorkflowType, in)
+	_, err = c.Temporal.ExecuteWorkflow(ctx, StartOptions(in), task.WorkflowType, in)
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &started) {
@@ -168,6 +170,9 @@ func (c *Client) upload(ctx context.Context, in task.Input, path string, o Attac
 func checkBatchFile(path string) (int64, error) {
 	ct, cat, size, err := sniffFile(path)
 	if err != nil {
+		return 0, err
+	}
+	if err := checkEncoding(path); err != nil {
 		return 0, err
 	}
 	if cat != storage.Data && cat != storage.Text {
@@ -254,6 +259,26 @@ func (c *Client) Wait(ctx context.Context, id string) (task.Result, error) {
 	var res task.Result
 	err := c.Temporal.GetWorkflow(ctx, task.WorkflowID(id), "").Get(ctx, &res)
 	return res, notFound(id, err)
+}
+
+// CheckFinished is a WrongState error unless the task has ended (or
+// partial results are asked for): results of a task still running are
+// only its input, and saying nothing would pass them off as its output.
+func CheckFinished(st task.Status, partial bool) error {
+	if partial || st.State.Final() {
+		return nil
+	}
+	return task.Errorf(task.WrongState, "task %s is %s and has no results yet; wait for it (autoglm watch %s), or take what there is with --partial", st.ID, st.State, st.ID)
+}
+
+// Failure is why a task that ended other than COMPLETED ended, as an
+// error of the failure's own type (PermissionDenied, InvalidInput,
+// RateLimited…), so that a waiting client reports it like any other error
+// of that type; nil for a task that completed or was rejected, cancelled
+// or expired, which is no error of the task.
+func (c *Client) Failure(ctx context.Context, id string) error {
+	_, err := c.Wait(ctx, id)
+	return err
 }
 
 // Download copies the object ref points at to w and checks its sha256.

@@ -148,6 +148,9 @@ func (c *Client) Artifacts(ctx context.Context, st task.Status) ([]task.ObjectRe
 		return out, fmt.Errorf("reading the manifest of task %s: %w", st.ID, err)
 	}
 	for _, e := range m.Objects {
+		if err := storage.CheckOwnKey(st.Tenant, st.ID, e.Key); err != nil {
+			return out, fmt.Errorf("the manifest of task %s lists an object outside the task: %w", st.ID, err)
+		}
 		if !slices.ContainsFunc(out, func(r task.ObjectRef) bool { return r.Key == e.Key }) {
 			out = append(out, e.Ref())
 		}

@@ -64,7 +64,7 @@ func TestCLIExitCodesAndJSON(t *testing.T) {
 		{[]string{"approve", "--as", "aldo", sub.ID}, 3},                  // an auditor
 		{[]string{"status", "no-such-task"}, 4},                           // NotFound
 		{[]string{"resume", "--as", "olga", sub.ID}, 5},                   // not paused
-		{[]string{"submit", "--as", "alice", "--tenant", "nope", "x"}, 2}, // no model: usage
+		{[]string{"submit", "--as", "alice", "--tenant", "nope", "x"}, 3}, // UnknownTenant, at submit
 		{[]string{"set-priority", "--as", "olga", sub.ID, "9"}, 2},        // out of range
 		{[]string{"list", "--as", "mallory"}, 3},                          // no tenant of hers
 	} {
