@@ -131,12 +131,8 @@ func CheckOwnKey(tenant, taskID, key string) error {
 	if prefix == "invalid/" || !ok {
 		return task.Errorf(task.PermissionDenied, "storage: %s is not an object of task %s of tenant %s: a task reads only under its own prefix", key, taskID, tenant)
 	}
-	safe, err := SafeName(name)
-	if err != nil {
-		return err
-	}
-	if safe != name {
-		return task.Errorf(task.PermissionDenied, "storage: %s is not in canonical (NFC) form", key)
+	if safe, err := SafeName(name); err != nil || safe != name {
+		return task.Errorf(task.PermissionDenied, "storage: %s is not a canonical key of task %s of tenant %s", key, taskID, tenant)
 	}
 	return nil
 }

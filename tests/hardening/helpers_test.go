@@ -1,0 +1,146 @@
+package hardening
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
+)
+
+func getJSON(ctx context.Context, key string, v any) error {
+	rc, _, err := suite.store.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return json.NewDecoder(rc).Decode(v)
+}
+
+func getObject(t *testing.T, ctx context.Context, key string) []byte {
+	t.Helper()
+	rc, _, err := suite.store.Get(ctx, key)
+	if err != nil {
+		t.Fatalf("reading %s: %v", key, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("reading %s: %v", key, err)
+	}
+	return b
+}
+
+// testCtx is a test's context with a generous hang guard; no test should
+// come near it.
+func testCtx(t *testing.T, guard time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func newID(prefix string) string { return prefix + "-" + taskclient.NewID() }
+
+// requestLine is one OpenAI Batch request line for the served model.
+func requestLine(customID, content string) string {
+	b, _ := json.Marshal(map[string]any{
+		"custom_id": customID, "method": "POST", "url": "/v1/chat/completions",
+		"body": map[string]any{"model": model, "messages": []map[string]string{{"role": "user", "content": content}}},
+	})
+	return string(b)
+}
+
+// writeFile writes content to a file of the test's own and returns its path.
+func writeFile(t *testing.T, name string, content []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// batchFile is a JSONL file of n good request lines.
+func batchFile(t *testing.T, n int) string {
+	t.Helper()
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintln(&b, requestLine(fmt.Sprintf("req-%d", i+1), fmt.Sprintf("question %d", i+1)))
+	}
+	return writeFile(t, "batch.jsonl", []byte(b.String()))
+}
+
+// autoglm runs the built CLI with the suite's environment and returns its
+// standard output, standard error and exit code.
+func autoglm(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(suite.cli, args...)
+	cmd.Env = os.Environ()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return out.String(), errb.String(), 0
+	case errors.As(err, &ee):
+		return out.String(), errb.String(), ee.ExitCode()
+	}
+	t.Fatalf("autoglm %v: %v", args, err)
+	return "", "", -1
+}
+
+// submit submits through the CLI's library and terminates the task's
+// workflow, if still open, when the test ends.
+func submit(t *testing.T, ctx context.Context, r taskclient.SubmitRequest) task.Input {
+	t.Helper()
+	in, err := suite.tasks.Submit(ctx, r)
+	if err != nil {
+		t.Fatalf("submitting: %v", err)
+	}
+	cleanUp(t, in.ID)
+	return in
+}
+
+func cleanUp(t *testing.T, id string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = suite.temporal.TerminateWorkflow(ctx, task.WorkflowID(id), "", "hardening test cleanup")
+	})
+}
+
+// waitState polls the status query until the task is in state (or has
+// ended in another), with the test's deadline.
+func waitState(t *testing.T, ctx context.Context, id string, want task.State) task.Status {
+	t.Helper()
+	var last error
+	for {
+		st, err := suite.tasks.Status(ctx, id)
+		if err == nil && st.State == want {
+			return st
+		}
+		if err == nil && st.State.Final() {
+			t.Fatalf("task %s ended %s (%s); want %s", id, st.State, st.LastError, want)
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for task %s to be %s: %v (last error %v)", id, want, ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
