@@ -175,6 +175,18 @@ func (c *cli) runDemo(ctx context.Context, l *local, dir string, n int) error {
 	if err != nil {
 		return err
 	}
+	// Submit refuses a model no live node serves: wait for the worker
+	// just started to announce itself.
+	model, err := taskclient.FirstModel(file)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	err = tc.WaitServed(wctx, model)
+	cancel()
+	if err != nil {
+		return err
+	}
 	in, err := tc.Submit(ctx, submitRequest(c.tenant, "alice", file))
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"go.temporal.io/api/serviceerror"
 
@@ -144,4 +145,21 @@ func checkEncoding(path string) error {
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// WaitServed waits until a live node serves model, for a caller that has
+// just started a worker (make dev, make demo) and would otherwise race its
+// first announcement; the caller's context bounds the wait.
+func (c *Client) WaitServed(ctx context.Context, model string) error {
+	for {
+		err := activities.CheckServed(ctx, c.Store, model)
+		if task.TypeOf(err) != task.NoNode {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
