@@ -25,6 +25,13 @@ import (
 //   - task_priority_approved.json: mallory's approve is refused (and left
 //     no event), olga sets priority 1, bob approves, it completes.
 //   - task_cancelled.json: alice cancels her task while it awaits approval.
+//   - task_prompt_by_reference.json: a prompt stored in the bucket before
+//     the workflow started (its input holds only the reference); completes.
+//   - task_cancelled_running.json: alice cancels her batch while it runs;
+//     the partial output is collected.
+//
+// The last two were recorded by tests/hardening with
+// AUTOGLM_RECORD_HISTORIES=$PWD/workflows/testdata (an absolute path).
 //
 // To record a new one, run the stack with `./bin/autoglm dev`, drive a
 // task with the CLI, then:

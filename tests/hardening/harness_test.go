@@ -50,7 +50,7 @@ const (
 // policy has two tenants, so that one can try to read the other's data.
 const policy = `tenants:
   acme:
-    models: [glm-4-test, glm-4-flash]
+    models: [glm-4-test, glm-4-flash, glm-4-slow]
     default_model: glm-4-test
     users:
       alice: [submitter]
@@ -188,10 +188,10 @@ func setUp(ctx context.Context, modelURL string) (func(), error) {
 	return startWorker(ctx, cfg)
 }
 
-// startWorker runs the node's worker in this process and waits until it
-// has announced itself, so that submit finds a node serving the model.
+// startWorker runs a worker for cfg.Node in this process and waits until
+// it has announced itself, so that submit finds a node serving its models.
 func startWorker(ctx context.Context, cfg config.Config) (func(), error) {
-	logFile, err := os.Create(filepath.Join(suite.dir, "worker.log"))
+	logFile, err := os.Create(filepath.Join(suite.dir, "worker-"+cfg.Node+".log"))
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +211,7 @@ func startWorker(ctx context.Context, cfg config.Config) (func(), error) {
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		var n activities.Node
-		if err := getJSON(ctx, "fleet/nodes/"+node+".json", &n); err == nil && !n.LastSeen.Before(since.Add(-time.Second)) {
+		if err := getJSON(ctx, "fleet/nodes/"+cfg.Node+".json", &n); err == nil && !n.LastSeen.Before(since.Add(-time.Second)) {
 			return stop, nil
 		}
 		select {

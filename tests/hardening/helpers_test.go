@@ -53,7 +53,9 @@ func testCtx(t *testing.T, guard time.Duration) context.Context {
 func newID(prefix string) string { return prefix + "-" + taskclient.NewID() }
 
 // requestLine is one OpenAI Batch request line for the served model.
-func requestLine(customID, content string) string {
+func requestLine(customID, content string) string { return requestLineFor(model, customID, content) }
+
+func requestLineFor(model, customID, content string) string {
 	b, _ := json.Marshal(map[string]any{
 		"custom_id": customID, "method": "POST", "url": "/v1/chat/completions",
 		"body": map[string]any{"model": model, "messages": []map[string]string{{"role": "user", "content": content}}},
@@ -142,5 +144,26 @@ func waitState(t *testing.T, ctx context.Context, id string, want task.State) ta
 			t.Fatalf("waiting for task %s to be %s: %v (last error %v)", id, want, ctx.Err(), last)
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// record writes the task's history where AUTOGLM_RECORD_HISTORIES points
+// (workflows/testdata), as `temporal workflow show --output json` does, for
+// the replay tests. Unset, it does nothing.
+func record(t *testing.T, id, name string) {
+	t.Helper()
+	dir := os.Getenv("AUTOGLM_RECORD_HISTORIES")
+	if dir == "" {
+		return
+	}
+	cmd := exec.Command(filepath.Join(suite.bin, "temporal"), "workflow", "show",
+		"--address", suite.stack.TemporalAddress, "--namespace", suite.stack.Namespace,
+		"-w", task.WorkflowID(id), "--output", "json")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("temporal workflow show: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".json"), out, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

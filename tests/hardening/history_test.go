@@ -43,6 +43,7 @@ func TestCanaryPromptIsInNoWorkflowHistory(t *testing.T) {
 	if found := searchHistories(t, ctx, []byte(canary), prompt.ID, file.ID); len(found) != 0 {
 		t.Errorf("the canary is in workflow history: %s", strings.Join(found, "; "))
 	}
+	record(t, prompt.ID, "task_prompt_by_reference")
 
 	// The search finds what is there: a task started the old way, with its
 	// prompt in the workflow input (still accepted, so that recorded
