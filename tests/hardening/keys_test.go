@@ -141,3 +141,23 @@ func TestInferenceReadsTheVersionScreeningSaw(t *testing.T) {
 		t.Errorf("the model server got %d request(s) of the replaced input", n)
 	}
 }
+
+// A task's manifest, which `results` downloads from, lists only the task's
+// own objects: an entry pointing at another tenant's object is refused.
+func TestManifestListsOnlyTheTasksOwnObjects(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	victim := submit(t, ctx, taskclient.SubmitRequest{Tenant: "acme", Submitter: "alice", File: batchFile(t, autoApprove+2)})
+	waitState(t, ctx, victim.ID, task.AwaitingApproval)
+	e, err := storage.Describe(ctx, suite.store, victim.Source.Key, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := newID("manifest")
+	_, _, err = storage.AddToManifest(ctx, suite.store, "globex", id, e)
+	if !errors.Is(err, task.ErrPermissionDenied) {
+		t.Fatalf("adding acme's input to a globex task's manifest: %v; want PermissionDenied", err)
+	}
+	if infos, err := suite.store.List(ctx, storage.TaskPrefix(storage.Data, "globex", id)); err != nil || len(infos) != 0 {
+		t.Errorf("the refused manifest update wrote %v (%v)", infos, err)
+	}
+}
