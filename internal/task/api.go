@@ -72,8 +72,8 @@ func CheckPriority(p int) error {
 
 // Limits that hold before anything reaches a worker.
 const (
-	// MaxPromptBytes bounds an inline prompt: it travels in the workflow
-	// input, and Temporal payloads are limited to 2 MiB.
+	// MaxPromptBytes bounds an inline prompt, which becomes one batch
+	// line: larger work belongs in a batch file.
 	MaxPromptBytes = 256 << 10
 	// MaxIDLength bounds a task ID, which becomes part of object keys.
 	MaxIDLength = 64
