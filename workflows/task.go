@@ -341,7 +341,7 @@ func (w *taskRun) end(ctx workflow.Context, err error) (task.Result, error) {
 		w.transition(ctx, task.Cancelled, w.cancelled.Actor, w.cancelled.Reason)
 		err = nil
 	case err != nil:
-		w.status.LastError = message(err)
+		w.status.LastError, w.status.LastErrorType = message(err), task.ErrorType(errorType(err))
 		w.transition(ctx, task.Failed, "autoglm", w.status.LastError)
 	case !w.status.State.Final():
 		w.transition(ctx, task.Completed, "autoglm", fmt.Sprintf("%d completed, %d failed", w.result.Counts.Completed, w.result.Counts.Failed))

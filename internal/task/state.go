@@ -53,23 +53,26 @@ type Progress struct {
 // Status is the answer of the status query: everything a person or a
 // service needs to know about a task, including its audit trail.
 type Status struct {
-	ID        string       `json:"id"`
-	Tenant    string       `json:"tenant"`
-	Submitter string       `json:"submitter"`
-	Model     string       `json:"model"`
-	Kind      Kind         `json:"kind"`
-	Priority  int          `json:"priority"`
-	State     State        `json:"state"`
-	Stage     string       `json:"stage"`
-	Progress  Progress     `json:"progress"`
-	Node      string       `json:"node,omitempty"`
-	Attempts  int          `json:"attempts"`
-	Screening Screening    `json:"screening"`
-	Approvals []Decision   `json:"approvals,omitempty"`
-	Quorum    int          `json:"quorum,omitempty"`
-	Artifacts []ObjectRef  `json:"artifacts,omitempty"`
-	LastError string       `json:"last_error,omitempty"`
-	Audit     []Transition `json:"audit"`
+	ID        string      `json:"id"`
+	Tenant    string      `json:"tenant"`
+	Submitter string      `json:"submitter"`
+	Model     string      `json:"model"`
+	Kind      Kind        `json:"kind"`
+	Priority  int         `json:"priority"`
+	State     State       `json:"state"`
+	Stage     string      `json:"stage"`
+	Progress  Progress    `json:"progress"`
+	Node      string      `json:"node,omitempty"`
+	Attempts  int         `json:"attempts"`
+	Screening Screening   `json:"screening"`
+	Approvals []Decision  `json:"approvals,omitempty"`
+	Quorum    int         `json:"quorum,omitempty"`
+	Artifacts []ObjectRef `json:"artifacts,omitempty"`
+	LastError string      `json:"last_error,omitempty"`
+	// LastErrorType is the stable type of LastError (PermissionDenied…),
+	// so a client watching the status exits as for any error of that type.
+	LastErrorType ErrorType    `json:"last_error_type,omitempty"`
+	Audit         []Transition `json:"audit"`
 }
 
 // Screening is what the screen stage found.

@@ -1,8 +1,12 @@
 package workflows_test
 
 import (
+	"context"
 	"testing"
 
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/autoglm-flow/autoglm-flow/activities"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
@@ -23,5 +27,18 @@ func TestCancelledTaskKeepsTheInputsTotal(t *testing.T) {
 	}
 	if st := h.status(); st.Progress.Counts != want {
 		t.Errorf("status counts %+v, want %+v", st.Progress.Counts, want)
+	}
+}
+
+// A failed task's status carries the type of its failure, for clients that
+// watch the status rather than wait for the result.
+func TestFailedTaskStatusCarriesTheErrorType(t *testing.T) {
+	h := newHarness(t)
+	h.authorize = func(context.Context, activities.AuthorizeInput) (activities.AuthorizeResult, error) {
+		return activities.AuthorizeResult{}, temporal.NewNonRetryableApplicationError("mallory may not submit", string(task.PermissionDenied), nil)
+	}
+	h.run()
+	if st := h.status(); st.State != task.Failed || st.LastErrorType != task.PermissionDenied {
+		t.Errorf("status %s with error type %q; want FAILED, PermissionDenied", st.State, st.LastErrorType)
 	}
 }
