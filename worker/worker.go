@@ -79,6 +79,9 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 	shared.RegisterWorkflowWithOptions(workflows.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowType})
 	shared.RegisterWorkflowWithOptions(workflows.LogArchiveWorkflow, workflow.RegisterOptions{Name: task.LogArchiveWorkflowType})
 	shared.RegisterActivity(acts)
+	if err := registerFleet(shared, acts); err != nil {
+		return err
+	}
 	nodeOpts := opts
 	nodeOpts.MaxConcurrentActivityExecutionSize = max(cfg.MaxBatches, 1)
 	node := sdkworker.New(tc, task.NodeQueue(cfg.Node), nodeOpts)
