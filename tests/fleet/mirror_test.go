@@ -11,6 +11,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -130,8 +131,7 @@ func maxActivityAttempt(t *testing.T, wid, rid string) int32 {
 	ctx := testCtx(t, time.Minute)
 	iter := suite.temporal.GetWorkflowHistory(ctx, wid, rid, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	var most int32
-	var events []byte
-	h := struct{ Events []json.RawMessage }{}
+	h := &historypb.History{}
 	for iter.HasNext() {
 		ev, err := iter.Next()
 		if err != nil {
@@ -140,11 +140,10 @@ func maxActivityAttempt(t *testing.T, wid, rid string) int32 {
 		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil && a.Attempt > most {
 			most = a.Attempt
 		}
-		b, _ := protojson.Marshal(ev)
-		h.Events = append(h.Events, b)
+		h.Events = append(h.Events, ev)
 	}
 	if *recordMirror != "" {
-		events, _ = json.MarshalIndent(h, "", "  ")
+		events, _ := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
 		if err := os.WriteFile(*recordMirror, events, 0o644); err != nil {
 			t.Fatal(err)
 		}
