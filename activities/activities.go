@@ -30,6 +30,9 @@ type Activities struct {
 	Node string
 	// Models are the models this node serves.
 	Models []string
+	// Labels describe the node as key=value (gpu=a100, region=eu), for
+	// fleet command selectors.
+	Labels []string
 	// Batch tunes the batch engine (concurrency, checkpoints).
 	Batch batch.Config
 	// MaxCheckpoints is how many checkpoint records are kept (default 3).

@@ -28,6 +28,8 @@ type Node struct {
 	Models   []string  `json:"models"`
 	Labels   []string  `json:"labels,omitempty"`
 	Running  int64     `json:"running"`
+	// Drained nodes take no new work (`autoglm nodes drain`).
+	Drained bool `json:"drained,omitempty"`
 	LastSeen time.Time `json:"last_seen"`
 }
 
@@ -37,7 +39,7 @@ var running atomic.Int64
 // Announce writes this node's record. The worker calls it every few
 // seconds; a node that stops announcing is no longer dispatched to.
 func (a *Activities) Announce(ctx context.Context) error {
-	n := Node{Name: a.Node, Queue: task.NodeQueue(a.Node), Models: a.Models, Running: running.Load(), LastSeen: time.Now().UTC()}
+	n := Node{Name: a.Node, Queue: task.NodeQueue(a.Node), Models: a.Models, Labels: a.Labels, Running: running.Load(), Drained: drained.Load(), LastSeen: time.Now().UTC()}
 	_, err := a.putJSON(ctx, nodesPrefix+a.Node+".json", storage.Data, n)
 	return err
 }
@@ -92,7 +94,7 @@ func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (DispatchRe
 func pick(nodes []Node, model string, avoid []string, now time.Time) (Node, error) {
 	var live []Node
 	for _, n := range nodes {
-		if now.Sub(n.LastSeen) < NodeStaleAfter && (slices.Contains(n.Models, model) || slices.Contains(n.Models, "*")) {
+		if now.Sub(n.LastSeen) < NodeStaleAfter && !n.Drained && (slices.Contains(n.Models, model) || slices.Contains(n.Models, "*")) {
 			live = append(live, n)
 		}
 	}

@@ -1,8 +1,13 @@
 package worker
 
 import (
+	"context"
+	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
+	"github.com/dustin/go-humanize"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -13,13 +18,64 @@ import (
 )
 
 // registerFleet adds the fleet's workflows and activities: the model
-// mirror on the shared queue (any worker may copy a model).
-func registerFleet(shared sdkworker.Worker, acts *activities.Activities) error {
+// mirror and fleet commands on the shared queue (any worker may run
+// them), and on the node's own queue what acts on this process and its
+// disk (fleet command actions, the model cache). It reads
+//
+//	AUTOGLM_HF_ENDPOINT, AUTOGLM_HF_TOKEN  the model hub (see model.UpstreamFromEnv)
+//	AUTOGLM_MIRROR_STAGING_DIR             where mirrored files are staged (system temp)
+//	AUTOGLM_CACHE_DIR                      the node's model cache (user cache folder/autoglm/<node>/models)
+//	AUTOGLM_CACHE_BUDGET                   its size bound, e.g. 500GiB (none)
+func registerFleet(shared, node sdkworker.Worker, acts *activities.Activities) error {
 	up, err := model.UpstreamFromEnv()
 	if err != nil {
 		return err
 	}
 	shared.RegisterWorkflowWithOptions(workflows.MirrorWorkflow, workflow.RegisterOptions{Name: task.MirrorWorkflowType})
+	shared.RegisterWorkflowWithOptions(workflows.FleetCommandWorkflow, workflow.RegisterOptions{Name: task.FleetCommandWorkflowType})
 	shared.RegisterActivity(&activities.Mirror{Store: acts.Store, Upstream: up, StagingDir: os.Getenv("AUTOGLM_MIRROR_STAGING_DIR")})
+
+	cache, err := cacheFromEnv(acts)
+	if err != nil {
+		return err
+	}
+	agent := &activities.NodeAgent{Node: acts.Node, Cache: cache, Policy: acts.Policy, Announce: acts.Announce}
+	if m, ok := acts.LLM.(interface {
+		Models(context.Context) ([]string, error)
+	}); ok {
+		agent.Health = m.Models
+	}
+	node.RegisterActivity(agent)
 	return nil
+}
+
+func cacheFromEnv(acts *activities.Activities) (*model.Cache, error) {
+	c := &model.Cache{Dir: os.Getenv("AUTOGLM_CACHE_DIR"), Source: activities.StoreSource{Store: acts.Store}}
+	if c.Dir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return nil, fmt.Errorf("worker: no folder for the model cache (set AUTOGLM_CACHE_DIR): %w", err)
+		}
+		c.Dir = filepath.Join(base, "autoglm", acts.Node, "models")
+	}
+	if v := os.Getenv("AUTOGLM_CACHE_BUDGET"); v != "" {
+		n, err := humanize.ParseBytes(v)
+		if err != nil {
+			return nil, fmt.Errorf("worker: AUTOGLM_CACHE_BUDGET=%q is not a size like 500GiB", v)
+		}
+		c.Budget = int64(n)
+	}
+	return c, nil
+}
+
+// labelsFromEnv reads AUTOGLM_LABELS, key=value pairs separated by commas
+// (gpu=a100,region=eu), which fleet command selectors match.
+func labelsFromEnv() []string {
+	var out []string
+	for _, l := range strings.Split(os.Getenv("AUTOGLM_LABELS"), ",") {
+		if l = strings.TrimSpace(l); strings.Contains(l, "=") {
+			out = append(out, l)
+		}
+	}
+	return out
 }

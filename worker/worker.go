@@ -79,13 +79,13 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 	shared.RegisterWorkflowWithOptions(workflows.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowType})
 	shared.RegisterWorkflowWithOptions(workflows.LogArchiveWorkflow, workflow.RegisterOptions{Name: task.LogArchiveWorkflowType})
 	shared.RegisterActivity(acts)
-	if err := registerFleet(shared, acts); err != nil {
-		return err
-	}
 	nodeOpts := opts
 	nodeOpts.MaxConcurrentActivityExecutionSize = max(cfg.MaxBatches, 1)
 	node := sdkworker.New(tc, task.NodeQueue(cfg.Node), nodeOpts)
 	node.RegisterActivity(acts)
+	if err := registerFleet(shared, node, acts); err != nil {
+		return err
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, w := range []sdkworker.Worker{shared, node} {
@@ -136,7 +136,7 @@ func NewActivities(ctx context.Context, cfg config.Config, tc client.Client) (*a
 		}
 	}
 	return &activities.Activities{
-		Store: store, Policy: policy, LLM: lc, Temporal: tc, Node: cfg.Node, Models: models,
+		Store: store, Policy: policy, LLM: lc, Temporal: tc, Node: cfg.Node, Models: models, Labels: labelsFromEnv(),
 		Batch:            batch.Config{Concurrency: cfg.Concurrency, CheckpointInterval: cfg.CheckpointInterval},
 		HeartbeatTimeout: cfg.HeartbeatTimeout,
 		ShardRequests:    cfg.ShardRequests,

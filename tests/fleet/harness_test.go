@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
+	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
 	"github.com/autoglm-flow/autoglm-flow/internal/logging"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 )
@@ -33,6 +35,8 @@ var suite struct {
 	stack    *devstack.Stack
 	temporal client.Client
 	store    storage.Store
+	cli      string // the autoglm binary built from ./starter
+	model    *testmodel.Server
 }
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
@@ -78,6 +82,20 @@ func runMain(m *testing.M) (code int) {
 		k, v, _ := strings.Cut(kv, "=")
 		os.Setenv(k, v)
 	}
+	suite.model = testmodel.New(testmodel.Options{})
+	if err := suite.model.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "fleet:", err)
+		return 1
+	}
+	defer suite.model.Close()
+	os.Setenv("AUTOGLM_LLM_BASE_URL", suite.model.URL())
+	suite.cli = filepath.Join(dir, "autoglm")
+	build := exec.CommandContext(ctx, "go", "build", "-o", suite.cli, "./starter")
+	build.Dir = filepath.Dir(bin)
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "fleet: building the CLI: %v\n%s", err, out)
+		return 1
+	}
 	cfg, err := config.FromEnv()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fleet:", err)
@@ -99,6 +117,7 @@ func runMain(m *testing.M) (code int) {
 		fmt.Fprintln(os.Stderr, "fleet: opening the bucket:", err)
 		return 1
 	}
+	defer stopProcWorkers()
 	done := make(chan int, 1)
 	go func() { done <- m.Run() }()
 	select {

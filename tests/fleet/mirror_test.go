@@ -125,28 +125,49 @@ func TestMirrorResumesAndVerifies(t *testing.T) {
 }
 
 // maxActivityAttempt is the highest attempt any activity of the run
-// started with, read from its history.
+// started with, read from its history; with -record-mirror it saves the
+// history too.
 func maxActivityAttempt(t *testing.T, wid, rid string) int32 {
+	t.Helper()
+	h := history(t, wid, rid)
+	var most int32
+	for _, ev := range h.Events {
+		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil && a.Attempt > most {
+			most = a.Attempt
+		}
+	}
+	saveHistory(t, h, *recordMirror)
+	return most
+}
+
+// history reads a run's whole history.
+func history(t *testing.T, wid, rid string) *historypb.History {
 	t.Helper()
 	ctx := testCtx(t, time.Minute)
 	iter := suite.temporal.GetWorkflowHistory(ctx, wid, rid, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	var most int32
 	h := &historypb.History{}
 	for iter.HasNext() {
 		ev, err := iter.Next()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil && a.Attempt > most {
-			most = a.Attempt
-		}
 		h.Events = append(h.Events, ev)
 	}
-	if *recordMirror != "" {
-		events, _ := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
-		if err := os.WriteFile(*recordMirror, events, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	return h
+}
+
+// saveHistory writes h for the replay tests in workflows/testdata when
+// path is set.
+func saveHistory(t *testing.T, h *historypb.History, path string) {
+	t.Helper()
+	if path == "" {
+		return
 	}
-	return most
+	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
+	if err == nil {
+		err = os.WriteFile(path, b, 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,0 +1,155 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
+	"github.com/autoglm-flow/autoglm-flow/internal/model/testhub"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+// recordFleet, when set, saves the history of the health command for
+// workflows/replay tests:
+//
+//	go test ./tests/fleet -run TestFleetCommand -record-fleet $PWD/workflows/testdata/fleet_partial.json
+var recordFleet = flag.String("record-fleet", "", "save the history of a partial fleet command to this JSON file")
+
+// deadURL is a model server address nothing listens on.
+func deadURL(t *testing.T) string {
+	t.Helper()
+	port, err := devstack.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d/v1", port)
+}
+
+// fleetExec runs `autoglm fleet exec --json` and decodes its result.
+func fleetExec(t *testing.T, ctx context.Context, as string, args ...string) (task.FleetResult, int) {
+	t.Helper()
+	out, code := runCLI(t, ctx, append([]string{"fleet", "exec", "--json", "--as", as}, args...)...)
+	var res task.FleetResult
+	if code == 0 || code == 6 {
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("fleet exec --json printed %q: %v", out, err)
+		}
+	}
+	return res, code
+}
+
+func byNode(res task.FleetResult) map[string]task.NodeOutcome {
+	m := map[string]task.NodeOutcome{}
+	for _, n := range res.Nodes {
+		m[n.Node] = n
+	}
+	return m
+}
+
+// TestFleetCommandAcrossThreeNodes runs fleet commands on three worker
+// processes picked by a label (a fourth, unlabelled, is left out): health
+// with one node whose model server is down is 2 ok and 1 failed with its
+// reason, in the CLI's output and in the workflow's result; a killed node
+// times out; ensure-model brings a mirrored model into one node's cache and,
+// after a byte of it is flipped on disk, detects it and fetches it again.
+func TestFleetCommandAcrossThreeNodes(t *testing.T) {
+	ctx := testCtx(t, 8*time.Minute)
+	hub := testhub.New("")
+	defer hub.Close()
+	hubEnv := []string{"AUTOGLM_HF_ENDPOINT=" + hub.URL()}
+	group := "grp" + randHex(3)
+	a := startNode(t, "a", nodeOptions{Labels: "pool=" + group + ",region=eu", Env: hubEnv})
+	b := startNode(t, "b", nodeOptions{Labels: "pool=" + group + ",region=us", Env: hubEnv})
+	c := startNode(t, "c", nodeOptions{Labels: "pool=" + group + ",region=us", ModelURL: deadURL(t), Env: hubEnv})
+	other := startNode(t, "d", nodeOptions{Labels: "pool=other", Env: hubEnv})
+
+	if _, code := fleetExec(t, ctx, "alice", "--selector", "pool="+group, "health"); code != 3 {
+		t.Fatalf("a submitter ran a fleet command: exit %d, want 3 (PermissionDenied)", code)
+	}
+
+	res, code := fleetExec(t, ctx, "olga", "--selector", "pool="+group, "health")
+	nodes := byNode(res)
+	if code != 6 || len(res.Nodes) != 3 || res.OK != 2 || res.Failed != 1 || !res.Partial {
+		t.Fatalf("health: exit %d, result %+v; want exit 6 and 2 ok, 1 failed", code, res)
+	}
+	if nodes[a.name].Status != task.NodeOK || nodes[b.name].Status != task.NodeOK || nodes[c.name].Status != task.NodeFailed {
+		t.Fatalf("health per node: %+v", res.Nodes)
+	}
+	if _, ok := nodes[other.name]; ok {
+		t.Fatalf("node %s outside the selector ran the command", other.name)
+	}
+	if r := nodes[c.name].Reason; !strings.Contains(r, "model server") {
+		t.Fatalf("node c failed with %q; want the reason to name its model server", r)
+	}
+	var wfRes task.FleetResult
+	if err := suite.temporal.GetWorkflow(ctx, task.FleetWorkflowID(res.ID), "").Get(ctx, &wfRes); err != nil {
+		t.Fatal(err)
+	}
+	if wfRes.OK != 2 || wfRes.Failed != 1 || wfRes.Actor != "olga" || byNode(wfRes)[c.name].Reason != nodes[c.name].Reason {
+		t.Fatalf("the workflow's result %+v differs from what the CLI printed", wfRes)
+	}
+	saveHistory(t, history(t, task.FleetWorkflowID(res.ID), ""), *recordFleet)
+	var audit task.FleetResult
+	if r, _, err := suite.store.Get(ctx, res.Audit.Key); err != nil {
+		t.Fatalf("audit record %s: %v", res.Audit.Key, err)
+	} else {
+		err = json.NewDecoder(r).Decode(&audit)
+		r.Close()
+		if err != nil || audit.Actor != "olga" || audit.Action != task.ActionHealth || audit.Failed != 1 {
+			t.Fatalf("audit record %+v (%v)", audit, err)
+		}
+	}
+	text, _ := runCLI(t, ctx, "fleet", "exec", "--as", "olga", "--selector", "pool="+group, "health")
+	if !strings.Contains(text, "2 ok, 1 failed") || !strings.Contains(text, c.name) {
+		t.Fatalf("the text output does not say 2 ok, 1 failed with node c:\n%s", text)
+	}
+	t.Logf("health across 3 nodes:\n%s", text)
+
+	// Mirror a model, bring it into node a's cache, corrupt it, ensure again.
+	hub.Add("acme/tiny", "rev1", "model.safetensors", testhub.Fixture(7, 3<<20))
+	hub.Add("acme/tiny", "rev1", "config.json", []byte(`{"model_type":"glm"}`))
+	in := task.MirrorInput{Name: "tiny-" + group, Repo: "acme/tiny", Revision: "rev1"}
+	run, err := suite.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: task.MirrorWorkflowID(in.Name, in.Revision), TaskQueue: task.TaskQueue}, task.MirrorWorkflowType, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatalf("mirror on the worker processes: %v", err)
+	}
+	ensure := []string{"--selector", "pool=" + group + ",region=eu", "--arg", "model=" + in.Name + "@rev1", "ensure-model"}
+	if res, code = fleetExec(t, ctx, "olga", ensure...); code != 0 || res.OK != 1 || !strings.Contains(res.Nodes[0].Detail, "fetched 2, corrupted 0") {
+		t.Fatalf("ensure-model: exit %d, %+v", code, res)
+	}
+	cached := filepath.Join(a.cache, in.Name, "rev1", "model.safetensors")
+	blob, err := os.ReadFile(cached)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob[12345] ^= 0x01
+	if err := os.WriteFile(cached, blob, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res, code = fleetExec(t, ctx, "olga", ensure...); code != 0 || !strings.Contains(res.Nodes[0].Detail, "fetched 1, corrupted 1") {
+		t.Fatalf("ensure-model after corrupting a cached file: exit %d, %+v", code, res)
+	}
+	if got, _ := os.ReadFile(cached); string(got) != string(testhub.Fixture(7, 3<<20)) {
+		t.Fatal("the corrupted cache file was not replaced by the good one")
+	}
+
+	// A node that died answers nothing: its part times out in its queue.
+	b.kill()
+	res, code = fleetExec(t, ctx, "olga", "--selector", "pool="+group, "--timeout", "5s", "health")
+	nodes = byNode(res)
+	if code != 6 || nodes[a.name].Status != task.NodeOK || nodes[b.name].Status != task.NodeTimedOut || nodes[c.name].Status != task.NodeFailed {
+		t.Fatalf("health with node b killed: exit %d, %+v; want a ok, b timed out, c failed", code, res.Nodes)
+	}
+}
