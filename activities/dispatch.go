@@ -23,13 +23,13 @@ const NodeStaleAfter = 45 * time.Second
 
 // Node is a node's record: what it serves and how busy it is.
 type Node struct {
-	Name     string    `json:"name"`
-	Queue    string    `json:"queue"`
-	Models   []string  `json:"models"`
-	Labels   []string  `json:"labels,omitempty"`
-	Running  int64     `json:"running"`
+	Name    string   `json:"name"`
+	Queue   string   `json:"queue"`
+	Models  []string `json:"models"`
+	Labels  []string `json:"labels,omitempty"`
+	Running int64    `json:"running"`
 	// Drained nodes take no new work (`autoglm nodes drain`).
-	Drained bool `json:"drained,omitempty"`
+	Drained  bool      `json:"drained,omitempty"`
 	LastSeen time.Time `json:"last_seen"`
 }
 
