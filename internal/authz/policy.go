@@ -77,6 +77,8 @@ type Tenant struct {
 	// requests, with nothing flagged, skip human approval. 0 turns it off.
 	AutoApproveMaxRequests int    `yaml:"auto_approve_max_requests"`
 	Quotas                 Quotas `yaml:"quotas"`
+	// Webhooks are the tenant's event subscribers (see webhook.go).
+	Webhooks []Webhook `yaml:"webhooks"`
 }
 
 // Quotas bound what a tenant may ask for.
