@@ -34,7 +34,7 @@ func (a *Activities) EmitEvent(ctx context.Context, in task.EventInput) (EmitEve
 	_, err = a.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: task.NotifyWorkflowID(in.ID), TaskQueue: task.TaskQueue,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		StaticSummary: in.Type + " to " + in.Tenant + "'s webhooks",
+		StaticSummary:                            in.Type + " to " + in.Tenant + "'s webhooks",
 	}, task.NotifyWorkflowType, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
