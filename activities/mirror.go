@@ -14,6 +14,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/model"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
@@ -25,6 +26,8 @@ import (
 type Mirror struct {
 	Store    storage.Store
 	Upstream model.Upstream
+	// Policy has the access rules that screen access requests.
+	Policy *authz.Source
 	// StagingDir holds files being downloaded; "" is a folder under the
 	// system's temporary folder.
 	StagingDir string

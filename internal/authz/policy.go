@@ -63,6 +63,8 @@ var allowed = map[Role][]Action{
 type Policy struct {
 	Tenants   map[string]Tenant `yaml:"tenants"`
 	Screening Screening         `yaml:"screening"`
+	// Access screens requests for new models (see access.go).
+	Access AccessRules `yaml:"access"`
 }
 
 // Tenant is one tenant's rules.

@@ -220,3 +220,58 @@ func redact(raw string) string {
 	}
 	return raw
 }
+
+// RepoInfo is what screening reads of a repo: its licence.
+type RepoInfo struct {
+	Licence string `json:"licence"`
+}
+
+// Info reads a hub repo's licence from its model card data. A plain HTTP
+// folder gives it in its manifest.json.
+func (u Upstream) Info(ctx context.Context, kind, repo, revision string) (RepoInfo, error) {
+	var v struct {
+		CardData struct {
+			License string `json:"license"`
+		} `json:"cardData"`
+		License string `json:"license"`
+	}
+	url := fmt.Sprintf("%s/api/models/%s/revision/%s", u.HubURL, repo, revision)
+	if kind == task.UpstreamHTTP {
+		url = u.HTTPURL + "/" + repo + "/manifest.json"
+	}
+	if err := u.getJSON(ctx, url, &v); err != nil {
+		return RepoInfo{}, err
+	}
+	return RepoInfo{Licence: firstNonEmpty(v.CardData.License, v.License)}, nil
+}
+
+// Head reads the first n bytes of a file, for the security audit to
+// recognise its format by its content, and the sha256 the upstream
+// announces for it (X-Linked-Etag, as the hub sends for LFS files).
+func (u Upstream) Head(ctx context.Context, fileURL string, n int64) ([]byte, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fileURL, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=0-%d", n-1))
+	u.authorize(req)
+	resp, err := u.client().Do(req)
+	if err != nil {
+		return nil, "", fmt.Errorf("model: %s: %w", redact(fileURL), err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
+		return nil, "", statusError(resp, fileURL)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, n))
+	return b, strings.Trim(resp.Header.Get("X-Linked-Etag"), `"`), err
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

@@ -27,6 +27,7 @@ type Hub struct {
 	srv   *httptest.Server
 	mu    sync.Mutex
 	files map[string][]byte // repo@revision/file
+	lic   map[string]string // repo → licence
 	cuts  map[string][]int64
 	log   []Request
 }
@@ -40,7 +41,7 @@ type Request struct {
 
 // New starts a hub on a free loopback port.
 func New(token string) *Hub {
-	h := &Hub{Token: token, files: map[string][]byte{}, cuts: map[string][]int64{}}
+	h := &Hub{Token: token, files: map[string][]byte{}, cuts: map[string][]int64{}, lic: map[string]string{}}
 	h.srv = httptest.NewServer(http.HandlerFunc(h.serve))
 	return h
 }
@@ -58,6 +59,19 @@ func (h *Hub) Add(repo, revision, file string, content []byte) string {
 	h.files[repo+"@"+revision+"/"+file] = content
 	sum := sha256.Sum256(content)
 	return hex.EncodeToString(sum[:])
+}
+
+// SetLicence sets the licence a repo's model card declares.
+func (h *Hub) SetLicence(repo, licence string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lic[repo] = licence
+}
+
+func (h *Hub) licence(repo string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lic[repo]
 }
 
 // Fixture is size bytes of seeded pseudo-random content: a model file
@@ -150,7 +164,7 @@ func (h *Hub) serveRevision(w http.ResponseWriter, rest string) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"id": repo, "sha": rev, "siblings": sib})
+	_ = json.NewEncoder(w).Encode(map[string]any{"id": repo, "sha": rev, "siblings": sib, "cardData": map[string]string{"license": h.licence(repo)}})
 }
 
 func (h *Hub) serveManifest(w http.ResponseWriter, repo string) {
@@ -162,7 +176,7 @@ func (h *Hub) serveManifest(w http.ResponseWriter, repo string) {
 		http.NotFound(w, nil)
 		return
 	}
-	_ = json.NewEncoder(w).Encode(map[string]any{"files": files})
+	_ = json.NewEncoder(w).Encode(map[string]any{"files": files, "license": h.licence(repo)})
 }
 
 func (h *Hub) serveFile(w http.ResponseWriter, r *http.Request, key string) {
@@ -177,14 +191,20 @@ func (h *Hub) serveFile(w http.ResponseWriter, r *http.Request, key string) {
 		http.NotFound(w, r)
 		return
 	}
+	sum := sha256.Sum256(b)
+	total := len(b)
 	var offset int64
 	if rg := r.Header.Get("Range"); rg != "" {
 		v, ok := strings.CutPrefix(rg, "bytes=")
 		start, end, _ := strings.Cut(v, "-")
 		n, err := strconv.ParseInt(start, 10, 64)
-		if !ok || err != nil || end != "" {
-			http.Error(w, "only bytes=N- ranges", http.StatusBadRequest)
+		last, lerr := strconv.ParseInt(end, 10, 64)
+		if !ok || err != nil || (end != "" && (lerr != nil || last < n)) {
+			http.Error(w, "only bytes=N- and bytes=N-M ranges", http.StatusBadRequest)
 			return
+		}
+		if end != "" && last+1 < int64(len(b)) {
+			b = b[:last+1]
 		}
 		if n >= int64(len(b)) {
 			w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", len(b)))
@@ -193,12 +213,11 @@ func (h *Hub) serveFile(w http.ResponseWriter, r *http.Request, key string) {
 		}
 		offset = n
 	}
-	sum := sha256.Sum256(b)
 	w.Header().Set("X-Linked-Etag", `"`+hex.EncodeToString(sum[:])+`"`)
 	w.Header().Set("Accept-Ranges", "bytes")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)-int(offset)))
-	if offset > 0 {
-		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", offset, len(b)-1, len(b)))
+	if offset > 0 || len(b) < total {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", offset, len(b)-1, total))
 		w.WriteHeader(http.StatusPartialContent)
 	}
 	body := b[offset:]
