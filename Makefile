@@ -65,6 +65,7 @@ lint: tools
 bench: tools
 	$(GO) run ./internal/bench
 	$(GO) run ./internal/storage/benchcmd
+	$(GO) run ./internal/bench/mirrorbench
 
 clean:
 	rm -rf .data

@@ -81,11 +81,13 @@ type MirrorFileResult struct {
 // resumably in parts, with the sha256 kept as the object's metadata so a
 // later run can tell the copy is verified and skip it.
 func (m *Mirror) MirrorModelFile(ctx context.Context, in MirrorFileInput) (MirrorFileResult, error) {
-	res, err := m.mirrorFile(ctx, in)
+	res, err := m.CopyFile(ctx, in, func(n int64) { activity.RecordHeartbeat(ctx, n) })
 	return res, asApplicationError(err)
 }
 
-func (m *Mirror) mirrorFile(ctx context.Context, in MirrorFileInput) (MirrorFileResult, error) {
+// CopyFile is the work of MirrorModelFile; progress hears the bytes done
+// (downloaded, then downloaded plus uploaded).
+func (m *Mirror) CopyFile(ctx context.Context, in MirrorFileInput, progress func(int64)) (MirrorFileResult, error) {
 	if err := in.Model.Validate(); err != nil {
 		return MirrorFileResult{}, err
 	}
@@ -113,7 +115,11 @@ func (m *Mirror) mirrorFile(ctx context.Context, in MirrorFileInput) (MirrorFile
 	}
 	sum := sha256.Sum256([]byte(m.Store.Bucket() + "/" + key))
 	staged := filepath.Join(dir, hex.EncodeToString(sum[:12])+".part")
-	heartbeat := func(n int64) { activity.RecordHeartbeat(ctx, n) }
+	heartbeat := func(n int64) {
+		if progress != nil {
+			progress(n)
+		}
+	}
 	d, err := m.Upstream.Download(ctx, m.Upstream.FileURL(in.Model.Upstream, in.Model.Repo, in.Model.Revision, in.File.Name), staged, in.File, heartbeat)
 	if err != nil {
 		return MirrorFileResult{}, err
