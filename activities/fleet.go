@@ -23,13 +23,16 @@ type SelectNodesResult struct {
 // selector (the keys node and model match the name and the models served).
 func (a *Activities) SelectNodes(ctx context.Context, sel task.Selector) (SelectNodesResult, error) {
 	nodes, err := a.Nodes(ctx)
+	if err == nil {
+		nodes, err = a.Liveness(ctx, nodes)
+	}
 	if err != nil {
 		return SelectNodesResult{}, err
 	}
 	var res SelectNodesResult
 	now := time.Now()
 	for _, n := range nodes {
-		if now.Sub(n.LastSeen) < NodeStaleAfter && n.Matches(sel) {
+		if n.Alive(now) && n.Matches(sel) {
 			res.Nodes = append(res.Nodes, n.Name)
 		}
 	}

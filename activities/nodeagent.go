@@ -29,6 +29,8 @@ type NodeAgent struct {
 	// Announce rewrites the node record at once, so a drain is seen
 	// before the next periodic write.
 	Announce func(ctx context.Context) error
+	// OnDrain tells the worker to stop or start taking work.
+	OnDrain func(drained bool)
 }
 
 // NodeCommandInput is one node's part of a fleet command.
@@ -66,6 +68,9 @@ func (n *NodeAgent) run(ctx context.Context, in NodeCommandInput) (string, error
 		return fmt.Sprintf("%s@%s cached (%d bytes): fetched %d, corrupted %d, evicted %v", name, rev, e.Bytes, len(e.Fetched), len(e.Corrupted), e.Evicted), nil
 	case task.ActionDrain, task.ActionUndrain:
 		drained.Store(in.Action == task.ActionDrain)
+		if n.OnDrain != nil {
+			n.OnDrain(in.Action == task.ActionDrain)
+		}
 		if n.Announce != nil {
 			if err := n.Announce(ctx); err != nil {
 				return "", err

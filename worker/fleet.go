@@ -6,6 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+	"go.temporal.io/sdk/client"
 
 	"github.com/dustin/go-humanize"
 	sdkworker "go.temporal.io/sdk/worker"
@@ -26,7 +30,7 @@ import (
 //	AUTOGLM_MIRROR_STAGING_DIR             where mirrored files are staged (system temp)
 //	AUTOGLM_CACHE_DIR                      the node's model cache (user cache folder/autoglm/<node>/models)
 //	AUTOGLM_CACHE_BUDGET                   its size bound, e.g. 500GiB (none)
-func registerFleet(shared, node sdkworker.Worker, acts *activities.Activities) error {
+func registerFleet(shared, node sdkworker.Worker, acts *activities.Activities, pollers *modelPollers) error {
 	up, err := model.UpstreamFromEnv()
 	if err != nil {
 		return err
@@ -41,7 +45,15 @@ func registerFleet(shared, node sdkworker.Worker, acts *activities.Activities) e
 	if err != nil {
 		return err
 	}
-	agent := &activities.NodeAgent{Node: acts.Node, Cache: cache, Policy: acts.Policy, Announce: acts.Announce}
+	acts.Cached = func() []string {
+		metas, _ := cache.Cached()
+		var out []string
+		for _, m := range metas {
+			out = append(out, m.Name+"@"+m.Revision)
+		}
+		return out
+	}
+	agent := &activities.NodeAgent{Node: acts.Node, Cache: cache, Policy: acts.Policy, Announce: acts.Announce, OnDrain: pollers.setDrained}
 	if m, ok := acts.LLM.(interface {
 		Models(context.Context) ([]string, error)
 	}); ok {
@@ -80,4 +92,68 @@ func labelsFromEnv() []string {
 		}
 	}
 	return out
+}
+
+// modelPollers are the workers that poll the queues of the models this
+// node serves (task.ModelQueue). Draining the node stops them, which makes
+// its running batches record a checkpoint and give their work back, so
+// another node serving the model picks it up; undraining starts new ones.
+type modelPollers struct {
+	tc     client.Client
+	opts   sdkworker.Options
+	acts   *activities.Activities
+	log    *logrus.Logger
+	mu     sync.Mutex
+	active []sdkworker.Worker
+}
+
+func (p *modelPollers) start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.active) > 0 {
+		return nil
+	}
+	for _, m := range p.acts.Models {
+		if m == "*" {
+			continue // a wildcard node is reached through its own queue
+		}
+		w := sdkworker.New(p.tc, task.ModelQueue(m), p.opts)
+		w.RegisterActivity(p.acts)
+		if err := w.Start(); err != nil {
+			return fmt.Errorf("worker: polling %s: %w", task.ModelQueue(m), err)
+		}
+		p.active = append(p.active, w)
+	}
+	return nil
+}
+
+// stop stops polling; running batches checkpoint and their work goes back
+// to the model's queue. It returns once they have.
+func (p *modelPollers) stop() {
+	p.mu.Lock()
+	ws := p.active
+	p.active = nil
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.Stop() }()
+	}
+	wg.Wait()
+}
+
+// setDrained is what the drain and undrain fleet commands do to the
+// process. Stopping waits for running batches to checkpoint, so it runs
+// on its own: the command answers at once.
+func (p *modelPollers) setDrained(drained bool) {
+	if drained {
+		go func() {
+			p.stop()
+			p.log.Info("node drained: stopped polling the model queues; running batches moved on from their checkpoints")
+		}()
+		return
+	}
+	if err := p.start(); err != nil {
+		p.log.WithError(err).Error("undrain")
+	}
 }

@@ -83,7 +83,9 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 	nodeOpts.MaxConcurrentActivityExecutionSize = max(cfg.MaxBatches, 1)
 	node := sdkworker.New(tc, task.NodeQueue(cfg.Node), nodeOpts)
 	node.RegisterActivity(acts)
-	if err := registerFleet(shared, node, acts); err != nil {
+	acts.Namespace, acts.Capacity = copts.Namespace, nodeOpts.MaxConcurrentActivityExecutionSize
+	pollers := &modelPollers{tc: tc, opts: nodeOpts, acts: acts, log: log}
+	if err := registerFleet(shared, node, acts, pollers); err != nil {
 		return err
 	}
 
@@ -94,6 +96,10 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 		}
 		defer w.Stop()
 	}
+	if err := pollers.start(); err != nil {
+		return err
+	}
+	defer pollers.stop()
 	log.WithFields(logrus.Fields{"node": cfg.Node, "queues": []string{task.TaskQueue, task.NodeQueue(cfg.Node)}, "models": acts.Models}).Info("worker running")
 
 	g.Go(func() error { return announce(gctx, acts, log) })
