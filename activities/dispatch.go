@@ -3,10 +3,10 @@ package activities
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
