@@ -83,7 +83,7 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 	nodeOpts.MaxConcurrentActivityExecutionSize = max(cfg.MaxBatches, 1)
 	node := sdkworker.New(tc, task.NodeQueue(cfg.Node), nodeOpts)
 	node.RegisterActivity(acts)
-	acts.Namespace, acts.Capacity = copts.Namespace, nodeOpts.MaxConcurrentActivityExecutionSize
+	acts.Namespace = copts.Namespace
 	pollers := &modelPollers{tc: tc, opts: nodeOpts, acts: acts, log: log}
 	if err := registerFleet(shared, node, acts, pollers); err != nil {
 		return err
@@ -142,7 +142,7 @@ func NewActivities(ctx context.Context, cfg config.Config, tc client.Client) (*a
 		}
 	}
 	return &activities.Activities{
-		Store: store, Policy: policy, LLM: lc, Temporal: tc, Node: cfg.Node, Models: models, Labels: labelsFromEnv(),
+		Store: store, Policy: policy, LLM: lc, Temporal: tc, Node: cfg.Node, Models: models, Labels: labelsFromEnv(), Capacity: max(cfg.MaxBatches, 1),
 		Batch:            batch.Config{Concurrency: cfg.Concurrency, CheckpointInterval: cfg.CheckpointInterval},
 		HeartbeatTimeout: cfg.HeartbeatTimeout,
 		ShardRequests:    cfg.ShardRequests,
