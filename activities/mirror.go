@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -97,7 +98,7 @@ func (m *Mirror) CopyFile(ctx context.Context, in MirrorFileInput, progress func
 	key := task.ModelPrefix(in.Model.Name, in.Model.Revision) + in.File.Name
 	ref := task.ObjectRef{Bucket: m.Store.Bucket(), Key: key, Size: in.File.Size, SHA256: in.File.SHA256}
 	switch info, err := m.Store.Stat(ctx, key); {
-	case err == nil && info.Size == in.File.Size && info.Metadata[storage.MetaSHA256] == in.File.SHA256:
+	case err == nil && info.Size == in.File.Size && (info.Metadata[storage.MetaSHA256] == in.File.SHA256 || info.Metadata[metaVerified] == in.File.SHA256):
 		return MirrorFileResult{ObjectRef: ref, Skipped: true}, nil
 	case err == nil:
 		// A copy that does not verify (an older revision's file under the
@@ -120,6 +121,10 @@ func (m *Mirror) CopyFile(ctx context.Context, in MirrorFileInput, progress func
 			progress(n)
 		}
 	}
+	if done, err := m.stream(ctx, in, key, staged, heartbeat); err == nil && done {
+		_ = os.Remove(staged)
+		return MirrorFileResult{ObjectRef: ref}, nil
+	}
 	d, err := m.Upstream.Download(ctx, m.Upstream.FileURL(in.Model.Upstream, in.Model.Repo, in.Model.Revision, in.File.Name), staged, in.File, heartbeat)
 	if err != nil {
 		return MirrorFileResult{}, err
@@ -134,6 +139,76 @@ func (m *Mirror) CopyFile(ctx context.Context, in MirrorFileInput, progress func
 	}
 	_ = os.Remove(staged)
 	return MirrorFileResult{ObjectRef: ref, Reused: d.Reused, Resumes: d.Resumes}, nil
+}
+
+// metaVerified is the user metadata of a file copied in one stream: the
+// sha256 it was checked against before its upload was allowed to complete.
+const metaVerified = "verified-sha256"
+
+// stream is the fast path of a fresh copy: the download goes to the bucket
+// as it arrives (a multipart upload, parts in flight while the next ones
+// download), and to the staging file and the hash beside it. The upload
+// completes only if the last byte hashes to the upstream's sha256; a
+// broken stream aborts it, and the staged bytes let the slow path resume
+// with Range requests. done is false when the fast path did not apply or
+// did not finish.
+func (m *Mirror) stream(ctx context.Context, in MirrorFileInput, key, staged string, progress func(int64)) (done bool, err error) {
+	if fi, err := os.Stat(staged); err == nil && fi.Size() > 0 {
+		return false, nil // an earlier attempt staged bytes: resume from them
+	}
+	body, _, err := m.Upstream.Open(ctx, m.Upstream.FileURL(in.Model.Upstream, in.Model.Repo, in.Model.Revision, in.File.Name), 0)
+	if err != nil {
+		return false, err
+	}
+	defer body.Close()
+	f, err := os.Create(staged)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	var n int64
+	tee := io.TeeReader(body, writerFunc(func(p []byte) (int, error) {
+		if _, err := f.Write(p); err != nil {
+			return 0, err
+		}
+		h.Write(p)
+		n += int64(len(p))
+		progress(n)
+		return len(p), nil
+	}))
+	vr := &verifyingReader{r: tee, check: func() error {
+		if got := hex.EncodeToString(h.Sum(nil)); n != in.File.Size || got != in.File.SHA256 {
+			return fmt.Errorf("%w: %s is %d bytes with sha256 %s, the upstream lists %d bytes with %s", model.ErrChecksum, in.File.Name, n, got, in.File.Size, in.File.SHA256)
+		}
+		return nil
+	}}
+	_, err = m.Store.Put(ctx, key, vr, in.File.Size, storage.PutOptions{
+		ContentType: "application/octet-stream",
+		Metadata:    map[string]string{"revision": in.Model.Revision, metaVerified: in.File.SHA256},
+	})
+	return err == nil, err
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (w writerFunc) Write(p []byte) (int, error) { return w(p) }
+
+// verifyingReader turns its reader's EOF into check's error, so that an
+// upload of bytes that do not verify never completes.
+type verifyingReader struct {
+	r     io.Reader
+	check func() error
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	n, err := v.r.Read(p)
+	if err == io.EOF {
+		if cerr := v.check(); cerr != nil {
+			return n, cerr
+		}
+	}
+	return n, err
 }
 
 // WriteModelMetaInput is a mirrored revision's files.

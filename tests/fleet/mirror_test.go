@@ -44,8 +44,9 @@ func startMirrorWorker(t *testing.T, queue string, up model.Upstream) {
 }
 
 // TestMirrorResumesAndVerifies copies a 50 MiB model whose stream the hub
-// breaks three times: the first attempt resumes twice with Range requests
-// and gives up, the retry goes on from the staged bytes; the copy in the
+// breaks four times: the first attempt's streamed upload is aborted at the
+// first break, it resumes the download twice with Range requests and gives
+// up at the fourth, and the retry goes on from the staged bytes; the copy in the
 // bucket hashes to the upstream's sha256, no byte is sent twice, and a
 // second run skips both verified files.
 func TestMirrorResumesAndVerifies(t *testing.T) {
@@ -55,7 +56,7 @@ func TestMirrorResumesAndVerifies(t *testing.T) {
 	weights := testhub.Fixture(42, 50<<20)
 	want := hub.Add("acme/tiny-glm", "rev1", "model.safetensors", weights)
 	hub.Add("acme/tiny-glm", "rev1", "config.json", []byte(`{"architectures":["GlmForCausalLM"]}`))
-	hub.CutAfter("acme/tiny-glm", "rev1", "model.safetensors", 20<<20, 1<<20, 1<<20)
+	hub.CutAfter("acme/tiny-glm", "rev1", "model.safetensors", 20<<20, 1<<20, 1<<20, 1<<20)
 
 	queue := "fleet-mirror-" + t.Name()
 	startMirrorWorker(t, queue, model.Upstream{HubURL: hub.URL(), Token: "hf_test_token"})
@@ -102,11 +103,11 @@ func TestMirrorResumesAndVerifies(t *testing.T) {
 			}
 		}
 	}
-	if ranged != 3 || sent != int64(len(weights)) {
-		t.Fatalf("the hub answered %d ranged requests and sent %d bytes; want 3 resumes and exactly %d bytes", ranged, sent, len(weights))
+	if ranged != 4 || sent != int64(len(weights)) {
+		t.Fatalf("the hub answered %d ranged requests and sent %d bytes; want 4 resumes and exactly %d bytes", ranged, sent, len(weights))
 	}
 	if attempts := maxActivityAttempt(t, run.GetID(), run.GetRunID()); attempts < 2 {
-		t.Fatalf("the file's activity ran %d attempt(s); the third break should have made it retry", attempts)
+		t.Fatalf("the file's activity ran %d attempt(s); the fourth break should have made it retry", attempts)
 	}
 	t.Logf("mirror: %d files, %d bytes, sha256 %s verified; %d ranged requests, %d bytes sent by the hub", res.Files, res.Bytes, want[:12], ranged, sent)
 
