@@ -13,14 +13,12 @@ func NotifyWorkflowID(eventID string) string { return "event-" + eventID }
 // Event types. The batch.* ones are OpenAI's, with the same meaning; the
 // autoglm.* ones are ours.
 const (
-	EventBatchCompleted        = "batch.completed"
-	EventBatchFailed           = "batch.failed"
-	EventBatchCancelled        = "batch.cancelled"
-	EventBatchExpired          = "batch.expired"
-	EventTaskRejected          = "autoglm.task.rejected"
-	EventAccessRequestDecided  = "autoglm.access_request.decided"
-	EventAccessRequestAudited  = "autoglm.access_request.audited"
-	EventAccessRequestMirrored = "autoglm.access_request.mirrored"
+	EventBatchCompleted       = "batch.completed"
+	EventBatchFailed          = "batch.failed"
+	EventBatchCancelled       = "batch.cancelled"
+	EventBatchExpired         = "batch.expired"
+	EventTaskRejected         = "autoglm.task.rejected"
+	EventAccessRequestDecided = "autoglm.access_request.decided"
 )
 
 // EventOf is the event a task's final state is announced with; "" for
