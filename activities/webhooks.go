@@ -103,6 +103,9 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (task.Deliver
 	if !ok {
 		return task.Delivery{}, task.Errorf(task.NotFound, "tenant %s has no webhook %q any more", in.Event.Tenant, in.Subscriber)
 	}
+	if err := storage.CheckID("webhook name", w.Name); err != nil {
+		return task.Delivery{}, err // it names the audit record
+	}
 	secret, err := w.Secret()
 	if err != nil {
 		return task.Delivery{}, err
