@@ -48,7 +48,9 @@ func startMirrorWorker(t *testing.T, queue string, up model.Upstream) {
 // first break, it resumes the download twice with Range requests and gives
 // up at the fourth, and the retry goes on from the staged bytes; the copy in the
 // bucket hashes to the upstream's sha256, no byte is sent twice, and a
-// second run skips both verified files.
+// second run skips every verified file. A file served once with a flipped
+// byte is caught by its sha256 and its upload never completes (the bucket
+// keeps one version of it).
 func TestMirrorResumesAndVerifies(t *testing.T) {
 	ctx := testCtx(t, 5*time.Minute)
 	hub := testhub.New("hf_test_token")
@@ -56,6 +58,10 @@ func TestMirrorResumesAndVerifies(t *testing.T) {
 	weights := testhub.Fixture(42, 50<<20)
 	want := hub.Add("acme/tiny-glm", "rev1", "model.safetensors", weights)
 	hub.Add("acme/tiny-glm", "rev1", "config.json", []byte(`{"architectures":["GlmForCausalLM"]}`))
+	tokenizer := testhub.Fixture(5, 20<<20)
+	hub.Add("acme/tiny-glm", "rev1", "tokenizer.safetensors", tokenizer)
+	// One answer with a flipped byte: that upload must never complete.
+	hub.CorruptNext("acme/tiny-glm", "rev1", "tokenizer.safetensors", 1)
 	hub.CutAfter("acme/tiny-glm", "rev1", "model.safetensors", 20<<20, 1<<20, 1<<20, 1<<20)
 
 	queue := "fleet-mirror-" + t.Name()
@@ -69,8 +75,15 @@ func TestMirrorResumesAndVerifies(t *testing.T) {
 	if err := run.Get(ctx, &res); err != nil {
 		t.Fatalf("mirror: %v", err)
 	}
-	if res.Files != 2 || res.Skipped != 0 || res.Bytes != int64(len(weights))+36 {
-		t.Fatalf("result %+v: want 2 files copied, none skipped", res)
+	if res.Files != 3 || res.Skipped != 0 || res.Bytes != int64(len(weights)+len(tokenizer))+36 {
+		t.Fatalf("result %+v: want 3 files copied, none skipped", res)
+	}
+	tk := task.ModelPrefix("tiny-glm", "rev1") + "tokenizer.safetensors"
+	if vs, err := suite.store.Versions(ctx, tk); err != nil || len(vs) != 1 {
+		t.Fatalf("%s has %d version(s) (%v); want 1: the corrupted copy must never have completed", tk, len(vs), err)
+	}
+	if got := objectSHA256(t, tk); got != testhubSHA(tokenizer) {
+		t.Fatalf("%s in the bucket hashes to %s, want %s", tk, got, testhubSHA(tokenizer))
 	}
 
 	r, info, err := suite.store.Get(ctx, task.ModelPrefix("tiny-glm", "rev1")+"model.safetensors")
@@ -90,7 +103,7 @@ func TestMirrorResumesAndVerifies(t *testing.T) {
 	}
 	err = json.NewDecoder(mr).Decode(&meta)
 	mr.Close()
-	if err != nil || len(meta.Files) != 2 || meta.Revision != "rev1" || meta.FetchedAt.IsZero() {
+	if err != nil || len(meta.Files) != 3 || meta.Revision != "rev1" || meta.FetchedAt.IsZero() {
 		t.Fatalf("cache.meta %+v (err %v)", meta, err)
 	}
 
@@ -120,9 +133,28 @@ func TestMirrorResumesAndVerifies(t *testing.T) {
 	if err := run2.Get(ctx, &res2); err != nil {
 		t.Fatal(err)
 	}
-	if res2.Skipped != 2 || len(hub.Requests()) != before {
+	if res2.Skipped != 3 || len(hub.Requests()) != before {
 		t.Fatalf("re-run %+v fetched %d file(s) again; want both skipped as verified", res2, len(hub.Requests())-before)
 	}
+}
+
+func objectSHA256(t *testing.T, key string) string {
+	t.Helper()
+	r, _, err := suite.store.Get(testCtx(t, time.Minute), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func testhubSHA(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // maxActivityAttempt is the highest attempt any activity of the run

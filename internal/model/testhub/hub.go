@@ -29,6 +29,7 @@ type Hub struct {
 	files map[string][]byte // repo@revision/file
 	lic   map[string]string // repo → licence
 	cuts  map[string][]int64
+	bad   map[string]int // file → how many next answers have a flipped byte
 	log   []Request
 }
 
@@ -41,7 +42,7 @@ type Request struct {
 
 // New starts a hub on a free loopback port.
 func New(token string) *Hub {
-	h := &Hub{Token: token, files: map[string][]byte{}, cuts: map[string][]int64{}, lic: map[string]string{}}
+	h := &Hub{Token: token, files: map[string][]byte{}, cuts: map[string][]int64{}, bad: map[string]int{}, lic: map[string]string{}}
 	h.srv = httptest.NewServer(http.HandlerFunc(h.serve))
 	return h
 }
@@ -91,6 +92,14 @@ func (h *Hub) CutAfter(repo, revision, file string, after ...int64) {
 	defer h.mu.Unlock()
 	k := repo + "@" + revision + "/" + file
 	h.cuts[k] = append(h.cuts[k], after...)
+}
+
+// CorruptNext makes the next n answers for the file carry one flipped
+// byte, as a broken proxy or disk would.
+func (h *Hub) CorruptNext(repo, revision, file string, n int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.bad[repo+"@"+revision+"/"+file] += n
 }
 
 // Requests are the file requests answered so far, in order.
@@ -186,6 +195,10 @@ func (h *Hub) serveFile(w http.ResponseWriter, r *http.Request, key string) {
 	if c := h.cuts[key]; len(c) > 0 {
 		cut, h.cuts[key] = c[0], c[1:]
 	}
+	corrupt := h.bad[key] > 0
+	if corrupt {
+		h.bad[key]--
+	}
 	h.mu.Unlock()
 	if !ok {
 		http.NotFound(w, r)
@@ -221,6 +234,10 @@ func (h *Hub) serveFile(w http.ResponseWriter, r *http.Request, key string) {
 		w.WriteHeader(http.StatusPartialContent)
 	}
 	body := b[offset:]
+	if corrupt && len(body) > 0 {
+		body = append([]byte(nil), body...)
+		body[len(body)/2] ^= 0xff
+	}
 	if cut >= 0 && cut < int64(len(body)) {
 		body = body[:cut]
 	}
