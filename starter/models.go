@@ -71,7 +71,29 @@ func (c *cli) modelsCmd() *cobra.Command {
 		cmd.Flags().StringVar(&reason, "reason", "", "why (required to reject)")
 		return cmd
 	}
-	models.AddCommand(request, status,
+	var mir task.MirrorInput
+	mirrorCmd := &cobra.Command{
+		Use:   "mirror NAME --repo OWNER/NAME [--revision REV]",
+		Short: "Copy a model into the bucket, verified, without a review (operators); it allows the model for no tenant",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fc, err := c.fleet(cmd)
+			if err != nil {
+				return err
+			}
+			mir.Name = args[0]
+			res, err := fc.Mirror(cmd.Context(), c.user, mir)
+			if err != nil {
+				return err
+			}
+			return c.print(res, fmt.Sprintf("mirrored %s@%s: %d file(s), %d bytes (%d already there, verified); %s", res.Name, res.Revision, res.Files, res.Bytes, res.Skipped, res.Meta.URI()))
+		},
+	}
+	mf := mirrorCmd.Flags()
+	mf.StringVar(&mir.Repo, "repo", "", "the model's repo at the upstream, OWNER/NAME")
+	mf.StringVar(&mir.Revision, "revision", "main", "the revision (branch, tag or commit)")
+	mf.StringVar(&mir.Upstream, "upstream", task.UpstreamHF, "hf (a Hugging Face-style hub, AUTOGLM_HF_ENDPOINT) or http (AUTOGLM_MODELS_HTTP_URL)")
+	models.AddCommand(request, status, mirrorCmd,
 		decide("approve", true, "Approve an access request (reviewers of its tenant; never your own)"),
 		decide("reject", false, "Reject an access request, with a reason"))
 	return models

@@ -77,3 +77,30 @@ func (c *Client) AccessStatus(ctx context.Context, user, id string) (task.Access
 	}
 	return st, nil
 }
+
+// Mirror copies a model revision into the bucket as user (an operator or
+// admin: it needs no review, and allows the model for no tenant) and
+// waits for it. A second call for the same revision skips the files
+// already verified.
+func (c *Client) Mirror(ctx context.Context, user string, in task.MirrorInput) (task.MirrorResult, error) {
+	if err := c.checkFleet(user); err != nil {
+		return task.MirrorResult{}, err
+	}
+	in.Actor = user
+	if in.Upstream == "" {
+		in.Upstream = task.UpstreamHF
+	}
+	if err := in.Validate(); err != nil {
+		return task.MirrorResult{}, err
+	}
+	run, err := c.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: task.MirrorWorkflowID(in.Name, in.Revision), TaskQueue: task.TaskQueue,
+		StaticSummary: fmt.Sprintf("mirror %s@%s as %s, by %s", in.Repo, in.Revision, in.Name, user),
+	}, task.MirrorWorkflowType, in)
+	if err != nil {
+		return task.MirrorResult{}, err
+	}
+	var res task.MirrorResult
+	err = run.Get(ctx, &res)
+	return res, err
+}

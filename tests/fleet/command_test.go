@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/model/testhub"
@@ -118,12 +117,13 @@ func TestFleetCommandAcrossThreeNodes(t *testing.T) {
 	hub.Add("acme/tiny", "rev1", "model.safetensors", testhub.Fixture(7, 3<<20))
 	hub.Add("acme/tiny", "rev1", "config.json", []byte(`{"model_type":"glm"}`))
 	in := task.MirrorInput{Name: "tiny-" + group, Repo: "acme/tiny", Revision: "rev1"}
-	run, err := suite.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: task.MirrorWorkflowID(in.Name, in.Revision), TaskQueue: task.TaskQueue}, task.MirrorWorkflowType, in)
-	if err != nil {
-		t.Fatal(err)
+	if _, code := runCLI(t, ctx, "models", "mirror", "--as", "alice", in.Name, "--repo", in.Repo, "--revision", in.Revision); code != 3 {
+		t.Fatalf("a submitter mirrored a model: exit %d, want 3", code)
 	}
-	if err := run.Get(ctx, nil); err != nil {
-		t.Fatalf("mirror on the worker processes: %v", err)
+	out, code := runCLI(t, ctx, "models", "mirror", "--json", "--as", "olga", in.Name, "--repo", in.Repo, "--revision", in.Revision)
+	var mres task.MirrorResult
+	if code != 0 || json.Unmarshal([]byte(out), &mres) != nil || mres.Files != 2 {
+		t.Fatalf("models mirror on the worker processes: exit %d, %q", code, out)
 	}
 	ensure := []string{"--selector", "pool=" + group + ",region=eu", "--arg", "model=" + in.Name + "@rev1", "ensure-model"}
 	if res, code = fleetExec(t, ctx, "olga", ensure...); code != 0 || res.OK != 1 || !strings.Contains(res.Nodes[0].Detail, "fetched 2, corrupted 0") {
