@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/model/testhub"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
