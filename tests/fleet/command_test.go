@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/model/testhub"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 )
 
 // recordFleet, when set, saves the history of the health command for
@@ -113,9 +115,11 @@ func TestFleetCommandAcrossThreeNodes(t *testing.T) {
 	t.Logf("health across 3 nodes:\n%s", text)
 
 	// Mirror a model, bring it into node a's cache, corrupt it, ensure again.
-	hub.Add("acme/tiny", "rev1", "model.safetensors", testhub.Fixture(7, 3<<20))
-	hub.Add("acme/tiny", "rev1", "config.json", []byte(`{"model_type":"glm"}`))
-	in := task.MirrorInput{Name: "tiny-" + group, Repo: "acme/tiny", Revision: "rev1"}
+	// Named as the model the nodes serve, so that dispatch can prefer the
+	// node holding it; the revision is the test's own.
+	in := task.MirrorInput{Name: "glm-4-test", Repo: "acme/tiny", Revision: "rev-" + group}
+	hub.Add("acme/tiny", in.Revision, "model.safetensors", testhub.Fixture(7, 3<<20))
+	hub.Add("acme/tiny", in.Revision, "config.json", []byte(`{"model_type":"glm"}`))
 	if _, code := runCLI(t, ctx, "models", "mirror", "--as", "alice", in.Name, "--repo", in.Repo, "--revision", in.Revision); code != 3 {
 		t.Fatalf("a submitter mirrored a model: exit %d, want 3", code)
 	}
@@ -124,11 +128,11 @@ func TestFleetCommandAcrossThreeNodes(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &mres) != nil || mres.Files != 2 {
 		t.Fatalf("models mirror on the worker processes: exit %d, %q", code, out)
 	}
-	ensure := []string{"--selector", "pool=" + group + ",region=eu", "--arg", "model=" + in.Name + "@rev1", "ensure-model"}
+	ensure := []string{"--selector", "pool=" + group + ",region=eu", "--arg", "model=" + in.Name + "@" + in.Revision, "ensure-model"}
 	if res, code = fleetExec(t, ctx, "olga", ensure...); code != 0 || res.OK != 1 || !strings.Contains(res.Nodes[0].Detail, "fetched 2, corrupted 0") {
 		t.Fatalf("ensure-model: exit %d, %+v", code, res)
 	}
-	cached := filepath.Join(a.cache, in.Name, "rev1", "model.safetensors")
+	cached := filepath.Join(a.cache, in.Name, in.Revision, "model.safetensors")
 	blob, err := os.ReadFile(cached)
 	if err != nil {
 		t.Fatal(err)
@@ -145,6 +149,24 @@ func TestFleetCommandAcrossThreeNodes(t *testing.T) {
 	}
 
 	// A node that died answers nothing: its part times out in its queue.
+	// Only node a holds the model in its cache: dispatch pins the task there
+	// (once a's record says so) rather than leave it to the model's queue.
+	eventually(t, ctx, "node a's record to list its cached model", func() (bool, error) {
+		rec, err := nodeRecord(ctx, a.name)
+		return err == nil && slices.Contains(rec.Cached, in.Name+"@"+in.Revision), err
+	})
+	tc := &taskclient.Client{Temporal: suite.temporal, Store: suite.store}
+	sub, err := tc.Submit(ctx, taskclient.SubmitRequest{Tenant: "demo", Submitter: "alice", Model: "glm-4-test", Prompt: "hello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := tc.Wait(ctx, sub.ID); err != nil || r.State != task.Completed {
+		t.Fatalf("task on the cached model: %+v %v", r, err)
+	}
+	if st, err := tc.Status(ctx, sub.ID); err != nil || st.Node != a.name {
+		t.Fatalf("the task ran on %q (%v); want node %s, the one holding the model cached", st.Node, err, a.name)
+	}
+
 	b.kill()
 	res, code = fleetExec(t, ctx, "olga", "--selector", "pool="+group, "--timeout", "5s", "health")
 	nodes = byNode(res)
