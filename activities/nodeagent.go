@@ -1,17 +1,20 @@
 package activities
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/model"
+	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
@@ -31,6 +34,10 @@ type NodeAgent struct {
 	Announce func(ctx context.Context) error
 	// OnDrain tells the worker to stop or start taking work.
 	OnDrain func(drained bool)
+	// Store and RecentLog serve collect-logs: the node's last log lines
+	// go to fleet/logs/<node>/ in the bucket.
+	Store     storage.Store
+	RecentLog func() []byte
 }
 
 // NodeCommandInput is one node's part of a fleet command.
@@ -80,6 +87,16 @@ func (n *NodeAgent) run(ctx context.Context, in NodeCommandInput) (string, error
 			return "drained: no new work", nil
 		}
 		return "taking work", nil
+	case task.ActionCollectLogs:
+		if n.Store == nil || n.RecentLog == nil {
+			return "", task.Errorf(task.InvalidInput, "node %s keeps no log to collect", n.Node)
+		}
+		b := n.RecentLog()
+		key := fmt.Sprintf("fleet/logs/%s/%s.log", n.Node, time.Now().UTC().Format("20060102T150405.000Z"))
+		if _, err := n.Store.Put(ctx, key, bytes.NewReader(b), int64(len(b)), storage.PutOptions{ContentType: "text/plain"}); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%d bytes of log in s3://%s/%s", len(b), n.Store.Bucket(), key), nil
 	case task.ActionReloadPolicy:
 		if n.Policy == nil {
 			return "", task.Errorf(task.InvalidInput, "this node has no policy")

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/autoglm-flow/autoglm-flow/activities"
+	"github.com/autoglm-flow/autoglm-flow/internal/logging"
 	"github.com/autoglm-flow/autoglm-flow/internal/model"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/workflows"
@@ -53,7 +54,10 @@ func registerFleet(shared, node sdkworker.Worker, acts *activities.Activities, p
 		}
 		return out
 	}
-	agent := &activities.NodeAgent{Node: acts.Node, Cache: cache, Policy: acts.Policy, Announce: acts.Announce, OnDrain: pollers.setDrained}
+	recent := logging.NewRecent(2000)
+	pollers.log.AddHook(recent)
+	agent := &activities.NodeAgent{Node: acts.Node, Cache: cache, Policy: acts.Policy, Announce: acts.Announce, OnDrain: pollers.setDrained,
+		Store: acts.Store, RecentLog: recent.Bytes}
 	if m, ok := acts.LLM.(interface {
 		Models(context.Context) ([]string, error)
 	}); ok {

@@ -17,7 +17,7 @@ const (
 	ActionEnsureModel  = "ensure-model"  // bring a mirrored model into the node's cache (arg model=name@revision)
 	ActionDrain        = "drain"         // take no new work
 	ActionUndrain      = "undrain"       // take work again
-	ActionCollectLogs  = "collect-logs"  // upload the node's own log to the bucket
+	ActionCollectLogs  = "collect-logs"  // upload the node's last 2,000 log lines to fleet/logs/<node>/
 	ActionReloadPolicy = "reload-policy" // re-read the tenant policy file now
 )
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -113,6 +114,22 @@ func TestFleetCommandAcrossThreeNodes(t *testing.T) {
 		t.Fatalf("the text output does not say 2 ok, 1 failed with node c:\n%s", text)
 	}
 	t.Logf("health across 3 nodes:\n%s", text)
+
+	// collect-logs puts node a's recent log in the bucket.
+	res, code = fleetExec(t, ctx, "olga", "--selector", "pool="+group+",region=eu", "collect-logs")
+	if code != 0 || res.OK != 1 || !strings.Contains(res.Nodes[0].Detail, "s3://") {
+		t.Fatalf("collect-logs: exit %d, %+v", code, res)
+	}
+	logKey := res.Nodes[0].Detail[strings.Index(res.Nodes[0].Detail, "s3://")+len("s3://"+bucket+"/"):]
+	if r, _, err := suite.store.Get(ctx, logKey); err != nil {
+		t.Fatalf("collected log %s: %v", logKey, err)
+	} else {
+		b, _ := io.ReadAll(r)
+		r.Close()
+		if !strings.Contains(string(b), "worker running") || !strings.Contains(string(b), a.name) {
+			t.Fatalf("the collected log of node a does not hold its start:\n%s", b)
+		}
+	}
 
 	// Mirror a model, bring it into node a's cache, corrupt it, ensure again.
 	// Named as the model the nodes serve, so that dispatch can prefer the
