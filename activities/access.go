@@ -198,9 +198,9 @@ func (m *Mirror) AllowModel(ctx context.Context, in AllowModelInput) (task.Objec
 	return task.ObjectRef{Bucket: m.Store.Bucket(), Key: key, Size: info.Size, SHA256: info.SHA256}, nil
 }
 
-// allowedByRequest tells whether an access request allowed the model for
+// AllowedByRequest tells whether an access request allowed the model for
 // the tenant.
-func allowedByRequest(ctx context.Context, s storage.Store, tenant, model string) (bool, error) {
+func AllowedByRequest(ctx context.Context, s storage.Store, tenant, model string) (bool, error) {
 	if s == nil || storage.CheckID("model", model) != nil {
 		return false, nil
 	}

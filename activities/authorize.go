@@ -61,7 +61,7 @@ func (a *Activities) authorize(ctx context.Context, t task.Input) (AuthorizeResu
 	}
 	if err := tenant.AllowsModel(t.Tenant, t.Model); err != nil {
 		// An approved access request allows a model the policy file does not list.
-		if ok, serr := allowedByRequest(ctx, a.Store, t.Tenant, t.Model); !ok || serr != nil {
+		if ok, serr := AllowedByRequest(ctx, a.Store, t.Tenant, t.Model); !ok || serr != nil {
 			return AuthorizeResult{}, errors.Join(err, serr)
 		}
 	}

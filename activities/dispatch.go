@@ -109,11 +109,8 @@ type DispatchResult struct {
 // Dispatch picks a live node that serves the model, the least busy first.
 // No such node is a retryable NoNode error: one may start.
 func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (DispatchResult, error) {
-	nodes, err := a.Nodes(ctx)
+	nodes, err := a.LiveNodes(ctx)
 	if err != nil {
-		return DispatchResult{}, err
-	}
-	if nodes, err = a.Liveness(ctx, nodes); err != nil {
 		return DispatchResult{}, err
 	}
 	now := time.Now()

@@ -22,10 +22,7 @@ type SelectNodesResult struct {
 // SelectNodes lists the live nodes whose labels match every pair of the
 // selector (the keys node and model match the name and the models served).
 func (a *Activities) SelectNodes(ctx context.Context, sel task.Selector) (SelectNodesResult, error) {
-	nodes, err := a.Nodes(ctx)
-	if err == nil {
-		nodes, err = a.Liveness(ctx, nodes)
-	}
+	nodes, err := a.LiveNodes(ctx)
 	if err != nil {
 		return SelectNodesResult{}, err
 	}

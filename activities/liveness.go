@@ -51,6 +51,17 @@ func (a *Activities) Liveness(ctx context.Context, nodes []Node) ([]Node, error)
 	return nodes, nil
 }
 
+// LiveNodes is Nodes with each LastSeen from Liveness: what any check of
+// "does a live node serve this" must read, since records are no longer
+// rewritten on a clock.
+func (a *Activities) LiveNodes(ctx context.Context) ([]Node, error) {
+	nodes, err := a.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return a.Liveness(ctx, nodes)
+}
+
 // Alive tells whether the node polled its queue recently.
 func (n Node) Alive(now time.Time) bool { return now.Sub(n.LastSeen) < pollerFreshFor }
 

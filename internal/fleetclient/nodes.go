@@ -22,11 +22,8 @@ func (c *Client) Nodes(ctx context.Context, user, namespace string) ([]NodeView,
 		return nil, err
 	}
 	acts := &activities.Activities{Store: c.Store, Temporal: c.Temporal, Namespace: namespace}
-	nodes, err := acts.Nodes(ctx)
+	nodes, err := acts.LiveNodes(ctx)
 	if err != nil {
-		return nil, err
-	}
-	if nodes, err = acts.Liveness(ctx, nodes); err != nil {
 		return nil, err
 	}
 	now := time.Now()
