@@ -10,7 +10,7 @@ import (
 )
 
 func (c *cli) modelsCmd() *cobra.Command {
-	models := &cobra.Command{Use: "models", Short: "Ask for a new model and decide such requests (reviewers)"}
+	models := &cobra.Command{Use: "models", Short: "Bring models in: access requests (anyone asks, reviewers decide) and mirrors (operators)"}
 	var req task.AccessRequest
 	request := &cobra.Command{
 		Use:   "request NAME --repo OWNER/NAME [--revision REV] --reason WHY",
