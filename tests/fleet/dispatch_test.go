@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -196,6 +197,9 @@ func TestThreeNodesServeTheirModelsAndSurviveAKillAndADrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkExactlyOnce(t, ctx, tc, res, "kill", 400)
+	if st, err := tc.Status(ctx, id); err != nil || st.Node == victim || !strings.HasPrefix(st.Node, "fl-") {
+		t.Fatalf("the killed batch's status names node %q (%v); want the survivor that finished it", st.Node, err)
+	}
 	var survivors []string
 	for _, name := range []string{a, b, c} {
 		if name != victim {
