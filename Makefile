@@ -65,6 +65,8 @@ lint: tools
 bench: tools
 	$(GO) run ./internal/bench
 	$(GO) run ./internal/storage/benchcmd
+	$(GO) run ./internal/bench/mirrorbench
+	$(GO) run ./internal/bench/fleetbench
 
 clean:
 	rm -rf .data

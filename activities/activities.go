@@ -30,6 +30,15 @@ type Activities struct {
 	Node string
 	// Models are the models this node serves.
 	Models []string
+	// Cached lists the model revisions in the node's cache, for its record.
+	Cached func() []string
+	// Capacity is how many batches the node runs at once, for its record.
+	Capacity int
+	// Namespace is the Temporal namespace, for DescribeTaskQueue.
+	Namespace string
+	// Labels describe the node as key=value (gpu=a100, region=eu), for
+	// fleet command selectors.
+	Labels []string
 	// Batch tunes the batch engine (concurrency, checkpoints).
 	Batch batch.Config
 	// MaxCheckpoints is how many checkpoint records are kept (default 3).

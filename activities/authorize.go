@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
@@ -34,11 +35,11 @@ type AuthorizeResult struct {
 // Authorize checks the tenant exists, the submitter may submit in it, and
 // the tenant may use the model.
 func (a *Activities) Authorize(ctx context.Context, in AuthorizeInput) (AuthorizeResult, error) {
-	res, err := a.authorize(in.Task)
+	res, err := a.authorize(ctx, in.Task)
 	return res, asApplicationError(err)
 }
 
-func (a *Activities) authorize(t task.Input) (AuthorizeResult, error) {
+func (a *Activities) authorize(ctx context.Context, t task.Input) (AuthorizeResult, error) {
 	if err := t.Validate(); err != nil {
 		return AuthorizeResult{}, err
 	}
@@ -64,7 +65,10 @@ func (a *Activities) authorize(t task.Input) (AuthorizeResult, error) {
 		return AuthorizeResult{}, err
 	}
 	if err := tenant.AllowsModel(t.Tenant, t.Model); err != nil {
-		return AuthorizeResult{}, err
+		// An approved access request allows a model the policy file does not list.
+		if ok, serr := AllowedByRequest(ctx, a.Store, t.Tenant, t.Model); !ok || serr != nil {
+			return AuthorizeResult{}, errors.Join(err, serr)
+		}
 	}
 	return AuthorizeResult{
 		Grant:                  tenant.Grant(t.Tenant),

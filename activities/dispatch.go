@@ -3,9 +3,11 @@ package activities
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,23 +25,52 @@ const NodeStaleAfter = 45 * time.Second
 
 // Node is a node's record: what it serves and how busy it is.
 type Node struct {
-	Name     string    `json:"name"`
-	Queue    string    `json:"queue"`
-	Models   []string  `json:"models"`
-	Labels   []string  `json:"labels,omitempty"`
-	Running  int64     `json:"running"`
+	Name    string   `json:"name"`
+	Queue   string   `json:"queue"`
+	Models  []string `json:"models"`
+	Labels  []string `json:"labels,omitempty"`
+	Running int64    `json:"running"`
+	// Capacity is how many batches the node runs at once.
+	Capacity int `json:"capacity,omitempty"`
+	// Drained nodes take no new work (`autoglm nodes drain`).
+	Drained bool `json:"drained,omitempty"`
+	// Cached are the model revisions in the node's cache, name@revision.
+	Cached []string `json:"cached,omitempty"`
+	// LastSeen is when the record was written; Liveness replaces it with
+	// when the node last polled its queue.
 	LastSeen time.Time `json:"last_seen"`
 }
 
 // running counts the batches this worker runs, for its node record.
 var running atomic.Int64
 
-// Announce writes this node's record. The worker calls it every few
-// seconds; a node that stops announcing is no longer dispatched to.
+// Announce writes this node's record when what it says changed (models,
+// labels, running batches, drain, cache) and at start, not on a clock: in
+// a versioned bucket a record rewritten every 10 s kept 8,640 versions a
+// day. Liveness comes from the node queue's pollers (see Liveness).
 func (a *Activities) Announce(ctx context.Context) error {
-	n := Node{Name: a.Node, Queue: task.NodeQueue(a.Node), Models: a.Models, Running: running.Load(), LastSeen: time.Now().UTC()}
-	_, err := a.putJSON(ctx, nodesPrefix+a.Node+".json", storage.Data, n)
-	return err
+	n := Node{Name: a.Node, Queue: task.NodeQueue(a.Node), Models: a.Models, Labels: a.Labels, Running: running.Load(), Capacity: a.Capacity, Drained: drained.Load()}
+	if a.Cached != nil {
+		n.Cached = a.Cached()
+	}
+	announced.Lock()
+	defer announced.Unlock()
+	if announced.last != nil && reflect.DeepEqual(*announced.last, n) {
+		return nil
+	}
+	written := n
+	n.LastSeen = time.Now().UTC()
+	if _, err := a.putJSON(ctx, nodesPrefix+a.Node+".json", storage.Data, n); err != nil {
+		return err
+	}
+	announced.last = &written
+	return nil
+}
+
+// announced is the record this process last wrote.
+var announced struct {
+	sync.Mutex
+	last *Node
 }
 
 // Nodes lists the node records in the bucket, fresh or not, by name.
@@ -78,21 +109,22 @@ type DispatchResult struct {
 // Dispatch picks a live node that serves the model, the least busy first.
 // No such node is a retryable NoNode error: one may start.
 func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (DispatchResult, error) {
-	nodes, err := a.Nodes(ctx)
+	nodes, err := a.LiveNodes(ctx)
 	if err != nil {
 		return DispatchResult{}, err
 	}
-	n, err := pick(nodes, in.Model, in.Avoid, time.Now())
+	now := time.Now()
+	n, err := pick(nodes, in.Model, in.Avoid, now)
 	if err != nil {
 		return DispatchResult{}, err
 	}
-	return DispatchResult{Node: n.Name, Queue: n.Queue}, nil
+	return route(nodes, n, in, now), nil
 }
 
 func pick(nodes []Node, model string, avoid []string, now time.Time) (Node, error) {
 	var live []Node
 	for _, n := range nodes {
-		if now.Sub(n.LastSeen) < NodeStaleAfter && (slices.Contains(n.Models, model) || slices.Contains(n.Models, "*")) {
+		if n.Alive(now) && !n.Drained && (slices.Contains(n.Models, model) || slices.Contains(n.Models, "*")) {
 			live = append(live, n)
 		}
 	}

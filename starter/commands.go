@@ -65,6 +65,7 @@ AUTOGLM_S3_*; who you are from --as or AUTOGLM_USER.`,
 		c.resultsCmd(), workerCmd(), c.devCmd(), c.demoCmd(),
 		c.uploadCmd(), c.scheduleCmd(),
 	)
+	root.AddCommand(c.fleetCmd(), c.modelsCmd(), c.nodesCmd())
 	return root
 }
 

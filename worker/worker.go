@@ -83,6 +83,11 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 	nodeOpts.MaxConcurrentActivityExecutionSize = max(cfg.MaxBatches, 1)
 	node := sdkworker.New(tc, task.NodeQueue(cfg.Node), nodeOpts)
 	node.RegisterActivity(acts)
+	acts.Namespace = copts.Namespace
+	pollers := &modelPollers{tc: tc, opts: nodeOpts, acts: acts, log: log}
+	if err := registerFleet(shared, node, acts, pollers); err != nil {
+		return err
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, w := range []sdkworker.Worker{shared, node} {
@@ -91,6 +96,10 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 		}
 		defer w.Stop()
 	}
+	if err := pollers.start(); err != nil {
+		return err
+	}
+	defer pollers.stop()
 	log.WithFields(logrus.Fields{"node": cfg.Node, "queues": []string{task.TaskQueue, task.NodeQueue(cfg.Node)}, "models": acts.Models}).Info("worker running")
 
 	g.Go(func() error { return announce(gctx, acts, log) })
@@ -133,7 +142,7 @@ func NewActivities(ctx context.Context, cfg config.Config, tc client.Client) (*a
 		}
 	}
 	return &activities.Activities{
-		Store: store, Policy: policy, LLM: lc, Temporal: tc, Node: cfg.Node, Models: models,
+		Store: store, Policy: policy, LLM: lc, Temporal: tc, Node: cfg.Node, Models: models, Labels: labelsFromEnv(), Capacity: max(cfg.MaxBatches, 1),
 		Batch:            batch.Config{Concurrency: cfg.Concurrency, CheckpointInterval: cfg.CheckpointInterval},
 		HeartbeatTimeout: cfg.HeartbeatTimeout,
 		ShardRequests:    cfg.ShardRequests,

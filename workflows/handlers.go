@@ -84,6 +84,11 @@ func (w *taskRun) registerHandlers(ctx workflow.Context) error {
 				w.status.Progress.ETASeconds = float64(sum.Total-sum.Done()) / rate
 			}
 			w.status.Attempts = max(w.status.Attempts, int(p.Attempt))
+			// Work sent to a model's queue (any:<model>) shows the node that
+			// took it; a retry may take it elsewhere.
+			if len(w.shardCounts) == 1 && p.Node != "" {
+				w.status.Node = p.Node
+			}
 		}
 	})
 	return nil

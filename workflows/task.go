@@ -38,6 +38,7 @@ func TaskWorkflow(ctx workflow.Context, in task.Input) (task.Result, error) {
 	}
 	w.transition(ctx, task.Submitted, in.Submitter, "submitted")
 	res, err := w.run(ctx)
+	w.announce(ctx)
 	// Updates still running must finish before the workflow closes.
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	return res, err

@@ -63,6 +63,8 @@ var allowed = map[Role][]Action{
 type Policy struct {
 	Tenants   map[string]Tenant `yaml:"tenants"`
 	Screening Screening         `yaml:"screening"`
+	// Access screens requests for new models (see access.go).
+	Access AccessRules `yaml:"access"`
 }
 
 // Tenant is one tenant's rules.
@@ -80,6 +82,8 @@ type Tenant struct {
 	// requests, with nothing flagged, skip human approval. 0 turns it off.
 	AutoApproveMaxRequests int    `yaml:"auto_approve_max_requests"`
 	Quotas                 Quotas `yaml:"quotas"`
+	// Webhooks are the tenant's event subscribers (see webhook.go).
+	Webhooks []Webhook `yaml:"webhooks"`
 }
 
 // Quotas bound what a tenant may ask for.

@@ -18,6 +18,11 @@ const TaskQueue = "autoglm-tasks"
 // where the model is served (inference) are sent there.
 func NodeQueue(node string) string { return "autoglm-node-" + node }
 
+// ModelQueue is the task queue every node serving model polls: inference
+// sent there goes to whichever of them is free, and a retry to whichever
+// is alive.
+func ModelQueue(model string) string { return "autoglm-model-" + model }
+
 // WorkflowType is the registered name of the task workflow.
 const WorkflowType = "TaskWorkflow"
 

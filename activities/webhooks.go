@@ -1,0 +1,134 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/storage"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/webhook"
+)
+
+// webhookAuditPrefix keeps one record per delivered event and subscriber.
+const webhookAuditPrefix = "audit/webhooks/"
+
+// EmitEventResult says whether the event went out to anyone.
+type EmitEventResult struct {
+	Subscribers int `json:"subscribers"`
+}
+
+// EmitEvent starts the delivery of an event to the tenant's subscribers
+// (a NotifyWorkflow of its own, so a receiver that is down holds up
+// nothing else). A tenant with no subscriber for the type costs nothing.
+func (a *Activities) EmitEvent(ctx context.Context, in task.EventInput) (EmitEventResult, error) {
+	subs, err := a.subscribers(in.Tenant, in.Type)
+	if err != nil || len(subs) == 0 || a.Temporal == nil {
+		return EmitEventResult{}, asApplicationError(err)
+	}
+	_, err = a.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: task.NotifyWorkflowID(in.ID), TaskQueue: task.TaskQueue,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            in.Type + " to " + in.Tenant + "'s webhooks",
+	}, task.NotifyWorkflowType, in)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		err = nil // an earlier attempt started it
+	}
+	return EmitEventResult{Subscribers: len(subs)}, err
+}
+
+func (a *Activities) subscribers(tenant, eventType string) ([]string, error) {
+	if a.Policy == nil {
+		return nil, nil
+	}
+	p, err := a.Policy.Current()
+	if err != nil {
+		return nil, err
+	}
+	t, err := p.Tenant(tenant)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, w := range t.Webhooks {
+		if w.Wants(eventType) {
+			names = append(names, w.Name)
+		}
+	}
+	return names, nil
+}
+
+// ListSubscribersResult names the subscribers of an event.
+type ListSubscribersResult struct {
+	Names []string `json:"names"`
+}
+
+// ListSubscribers names the tenant's subscribers to the event's type.
+func (a *Activities) ListSubscribers(ctx context.Context, in task.EventInput) (ListSubscribersResult, error) {
+	names, err := a.subscribers(in.Tenant, in.Type)
+	return ListSubscribersResult{Names: names}, asApplicationError(err)
+}
+
+// DeliverInput is one event to one subscriber.
+type DeliverInput struct {
+	Event      task.EventInput `json:"event"`
+	Subscriber string          `json:"subscriber"`
+}
+
+// DeliverWebhook sends the event to one subscriber, signed with the
+// secret the policy points at (read here, never carried in a payload).
+// A receiver that is down or answers anything but 2xx is retried by the
+// workflow's policy; the successful delivery is recorded in the bucket.
+func (a *Activities) DeliverWebhook(ctx context.Context, in DeliverInput) (task.Delivery, error) {
+	d, err := a.deliver(ctx, in)
+	return d, asApplicationError(err)
+}
+
+func (a *Activities) deliver(ctx context.Context, in DeliverInput) (task.Delivery, error) {
+	p, err := a.Policy.Current()
+	if err != nil {
+		return task.Delivery{}, err
+	}
+	t, err := p.Tenant(in.Event.Tenant)
+	if err != nil {
+		return task.Delivery{}, err
+	}
+	w, ok := t.Webhook(in.Subscriber)
+	if !ok {
+		return task.Delivery{}, task.Errorf(task.NotFound, "tenant %s has no webhook %q any more", in.Event.Tenant, in.Subscriber)
+	}
+	if err := storage.CheckID("webhook name", w.Name); err != nil {
+		return task.Delivery{}, err // it names the audit record
+	}
+	secret, err := w.Secret()
+	if err != nil {
+		return task.Delivery{}, err
+	}
+	body, err := json.Marshal(webhook.Event{ID: in.Event.ID, Object: "event", CreatedAt: in.Event.CreatedAt.Unix(), Type: in.Event.Type, Data: anyMap(in.Event.Data)})
+	if err != nil {
+		return task.Delivery{}, err
+	}
+	attempt := activity.GetInfo(ctx).Attempt
+	sent, err := webhook.Send(ctx, nil, w.URL, secret, in.Event.ID, body)
+	if err != nil {
+		activity.GetLogger(ctx).Warn("webhook not delivered; retrying", "event", in.Event.ID, "subscriber", w.Name, "attempt", attempt, "error", err)
+		return task.Delivery{}, err
+	}
+	d := task.Delivery{Subscriber: w.Name, Delivered: true, Attempts: attempt, StatusCode: sent.StatusCode, Time: time.Now().UTC()}
+	_, err = a.putJSON(ctx, webhookAuditPrefix+in.Event.Tenant+"/"+in.Event.ID+"/"+w.Name+".json", storage.Data, map[string]any{"event": in.Event, "delivery": d})
+	return d, err
+}
+
+func anyMap(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,68 @@
+package task
+
+import "time"
+
+// NotifyWorkflowType is the registered name of the workflow that delivers
+// one event to the tenant's webhook subscribers.
+const NotifyWorkflowType = "NotifyWorkflow"
+
+// NotifyWorkflowID is the workflow of one event: an event is delivered
+// once however many times it is emitted.
+func NotifyWorkflowID(eventID string) string { return "event-" + eventID }
+
+// Event types. The batch.* ones are OpenAI's, with the same meaning; the
+// autoglm.* ones are ours.
+const (
+	EventBatchCompleted       = "batch.completed"
+	EventBatchFailed          = "batch.failed"
+	EventBatchCancelled       = "batch.cancelled"
+	EventBatchExpired         = "batch.expired"
+	EventTaskRejected         = "autoglm.task.rejected"
+	EventAccessRequestDecided = "autoglm.access_request.decided"
+)
+
+// EventOf is the event a task's final state is announced with; "" for
+// states that announce nothing.
+func EventOf(s State) string {
+	switch s {
+	case Completed:
+		return EventBatchCompleted
+	case Failed:
+		return EventBatchFailed
+	case Cancelled:
+		return EventBatchCancelled
+	case Expired:
+		return EventBatchExpired
+	case Rejected:
+		return EventTaskRejected
+	}
+	return ""
+}
+
+// EventInput starts a NotifyWorkflow. Data holds references (IDs,
+// states), never user content.
+type EventInput struct {
+	Tenant    string            `json:"tenant"`
+	ID        string            `json:"id"`
+	Type      string            `json:"type"`
+	CreatedAt time.Time         `json:"created_at"`
+	Data      map[string]string `json:"data"`
+}
+
+// Delivery is one subscriber's receipt of an event: the audit trail of
+// webhooks.
+type Delivery struct {
+	Subscriber string    `json:"subscriber"`
+	Delivered  bool      `json:"delivered"`
+	Attempts   int32     `json:"attempts"`
+	StatusCode int       `json:"status_code,omitempty"`
+	Time       time.Time `json:"time"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// NotifyResult is what a NotifyWorkflow did, per subscriber.
+type NotifyResult struct {
+	Event      string     `json:"event"`
+	Type       string     `json:"type"`
+	Deliveries []Delivery `json:"deliveries"`
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+func (c *cli) modelsCmd() *cobra.Command {
+	models := &cobra.Command{Use: "models", Short: "Bring models in: access requests (anyone asks, reviewers decide) and mirrors (operators)"}
+	var req task.AccessRequest
+	request := &cobra.Command{
+		Use:   "request NAME --repo OWNER/NAME [--revision REV] --reason WHY",
+		Short: "Ask for a model: screening, security audit, a reviewer, then it is mirrored and allowed for your tenant",
+		Example: `  autoglm models request glm-4-9b --repo THUDM/glm-4-9b --revision main --reason "for the support bot"
+  autoglm models status REQUEST`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fc, err := c.fleet(cmd)
+			if err != nil {
+				return err
+			}
+			req.Tenant, req.Model.Name = c.tenant, args[0]
+			r, err := fc.RequestAccess(cmd.Context(), c.user, req)
+			if err != nil {
+				return err
+			}
+			return c.print(r, fmt.Sprintf("access request %s for %s (%s@%s) started; follow it with: autoglm models status %s", r.ID, r.Model.Name, r.Model.Repo, r.Model.Revision, r.ID))
+		},
+	}
+	f := request.Flags()
+	f.StringVar(&req.Model.Repo, "repo", "", "the model's repo at the upstream, OWNER/NAME")
+	f.StringVar(&req.Model.Revision, "revision", "main", "the revision (branch, tag or commit)")
+	f.StringVar(&req.Model.Upstream, "upstream", task.UpstreamHF, "hf (a Hugging Face-style hub, AUTOGLM_HF_ENDPOINT) or http (AUTOGLM_MODELS_HTTP_URL)")
+	f.StringVar(&req.Reason, "reason", "", "why the tenant needs it, for the reviewer")
+	f.StringVar(&req.ID, "id", "", "the request ID (default: a new one)")
+
+	status := &cobra.Command{
+		Use: "status REQUEST", Short: "Show an access request's stage, findings and audit trail", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fc, err := c.fleet(cmd)
+			if err != nil {
+				return err
+			}
+			st, err := fc.AccessStatus(cmd.Context(), c.user, args[0])
+			if err != nil {
+				return err
+			}
+			return c.print(st, accessText(st))
+		},
+	}
+	decide := func(use string, approve bool, short string) *cobra.Command {
+		var reason string
+		cmd := &cobra.Command{
+			Use: use + " REQUEST", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				fc, err := c.fleet(cmd)
+				if err != nil {
+					return err
+				}
+				st, err := fc.DecideAccess(cmd.Context(), c.user, args[0], approve, reason)
+				if err != nil {
+					return err
+				}
+				return c.print(st, fmt.Sprintf("%s access request %s", use+"d", args[0]))
+			},
+		}
+		cmd.Flags().StringVar(&reason, "reason", "", "why (required to reject)")
+		return cmd
+	}
+	var mir task.MirrorInput
+	mirrorCmd := &cobra.Command{
+		Use:   "mirror NAME --repo OWNER/NAME [--revision REV]",
+		Short: "Copy a model into the bucket, verified, without a review (operators); it allows the model for no tenant",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fc, err := c.fleet(cmd)
+			if err != nil {
+				return err
+			}
+			mir.Name = args[0]
+			res, err := fc.Mirror(cmd.Context(), c.user, mir)
+			if err != nil {
+				return err
+			}
+			return c.print(res, fmt.Sprintf("mirrored %s@%s: %d file(s), %d bytes (%d already there, verified); %s", res.Name, res.Revision, res.Files, res.Bytes, res.Skipped, res.Meta.URI()))
+		},
+	}
+	mf := mirrorCmd.Flags()
+	mf.StringVar(&mir.Repo, "repo", "", "the model's repo at the upstream, OWNER/NAME")
+	mf.StringVar(&mir.Revision, "revision", "main", "the revision (branch, tag or commit)")
+	mf.StringVar(&mir.Upstream, "upstream", task.UpstreamHF, "hf (a Hugging Face-style hub, AUTOGLM_HF_ENDPOINT) or http (AUTOGLM_MODELS_HTTP_URL)")
+	models.AddCommand(request, status, mirrorCmd,
+		decide("approve", true, "Approve an access request (reviewers of its tenant; never your own)"),
+		decide("reject", false, "Reject an access request, with a reason"))
+	return models
+}
+
+func accessText(st task.AccessStatus) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "access request %s: %s for tenant %s by %s — %s (stage %s)\n", st.ID, st.Model, st.Tenant, st.Requester, st.State, st.Stage)
+	if st.Reason != "" {
+		fmt.Fprintf(&b, "reason: %s\n", st.Reason)
+	}
+	for _, f := range st.Findings {
+		fmt.Fprintf(&b, "  finding: %s\n", f)
+	}
+	for _, t := range st.Audit {
+		fmt.Fprintf(&b, "  %s  %-18s %-10s %s\n", t.Time.Format("15:04:05"), t.To, t.Actor, t.Reason)
+	}
+	return strings.TrimRight(b.String(), "\n")
+}

@@ -1,0 +1,167 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/autoglm-flow/autoglm-flow/activities"
+	"github.com/autoglm-flow/autoglm-flow/internal/authz"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+// accessRun is the state of one ModelAccessWorkflow.
+type accessRun struct {
+	req      task.AccessRequest
+	status   task.AccessStatus
+	grant    authz.Grant
+	decision *task.Decision
+	approved bool
+}
+
+// ModelAccessWorkflow takes a request for a new model through four
+// stages: automatic screening (upstream and licence allow-lists, size),
+// a security audit of its files, a reviewer's decision before a deadline,
+// and the notification of the requester (a webhook event and the audit
+// trail). On approval the model is mirrored and allowed for the tenant. A
+// refusal at any stage ends it REJECTED with the reason.
+func ModelAccessWorkflow(ctx workflow.Context, req task.AccessRequest) (task.AccessStatus, error) {
+	w := &accessRun{req: req, status: task.AccessStatus{
+		ID: req.ID, Tenant: req.Tenant, Requester: req.Requester, Model: req.Model.Name, Audit: []task.Transition{},
+	}}
+	if err := w.registerHandlers(ctx); err != nil {
+		return w.status, err
+	}
+	w.move(ctx, task.Submitted, task.StageScreening, req.Requester, "requested "+req.Model.Repo+"@"+req.Model.Revision)
+	err := w.run(ctx)
+	if err != nil {
+		w.move(ctx, task.Failed, w.status.Stage, "autoglm", message(err))
+	}
+	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+	return w.status, err
+}
+
+func (w *accessRun) run(ctx workflow.Context) error {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 5 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			MaximumAttempts: 5, NonRetryableErrorTypes: nonRetryable,
+		},
+	})
+	var sc activities.ScreenAccessResult
+	if err := workflow.ExecuteActivity(actx, mirror.ScreenAccessRequest, w.req).Get(ctx, &sc); err != nil {
+		return err
+	}
+	w.grant = sc.Grant
+	if sc.Refused != "" {
+		return w.refuse(ctx, "screening", sc.Refused)
+	}
+	w.move(ctx, task.Screened, task.StageSecurityAudit, "screening", fmt.Sprintf("%s licence, %d files, %d bytes", sc.Licence, len(sc.Files), sc.Bytes))
+
+	var audit activities.AuditResult
+	if err := workflow.ExecuteActivity(actx, mirror.AuditModelFiles, activities.AuditInput{Request: w.req, Files: sc.Files}).Get(ctx, &audit); err != nil {
+		return err
+	}
+	w.status.Findings = audit.Findings
+	if audit.Refused != "" {
+		return w.refuse(ctx, "security-audit", audit.Refused)
+	}
+
+	w.status.Deadline = workflow.Now(ctx).Add(sc.ReviewDeadline).UTC()
+	w.move(ctx, task.AwaitingApproval, task.StageReview, "security-audit", fmt.Sprintf("%d file(s) passed; waiting for a reviewer within %s", len(sc.Files), sc.ReviewDeadline))
+	decided, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+		Timeout: sc.ReviewDeadline, TimerOptions: workflow.TimerOptions{Summary: "review deadline"},
+	}, func() bool { return w.decision != nil })
+	if err != nil {
+		return err
+	}
+	if !decided {
+		w.move(ctx, task.Expired, task.StageNotification, "timer", fmt.Sprintf("no decision within %s", sc.ReviewDeadline))
+		w.notify(ctx)
+		return nil
+	}
+	if !w.approved {
+		return w.refuse(ctx, w.decision.Actor, orDefault(w.decision.Reason, "rejected by a reviewer"))
+	}
+	w.move(ctx, task.Approved, task.StageNotification, w.decision.Actor, orDefault(w.decision.Reason, "approved"))
+	w.notify(ctx)
+
+	w.move(ctx, task.Running, task.StageMirror, "autoglm", "mirroring "+w.req.Model.Repo+"@"+w.req.Model.Revision)
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: task.MirrorWorkflowID(w.req.Model.Name, w.req.Model.Revision)})
+	if err := workflow.ExecuteChildWorkflow(cctx, task.MirrorWorkflowType, w.req.Model).Get(ctx, &w.status.Mirror); err != nil {
+		return err
+	}
+	var ref task.ObjectRef
+	if err := workflow.ExecuteActivity(actx, mirror.AllowModel, activities.AllowModelInput{Request: w.req, Approver: w.decision.Actor, Mirror: w.status.Mirror}).Get(ctx, &ref); err != nil {
+		return err
+	}
+	w.move(ctx, task.Completed, task.StageMirror, "autoglm", fmt.Sprintf("mirrored (%d files, %d bytes) and allowed for tenant %s", w.status.Mirror.Files, w.status.Mirror.Bytes, w.req.Tenant))
+	return nil
+}
+
+// refuse ends the request REJECTED by actor (a stage or a reviewer) and
+// tells the requester.
+func (w *accessRun) refuse(ctx workflow.Context, actor, reason string) error {
+	w.status.Reason = reason
+	w.move(ctx, task.Rejected, task.StageNotification, actor, reason)
+	w.notify(ctx)
+	return nil
+}
+
+// notify sends the decision to the tenant's webhooks; the audit trail
+// already holds it. A failure to send is logged, never the request's.
+func (w *accessRun) notify(ctx workflow.Context) {
+	ev := task.EventInput{
+		Tenant: w.req.Tenant, ID: "evt_access_" + w.req.ID + "_" + string(w.status.State), Type: task.EventAccessRequestDecided,
+		CreatedAt: workflow.Now(ctx).UTC(),
+		Data:      map[string]string{"id": w.req.ID, "model": w.req.Model.Name, "state": string(w.status.State), "requester": w.req.Requester},
+	}
+	ectx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 20, MaximumInterval: 30 * time.Second, NonRetryableErrorTypes: nonRetryable},
+	})
+	if err := workflow.ExecuteActivity(ectx, a.EmitEvent, ev).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("access decision not sent to webhooks", "event", ev.ID, "error", err)
+	}
+}
+
+func (w *accessRun) move(ctx workflow.Context, to task.State, stage, actor, reason string) {
+	w.status.Audit = append(w.status.Audit, task.Transition{Time: workflow.Now(ctx).UTC(), From: w.status.State, To: to, Actor: actor, Reason: reason})
+	w.status.State, w.status.Stage = to, stage
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** (%s) — %s", to, stage, reason))
+}
+
+func (w *accessRun) registerHandlers(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, task.QueryStatus, func() (task.AccessStatus, error) { return w.status, nil }); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		name    string
+		action  authz.Action
+		approve bool
+	}{{task.UpdateApprove, authz.Approve, true}, {task.UpdateReject, authz.Reject, false}} {
+		err := workflow.SetUpdateHandlerWithOptions(ctx, d.name,
+			func(ctx workflow.Context, req task.DecisionRequest) (task.AccessStatus, error) {
+				w.decision = &task.Decision{Actor: req.Actor, Reason: req.Reason, Time: workflow.Now(ctx).UTC()}
+				w.approved = d.approve
+				return w.status, nil
+			},
+			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, req task.DecisionRequest) error {
+				if w.status.State != task.AwaitingApproval || w.decision != nil {
+					return asUpdateError(task.Errorf(task.WrongState, "access request %s is %s, not awaiting review", w.req.ID, w.status.State))
+				}
+				if d.action == authz.Reject && req.Reason == "" {
+					return asUpdateError(task.Errorf(task.InvalidInput, "a rejection needs a reason"))
+				}
+				return asUpdateError(w.grant.Check(req.Actor, d.action, w.req.Requester))
+			}},
+		)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
