@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
@@ -12,8 +14,8 @@ import (
 // the same node registry and liveness rule dispatch uses. Submit asks it
 // so that a model the policy allows but no node serves is refused at
 // once, not by dispatch minutes later; how liveness is told stays here.
-func CheckServed(ctx context.Context, store storage.Store, model string) error {
-	nodes, err := (&Activities{Store: store}).Nodes(ctx)
+func CheckServed(ctx context.Context, store storage.Store, tc client.Client, model string) error {
+	nodes, err := (&Activities{Store: store, Temporal: tc}).LiveNodes(ctx)
 	if err != nil {
 		return err
 	}

@@ -88,12 +88,15 @@ func (c *Client) checkPolicy(ctx context.Context, in *task.Input) error {
 		}
 	}
 	if err := t.AllowsModel(in.Tenant, in.Model); err != nil {
-		return err
+		// An approved access request allows a model the policy does not list.
+		if ok, _ := activities.AllowedByRequest(ctx, c.Store, in.Tenant, in.Model); c.Store == nil || !ok {
+			return err
+		}
 	}
 	if c.Store == nil {
 		return nil
 	}
-	return activities.CheckServed(ctx, c.Store, in.Model)
+	return activities.CheckServed(ctx, c.Store, c.Temporal, in.Model)
 }
 
 // storePrompt stores the prompt as a one-line batch under the task's own
@@ -152,7 +155,7 @@ func sha256Hex(b []byte) string {
 // first announcement; the caller's context bounds the wait.
 func (c *Client) WaitServed(ctx context.Context, model string) error {
 	for {
-		err := activities.CheckServed(ctx, c.Store, model)
+		err := activities.CheckServed(ctx, c.Store, c.Temporal, model)
 		if task.TypeOf(err) != task.NoNode {
 			return err
 		}
