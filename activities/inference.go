@@ -100,7 +100,7 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 	}
 	eng := &batch.Engine{Client: a.LLM, Sink: sink, Config: cfg, Progress: rep.report, Reopen: open}
 	cp, err := eng.Run(runCtx, rc, from)
-	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+	if err != nil && ctx.Err() != nil && !errors.Is(err, batch.ErrStopped) {
 		// Cancelled by a pause or a cancel: tell the workflow how far the
 		// checkpoint got, so its status keeps the count.
 		return InferResult{}, temporal.NewCanceledError(rep.last)

@@ -253,6 +253,7 @@ func (w *taskRun) runAll(ctx workflow.Context, pieces []*piece) (firstErr error,
 		sel.AddFuture(w.runOn(sctx, p), func(f workflow.Future) {
 			var res activities.InferResult
 			err := f.Get(ctx, &res)
+			w.stopped(p, err)
 			switch {
 			case err == nil:
 				p.res = &res
@@ -262,7 +263,6 @@ func (w *taskRun) runAll(ctx workflow.Context, pieces []*piece) (firstErr error,
 				p.avoid, p.node = append(p.avoid, p.node.Node), activities.DispatchResult{}
 				stalled = true
 			case firstErr == nil:
-				w.stopped(p, err)
 				firstErr = err
 				// One failed piece fails the task: stop the others, which
 				// checkpoint, instead of letting them run on.

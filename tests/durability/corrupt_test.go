@@ -45,6 +45,7 @@ func TestCorruptedPartIsRecomputed(t *testing.T) {
 		t.Fatalf("olga's resume: %v", err)
 	}
 	exact(t, ctx, id, in)
+	save(t, ctx, id, "corrupt_part_recomputed")
 	// Resume answers the lines after the pause's checkpoint; the
 	// recompute adds part 1's.
 	rest := int64(len(in.ids) - stoppedAt)

@@ -199,6 +199,7 @@ type workerOptions struct {
 	concurrency        int
 	heartbeatTimeout   time.Duration
 	checkpointInterval time.Duration
+	env                []string
 }
 
 // startWorker starts a worker process and waits until it has announced
@@ -221,6 +222,7 @@ func startWorker(t *testing.T, o workerOptions) *worker {
 	if o.checkpointInterval > 0 {
 		env = append(env, "AUTOGLM_CHECKPOINT_INTERVAL="+o.checkpointInterval.String())
 	}
+	env = append(env, o.env...)
 	w.cmd = exec.Command(suite.cli, "worker")
 	w.cmd.Env = env
 	w.cmd.Stdout, w.cmd.Stderr = f, f

@@ -49,6 +49,7 @@ func TestModelServerOutageFailsNoItem(t *testing.T) {
 	t.Logf("model server back on %s after %s", addr, time.Since(downAt).Round(time.Second))
 
 	exact(t, ctx, id, in)
+	save(t, ctx, id, "model_outage")
 	if m2.Stats().OK == 0 {
 		t.Error("the restarted model server answered nothing")
 	}
