@@ -23,8 +23,8 @@ type Activities struct {
 	Policy *authz.Source
 	// LLM is the model server this node sends requests to.
 	LLM batch.Chatter
-	// Temporal lets the inference activity report progress to its
-	// workflow; nil turns progress reports off.
+	// Temporal is the client of this worker, for activities that look at
+	// workflows.
 	Temporal client.Client
 	// Node is the name of the node this worker is.
 	Node string
@@ -41,11 +41,6 @@ type Activities struct {
 	Labels []string
 	// Batch tunes the batch engine (concurrency, checkpoints).
 	Batch batch.Config
-	// MaxCheckpoints is how many checkpoint records are kept (default 3).
-	MaxCheckpoints int
-	// ProgressInterval is how often progress is sent to the workflow
-	// (default 2s).
-	ProgressInterval time.Duration
 	// HeartbeatTimeout of the inference activity; 0 means one minute.
 	HeartbeatTimeout time.Duration
 	// ShardRequests is the shard size of large batches; 0 never shards.

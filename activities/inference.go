@@ -2,9 +2,11 @@ package activities
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"time"
+	"io"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -32,29 +34,33 @@ type InferResult struct {
 	Errors     task.ObjectRef `json:"errors"`
 	Checkpoint int            `json:"checkpoint"`
 	Node       string         `json:"node"`
+	// Attempt is the activity attempt that finished the batch.
+	Attempt int32 `json:"attempt,omitempty"`
 }
 
-// Progress is what the inference activity reports to its workflow with
-// the task.SignalProgress signal.
-type Progress struct {
-	Progress task.Progress `json:"progress"`
-	Node     string        `json:"node"`
-	Attempt  int32         `json:"attempt"`
-	Shard    int           `json:"shard"`
-}
+// Progress is what the inference activity sends as heartbeat details; the
+// status path reads it from the pending activity (DescribeWorkflow), so
+// progress costs no event in the workflow's history.
+type Progress = batch.Mark
 
 // Infer runs the batch through the batch engine. It resumes from the
-// newest checkpoint (heartbeat details or the bucket, whichever is newer),
-// heartbeats so that cancellation reaches it, and on a worker shutdown
-// records a checkpoint before it returns.
+// newest checkpoint in the bucket, heartbeats its progress (so that
+// cancellation reaches it), and on a worker shutdown records a checkpoint
+// before it returns. An attempt that another attempt has replaced stops
+// with a Fenced error, having written nothing that counts.
 func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, error) {
 	running.Add(1)
 	defer running.Add(-1)
 
+	info := activity.GetInfo(ctx)
 	sink := newSink(a, in.Tenant, in.TaskID, in.Shard)
-	from, err := a.resumePoint(ctx, sink)
+	sink.attempt = fmt.Sprintf("a%d%s", info.Attempt, randomHex(3))
+	from, err := sink.latest(ctx)
 	if err != nil {
-		return InferResult{}, err
+		return InferResult{}, fmt.Errorf("reading the checkpoint: %w", err)
+	}
+	if err := sink.claim(ctx, from); err != nil {
+		return InferResult{}, inferError(err, from)
 	}
 	cfg := a.Batch
 	cfg.Model, cfg.IDPrefix = in.Model, in.TaskID
@@ -62,11 +68,13 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 	if in.Shard != nil {
 		cfg.FirstLine, cfg.LastLine, offset = in.Shard.FirstLine, in.Shard.LastLine, in.Shard.Offset
 	}
-
 	if err := a.checkSource(in.Tenant, in.TaskID, in.Source); err != nil {
 		return InferResult{}, asApplicationError(err)
 	}
-	rc, err := a.openPinned(ctx, in.Source, offset)
+	// The engine reopens the input to recompute a corrupt part: every read
+	// is of the version screening saw.
+	open := func(ctx context.Context) (io.ReadCloser, error) { return a.openPinned(ctx, in.Source, offset) }
+	rc, err := open(ctx)
 	if err != nil {
 		return InferResult{}, err
 	}
@@ -85,86 +93,70 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 		}
 	}()
 
-	rep := a.newReporter(ctx, in.Total)
+	rep := newReporter(ctx)
 	if in.Shard != nil {
-		rep.shard = in.Shard.Index
+		rep.piece = in.Shard.Index
 	}
-	eng := &batch.Engine{Client: a.LLM, Sink: sink, Config: cfg, Progress: rep.report}
+	eng := &batch.Engine{Client: a.LLM, Sink: sink, Config: cfg, Progress: rep.report, Reopen: open}
 	cp, err := eng.Run(runCtx, rc, from)
-	rep.flush(cp.Counts)
-	switch {
-	case errors.Is(err, batch.ErrStopped):
-		return InferResult{}, temporal.NewApplicationError("the worker is stopping; the batch resumes from checkpoint "+fmt.Sprint(cp.Seq), "WorkerStopping")
-	case err != nil:
-		return InferResult{}, err
+	if err != nil && ctx.Err() != nil && !errors.Is(err, batch.ErrStopped) {
+		// Cancelled by a pause or a cancel: tell the workflow how far the
+		// checkpoint got, so its status keeps the count.
+		return InferResult{}, temporal.NewCanceledError(rep.last)
 	}
-	return InferResult{Counts: cp.Counts, Output: cp.Output, Errors: cp.Errors, Checkpoint: cp.Seq, Node: a.Node}, nil
-}
-
-// resumePoint is the newest checkpoint of this task: heartbeat details are
-// cheap but may be lost in a crash, the bucket's record is durable but may
-// lag a heartbeat; either may be missing.
-func (a *Activities) resumePoint(ctx context.Context, sink *bucketSink) (batch.Checkpoint, error) {
-	var hb batch.Checkpoint
-	if activity.HasHeartbeatDetails(ctx) {
-		_ = activity.GetHeartbeatDetails(ctx, &hb)
-	}
-	stored, err := sink.latest(ctx)
 	if err != nil {
-		return batch.Checkpoint{}, err
+		return InferResult{}, inferError(err, cp)
 	}
-	if stored.Seq > hb.Seq {
-		return stored, nil
-	}
-	return hb, nil
+	return InferResult{Counts: cp.Counts, Output: cp.Output, Errors: cp.Errors, Checkpoint: cp.Seq, Node: a.Node, Attempt: info.Attempt}, nil
 }
 
-// reporter heartbeats with the latest checkpoint and, every
-// ProgressInterval, signals the counts to the workflow for its status query.
+// inferError gives the engine's errors their types.
+func inferError(err error, cp batch.Checkpoint) error {
+	var corrupt *batch.CorruptPartError
+	switch {
+	case errors.Is(err, batch.ErrFenced):
+		// Retryable: when this was the live attempt and a stale one won a
+		// race, the next attempt resumes from what that one recorded.
+		return temporal.NewApplicationError(err.Error(), string(task.Fenced))
+	case errors.Is(err, batch.ErrStopped):
+		return temporal.NewApplicationError("the worker is stopping; the batch resumes from checkpoint "+fmt.Sprint(cp.Seq), "WorkerStopping")
+	case errors.As(err, &corrupt):
+		return temporal.NewApplicationError(err.Error(), string(task.CorruptPart))
+	}
+	return err
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// reporter heartbeats the engine's progress. Its counts never go below
+// what the previous attempt last reported, so the status a person reads
+// does not go backwards while a retry redoes the lines after the
+// checkpoint.
 type reporter struct {
-	a        *Activities
-	ctx      context.Context
-	total    int
-	start    time.Time
-	startN   int
-	lastSent time.Time
-	info     activity.Info
-	shard    int
+	ctx   context.Context
+	piece int
+	floor task.Counts
+	last  batch.Mark
 }
 
-func (a *Activities) newReporter(ctx context.Context, total int) *reporter {
-	return &reporter{a: a, ctx: ctx, total: total, start: time.Now(), startN: -1, info: activity.GetInfo(ctx)}
+func newReporter(ctx context.Context) *reporter {
+	r := &reporter{ctx: ctx}
+	var prev batch.Mark
+	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &prev) == nil {
+		r.floor = prev.Counts
+	}
+	return r
 }
 
-func (r *reporter) report(c task.Counts, last batch.Checkpoint) {
-	activity.RecordHeartbeat(r.ctx, last)
-	if r.startN < 0 {
-		r.startN = c.Done()
+func (r *reporter) report(m batch.Mark) {
+	m.Piece = r.piece
+	if m.Counts.Done() < r.floor.Done() {
+		m.Counts = r.floor
 	}
-	interval := r.a.ProgressInterval
-	if interval <= 0 {
-		interval = 2 * time.Second
-	}
-	if time.Since(r.lastSent) >= interval {
-		r.send(c)
-	}
-}
-
-func (r *reporter) flush(c task.Counts) { r.send(c) }
-
-func (r *reporter) send(c task.Counts) {
-	if r.a.Temporal == nil {
-		return
-	}
-	r.lastSent = time.Now()
-	c.Total = max(r.total, c.Done())
-	p := Progress{Progress: task.Progress{Counts: c}, Node: r.a.Node, Attempt: r.info.Attempt, Shard: r.shard}
-	if el := time.Since(r.start).Seconds(); el > 0 && r.startN >= 0 {
-		p.Progress.RatePerSecond = float64(c.Done()-r.startN) / el
-	}
-	// Progress is advisory: a lost signal only makes the status query
-	// lag, so its error does not fail the batch.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 5*time.Second)
-	defer cancel()
-	_ = r.a.Temporal.SignalWorkflow(sctx, r.info.WorkflowExecution.ID, "", task.SignalProgress, p)
+	r.last = m
+	activity.RecordHeartbeat(r.ctx, m)
 }

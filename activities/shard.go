@@ -2,7 +2,10 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/batch"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
@@ -60,15 +63,21 @@ type MergeInput struct {
 // output.jsonl and errors.jsonl, still in the OpenAI Batch output format.
 func (a *Activities) MergeShards(ctx context.Context, in MergeInput) (InferResult, error) {
 	res := InferResult{Node: a.Node}
-	var outs, errs []task.ObjectRef
-	for _, s := range in.Shards {
-		outs, errs = append(outs, s.Output), append(errs, s.Errors)
+	var outs, errs []sealed
+	for i, s := range in.Shards {
+		outs, errs = append(outs, sealed{i + 1, s.Output}), append(errs, sealed{i + 1, s.Errors})
 		res.Counts.Total += s.Counts.Total
 		res.Counts.Completed += s.Counts.Completed
 		res.Counts.Failed += s.Counts.Failed
 	}
 	var err error
 	res.Output, res.Errors, err = newSink(a, in.Tenant, in.TaskID, nil).mergeInto(ctx, storage.Data, NameOutput, NameErrors, outs, errs)
+	var corrupt *batch.CorruptPartError
+	if errors.As(err, &corrupt) {
+		// A shard's joined output changed after its inference finished;
+		// retrying the merge cannot fix that.
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("the output of shard %d changed after it was written: %s", corrupt.Seq, corrupt.Why), string(task.CorruptPart), err)
+	}
 	return res, err
 }
 

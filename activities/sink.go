@@ -3,6 +3,10 @@ package activities
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -15,6 +19,12 @@ import (
 
 // bucketSink keeps a batch's parts and checkpoints in the bucket under the
 // checkpoint category, and merges the parts into the task's output.
+//
+// Fencing: parts go to keys of the attempt's own; checkpoint records
+// (checkpoints/<seq>/metadata.json) are created only once
+// (If-None-Match); the head (checkpoints/head.json) names the newest and
+// moves only by If-Match. An attempt that finds either taken stops
+// (batch.ErrFenced): what it wrote is referenced by no record.
 type bucketSink struct {
 	a      *Activities
 	tenant string
@@ -22,6 +32,11 @@ type bucketSink struct {
 	// shard prefixes the names of a shard's parts and records ("s003-");
 	// empty for a batch run whole.
 	shard string
+	// attempt names this attempt's part keys.
+	attempt string
+	// head is the ETag of checkpoints/head.json as this attempt last
+	// wrote or read it; empty when there is none yet.
+	head string
 }
 
 func newSink(a *Activities, tenant, taskID string, shard *Shard) *bucketSink {
@@ -38,15 +53,14 @@ func (s *bucketSink) key(c storage.Category, name string) (string, error) {
 
 // putPart writes one half of a part.
 func (s *bucketSink) putPart(ctx context.Context, half string, seq int, b []byte) (task.ObjectRef, error) {
-	key, err := s.key(storage.Checkpoint, fmt.Sprintf("parts/%s%s-%06d.jsonl", s.shard, half, seq))
+	key, err := s.key(storage.Checkpoint, fmt.Sprintf("parts/%s%s-%06d-%s.jsonl", s.shard, half, seq, s.attempt))
 	if err != nil {
 		return task.ObjectRef{}, err
 	}
 	return s.a.put(ctx, key, storage.Checkpoint, bytes.NewReader(b), int64(len(b)), "application/jsonl")
 }
 
-// SealPart writes both halves of a part; the keys depend only on the part
-// number, so a redone part replaces the first try.
+// SealPart writes both halves of a part under this attempt's keys.
 func (s *bucketSink) SealPart(ctx context.Context, p batch.Part, out, errs []byte) (batch.Part, error) {
 	var err error
 	if p.Output, err = s.putPart(ctx, "output", p.Seq, out); err != nil {
@@ -58,31 +72,72 @@ func (s *bucketSink) SealPart(ctx context.Context, p batch.Part, out, errs []byt
 
 const checkpointsDir = "checkpoints/"
 
-// SaveCheckpoint writes checkpoints/<seq>/metadata.json and keeps only the
-// newest MaxCheckpoints records.
+func (s *bucketSink) recordKey(seq int) (string, error) {
+	return s.key(storage.Checkpoint, fmt.Sprintf("%s%s%06d/metadata.json", checkpointsDir, s.shard, seq))
+}
+
+func (s *bucketSink) headKey() (string, error) {
+	return s.key(storage.Checkpoint, checkpointsDir+s.shard+"head.json")
+}
+
+// checkpointHead is what checkpoints/head.json holds.
+type checkpointHead struct {
+	Seq int `json:"seq"`
+}
+
+// SaveCheckpoint creates record cp.Seq, then moves the head to it. Each
+// record holds one part, so a seal writes the same few bytes however
+// many parts came before.
 func (s *bucketSink) SaveCheckpoint(ctx context.Context, cp batch.Checkpoint) error {
-	key, err := s.key(storage.Checkpoint, fmt.Sprintf("%s%s%06d/metadata.json", checkpointsDir, s.shard, cp.Seq))
+	key, err := s.recordKey(cp.Seq)
 	if err != nil {
 		return err
 	}
-	if _, err := s.a.putJSON(ctx, key, storage.Checkpoint, cp); err != nil {
-		return err
-	}
-	keys, err := s.records(ctx)
+	b, err := json.MarshalIndent(cp, "", "  ")
 	if err != nil {
 		return err
 	}
-	keep := s.a.MaxCheckpoints
-	if keep <= 0 {
-		keep = 3
-	}
-	for len(keys) > keep {
-		if err := s.a.Store.Delete(ctx, keys[0]); err != nil {
-			return err
+	if _, err := s.a.Store.Create(ctx, key, bytes.NewReader(b), int64(len(b)), storage.PutOptions{ContentType: "application/json"}); err != nil {
+		if !errors.Is(err, task.ErrConflict) || !s.ours(ctx, key, b) {
+			return s.fenced(err, "checkpoint %d was recorded by another attempt", cp.Seq)
 		}
-		keys = keys[1:]
 	}
+	return s.moveHead(ctx, cp.Seq)
+}
+
+// ours reports whether key holds b: a create whose response was lost and
+// that the client retried finds its own record.
+func (s *bucketSink) ours(ctx context.Context, key string, b []byte) bool {
+	info, err := s.a.Store.Stat(ctx, key)
+	sum := sha256.Sum256(b)
+	return err == nil && info.SHA256 == hex.EncodeToString(sum[:])
+}
+
+func (s *bucketSink) moveHead(ctx context.Context, seq int) error {
+	key, err := s.headKey()
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(checkpointHead{Seq: seq})
+	opts := storage.PutOptions{ContentType: "application/json"}
+	var info storage.Info
+	if s.head == "" {
+		info, err = s.a.Store.Create(ctx, key, bytes.NewReader(b), int64(len(b)), opts)
+	} else {
+		info, err = s.a.Store.Replace(ctx, key, s.head, bytes.NewReader(b), int64(len(b)), opts)
+	}
+	if err != nil {
+		return s.fenced(err, "the checkpoint head moved past %d under another attempt", seq-1)
+	}
+	s.head = info.ETag
 	return nil
+}
+
+func (s *bucketSink) fenced(err error, format string, args ...any) error {
+	if errors.Is(err, task.ErrConflict) {
+		return fmt.Errorf("%w: %s", batch.ErrFenced, fmt.Sprintf(format, args...))
+	}
+	return err
 }
 
 // records are the keys of the stored checkpoint records, oldest first.
@@ -105,33 +160,86 @@ func (s *bucketSink) records(ctx context.Context) ([]string, error) {
 	return keys, nil
 }
 
-// latest is the newest stored checkpoint, or the zero one.
+// legacyRecord reads records written before records held one part each:
+// those held every part so far.
+type legacyRecord struct {
+	batch.Checkpoint
+	Parts []batch.Part `json:"parts"`
+}
+
+// latest rebuilds the newest checkpoint from the records, and takes the
+// head: when a crash left records past the head, it moves the head to the
+// newest, which fences whatever attempt wrote before.
 func (s *bucketSink) latest(ctx context.Context) (batch.Checkpoint, error) {
 	var cp batch.Checkpoint
 	keys, err := s.records(ctx)
-	if err != nil || len(keys) == 0 {
+	if err != nil {
 		return cp, err
 	}
-	return cp, s.a.getJSON(ctx, keys[len(keys)-1], &cp)
+	for _, k := range keys {
+		var rec legacyRecord
+		if err := s.a.getJSON(ctx, k, &rec); err != nil {
+			return cp, err
+		}
+		if rec.Parts != nil {
+			cp.Parts = rec.Parts
+		}
+		cp.Apply(rec.Checkpoint)
+	}
+	return cp, nil
+}
+
+// claim takes the head for this attempt at cp: it reads the head's ETag
+// and, if the head lags the newest record, moves it there.
+func (s *bucketSink) claim(ctx context.Context, cp batch.Checkpoint) error {
+	key, err := s.headKey()
+	if err != nil {
+		return err
+	}
+	var h checkpointHead
+	rc, info, err := s.a.Store.Get(ctx, key)
+	switch {
+	case errors.Is(err, task.ErrNotFound):
+	case err != nil:
+		return err
+	default:
+		err = json.NewDecoder(io.LimitReader(rc, 1<<10)).Decode(&h)
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", key, err)
+		}
+		s.head = info.ETag
+	}
+	if h.Seq < cp.Seq {
+		return s.moveHead(ctx, cp.Seq)
+	}
+	return nil
 }
 
 // Merge streams the parts, in order, into output.jsonl and errors.jsonl
-// (a shard's into its own pair, which MergeShards joins): memory stays at
-// one copy buffer whatever the size of the batch.
+// (a shard's into its own pair, which MergeShards joins), checking each
+// part's size and sha256 on the way: memory stays at one copy buffer
+// whatever the size of the batch.
 func (s *bucketSink) Merge(ctx context.Context, parts []batch.Part) (out, errs task.ObjectRef, err error) {
-	outRefs := make([]task.ObjectRef, len(parts))
-	errRefs := make([]task.ObjectRef, len(parts))
+	outs := make([]sealed, len(parts))
+	errParts := make([]sealed, len(parts))
 	for i, p := range parts {
-		outRefs[i], errRefs[i] = p.Output, p.Errors
+		outs[i], errParts[i] = sealed{p.Seq, p.Output}, sealed{p.Seq, p.Errors}
 	}
 	c, outName, errName := storage.Data, NameOutput, NameErrors
 	if s.shard != "" {
 		c, outName, errName = storage.Checkpoint, "parts/"+s.shard+NameOutput, "parts/"+s.shard+NameErrors
 	}
-	return s.mergeInto(ctx, c, outName, errName, outRefs, errRefs)
+	return s.mergeInto(ctx, c, outName, errName, outs, errParts)
 }
 
-func (s *bucketSink) mergeInto(ctx context.Context, c storage.Category, outName, errName string, outRefs, errRefs []task.ObjectRef) (out, errs task.ObjectRef, err error) {
+// sealed is one object to join, with the size and sha256 it must have.
+type sealed struct {
+	seq int
+	ref task.ObjectRef
+}
+
+func (s *bucketSink) mergeInto(ctx context.Context, c storage.Category, outName, errName string, outs, errParts []sealed) (out, errs task.ObjectRef, err error) {
 	outKey, err := s.key(c, outName)
 	if err != nil {
 		return
@@ -140,32 +248,25 @@ func (s *bucketSink) mergeInto(ctx context.Context, c storage.Category, outName,
 	if err != nil {
 		return
 	}
-	if out, err = s.concat(ctx, outRefs, outKey, c); err != nil {
+	if out, err = s.concat(ctx, outs, outKey, c); err != nil {
 		return
 	}
-	errs, err = s.concat(ctx, errRefs, errKey, c)
+	errs, err = s.concat(ctx, errParts, errKey, c)
 	return
 }
 
-func (s *bucketSink) concat(ctx context.Context, refs []task.ObjectRef, key string, c storage.Category) (task.ObjectRef, error) {
+func (s *bucketSink) concat(ctx context.Context, parts []sealed, key string, c storage.Category) (task.ObjectRef, error) {
 	var size int64
-	for _, r := range refs {
-		size += r.Size
+	for _, p := range parts {
+		size += p.ref.Size
 	}
 	pr, pw := io.Pipe()
 	go func() {
-		for _, r := range refs {
-			if r.Size == 0 {
+		for _, p := range parts {
+			if p.ref.Size == 0 {
 				continue
 			}
-			rc, _, err := s.a.Store.Get(ctx, r.Key)
-			if err != nil {
-				pw.CloseWithError(err)
-				return
-			}
-			_, err = io.Copy(pw, rc)
-			rc.Close()
-			if err != nil {
+			if err := s.copyVerified(ctx, pw, p); err != nil {
 				pw.CloseWithError(err)
 				return
 			}
@@ -174,5 +275,41 @@ func (s *bucketSink) concat(ctx context.Context, refs []task.ObjectRef, key stri
 	}()
 	ref, err := s.a.put(ctx, key, c, pr, size, "application/jsonl")
 	pr.CloseWithError(err) // unblocks the writer if put gave up early
+	var corrupt *batch.CorruptPartError
+	if errors.As(err, &corrupt) {
+		return ref, corrupt
+	}
 	return ref, err
+}
+
+// copyVerified copies one part to w and checks it is what its record
+// says: the exact size and sha256. Its last bytes are held back until
+// they are checked, so a corrupt part never completes the upload.
+func (s *bucketSink) copyVerified(ctx context.Context, w io.Writer, p sealed) error {
+	rc, _, err := s.a.Store.Get(ctx, p.ref.Key)
+	if errors.Is(err, task.ErrNotFound) {
+		return &batch.CorruptPartError{Seq: p.seq, Key: p.ref.Key, Why: "missing"}
+	}
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	tee := io.TeeReader(io.LimitReader(rc, p.ref.Size), h)
+	n, err := io.CopyN(w, tee, p.ref.Size-1)
+	if err != nil && err != io.EOF {
+		return err
+	}
+	last := make([]byte, 1)
+	m, _ := io.ReadFull(tee, last)
+	n += int64(m)
+	extra, _ := io.Copy(io.Discard, io.LimitReader(rc, 1))
+	switch sum := hex.EncodeToString(h.Sum(nil)); {
+	case n != p.ref.Size || extra > 0:
+		return &batch.CorruptPartError{Seq: p.seq, Key: p.ref.Key, Why: fmt.Sprintf("its size is not the %d bytes recorded", p.ref.Size)}
+	case p.ref.SHA256 != "" && sum != p.ref.SHA256:
+		return &batch.CorruptPartError{Seq: p.seq, Key: p.ref.Key, Why: "its sha256 is not the one recorded"}
+	}
+	_, err = w.Write(last)
+	return err
 }

@@ -117,6 +117,9 @@ func formatStatus(st task.Status) string {
 		fmt.Fprintf(&b, " (%.1f/s, about %s left)", p.RatePerSecond, (time.Duration(p.ETASeconds) * time.Second).String())
 	}
 	b.WriteString("\n")
+	if !p.WaitingSince.IsZero() && !st.State.Final() {
+		fmt.Fprintf(&b, "  waiting for the model server since %s\n", p.WaitingSince.Format(time.RFC3339))
+	}
 	if st.Node != "" {
 		fmt.Fprintf(&b, "  node %s\n", st.Node)
 	}

@@ -7,15 +7,14 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/autoglm-flow/autoglm-flow/activities"
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
 // registerHandlers sets the status query, the approve, reject and cancel
-// updates with their validators, the signals of the same meaning for
-// fire-and-forget callers, and the progress signal of the inference
-// activity.
+// updates with their validators, and the signals of the same meaning for
+// fire-and-forget callers. Progress is not among them: it travels in the
+// inference activity's heartbeat details, which cost no history event.
 func (w *taskRun) registerHandlers(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, task.QueryStatus, func() (task.Status, error) {
 		return w.status, nil
@@ -63,34 +62,6 @@ func (w *taskRun) registerHandlers(ctx workflow.Context) error {
 			}
 		})
 	}
-	progress := workflow.GetSignalChannel(ctx, task.SignalProgress)
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		for {
-			var p activities.Progress
-			progress.Receive(ctx, &p)
-			if w.status.State != task.Running || p.Shard < 0 || p.Shard >= len(w.shardCounts) {
-				continue
-			}
-			w.shardCounts[p.Shard] = p.Progress.Counts
-			var sum task.Counts
-			for _, c := range w.shardCounts {
-				sum.Completed += c.Completed
-				sum.Failed += c.Failed
-			}
-			sum.Total = w.status.Progress.Total
-			w.status.Progress.Counts = sum
-			w.status.Progress.RatePerSecond = p.Progress.RatePerSecond * float64(len(w.shardCounts))
-			if rate := w.status.Progress.RatePerSecond; rate > 0 {
-				w.status.Progress.ETASeconds = float64(sum.Total-sum.Done()) / rate
-			}
-			w.status.Attempts = max(w.status.Attempts, int(p.Attempt))
-			// Work sent to a model's queue (any:<model>) shows the node that
-			// took it; a retry may take it elsewhere.
-			if len(w.shardCounts) == 1 && p.Node != "" {
-				w.status.Node = p.Node
-			}
-		}
-	})
 	return nil
 }
 
@@ -182,6 +153,7 @@ func (w *taskRun) validatePause(req task.DecisionRequest) error {
 // resume starts from it.
 func (w *taskRun) pause(ctx workflow.Context, req task.DecisionRequest) {
 	w.paused = true
+	w.pauses++
 	w.transition(ctx, task.Paused, req.Actor, orDefault(req.Reason, "paused by "+req.Actor))
 	if w.cancelStage != nil {
 		w.cancelStage()

@@ -355,8 +355,20 @@ func TestPauseWhileMerging(t *testing.T) {
 		{Index: 1, FirstLine: 11, Offset: 2000, Requests: 10},
 	}
 	var o *outcome
+	// The merge waits until the pause's outcome is known, so the status
+	// after it is read while the task is still merging.
+	settled := make(chan struct{})
 	h.onStart["MergeShards"] = func(int32) {
-		o = h.update(task.UpdatePause, task.DecisionRequest{Actor: "olga"}, nil)
+		o = h.update(task.UpdatePause, task.DecisionRequest{Actor: "olga"}, func(*outcome) { close(settled) })
+	}
+	merge := h.merge
+	h.merge = func(ctx context.Context, in activities.MergeInput) (activities.InferResult, error) {
+		select {
+		case <-settled:
+		case <-time.After(30 * time.Second):
+			return activities.InferResult{}, temporal.NewNonRetryableApplicationError("the pause never settled", "TestBug", nil)
+		}
+		return merge(ctx, in)
 	}
 	h.run()
 

@@ -102,6 +102,10 @@ func newHarness(t *testing.T) *harness {
 		onStart:   map[string]func(int32){},
 		onCancel:  map[string]func(){},
 	}
+	// A hang guard, not a deadline: the SDK's default (3 s of wall time)
+	// is too short for the tests that wait on heartbeats under -race on a
+	// busy machine.
+	h.env.SetTestTimeout(15 * time.Second)
 	h.answers()
 	h.env.RegisterWorkflowWithOptions(workflows.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowType})
 	h.env.RegisterActivity(h.acts)

@@ -51,12 +51,13 @@ type taskRun struct {
 	rules  *activities.AuthorizeResult // nil until authorized
 	source task.ObjectRef              // the input as screened
 	shards []activities.Shard          // nil: the batch runs whole
-	// shardCounts are the progress counts of each piece, summed for status.
-	shardCounts []task.Counts
 
 	rejected  *task.Decision
 	cancelled *task.Decision
 	paused    bool
+	// pauses counts pause requests, so that a pause followed at once by a
+	// resume is still known to have stopped the stage.
+	pauses int
 	// cancelStage cancels the stage that is running, so a cancel takes
 	// effect at once, not after the stage.
 	cancelStage workflow.CancelFunc
@@ -103,7 +104,6 @@ func (w *taskRun) screen(ctx workflow.Context) error {
 	w.status.Progress.Total = res.Screening.Requests
 	w.addArtifact(res.Source)
 	w.source, w.shards = res.Source, res.Shards
-	w.shardCounts = make([]task.Counts, max(len(res.Shards), 1))
 	reason := fmt.Sprintf("%d request(s), %d bytes", res.Screening.Requests, res.Screening.Bytes)
 	if len(res.Shards) > 0 {
 		reason += fmt.Sprintf(", in %d shards", len(res.Shards))
@@ -140,6 +140,7 @@ func (w *taskRun) approval(ctx workflow.Context) error {
 // piece is one inference activity of the task: the whole batch, or one
 // of its shards.
 type piece struct {
+	index int
 	shard *activities.Shard
 	total int
 	node  activities.DispatchResult
@@ -157,6 +158,7 @@ func (w *taskRun) infer(ctx workflow.Context) error {
 	for {
 		// A pause may stop the dispatch as well as the run: a re-dispatch
 		// leaves the task DISPATCHED, and pausable, while it picks a node.
+		pauses := w.pauses
 		err, stalled := w.dispatchAll(ctx, pieces), false
 		if err == nil {
 			err, stalled = w.runAll(ctx, pieces)
@@ -168,6 +170,10 @@ func (w *taskRun) infer(ctx workflow.Context) error {
 			w.transition(ctx, task.Dispatched, "dispatch", fmt.Sprintf("a node did not start the work within %s; dispatching again", nodeStartTimeout))
 		case w.cancelled != nil:
 			return err
+		case !w.paused && w.pauses != pauses && temporal.IsCanceledError(err) &&
+			workflow.GetVersion(ctx, changePauseResumeRace, workflow.DefaultVersion, 1) >= 1:
+			// Paused and resumed before the stage had stopped: run again
+			// from the checkpoint, as after any resume.
 		case w.paused && temporal.IsCanceledError(err):
 			if err := workflow.Await(ctx, func() bool { return !w.paused || w.cancelled != nil }); err != nil {
 				return err
@@ -181,13 +187,21 @@ func (w *taskRun) infer(ctx workflow.Context) error {
 	}
 }
 
+// Change IDs of TaskWorkflow, for workflow.GetVersion: each names the
+// change it guards (see notes/durability.md for the policy).
+const (
+	// changePauseResumeRace: a resume that lands before the paused stage
+	// has stopped runs the stage again instead of failing the task.
+	changePauseResumeRace = "durability-pause-resume-race"
+)
+
 func (w *taskRun) pieces() []*piece {
 	if len(w.shards) == 0 {
 		return []*piece{{total: w.status.Progress.Total}}
 	}
 	ps := make([]*piece, len(w.shards))
 	for i := range w.shards {
-		ps[i] = &piece{shard: &w.shards[i], total: w.shards[i].Requests}
+		ps[i] = &piece{index: i, shard: &w.shards[i], total: w.shards[i].Requests}
 	}
 	return ps
 }
@@ -240,9 +254,16 @@ func (w *taskRun) runAll(ctx workflow.Context, pieces []*piece) (firstErr error,
 		sel.AddFuture(w.runOn(sctx, p), func(f workflow.Future) {
 			var res activities.InferResult
 			err := f.Get(ctx, &res)
+			w.stopped(p, err)
 			switch {
 			case err == nil:
 				p.res = &res
+				w.pieceCounts(p.index, res.Counts)
+				w.status.Attempts = max(w.status.Attempts, int(res.Attempt))
+				// Work sent to a model's queue shows the node that finished it.
+				if len(pieces) == 1 && res.Node != "" {
+					w.status.Node = res.Node
+				}
 			case isScheduleToStartTimeout(err):
 				p.avoid, p.node = append(p.avoid, p.node.Node), activities.DispatchResult{}
 				stalled = true
@@ -258,6 +279,37 @@ func (w *taskRun) runAll(ctx workflow.Context, pieces []*piece) (firstErr error,
 		sel.Select(ctx)
 	}
 	return firstErr, stalled
+}
+
+// pieceCounts records how far piece i got, as a finished or stopped
+// attempt reported it, and sums the pieces into the status. The pieces
+// still running report through their heartbeats, which the status path
+// adds; counts only grow.
+func (w *taskRun) pieceCounts(i int, c task.Counts) {
+	p := &w.status.Progress
+	for len(p.Pieces) <= i {
+		p.Pieces = append(p.Pieces, task.Counts{})
+	}
+	if c.Done() < p.Pieces[i].Done() {
+		return
+	}
+	p.Pieces[i] = task.Counts{Completed: c.Completed, Failed: c.Failed}
+	var sum task.Counts
+	for _, pc := range p.Pieces {
+		sum.Completed += pc.Completed
+		sum.Failed += pc.Failed
+	}
+	p.Completed, p.Failed = sum.Completed, sum.Failed
+}
+
+// stopped keeps the progress a cancelled attempt reported with its
+// cancellation.
+func (w *taskRun) stopped(p *piece, err error) {
+	var ce *temporal.CanceledError
+	var m activities.Progress
+	if errors.As(err, &ce) && ce.HasDetails() && ce.Details(&m) == nil {
+		w.pieceCounts(p.index, m.Counts)
+	}
 }
 
 // nodeStartTimeout is how long a node's queue may hold the inference
@@ -305,11 +357,17 @@ func (w *taskRun) mergeShards(ctx workflow.Context, pieces []*piece) error {
 			return err
 		}
 	}
-	w.status.Progress.Counts = res.Counts
+	w.setCounts(res.Counts)
 	w.result.Counts, w.result.Output, w.result.Errors = res.Counts, res.Output, res.Errors
 	w.addArtifact(res.Output)
 	w.addArtifact(res.Errors)
 	return nil
+}
+
+// setCounts records the answered counts; the total stays what screening
+// counted, so partial output never shrinks it.
+func (w *taskRun) setCounts(c task.Counts) {
+	w.status.Progress.Completed, w.status.Progress.Failed = c.Completed, c.Failed
 }
 
 // priority is the task's current priority, with the tenant as fairness
@@ -380,10 +438,9 @@ func (w *taskRun) collectPartial(ctx workflow.Context) {
 		workflow.GetLogger(ctx).Warn("partial output not collected", "error", err)
 		return
 	}
-	// The total is the input's, not what was done before the stop.
-	res.Counts.Total = max(w.status.Progress.Total, res.Counts.Done())
-	w.status.Progress.Counts = res.Counts
+	w.setCounts(res.Counts)
 	w.result.Counts, w.result.Output, w.result.Errors = res.Counts, res.Output, res.Errors
+	w.result.Counts.Total = max(w.status.Progress.Total, res.Counts.Done())
 	w.addArtifact(res.Output)
 	w.addArtifact(res.Errors)
 }

@@ -22,16 +22,41 @@ type Chatter interface {
 	Chat(ctx context.Context, body json.RawMessage) (*llm.Response, error)
 }
 
-// Sink keeps what the engine produces. Keys must be deterministic (by part
-// and checkpoint sequence number), so that an attempt that redoes work
-// overwrites what a failed attempt left, never adds to it.
+// Sink keeps what the engine produces. Two attempts of the same batch may
+// run at once (a worker that was paused past its heartbeat timeout wakes
+// up beside its replacement), so a sink fences them: parts go to keys of
+// the attempt's own, and a checkpoint record is created only once per
+// sequence number, so the attempt that loses gets ErrFenced and stops.
 type Sink interface {
-	// SealPart stores part seq of output.jsonl and errors.jsonl.
+	// SealPart stores part p.Seq of output.jsonl and errors.jsonl, under
+	// keys of this attempt's own, and returns p with their references.
 	SealPart(ctx context.Context, p Part, output, errs []byte) (Part, error)
-	// SaveCheckpoint records cp where the next attempt will find it.
+	// SaveCheckpoint records cp.Seq, which extends record cp.Seq-1 with
+	// cp.Sealed (nil for the final record). It returns an error matching
+	// ErrFenced when another attempt has recorded that sequence number or
+	// moved on since this one last recorded.
 	SaveCheckpoint(ctx context.Context, cp Checkpoint) error
-	// Merge joins the parts, in order, into the final output and errors files.
+	// Merge joins the parts, in order, into the final output and errors
+	// files, checking each part's size and sha256: a part that does not
+	// match is a *CorruptPartError.
 	Merge(ctx context.Context, parts []Part) (output, errs task.ObjectRef, err error)
+}
+
+// ErrFenced means another attempt of the same batch has recorded a
+// checkpoint this attempt did not extend: this one is stale and must stop
+// without writing anything that counts.
+var ErrFenced = errors.New("batch: another attempt has taken over this batch")
+
+// CorruptPartError is a sealed part whose stored bytes no longer match the
+// size and sha256 its checkpoint record holds.
+type CorruptPartError struct {
+	Seq int
+	Key string
+	Why string
+}
+
+func (e *CorruptPartError) Error() string {
+	return fmt.Sprintf("batch: part %d (%s) is corrupt: %s", e.Seq, e.Key, e.Why)
 }
 
 // Config tunes the engine. The zero value works.
@@ -62,6 +87,15 @@ type Config struct {
 	// to other shards.
 	FirstLine int `json:"first_line,omitempty"`
 	LastLine  int `json:"last_line,omitempty"`
+	// OutageAfter is how many requests in a row must fail without an
+	// answer from the model server (no response, or a 5xx) before the
+	// engine calls it an outage and holds (default min(Concurrency, 8),
+	// at least 3).
+	OutageAfter int `json:"outage_after,omitempty"`
+	// ProbeBase and ProbeMax shape the backoff between probes of a model
+	// server in an outage (defaults 1s and 15s).
+	ProbeBase time.Duration `json:"probe_base,omitempty"`
+	ProbeMax  time.Duration `json:"probe_max,omitempty"`
 }
 
 func (c Config) withDefaults() Config {
@@ -86,6 +120,15 @@ func (c Config) withDefaults() Config {
 	if c.CheckpointInterval <= 0 {
 		c.CheckpointInterval = 30 * time.Second
 	}
+	if c.OutageAfter <= 0 {
+		c.OutageAfter = max(3, min(c.Concurrency, 8))
+	}
+	if c.ProbeBase <= 0 {
+		c.ProbeBase = time.Second
+	}
+	if c.ProbeMax <= 0 {
+		c.ProbeMax = 15 * time.Second
+	}
 	return c
 }
 
@@ -103,17 +146,49 @@ func (c Config) Digest() string {
 }
 
 // Checkpoint is the resume point of a batch: every input line up to Line
-// is answered in the sealed Parts. It is what metadata.json holds.
+// is answered in the sealed Parts. Its record in the bucket
+// (metadata.json) holds only Sealed, the part it adds, so recording is
+// O(1) whatever the number of parts; Parts is rebuilt from the records.
 type Checkpoint struct {
 	Seq          int            `json:"seq"`
 	Time         time.Time      `json:"time"`
 	Line         int            `json:"line"`
 	Counts       task.Counts    `json:"request_counts"`
-	Parts        []Part         `json:"parts,omitempty"`
+	Parts        []Part         `json:"-"`
+	Sealed       *Part          `json:"part,omitempty"`
 	ConfigDigest string         `json:"config_digest"`
 	Done         bool           `json:"done,omitempty"`
 	Output       task.ObjectRef `json:"output,omitempty"`
 	Errors       task.ObjectRef `json:"errors,omitempty"`
+}
+
+// Apply adds a record's part to the parts rebuilt so far: a part with a
+// sequence number already seen replaces that part (a recomputed one).
+func (cp *Checkpoint) Apply(rec Checkpoint) {
+	parts := cp.Parts
+	if p := rec.Sealed; p != nil {
+		if p.Seq >= 1 && p.Seq <= len(parts) {
+			parts[p.Seq-1] = *p
+		} else {
+			parts = append(parts, *p)
+		}
+	}
+	*cp = rec
+	cp.Parts = parts
+}
+
+// Mark is what the engine tells its Progress hook, and what the inference
+// activity sends as heartbeat details: small, whatever the batch's size.
+type Mark struct {
+	// Piece is the shard index (0 for a batch run whole), set by the
+	// activity, so the status path can tell the pieces apart.
+	Piece  int         `json:"piece"`
+	Seq    int         `json:"seq"`
+	Line   int         `json:"line"`
+	Counts task.Counts `json:"request_counts"`
+	// WaitingSince is when the model server stopped answering, while the
+	// engine holds for it; zero otherwise.
+	WaitingSince time.Time `json:"waiting_since,omitzero"`
 }
 
 // Part is one sealed piece of the output.
@@ -132,9 +207,12 @@ type Engine struct {
 	Client Chatter
 	Sink   Sink
 	Config Config
-	// Progress, if set, is told the counts so far about once a second and
-	// after every checkpoint.
-	Progress func(counts task.Counts, last Checkpoint)
+	// Progress, if set, is told how far the batch is about once a second
+	// and after every checkpoint.
+	Progress func(Mark)
+	// Reopen, if set, opens the input again from the same place Run's
+	// input started, to recompute a part found corrupt at the merge.
+	Reopen func(ctx context.Context) (io.ReadCloser, error)
 }
 
 // ErrStopped is the cause to give the context when the worker is stopping:
@@ -161,7 +239,8 @@ type result struct {
 // Run answers every line of input after from.Line and returns the final
 // checkpoint (Done, with the merged Output and Errors). When ctx ends
 // first, Run seals what is answered, records a checkpoint, and returns
-// context.Cause(ctx).
+// context.Cause(ctx). When another attempt has taken over, it returns
+// ErrFenced at once, having written nothing that counts.
 func (e *Engine) Run(ctx context.Context, input io.Reader, from Checkpoint) (Checkpoint, error) {
 	cfg := e.Config.withDefaults()
 	if from.ConfigDigest != cfg.Digest() {
@@ -171,8 +250,69 @@ func (e *Engine) Run(ctx context.Context, input io.Reader, from Checkpoint) (Che
 	if from.Done {
 		return from, nil
 	}
-	r := &run{Engine: e, cfg: cfg, cp: from, counts: from.Counts, lastSave: time.Now()}
-	return r.run(ctx, input)
+	r := &run{Engine: e, cfg: cfg, cp: from, counts: from.Counts, lastSave: time.Now(), health: newHealth(cfg)}
+	r.report = r.mark
+	if err := r.process(ctx, input, r.cp.Line); err != nil {
+		return r.cp, err
+	}
+	return r.finish(ctx)
+}
+
+// finish seals the last part, merges, recomputes any part the merge finds
+// corrupt, and records the final checkpoint.
+func (r *run) finish(ctx context.Context) (Checkpoint, error) {
+	if err := r.seal(ctx); err != nil {
+		return r.cp, err
+	}
+	for redone := 0; ; redone++ {
+		out, errs, err := r.Sink.Merge(ctx, r.cp.Parts)
+		var corrupt *CorruptPartError
+		if errors.As(err, &corrupt) && r.Reopen != nil && redone < len(r.cp.Parts) {
+			if err := r.redo(ctx, corrupt.Seq); err != nil {
+				return r.cp, err
+			}
+			continue
+		}
+		if err != nil {
+			return r.cp, fmt.Errorf("batch: merging parts: %w", err)
+		}
+		r.cp.Done, r.cp.Output, r.cp.Errors = true, out, errs
+		break
+	}
+	r.cp.Counts.Total = r.cp.Counts.Done()
+	r.cp.Sealed = nil
+	if err := r.save(ctx); err != nil {
+		return r.cp, err
+	}
+	return r.cp, nil
+}
+
+// redo answers the lines of part seq again, from a fresh read of the
+// input, and records the new part in its place.
+func (r *run) redo(ctx context.Context, seq int) error {
+	old := r.cp.Parts[seq-1]
+	in, err := r.Reopen(ctx)
+	if err != nil {
+		return fmt.Errorf("batch: reopening the input to recompute part %d: %w", seq, err)
+	}
+	defer in.Close()
+	cfg := r.cfg
+	cfg.LastLine = old.LastLine
+	sub := &run{Engine: r.Engine, cfg: cfg, cp: Checkpoint{Parts: r.cp.Parts}, whole: true, health: r.health, report: r.report, lastSave: time.Now()}
+	if err := sub.process(ctx, in, old.FirstLine-1); err != nil {
+		return err
+	}
+	sub.part.Seq = seq
+	p, err := r.Sink.SealPart(ctx, sub.part, sub.out.Bytes(), sub.err.Bytes())
+	if err != nil {
+		return fmt.Errorf("batch: sealing recomputed part %d: %w", seq, err)
+	}
+	r.counts.Completed += p.Completed - old.Completed
+	r.counts.Failed += p.Failed - old.Failed
+	r.cp.Parts[seq-1] = p
+	r.cp.Sealed = &p
+	r.cp.Counts = r.counts
+	return r.save(ctx)
 }
 
 // run is the state of one call to Run; only the collector (run's own
@@ -186,9 +326,15 @@ type run struct {
 	out, err bytes.Buffer
 	part     Part // the part being filled
 	lastSave time.Time
+	health   *health
+	report   func()
+	// whole keeps every answer in one part, unsealed, for redo.
+	whole bool
 }
 
-func (r *run) run(ctx context.Context, input io.Reader) (Checkpoint, error) {
+// process answers the lines after skip, sealing parts as they fill
+// (unless whole), and returns when every line is answered.
+func (r *run) process(ctx context.Context, input io.Reader, skip int) error {
 	// The window lets requests go on while a part is being sealed, which
 	// takes a few round trips to the bucket.
 	window := 16 * r.cfg.Concurrency
@@ -213,7 +359,7 @@ func (r *run) run(ctx context.Context, input io.Reader) (Checkpoint, error) {
 			}
 		}()
 	}
-	go r.read(runCtx, input, r.cp.Line, work, results, slots, total, readErr)
+	go r.read(runCtx, input, skip, work, results, slots, total, readErr)
 
 	next, want := 0, -1
 	pending := map[int]result{}
@@ -226,7 +372,7 @@ func (r *run) run(ctx context.Context, input io.Reader) (Checkpoint, error) {
 			pending[res.seq] = res
 			var err error
 			if next, err = r.collect(ctx, pending, next, slots); err != nil {
-				return r.cp, err
+				return err
 			}
 		case n := <-total:
 			want = n
@@ -237,9 +383,12 @@ func (r *run) run(ctx context.Context, input io.Reader) (Checkpoint, error) {
 			workers.Wait()
 			return r.stop(ctx, pending, next, results, slots, fmt.Errorf("batch: reading input: %w", err))
 		case <-tick.C:
-			if r.part.Completed+r.part.Failed > 0 && time.Since(r.lastSave) >= r.cfg.CheckpointInterval {
+			// A held batch records what it has, so that a worker lost
+			// during a long outage loses nothing.
+			due := time.Since(r.lastSave) >= r.cfg.CheckpointInterval || !r.health.since().IsZero()
+			if !r.whole && r.part.Completed+r.part.Failed > 0 && due {
 				if err := r.seal(ctx); err != nil {
-					return r.cp, err
+					return err
 				}
 			}
 			r.report()
@@ -251,19 +400,7 @@ func (r *run) run(ctx context.Context, input io.Reader) (Checkpoint, error) {
 	}
 	cancelRun()
 	workers.Wait()
-	if err := r.seal(ctx); err != nil {
-		return r.cp, err
-	}
-	out, errs, err := r.Sink.Merge(ctx, r.cp.Parts)
-	if err != nil {
-		return r.cp, fmt.Errorf("batch: merging parts: %w", err)
-	}
-	r.cp.Done, r.cp.Output, r.cp.Errors = true, out, errs
-	r.cp.Counts.Total = r.cp.Counts.Done()
-	if err := r.save(ctx); err != nil {
-		return r.cp, err
-	}
-	return r.cp, nil
+	return nil
 }
 
 // read feeds work in input order from the line after skip, holding a slot
@@ -336,7 +473,8 @@ func (r *run) collect(ctx context.Context, pending map[int]result, next int, slo
 		r.part.LastLine = res.line
 		next++
 		<-slots
-		if r.part.Completed+r.part.Failed >= r.cfg.PartItems || r.out.Len()+r.err.Len() >= partBytes {
+		full := r.part.Completed+r.part.Failed >= r.cfg.PartItems || r.out.Len()+r.err.Len() >= partBytes
+		if full && !r.whole {
 			if err := r.seal(ctx); err != nil {
 				return next, err
 			}
@@ -346,8 +484,11 @@ func (r *run) collect(ctx context.Context, pending map[int]result, next int, slo
 
 // stop keeps every answer that arrived before the stop, records a
 // checkpoint with a context of its own (ctx is already done), and returns
-// cause.
-func (r *run) stop(ctx context.Context, pending map[int]result, next int, results <-chan result, slots <-chan struct{}, cause error) (Checkpoint, error) {
+// cause. A fenced attempt records nothing.
+func (r *run) stop(ctx context.Context, pending map[int]result, next int, results <-chan result, slots <-chan struct{}, cause error) error {
+	if r.whole {
+		return cause
+	}
 	for drained := false; !drained; {
 		select {
 		case res := <-results:
@@ -359,12 +500,12 @@ func (r *run) stop(ctx context.Context, pending map[int]result, next int, result
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if _, err := r.collect(sctx, pending, next, slots); err != nil {
-		return r.cp, errors.Join(cause, err)
+		return errors.Join(cause, err)
 	}
 	if err := r.seal(sctx); err != nil {
-		return r.cp, errors.Join(cause, err)
+		return errors.Join(cause, err)
 	}
-	return r.cp, cause
+	return cause
 }
 
 // seal stores the part being filled and records a checkpoint after it.
@@ -377,6 +518,7 @@ func (r *run) seal(ctx context.Context) error {
 		return fmt.Errorf("batch: sealing part %d: %w", r.part.Seq, err)
 	}
 	r.cp.Parts = append(r.cp.Parts, p)
+	r.cp.Sealed = &r.cp.Parts[len(r.cp.Parts)-1]
 	r.cp.Line = p.LastLine
 	r.cp.Counts = r.counts
 	if err := r.save(ctx); err != nil {
@@ -390,6 +532,9 @@ func (r *run) save(ctx context.Context) error {
 	r.cp.Seq++
 	r.cp.Time = time.Now().UTC()
 	if err := r.Sink.SaveCheckpoint(ctx, r.cp); err != nil {
+		if errors.Is(err, ErrFenced) {
+			return err
+		}
 		return fmt.Errorf("batch: recording checkpoint %d: %w", r.cp.Seq, err)
 	}
 	r.lastSave = time.Now()
@@ -403,37 +548,77 @@ func (r *run) resetPart() {
 	r.part = Part{Seq: len(r.cp.Parts) + 1}
 }
 
-func (r *run) report() {
+func (r *run) mark() {
 	if r.Progress != nil {
-		r.Progress(r.counts, r.cp)
+		r.Progress(Mark{Seq: r.cp.Seq, Line: r.cp.Line, Counts: r.counts, WaitingSince: r.health.since()})
 	}
 }
 
 // answer asks the model server, retrying what may succeed later. It
 // returns false when ctx ended first: that item is left for the next
-// attempt.
+// attempt. While the model server is out as a whole, failures do not count
+// against the item: it waits, and one request at a time probes.
 func (r *run) answer(ctx context.Context, it item) (result, bool) {
+	held := false
 	for attempt := 1; ; attempt++ {
+		probe, err := r.health.acquire(ctx)
+		if err != nil {
+			return result{}, false
+		}
 		resp, err := r.Client.Chat(ctx, it.req.Body)
 		if err == nil {
+			r.health.ok(probe)
 			return r.success(it, resp), true
 		}
 		if ctx.Err() != nil {
+			r.health.release(probe)
 			return result{}, false
 		}
 		var le *llm.Error
 		if !errors.As(err, &le) {
 			le = &llm.Error{Kind: llm.UpstreamUnavailable, Message: err.Error()}
 		}
+		if !serverWide(le) {
+			// The server answered: whatever is wrong is this item's.
+			r.health.ok(probe)
+		} else if r.health.failed(probe) {
+			attempt--
+			if probe && !sleep(ctx, r.health.probeWait()) {
+				r.health.release(probe)
+				return result{}, false
+			}
+			r.health.release(probe)
+			continue
+		}
 		if !le.Retryable() || attempt >= r.cfg.MaxAttempts {
+			// Before an item fails for the server's fault, the engine
+			// holds once and probes: at the start of an outage, answers
+			// that were in flight reset the count of failures in a row,
+			// so an item can run out of tries before the outage is
+			// called. An item the server keeps failing while it answers
+			// others fails after that one hold.
+			if serverWide(le) && !held {
+				held = true
+				r.health.trip()
+				attempt--
+				continue
+			}
 			return r.failure(it, le, &LineError{Code: string(le.Kind), Message: le.Message}), true
 		}
-		wait := llm.Backoff(attempt, r.cfg.BackoffBase, r.cfg.BackoffMax, le.RetryAfter)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		if !sleep(ctx, llm.Backoff(attempt, r.cfg.BackoffBase, r.cfg.BackoffMax, le.RetryAfter)) {
 			return result{}, false
 		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -17,31 +19,53 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
-// memSink keeps parts and checkpoints in memory, and counts seals so tests
-// can see how much work was redone.
+// memSink keeps parts and checkpoints in memory, and fences as the bucket
+// sink does: a checkpoint record is created once per sequence number.
+// Part keys are per seal, so a redone part never replaces the first try.
 type memSink struct {
 	mu          sync.Mutex
-	parts       map[int][2][]byte
+	objects     map[string][]byte
+	seals       int
 	checkpoints []batch.Checkpoint
+	recorded    map[int]bool
 	merged      [2][]byte
+	// onSave, if set, runs after each recorded checkpoint.
+	onSave func(cp batch.Checkpoint)
 }
 
-func newMemSink() *memSink { return &memSink{parts: map[int][2][]byte{}} }
+func newMemSink() *memSink {
+	return &memSink{objects: map[string][]byte{}, recorded: map[int]bool{}}
+}
+
+func (s *memSink) put(key string, b []byte) task.ObjectRef {
+	s.objects[key] = bytes.Clone(b)
+	sum := sha256.Sum256(b)
+	return task.ObjectRef{Key: key, Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])}
+}
 
 func (s *memSink) SealPart(_ context.Context, p batch.Part, out, errs []byte) (batch.Part, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.parts[p.Seq] = [2][]byte{bytes.Clone(out), bytes.Clone(errs)}
-	p.Output = task.ObjectRef{Key: fmt.Sprintf("parts/output-%06d.jsonl", p.Seq), Size: int64(len(out))}
-	p.Errors = task.ObjectRef{Key: fmt.Sprintf("parts/errors-%06d.jsonl", p.Seq), Size: int64(len(errs))}
+	s.seals++
+	p.Output = s.put(fmt.Sprintf("parts/output-%06d-%d.jsonl", p.Seq, s.seals), out)
+	p.Errors = s.put(fmt.Sprintf("parts/errors-%06d-%d.jsonl", p.Seq, s.seals), errs)
 	return p, nil
 }
 
 func (s *memSink) SaveCheckpoint(_ context.Context, cp batch.Checkpoint) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	if s.recorded[cp.Seq] {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: checkpoint %d exists", batch.ErrFenced, cp.Seq)
+	}
+	s.recorded[cp.Seq] = true
 	cp.Parts = append([]batch.Part(nil), cp.Parts...)
 	s.checkpoints = append(s.checkpoints, cp)
+	hook := s.onSave
+	s.mu.Unlock()
+	if hook != nil {
+		hook(cp)
+	}
 	return nil
 }
 
@@ -50,8 +74,17 @@ func (s *memSink) Merge(_ context.Context, parts []batch.Part) (task.ObjectRef, 
 	defer s.mu.Unlock()
 	var out, errs []byte
 	for _, p := range parts {
-		out = append(out, s.parts[p.Seq][0]...)
-		errs = append(errs, s.parts[p.Seq][1]...)
+		for _, half := range []struct {
+			ref task.ObjectRef
+			to  *[]byte
+		}{{p.Output, &out}, {p.Errors, &errs}} {
+			b := s.objects[half.ref.Key]
+			sum := sha256.Sum256(b)
+			if hex.EncodeToString(sum[:]) != half.ref.SHA256 {
+				return task.ObjectRef{}, task.ObjectRef{}, &batch.CorruptPartError{Seq: p.Seq, Key: half.ref.Key, Why: "sha256"}
+			}
+			*half.to = append(*half.to, b...)
+		}
 	}
 	s.merged = [2][]byte{out, errs}
 	return task.ObjectRef{Key: "output.jsonl", Size: int64(len(out))}, task.ObjectRef{Key: "errors.jsonl", Size: int64(len(errs))}, nil
@@ -179,8 +212,8 @@ func TestRunResumesAfterStop(t *testing.T) {
 	e := engine(srv, sink, batch.Config{Concurrency: 8, PartItems: 25})
 
 	ctx, cancel := context.WithCancelCause(context.Background())
-	e.Progress = func(c task.Counts, _ batch.Checkpoint) {
-		if c.Done() >= 150 {
+	e.Progress = func(m batch.Mark) {
+		if m.Counts.Done() >= 150 {
 			cancel(batch.ErrStopped)
 		}
 	}

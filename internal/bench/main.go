@@ -94,19 +94,78 @@ func run(ctx context.Context, items, inflight int, latency time.Duration, rssIte
 	report("batch_throughput", float64(items)/archiving.Sub(running).Seconds(), "req/s", base, 0.95)
 	report("batch_end_to_end", float64(items)/elapsed.Seconds(), "req/s", base, 0)
 
+	// The engine's own overhead where the model is fast: the same figure
+	// at 20,000 items, 64 in flight, the model at 5 ms.
+	if err := b.engineOverhead(ctx, 20000, 64, 5*time.Millisecond); err != nil {
+		return err
+	}
+
 	if rssItems > 0 {
-		b.model.SetFaults(testmodel.Faults{})
-		small, err := b.peakRSS(ctx, rssItems/100, 64)
+		b.model.SetFaults(testmodel.Faults{Latency: latency})
+		small, smallID, err := b.peakRSS(ctx, rssItems/100, 64)
 		if err != nil {
 			return err
 		}
-		large, err := b.peakRSS(ctx, rssItems, 64)
+		large, largeID, err := b.peakRSS(ctx, rssItems, 64)
 		if err != nil {
 			return err
 		}
-		report(fmt.Sprintf("worker_peak_rss_%dk_items", rssItems/1000), large, "MiB", small, 150)
+		// Goal: memory flat in the batch size, at most 1.3 times the
+		// small batch's.
+		report(fmt.Sprintf("worker_peak_rss_%dk_items", rssItems/1000), large, "MiB", small, 1.3)
+		// History: a fixed number of events whatever the batch's size or
+		// duration (progress travels in heartbeats, not signals).
+		smallEvents, err := b.historyEvents(ctx, smallID)
+		if err != nil {
+			return err
+		}
+		largeEvents, err := b.historyEvents(ctx, largeID)
+		if err != nil {
+			return err
+		}
+		report(fmt.Sprintf("history_events_%dk_items", rssItems/1000), largeEvents, "events", smallEvents, 200)
 	}
 	return nil
+}
+
+// engineOverhead reports the inference stage's rate against the plain
+// loop, both on a model server of their own at latency.
+func (b *bench) engineOverhead(ctx context.Context, items, inflight int, latency time.Duration) error {
+	fast := testmodel.New(testmodel.Options{Faults: testmodel.Faults{Latency: latency}})
+	if err := fast.Start(); err != nil {
+		return err
+	}
+	defer fast.Close()
+	file, err := b.batchFile("overhead", items)
+	if err != nil {
+		return err
+	}
+	base := plainLoop(ctx, fast.URL(), items, inflight)
+	w, err := b.startWorker(ctx, inflight, "AUTOGLM_LLM_BASE_URL="+fast.URL())
+	if err != nil {
+		return err
+	}
+	defer w.stop()
+	st, _, err := b.runTask(ctx, file)
+	if err != nil {
+		return err
+	}
+	running, archiving := st.EnteredAt(task.Running), st.EnteredAt(task.Archiving)
+	report(fmt.Sprintf("engine_overhead_%dk_%d_inflight_%s", items/1000, inflight, latency), float64(items)/archiving.Sub(running).Seconds(), "req/s", base, 0.95)
+	return nil
+}
+
+// historyEvents counts the events in a task's workflow history.
+func (b *bench) historyEvents(ctx context.Context, id string) (float64, error) {
+	n := 0
+	it := b.tc.Temporal.GetWorkflowHistory(ctx, task.WorkflowID(id), "", false, 0)
+	for it.HasNext() {
+		if _, err := it.Next(); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return float64(n), nil
 }
 
 // report prints one BENCH line; a goal of 0 means the figure has none.
@@ -232,48 +291,51 @@ func (b *bench) throughWorkflow(ctx context.Context, file string, inflight int) 
 	}
 	defer w.stop()
 	start := time.Now()
-	st, err := b.runTask(ctx, file)
+	st, _, err := b.runTask(ctx, file)
 	return st, time.Since(start), err
 }
 
-func (b *bench) runTask(ctx context.Context, file string) (task.Status, error) {
+func (b *bench) runTask(ctx context.Context, file string) (task.Status, string, error) {
 	in, err := b.tc.Submit(ctx, taskclient.SubmitRequest{Tenant: "bench", Submitter: "bench", File: file})
 	if err != nil {
-		return task.Status{}, err
+		return task.Status{}, "", err
 	}
 	res, err := b.tc.Wait(ctx, in.ID)
 	if err != nil {
-		return task.Status{}, err
+		return task.Status{}, in.ID, err
 	}
 	if res.State != task.Completed {
-		return task.Status{}, fmt.Errorf("task %s ended %s: %s", in.ID, res.State, res.Reason)
+		return task.Status{}, in.ID, fmt.Errorf("task %s ended %s: %s", in.ID, res.State, res.Reason)
 	}
-	return b.tc.Status(ctx, in.ID)
+	st, err := b.tc.Status(ctx, in.ID)
+	return st, in.ID, err
 }
 
 // peakRSS runs an n-item batch on a fresh worker process and returns the
-// process's peak resident set (VmHWM) in MiB.
-func (b *bench) peakRSS(ctx context.Context, n, inflight int) (float64, error) {
+// process's peak resident set (VmHWM) in MiB, and the task's ID.
+func (b *bench) peakRSS(ctx context.Context, n, inflight int) (float64, string, error) {
 	file, err := b.batchFile(fmt.Sprintf("rss-%d", n), n)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	w, err := b.startWorker(ctx, inflight)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer w.stop()
-	if _, err := b.runTask(ctx, file); err != nil {
-		return 0, err
+	_, id, err := b.runTask(ctx, file)
+	if err != nil {
+		return 0, id, err
 	}
-	return vmHWM(w.cmd.Process.Pid)
+	mib, err := vmHWM(w.cmd.Process.Pid)
+	return mib, id, err
 }
 
 type workerProc struct{ cmd *exec.Cmd }
 
 // startWorker runs `autoglm worker` as its own process, built from this
 // checkout, so its memory can be read apart from the bench's.
-func (b *bench) startWorker(ctx context.Context, inflight int) (*workerProc, error) {
+func (b *bench) startWorker(ctx context.Context, inflight int, env ...string) (*workerProc, error) {
 	exe := filepath.Join(b.dir, "autoglm")
 	if _, err := os.Stat(exe); err != nil {
 		build := exec.CommandContext(ctx, "go", "build", "-o", exe, "./starter")
@@ -284,6 +346,7 @@ func (b *bench) startWorker(ctx context.Context, inflight int) (*workerProc, err
 	}
 	cmd := exec.Command(exe, "worker")
 	cmd.Env = append(os.Environ(), "AUTOGLM_CONCURRENCY="+strconv.Itoa(inflight), "AUTOGLM_NODE=bench")
+	cmd.Env = append(cmd.Env, env...)
 	logf, err := os.Create(filepath.Join(b.dir, "worker.log"))
 	if err != nil {
 		return nil, err

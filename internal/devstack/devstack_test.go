@@ -10,6 +10,9 @@ import (
 // TestStartStop starts the real stack, checks both servers answer and the
 // bucket exists, then checks Stop leaves no server running.
 func TestStartStop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the Temporal dev server and MinIO")
+	}
 	bin, err := BinDir()
 	if err != nil {
 		t.Fatal(err)

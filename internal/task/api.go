@@ -43,7 +43,9 @@ const (
 	SignalPause       = "pause-signal"
 	SignalResume      = "resume-signal"
 	SignalSetPriority = "set-priority-signal"
-	// SignalProgress is sent by the inference activity, not by people.
+	// SignalProgress was sent by the inference activity of older
+	// workers; nothing sends it now (progress is in heartbeat details),
+	// and histories that hold it still replay.
 	SignalProgress = "progress"
 )
 

@@ -25,6 +25,12 @@ const (
 	UpstreamUnavailable   ErrorType = "UpstreamUnavailable"
 	ContextLengthExceeded ErrorType = "ContextLengthExceeded"
 	NoNode                ErrorType = "NoNode"
+	// Fenced: another attempt of the same inference took over; this one
+	// stopped without writing anything that counts.
+	Fenced ErrorType = "Fenced"
+	// CorruptPart: a stored part of the output no longer matches the size
+	// and sha256 its checkpoint recorded.
+	CorruptPart ErrorType = "CorruptPart"
 )
 
 // Error is an error with a stable type. Compare with errors.Is against the

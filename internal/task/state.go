@@ -48,6 +48,13 @@ type Progress struct {
 	RatePerSecond float64 `json:"rate_per_second,omitempty"`
 	// ETASeconds is when the rest will be answered at that rate.
 	ETASeconds float64 `json:"eta_seconds,omitempty"`
+	// WaitingSince is when the model server stopped answering, while
+	// inference holds for it instead of failing items; zero otherwise.
+	WaitingSince time.Time `json:"waiting_for_model_server_since,omitzero"`
+	// Pieces are the counts of each inference piece (the batch, or each
+	// shard) as the workflow last heard them: from a finished or stopped
+	// attempt. Running attempts report in their heartbeats.
+	Pieces []Counts `json:"pieces,omitempty"`
 }
 
 // Status is the answer of the status query: everything a person or a

@@ -217,7 +217,10 @@ func (c *Client) Status(ctx context.Context, id string) (task.Status, error) {
 	if err != nil {
 		return st, notFound(id, err)
 	}
-	return st, v.Get(&st)
+	if err := v.Get(&st); err != nil {
+		return st, err
+	}
+	return st, c.addProgress(ctx, &st)
 }
 
 // Decide sends the approve, reject or cancel update and returns the status

@@ -1,0 +1,475 @@
+// Package durability tests exactly-once inference under the faults an
+// operator meets: a worker frozen past its heartbeat timeout beside its
+// replacement (split brain), a model server that refuses connections for
+// a minute, and a sealed part changed in the bucket before the merge.
+//
+// Real parts only: TestMain starts the Temporal dev server and MinIO
+// through internal/devstack on free loopback ports and stops them by PID;
+// workers are `autoglm worker` processes built from ./starter. The model
+// server is the one stand-in: internal/llm/testmodel.
+package durability
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"go.temporal.io/sdk/client"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/batch"
+	"github.com/autoglm-flow/autoglm-flow/internal/config"
+	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
+	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
+	"github.com/autoglm-flow/autoglm-flow/internal/logging"
+	"github.com/autoglm-flow/autoglm-flow/internal/storage"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
+)
+
+const (
+	bucket = "autoglm"
+	tenant = "demo" // the default policy's tenant; bob reviews, olga operates
+	model  = testmodel.DefaultModel
+)
+
+var suite struct {
+	dir      string
+	stack    *devstack.Stack
+	cli      string
+	temporal client.Client
+	store    storage.Store
+	tasks    *taskclient.Client
+}
+
+func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+
+func runMain(m *testing.M) (code int) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("durability: skipped in -short mode: these tests start Temporal, MinIO and worker processes")
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	dir, err := os.MkdirTemp("", "autoglm-durability-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "durability:", err)
+		return 1
+	}
+	suite.dir = dir
+	defer func() {
+		if code == 0 {
+			os.RemoveAll(dir)
+		} else {
+			fmt.Fprintln(os.Stderr, "durability: server and worker logs are kept in", dir)
+		}
+	}()
+	bin, err := devstack.BinDir()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "durability:", err)
+		return 1
+	}
+	stack, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), BinDir: bin, Buckets: []string{bucket}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "durability: starting the stack:", err)
+		return 1
+	}
+	suite.stack = stack
+	defer func() {
+		stopWorkers()
+		if err := stack.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "durability: stopping the stack:", err)
+		}
+	}()
+	if err := setUp(ctx, filepath.Dir(bin)); err != nil {
+		fmt.Fprintln(os.Stderr, "durability:", err)
+		return 1
+	}
+	defer suite.temporal.Close()
+	done := make(chan int, 1)
+	go func() { done <- m.Run() }()
+	select {
+	case code = <-done:
+		return code
+	case <-ctx.Done():
+		fmt.Fprintln(os.Stderr, "durability: interrupted; stopping workers and servers")
+		return 130
+	}
+}
+
+func setUp(ctx context.Context, root string) error {
+	for _, kv := range suite.stack.Env(bucket) {
+		k, v, _ := strings.Cut(kv, "=")
+		os.Setenv(k, v)
+	}
+	os.Setenv("AUTOGLM_LOG_LEVEL", "info")
+	suite.cli = filepath.Join(suite.dir, "autoglm")
+	build := exec.CommandContext(ctx, "go", "build", "-o", suite.cli, "./starter")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("building the CLI: %v\n%s", err, out)
+	}
+	cfg, err := config.FromEnv()
+	if err != nil {
+		return err
+	}
+	log := logrus.New()
+	log.SetLevel(logrus.WarnLevel)
+	opts, err := config.TemporalOptions(logging.NewSDK(log))
+	if err != nil {
+		return err
+	}
+	if suite.temporal, err = client.DialContext(ctx, opts); err != nil {
+		return fmt.Errorf("connecting to Temporal: %w", err)
+	}
+	if suite.store, err = storage.Open(ctx, cfg.S3); err != nil {
+		return fmt.Errorf("opening the bucket: %w", err)
+	}
+	suite.tasks = &taskclient.Client{Temporal: suite.temporal, Store: suite.store}
+	return nil
+}
+
+func testCtx(t *testing.T, guard time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// eventually polls cond until it holds, failing the test if ctx ends
+// first; errors from cond are remembered, not fatal.
+func eventually(t *testing.T, ctx context.Context, what string, cond func() (bool, error)) {
+	t.Helper()
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v (last error: %v)", what, ctx.Err(), last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// worker is `autoglm worker` as a process of its own.
+type worker struct {
+	node string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error
+}
+
+var workers struct {
+	sync.Mutex
+	all []*worker
+}
+
+type workerOptions struct {
+	node               string
+	modelURL           string
+	concurrency        int
+	heartbeatTimeout   time.Duration
+	checkpointInterval time.Duration
+	env                []string
+}
+
+// startWorker starts a worker process and waits until it has announced
+// its node; the test's cleanup stops it.
+func startWorker(t *testing.T, o workerOptions) *worker {
+	t.Helper()
+	w := &worker{node: o.node, done: make(chan struct{})}
+	w.log = filepath.Join(suite.dir, fmt.Sprintf("worker-%s-%s.log", o.node, randHex(2)))
+	f, err := os.Create(w.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "AUTOGLM_NODE="+o.node, "AUTOGLM_LLM_BASE_URL="+o.modelURL, "AUTOGLM_MODELS="+model)
+	if o.concurrency > 0 {
+		env = append(env, "AUTOGLM_CONCURRENCY="+strconv.Itoa(o.concurrency))
+	}
+	if o.heartbeatTimeout > 0 {
+		env = append(env, "AUTOGLM_HEARTBEAT_TIMEOUT="+o.heartbeatTimeout.String())
+	}
+	if o.checkpointInterval > 0 {
+		env = append(env, "AUTOGLM_CHECKPOINT_INTERVAL="+o.checkpointInterval.String())
+	}
+	env = append(env, o.env...)
+	w.cmd = exec.Command(suite.cli, "worker")
+	w.cmd.Env = env
+	w.cmd.Stdout, w.cmd.Stderr = f, f
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	since := time.Now()
+	if err := w.cmd.Start(); err != nil {
+		t.Fatalf("starting autoglm worker: %v", err)
+	}
+	workers.Lock()
+	workers.all = append(workers.all, w)
+	workers.Unlock()
+	go func() {
+		w.err = w.cmd.Wait()
+		f.Close()
+		close(w.done)
+	}()
+	t.Cleanup(func() {
+		w.stop()
+		// A stopped node's record would still count as alive for a while,
+		// and dispatch could send the next test's task to it.
+		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = suite.store.Delete(dctx, "fleet/nodes/"+o.node+".json")
+		if t.Failed() {
+			t.Logf("log of worker %d (node %s):\n%s", w.pid(), w.node, devstack.Tail(w.log, 60))
+		}
+	})
+	ctx := testCtx(t, time.Minute)
+	eventually(t, ctx, "worker "+o.node+" to announce itself", func() (bool, error) {
+		select {
+		case <-w.done:
+			t.Fatalf("worker exited: %v\n%s", w.err, devstack.Tail(w.log, 40))
+		default:
+		}
+		var n struct {
+			LastSeen time.Time `json:"last_seen"`
+		}
+		err := getJSON(ctx, "fleet/nodes/"+o.node+".json", &n)
+		return err == nil && !n.LastSeen.Before(since), err
+	})
+	return w
+}
+
+func (w *worker) pid() int { return w.cmd.Process.Pid }
+
+func (w *worker) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := w.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("sending %s to worker %d: %v", sig, w.pid(), err)
+	}
+}
+
+// stop sends SIGCONT (a stopped process cannot act on SIGTERM), SIGTERM
+// and, after a grace period, SIGKILL, all by PID.
+func (w *worker) stop() {
+	select {
+	case <-w.done:
+		return
+	default:
+	}
+	_ = w.cmd.Process.Signal(syscall.SIGCONT)
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-w.done:
+	case <-time.After(30 * time.Second):
+		_ = w.cmd.Process.Signal(syscall.SIGKILL)
+		<-w.done
+	}
+}
+
+func stopWorkers() {
+	workers.Lock()
+	all := workers.all
+	workers.Unlock()
+	for _, w := range all {
+		w.stop()
+	}
+}
+
+func getJSON(ctx context.Context, key string, v any) error {
+	rc, _, err := suite.store.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return json.NewDecoder(rc).Decode(v)
+}
+
+// startModel starts a test model server answering in latency.
+func startModel(t *testing.T, latency time.Duration, addr string) *testmodel.Server {
+	t.Helper()
+	m := testmodel.New(testmodel.Options{Addr: addr, Faults: testmodel.Faults{Latency: latency}})
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// input is a batch file of n requests.
+type input struct {
+	path string
+	ids  []string
+}
+
+func writeBatch(t *testing.T, prefix string, n int) input {
+	t.Helper()
+	in := input{path: filepath.Join(t.TempDir(), prefix+".jsonl")}
+	var buf bytes.Buffer
+	for i := 1; i <= n; i++ {
+		id := fmt.Sprintf("%s-%05d", prefix, i)
+		body, _ := json.Marshal(map[string]any{"model": model, "messages": []map[string]string{{"role": "user", "content": "Question " + id}}})
+		line, _ := json.Marshal(batch.Request{CustomID: id, Method: "POST", URL: batch.ChatCompletionsURL, Body: body})
+		buf.Write(append(line, '\n'))
+		in.ids = append(in.ids, id)
+	}
+	if err := os.WriteFile(in.path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// submitApproved submits the batch and has bob approve it.
+func submitApproved(t *testing.T, ctx context.Context, prefix string, in input) string {
+	t.Helper()
+	id := prefix + "-" + taskclient.NewID()
+	if _, err := suite.tasks.Submit(ctx, taskclient.SubmitRequest{ID: id, Tenant: tenant, Submitter: "alice", File: in.path}); err != nil {
+		t.Fatalf("submitting %s: %v", id, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = suite.temporal.TerminateWorkflow(ctx, task.WorkflowID(id), "", "durability test cleanup")
+	})
+	waitState(t, ctx, id, task.AwaitingApproval)
+	if _, err := suite.tasks.Decide(ctx, id, task.UpdateApprove, task.DecisionRequest{Actor: "bob"}); err != nil {
+		t.Fatalf("bob's approval of %s: %v", id, err)
+	}
+	return id
+}
+
+func waitState(t *testing.T, ctx context.Context, id string, state task.State) task.Status {
+	t.Helper()
+	var st task.Status
+	eventually(t, ctx, fmt.Sprintf("task %s to be %s", id, state), func() (bool, error) {
+		var err error
+		if st, err = suite.tasks.Status(ctx, id); err != nil {
+			return false, err
+		}
+		if st.State != state && st.State.Final() {
+			t.Fatalf("task %s ended %s while waiting for %s: %s", id, st.State, state, st.LastError)
+		}
+		return st.State == state, nil
+	})
+	return st
+}
+
+// waitDone waits until the status shows at least n answered.
+func waitDone(t *testing.T, ctx context.Context, id string, n int) task.Status {
+	t.Helper()
+	var st task.Status
+	eventually(t, ctx, fmt.Sprintf("task %s to pass %d answered", id, n), func() (bool, error) {
+		var err error
+		if st, err = suite.tasks.Status(ctx, id); err != nil {
+			return false, err
+		}
+		if st.State.Final() || st.State == task.Archiving {
+			t.Fatalf("task %s is %s before %d were answered: the batch ran too fast", id, st.State, n)
+		}
+		return st.Progress.Done() >= n, nil
+	})
+	return st
+}
+
+// exact waits for the task to complete and checks output.jsonl holds
+// every input line exactly once, in input order, and errors.jsonl none.
+func exact(t *testing.T, ctx context.Context, id string, in input) task.Result {
+	t.Helper()
+	res, err := suite.tasks.Wait(ctx, id)
+	if err != nil {
+		t.Fatalf("task %s: %v", id, err)
+	}
+	if res.State != task.Completed {
+		t.Fatalf("task %s ended %s (%s); want COMPLETED", id, res.State, res.Reason)
+	}
+	out := outputLines(t, ctx, res.Output)
+	errs := outputLines(t, ctx, res.Errors)
+	if len(errs) != 0 {
+		t.Errorf("errors.jsonl has %d lines, the first %+v; want none", len(errs), errs[0])
+	}
+	if len(out) != len(in.ids) {
+		t.Errorf("output.jsonl has %d lines; want %d", len(out), len(in.ids))
+	}
+	for i, l := range out {
+		if i >= len(in.ids) || l.CustomID != in.ids[i] {
+			t.Fatalf("output line %d is %s; want %s, each line once in input order", i+1, l.CustomID, in.ids[min(i, len(in.ids)-1)])
+		}
+		if l.Response == nil || l.Response.StatusCode != 200 {
+			t.Fatalf("output line %d (%s) is not an answer: %+v", i+1, l.CustomID, l)
+		}
+	}
+	if res.Counts.Completed != len(in.ids) || res.Counts.Failed != 0 {
+		t.Errorf("result counts %+v; want %d completed", res.Counts, len(in.ids))
+	}
+	return res
+}
+
+func outputLines(t *testing.T, ctx context.Context, ref task.ObjectRef) []batch.OutputLine {
+	t.Helper()
+	var b bytes.Buffer
+	if err := suite.tasks.Download(ctx, ref, &b); err != nil {
+		t.Fatalf("downloading %s: %v", ref.URI(), err)
+	}
+	var out []batch.OutputLine
+	sc := bufio.NewScanner(&b)
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		var l batch.OutputLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("output line is not JSON: %v", err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// checkpointDir is where a task's checkpoint records live.
+func checkpointDir(id string) string {
+	return storage.TaskPrefix(storage.Checkpoint, tenant, id) + "checkpoints/"
+}
+
+// head is the sequence number the task's checkpoint head names; 0 before
+// the first record.
+func head(ctx context.Context, id string) int {
+	var h struct {
+		Seq int `json:"seq"`
+	}
+	_ = getJSON(ctx, checkpointDir(id)+"head.json", &h)
+	return h.Seq
+}
+
+// record is checkpoint record seq of a task run whole.
+func record(t *testing.T, ctx context.Context, id string, seq int) batch.Checkpoint {
+	t.Helper()
+	var cp batch.Checkpoint
+	if err := getJSON(ctx, fmt.Sprintf("%s%06d/metadata.json", checkpointDir(id), seq), &cp); err != nil {
+		t.Fatalf("checkpoint record %d of %s: %v", seq, id, err)
+	}
+	return cp
+}

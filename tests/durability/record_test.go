@@ -1,0 +1,204 @@
+package durability
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/temporalproto"
+	"go.temporal.io/sdk/client"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
+)
+
+// recordDir, when set, is where TestLifecyclePaths writes the history of
+// each task it ran (task_<path>.json), for the replay tests in
+// workflows/testdata:
+//
+//	AUTOGLM_RECORD_HISTORIES=$PWD/workflows/testdata go test -run TestLifecyclePaths ./tests/durability
+var recordDir = os.Getenv("AUTOGLM_RECORD_HISTORIES")
+
+// approvalDeadline is the policy's deadline in these tests: long enough
+// for an approval sent at once, short enough for an expiry to be quick.
+const approvalDeadline = 10 * time.Second
+
+// TestLifecyclePaths drives a task down each path of TaskWorkflow on the
+// real stack and checks where it ends: shards, pause and resume, a resume
+// at once after a pause, a cancel while running (partial output
+// collected), a failure, an expiry.
+func TestLifecyclePaths(t *testing.T) {
+	m := startModel(t, 50*time.Millisecond, "")
+	policy := shortDeadlinePolicy(t)
+	node := "paths-" + randHex(3)
+	startWorker(t, workerOptions{node: node, modelURL: m.URL(), concurrency: 2, checkpointInterval: time.Second,
+		env: []string{"AUTOGLM_SHARD_REQUESTS=150", "AUTOGLM_POLICY_FILE=" + policy}})
+
+	t.Run("shards", func(t *testing.T) {
+		ctx := testCtx(t, 2*time.Minute)
+		in := writeBatch(t, "shards", 400)
+		id := submitApproved(t, ctx, "shards", in)
+		exact(t, ctx, id, in)
+		if st, _ := suite.tasks.Status(ctx, id); !strings.Contains(auditText(st), "3 shards") {
+			t.Errorf("the audit trail does not say the batch ran in 3 shards:\n%s", auditText(st))
+		}
+		save(t, ctx, id, "shards_completed")
+	})
+
+	t.Run("pause and resume", func(t *testing.T) {
+		ctx := testCtx(t, 2*time.Minute)
+		in := writeBatch(t, "pause", 600)
+		id := submitApproved(t, ctx, "pause", in)
+		waitDone(t, ctx, id, 20)
+		decide(t, ctx, id, task.UpdatePause)
+		eventually(t, ctx, "the inference to stop", func() (bool, error) {
+			pa, err := pendingInfer(ctx, id)
+			return err == nil && pa == nil, err
+		})
+		paused, _ := suite.tasks.Status(ctx, id)
+		if paused.State != task.Paused || paused.Progress.Done() == 0 || paused.Progress.Total != len(in.ids) {
+			t.Errorf("paused status %s with progress %+v; want PAUSED, some answered, total %d", paused.State, paused.Progress.Counts, len(in.ids))
+		}
+		decide(t, ctx, id, task.UpdateResume)
+		exact(t, ctx, id, in)
+		save(t, ctx, id, "paused_resumed")
+	})
+
+	t.Run("pause then resume at once", func(t *testing.T) {
+		ctx := testCtx(t, 2*time.Minute)
+		in := writeBatch(t, "race", 600)
+		id := submitApproved(t, ctx, "race", in)
+		waitDone(t, ctx, id, 20)
+		decide(t, ctx, id, task.UpdatePause)
+		decide(t, ctx, id, task.UpdateResume)
+		res := exact(t, ctx, id, in)
+		if res.Counts.Total != len(in.ids) {
+			t.Errorf("the result's total is %d; want %d", res.Counts.Total, len(in.ids))
+		}
+		save(t, ctx, id, "pause_resume_at_once")
+	})
+
+	t.Run("cancel while running keeps partial output", func(t *testing.T) {
+		ctx := testCtx(t, 2*time.Minute)
+		in := writeBatch(t, "collect", 600)
+		id := submitApproved(t, ctx, "collect", in)
+		waitDone(t, ctx, id, 20)
+		decide(t, ctx, id, task.UpdateCancel)
+		res, err := suite.tasks.Wait(ctx, id)
+		if err != nil || res.State != task.Cancelled {
+			t.Fatalf("result %+v, %v; want CANCELLED", res, err)
+		}
+		out := outputLines(t, ctx, res.Output)
+		if len(out) == 0 || len(out) >= len(in.ids) || res.Counts.Total != len(in.ids) {
+			t.Errorf("partial output has %d lines, counts %+v; want some of %d, total kept", len(out), res.Counts, len(in.ids))
+		}
+		// Each shard keeps what it answered: the lines come in input
+		// order, each once, with gaps where a shard stopped.
+		at := map[string]int{}
+		for i, id := range in.ids {
+			at[id] = i
+		}
+		last := -1
+		for i, l := range out {
+			n, ok := at[l.CustomID]
+			if !ok || n <= last {
+				t.Fatalf("partial output line %d is %s, out of input order or repeated", i+1, l.CustomID)
+			}
+			last = n
+		}
+		save(t, ctx, id, "cancelled_running_partial")
+	})
+
+	t.Run("failure", func(t *testing.T) {
+		ctx := testCtx(t, time.Minute)
+		id := "failed-" + taskclient.NewID()
+		if _, err := suite.tasks.Submit(ctx, taskclient.SubmitRequest{ID: id, Tenant: tenant, Submitter: "alice", Model: "gpt-9-turbo", Prompt: "hello"}); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := suite.tasks.Wait(ctx, id); err == nil || res.State == task.Completed {
+			t.Fatalf("result %+v, %v; want FAILED", res, err)
+		}
+		save(t, ctx, id, "failed")
+	})
+
+	t.Run("expiry", func(t *testing.T) {
+		ctx := testCtx(t, time.Minute)
+		in := writeBatch(t, "expiry", 20)
+		id := "expiry-" + taskclient.NewID()
+		if _, err := suite.tasks.Submit(ctx, taskclient.SubmitRequest{ID: id, Tenant: tenant, Submitter: "alice", File: in.path}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := suite.tasks.Wait(ctx, id)
+		if err != nil || res.State != task.Expired {
+			t.Fatalf("result %+v, %v; want EXPIRED", res, err)
+		}
+		save(t, ctx, id, "expired")
+	})
+}
+
+func decide(t *testing.T, ctx context.Context, id, update string) {
+	t.Helper()
+	if _, err := suite.tasks.Decide(ctx, id, update, task.DecisionRequest{Actor: "olga"}); err != nil {
+		t.Fatalf("olga's %s of %s: %v", update, id, err)
+	}
+}
+
+func auditText(st task.Status) string {
+	var b strings.Builder
+	for _, tr := range st.Audit {
+		b.WriteString(string(tr.To) + " " + tr.Reason + "\n")
+	}
+	return b.String()
+}
+
+// shortDeadlinePolicy is the default policy with a short approval
+// deadline.
+func shortDeadlinePolicy(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "internal", "authz", "default.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(b), "approval_deadline: 24h", "approval_deadline: "+approvalDeadline.String(), 1)
+	if s == string(b) {
+		t.Fatal("the default policy has no approval_deadline: 24h to shorten")
+	}
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// save writes the task's history to recordDir, when set.
+func save(t *testing.T, ctx context.Context, id, name string) {
+	t.Helper()
+	if recordDir == "" {
+		return
+	}
+	h := &historypb.History{}
+	it := suite.temporal.GetWorkflowHistory(ctx, task.WorkflowID(id), "", false, 0)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Events = append(h.Events, e)
+	}
+	b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(recordDir, "task_"+name+".json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.HistoryFromJSON(strings.NewReader(string(b)), client.HistoryJSONOptions{}); err != nil {
+		t.Fatalf("the recorded history does not read back: %v", err)
+	}
+	t.Logf("history of %s recorded in %s (%d events)", id, path, len(h.Events))
+}
