@@ -69,6 +69,10 @@ func startLocal(ctx context.Context, f localFlags) (*local, error) {
 		k, v, _ := strings.Cut(kv, "=")
 		os.Setenv(k, v)
 	}
+	if err := devAssertionKey(f.dir); err != nil {
+		l.close()
+		return nil, err
+	}
 	if os.Getenv("AUTOGLM_LLM_BASE_URL") == "" {
 		l.model = testmodel.New(testmodel.Options{Faults: testmodel.Faults{Latency: 20 * time.Millisecond}})
 		if err := l.model.Start(); err != nil {
@@ -113,10 +117,10 @@ func (l *local) describe() string {
   MinIO         http://%s  (console %s, user %s)
   model server  %s
 In another shell:
-  export TEMPORAL_ADDRESS=%s AUTOGLM_S3_ENDPOINT=%s AUTOGLM_S3_ACCESS_KEY=%s AUTOGLM_S3_SECRET_KEY=%s`,
+  export TEMPORAL_ADDRESS=%s AUTOGLM_S3_ENDPOINT=%s AUTOGLM_S3_ACCESS_KEY=%s AUTOGLM_S3_SECRET_KEY=%s AUTOGLM_ASSERTION_PRIVATE_KEY_FILE=%s`,
 		l.stack.TemporalAddress, l.stack.UIURL, l.stack.S3Endpoint, l.stack.ConsoleURL, l.stack.AccessKey,
 		os.Getenv("AUTOGLM_LLM_BASE_URL"),
-		l.stack.TemporalAddress, l.stack.S3Endpoint, l.stack.AccessKey, l.stack.SecretKey)
+		l.stack.TemporalAddress, l.stack.S3Endpoint, l.stack.AccessKey, l.stack.SecretKey, os.Getenv("AUTOGLM_ASSERTION_PRIVATE_KEY_FILE"))
 }
 
 func (c *cli) devCmd() *cobra.Command {
