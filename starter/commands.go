@@ -64,6 +64,7 @@ AUTOGLM_S3_*; who you are from --as or AUTOGLM_USER.`,
 		c.setPriorityCmd(), c.listCmd(), c.resubmitCmd(),
 		c.resultsCmd(), workerCmd(), c.devCmd(), c.demoCmd(),
 		c.uploadCmd(), c.scheduleCmd(),
+		serverCmd(), c.keysCmd(),
 	)
 	return root
 }

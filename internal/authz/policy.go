@@ -63,6 +63,11 @@ var allowed = map[Role][]Action{
 type Policy struct {
 	Tenants   map[string]Tenant `yaml:"tenants"`
 	Screening Screening         `yaml:"screening"`
+	// APIKeys are the API server's keys, stored hashed (see keys.go).
+	APIKeys []APIKey `yaml:"api_keys"`
+	// Sensitive names what the API server masks for roles not allowed to
+	// see it (see mask.go).
+	Sensitive Sensitive `yaml:"sensitive"`
 }
 
 // Tenant is one tenant's rules.
@@ -115,6 +120,9 @@ func Parse(b []byte) (*Policy, error) {
 			t.ApprovalDeadline = 24 * time.Hour
 		}
 		p.Tenants[name] = t
+	}
+	if err := p.checkKeys(); err != nil {
+		return nil, err
 	}
 	if p.Screening.MaxRequestBytes <= 0 {
 		p.Screening.MaxRequestBytes = 1 << 20
