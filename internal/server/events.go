@@ -34,8 +34,8 @@ type Events struct {
 // worker only delays progress figures, which come from a status query at
 // most every few seconds and are skipped when it times out.
 type hub struct {
-	tasks *taskclient.Client
-	mu    sync.Mutex
+	tasks     *taskclient.Client
+	mu        sync.Mutex
 	tasksByID map[string]*follower
 }
 

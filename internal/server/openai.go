@@ -594,4 +594,3 @@ func (s *Server) listBatches(w http.ResponseWriter, r *http.Request, p principal
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
-
