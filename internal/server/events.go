@@ -12,7 +12,11 @@ import (
 // Event is one thing a watcher learns about a task: its state changed,
 // its progress moved, or it ended (then Result is set).
 type Event struct {
-	Seq      int            `json:"seq"`
+	// Seq orders events; a client asks for those after the last it saw.
+	// It is a clock reading in nanoseconds, so it keeps growing when the
+	// server starts following a task anew (after idling, or a restart):
+	// the client then sees the current state once more, never misses one.
+	Seq      int64          `json:"seq"`
 	Time     time.Time      `json:"time"`
 	State    task.State     `json:"state"`
 	Progress *task.Progress `json:"progress,omitempty"`
@@ -87,7 +91,7 @@ func (h *hub) poke(id string) {
 
 // wait returns the events after seq, blocking until there is one or ctx
 // ends.
-func (h *hub) wait(ctx context.Context, id string, after int) ([]Event, bool) {
+func (h *hub) wait(ctx context.Context, id string, after int64) ([]Event, bool) {
 	f := h.follow(id)
 	f.mu.Lock()
 	f.watchers++
@@ -121,8 +125,11 @@ func (h *hub) wait(ctx context.Context, id string, after int) ([]Event, bool) {
 func (f *follower) add(e Event) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	e.Seq = len(f.events) + 1
 	e.Time = time.Now().UTC()
+	e.Seq = e.Time.UnixNano()
+	if n := len(f.events); n > 0 && e.Seq <= f.events[n-1].Seq {
+		e.Seq = f.events[n-1].Seq + 1
+	}
 	f.events = append(f.events, e)
 	if e.Result != nil || e.State.Final() {
 		f.final = true
@@ -174,6 +181,11 @@ func (h *hub) run(id string, f *follower) {
 		select {
 		case res := <-ended:
 			f.add(Event{State: res.State, Result: &res})
+			// Late callers get the end from here, for a while.
+			select {
+			case <-ctx.Done():
+			case <-time.After(idleStop):
+			}
 			return
 		case <-tick.C:
 		case <-f.poke:

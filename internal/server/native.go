@@ -362,22 +362,26 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request, p principal) err
 	ctx, cancel := context.WithTimeout(r.Context(), waitParam(r, 30*time.Second, 60*time.Second))
 	defer cancel()
 	res, err := s.Tasks.Wait(ctx, id)
-	if err != nil && ctx.Err() != nil && r.Context().Err() == nil {
-		if ti, err = s.info(r.Context(), id); err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusAccepted, map[string]any{"id": id, "state": ti.State})
-		return nil
-	}
 	if err != nil {
 		if t := errType(err); t != "" && t != task.NotFound {
 			// The workflow failed with a typed error: that is its result.
 			writeJSON(w, http.StatusOK, task.Result{ID: id, State: task.Failed, Reason: string(t) + ": " + errMessage(err)})
 			return nil
 		}
-		return err
+		if r.Context().Err() != nil {
+			return err
+		}
+		// The wait ended first (its deadline may surface as a cancelled
+		// stream rather than as the context's error): say where the task is.
+		if ti, err = s.info(r.Context(), id); err != nil {
+			return err
+		}
+		if ti.Closed {
+			return fmt.Errorf("task %s has ended (%s) but its result could not be read", id, ti.State)
+		}
+		writeJSON(w, http.StatusAccepted, map[string]any{"id": id, "state": ti.State})
+		return nil
 	}
-	_ = ti
 	writeJSON(w, http.StatusOK, res)
 	return nil
 }
@@ -438,7 +442,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, p principal) err
 	if _, _, err := s.authorize(r.Context(), p, id, authz.View); err != nil {
 		return err
 	}
-	after, _ := strconv.Atoi(r.URL.Query().Get("after"))
+	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
 	ctx, cancel := context.WithTimeout(r.Context(), waitParam(r, 25*time.Second, 60*time.Second))
 	defer cancel()
 	evs, final := s.hub.wait(ctx, id, after)
