@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -81,6 +82,7 @@ var suite struct {
 	store    storage.Store
 	tasks    *taskclient.Client
 	api      *server.Server
+	cli      string // the autoglm binary built from ./starter
 	url      string // the API server's root
 	keys     map[string]string
 	worker   *runningWorker
@@ -214,6 +216,12 @@ func setUp(ctx context.Context) (func(), error) {
 	go hs.Serve(ln)
 	suite.url = "http://" + ln.Addr().String()
 
+	suite.cli = filepath.Join(suite.dir, "autoglm")
+	build := exec.CommandContext(ctx, "go", "build", "-o", suite.cli, "./starter")
+	build.Dir = filepath.Join("..", "..") // the module root, from tests/server
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building the CLI: %v\n%s", err, out)
+	}
 	if suite.worker, err = startWorker("server-test"); err != nil {
 		return nil, err
 	}
