@@ -191,11 +191,21 @@ func (c *cli) remoteWatch(ctx context.Context, api *apiclient.Client, id string)
 			res = &r
 		}
 	}
-	text := fmt.Sprintf("task %s: %s, %d of %d requests answered (%d failed)", id, res.State, res.Counts.Completed, res.Counts.Total, res.Counts.Failed)
-	if res.Reason != "" {
-		text += ": " + res.Reason
+	// The full status (audit trail, artifacts) needs a worker to answer;
+	// the result alone does not, and is enough when none answers soon.
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	st, err := api.Status(sctx, id)
+	cancel()
+	if err == nil && st.State.Final() {
+		err = c.print(st, formatStatus(st.Status))
+	} else {
+		text := fmt.Sprintf("task %s: %s; requests: %d total, %d completed, %d failed", id, res.State, res.Counts.Total, res.Counts.Completed, res.Counts.Failed)
+		if res.Reason != "" {
+			text += "; " + res.Reason
+		}
+		err = c.print(res, text)
 	}
-	if err := c.print(res, text); err != nil {
+	if err != nil {
 		return err
 	}
 	if res.State != task.Completed {
