@@ -57,7 +57,7 @@ type follower struct {
 }
 
 const (
-	describeEvery = 300 * time.Millisecond
+	describeEvery = 500 * time.Millisecond
 	progressEvery = 2 * time.Second
 	// idleStop ends a follower nobody has asked about for this long.
 	idleStop = 30 * time.Second

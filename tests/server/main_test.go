@@ -234,8 +234,10 @@ func setUp(ctx context.Context) (func(), error) {
 
 // runningWorker is worker.Run on a goroutine of this process.
 type runningWorker struct {
-	cancel context.CancelFunc
-	done   chan error
+	cancel  context.CancelFunc
+	done    chan error
+	stopped bool
+	err     error
 }
 
 func startWorker(node string) (*runningWorker, error) {
@@ -254,22 +256,44 @@ func startWorker(node string) (*runningWorker, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &runningWorker{cancel: cancel, done: make(chan error, 1)}
+	since := time.Now().Add(-time.Second)
 	go func() {
 		err := worker.Run(ctx, cfg, log)
 		f.Close()
 		w.done <- err
 	}()
-	return w, nil
+	// Ready once it has announced itself in the bucket, as dispatch
+	// needs, which it does after connecting to Temporal.
+	deadline := time.After(2 * time.Minute)
+	for {
+		info, err := suite.store.Stat(context.Background(), "fleet/nodes/"+node+".json")
+		if err == nil && info.LastModified.After(since) {
+			return w, nil
+		}
+		select {
+		case err := <-w.done:
+			return nil, fmt.Errorf("worker %s stopped before it announced itself: %v", node, err)
+		case <-deadline:
+			w.stop()
+			return nil, fmt.Errorf("worker %s did not announce itself within 2 minutes", node)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
+// stop stops the worker once; later calls return the same.
 func (w *runningWorker) stop() error {
+	if w.stopped {
+		return w.err
+	}
+	w.stopped = true
 	w.cancel()
 	select {
-	case err := <-w.done:
-		return err
+	case w.err = <-w.done:
 	case <-time.After(60 * time.Second):
-		return fmt.Errorf("worker.Run did not return within 60s")
+		w.err = fmt.Errorf("worker.Run did not return within 60s")
 	}
+	return w.err
 }
 
 // testCtx is a context with a hang guard for one test.
