@@ -35,7 +35,9 @@ with AUTOGLM_ASSERTION_PUBLIC_KEYS).
 Settings: AUTOGLM_SERVER_ADDR (default 127.0.0.1:8080), AUTOGLM_SERVER_TLS_CERT
 and AUTOGLM_SERVER_TLS_KEY (serve HTTPS), AUTOGLM_PRESIGN_TTL (results URLs,
 default 5m), AUTOGLM_POLICY_FILE, and the TEMPORAL_* and AUTOGLM_S3_* settings
-of the worker.`,
+of the worker. To accept an identity provider's JWTs as well as API keys:
+AUTOGLM_OIDC_JWKS_URL, AUTOGLM_OIDC_ISSUER, AUTOGLM_OIDC_AUDIENCE and
+AUTOGLM_OIDC_USER_CLAIM (the claim naming the user; default sub).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := config.FromEnv()
 			if err != nil {
@@ -97,6 +99,16 @@ func newAPIServer(ctx context.Context, cfg config.Config, log *logrus.Logger) (*
 	srv := &server.Server{
 		Tasks:  &taskclient.Client{Temporal: tc, Store: store, Signer: signer},
 		Policy: policy, PresignTTL: ttl, Log: log,
+	}
+	if jwks := os.Getenv("AUTOGLM_OIDC_JWKS_URL"); jwks != "" {
+		srv.OIDC = &server.OIDC{
+			JWKSURL: jwks, Issuer: os.Getenv("AUTOGLM_OIDC_ISSUER"), Audience: os.Getenv("AUTOGLM_OIDC_AUDIENCE"),
+			UserClaim: os.Getenv("AUTOGLM_OIDC_USER_CLAIM"),
+		}
+		if srv.OIDC.Issuer == "" || srv.OIDC.Audience == "" {
+			tc.Close()
+			return nil, nil, errors.New("AUTOGLM_OIDC_JWKS_URL needs AUTOGLM_OIDC_ISSUER and AUTOGLM_OIDC_AUDIENCE")
+		}
 	}
 	return srv, tc.Close, nil
 }

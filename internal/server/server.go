@@ -49,6 +49,8 @@ type Server struct {
 	// system's.
 	TempDir string
 	Log     *logrus.Logger
+	// OIDC, if not nil, also accepts the identity provider's JWTs.
+	OIDC *OIDC
 
 	hub *hub
 }
@@ -96,7 +98,20 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 	if err != nil {
 		return principal{}, err
 	}
-	k, ok := p.LookupKey(strings.TrimSpace(key))
+	key = strings.TrimSpace(key)
+	if s.OIDC != nil && looksLikeJWT(key) {
+		user, err := s.OIDC.User(r.Context(), key)
+		if err != nil {
+			return principal{}, err
+		}
+		// A token names no tenant: the user's only one, if one.
+		tenant := ""
+		if ts := p.TenantsOf(user); len(ts) == 1 {
+			tenant = ts[0]
+		}
+		return principal{User: user, Tenant: tenant, Policy: p}, nil
+	}
+	k, ok := p.LookupKey(key)
 	if !ok {
 		return principal{}, fmt.Errorf("%w: the API key is not valid", errUnauthenticated)
 	}
