@@ -377,7 +377,14 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request, p principal) err
 			return err
 		}
 		if ti.Closed {
-			return fmt.Errorf("task %s has ended (%s) but its result could not be read", id, ti.State)
+			// It closed as the wait ended: its result is there to read.
+			rctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+			defer cancel()
+			if res, err = s.Tasks.Wait(rctx, id); err != nil {
+				return fmt.Errorf("task %s has ended (%s) but its result could not be read: %w", id, ti.State, err)
+			}
+			writeJSON(w, http.StatusOK, res)
+			return nil
 		}
 		writeJSON(w, http.StatusAccepted, map[string]any{"id": id, "state": ti.State})
 		return nil
