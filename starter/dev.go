@@ -155,7 +155,7 @@ func (l *local) describe() string {
 In another shell, as a user (alice; bob is a reviewer):
   export AUTOGLM_SERVER=%s AUTOGLM_API_KEY_FILE=%s
 As an operator on this host (break-glass: Temporal and the bucket directly):
-  export TEMPORAL_ADDRESS=%s AUTOGLM_S3_ENDPOINT=%s AUTOGLM_S3_ACCESS_KEY=%s AUTOGLM_S3_SECRET_KEY=%s AUTOGLM_ASSERTION_PRIVATE_KEY_FILE=%s`,
+  export AUTOGLM_SERVER=direct TEMPORAL_ADDRESS=%s AUTOGLM_S3_ENDPOINT=%s AUTOGLM_S3_ACCESS_KEY=%s AUTOGLM_S3_SECRET_KEY=%s AUTOGLM_ASSERTION_PRIVATE_KEY_FILE=%s`,
 		l.server, filepath.Join(l.dir, "keys"), l.stack.TemporalAddress, l.stack.UIURL, l.stack.S3Endpoint, l.stack.ConsoleURL, l.stack.AccessKey,
 		os.Getenv("AUTOGLM_LLM_BASE_URL"),
 		l.server, keyFile(l.dir, "alice"),

@@ -65,6 +65,11 @@ func SaveCredentials(path string, c Credentials) error {
 	return os.Rename(tmp, path)
 }
 
+// Direct, as AUTOGLM_SERVER, makes the CLI talk to Temporal and the bucket
+// itself even when `autoglm login` saved a server: the operators'
+// break-glass path.
+const Direct = "direct"
+
 // FromEnv is the client of AUTOGLM_SERVER with the key of AUTOGLM_API_KEY
 // (or _FILE), falling back to the saved credentials; nil, nil when no
 // server is configured.
@@ -78,6 +83,9 @@ func FromEnv() (*Client, error) {
 		}
 	}
 	srv := os.Getenv("AUTOGLM_SERVER")
+	if srv == Direct {
+		return nil, nil
+	}
 	key := os.Getenv("AUTOGLM_API_KEY")
 	if key == "" {
 		if p := os.Getenv("AUTOGLM_API_KEY_FILE"); p != "" {

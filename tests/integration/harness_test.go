@@ -144,6 +144,8 @@ func setUp(ctx context.Context, root string) error {
 	suite.signer = assertion.NewSigner(priv)
 	os.Setenv("AUTOGLM_ASSERTION_PUBLIC_KEYS", assertion.EncodePublic(suite.signer.Public()))
 	os.Setenv("AUTOGLM_ASSERTION_PRIVATE_KEY", assertion.EncodePrivate(priv))
+	// Never the API server, even if this machine's user ran autoglm login.
+	os.Setenv("AUTOGLM_SERVER", "direct")
 
 	suite.cli = filepath.Join(suite.dir, "autoglm")
 	build := exec.CommandContext(ctx, "go", "build", "-o", suite.cli, "./starter")
