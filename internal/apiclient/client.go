@@ -174,11 +174,20 @@ func (c *Client) Whoami(ctx context.Context) (server.Whoami, error) {
 // the server, which stores it in the bucket).
 func (c *Client) Submit(ctx context.Context, r taskclient.SubmitRequest, metadata map[string]string) (server.Submitted, error) {
 	var sub server.Submitted
-	if len(r.Attach) > 0 {
-		return sub, task.Errorf(task.InvalidInput, "attachments through the server are not supported yet; an operator can attach with the direct CLI")
-	}
 	if (r.File == "") == (r.Prompt == "") {
 		return sub, task.Errorf(task.InvalidInput, "give either a prompt or a batch file, not both or neither")
+	}
+	if len(r.Attach) > 0 {
+		// Attachments go first, under the ID the task will have, so the
+		// task starts with them.
+		if r.ID == "" {
+			r.ID = taskclient.NewID()
+		}
+		for _, path := range r.Attach {
+			if _, err := c.Attach(ctx, r.Tenant, r.ID, path); err != nil {
+				return sub, err
+			}
+		}
 	}
 	if r.File == "" {
 		_, err := c.do(ctx, "POST", "/api/v1/tasks", jsonBody(server.SubmitRequest{
@@ -325,4 +334,21 @@ func (c *Client) Download(ctx context.Context, f server.ResultFile, path string)
 		return fmt.Errorf("downloading %s: sha256 %s does not match the task's %s", f.Name, got, f.SHA256)
 	}
 	return nil
+}
+
+// Attach uploads the file at path as an attachment of task id (its
+// submitter's, or one not submitted yet), named after the file.
+func (c *Client) Attach(ctx context.Context, tenant, id, path string) (taskclient.Attachment, error) {
+	var a taskclient.Attachment
+	f, err := os.Open(path)
+	if err != nil {
+		return a, task.Errorf(task.InvalidInput, "%v", err)
+	}
+	defer f.Close()
+	q := url.Values{"name": {filepath.Base(path)}}
+	if tenant != "" {
+		q.Set("tenant", tenant)
+	}
+	_, err = c.do(ctx, "POST", taskPath(id, "/attachments?", q.Encode()), f, "application/octet-stream", &a)
+	return a, err
 }

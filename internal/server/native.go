@@ -40,6 +40,7 @@ func (s *Server) native(mux *http.ServeMux) {
 	h("GET "+APIPrefix+"/tasks/{id}/result", s.result)
 	h("GET "+APIPrefix+"/tasks/{id}/results", s.results)
 	h("POST "+APIPrefix+"/tasks/{id}/resubmit-failed", s.resubmit)
+	h("POST "+APIPrefix+"/tasks/{id}/attachments", s.attach)
 	for _, a := range []authz.Action{authz.Approve, authz.Reject, authz.Cancel, authz.Pause, authz.Resume, authz.SetPriority} {
 		h("POST "+APIPrefix+"/tasks/{id}/"+string(a), s.decide(a))
 	}
@@ -457,5 +458,67 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, p principal) err
 		evs = []Event{}
 	}
 	writeJSON(w, http.StatusOK, Events{Events: evs, Final: final})
+	return nil
+}
+
+// attach stores the body as an attachment of task id (?name=, &tenant=),
+// before the task is submitted under that ID or, for its own submitter,
+// after. Nobody attaches to another user's task.
+func (s *Server) attach(w http.ResponseWriter, r *http.Request, p principal) error {
+	id := taskID(r)
+	q := r.URL.Query()
+	name, err := storage.SafeName(q.Get("name"))
+	if err != nil {
+		return err
+	}
+	if strings.Contains(name, "/") {
+		return task.Errorf(task.InvalidInput, "attachment name %q must not hold a slash", name)
+	}
+	tenant := q.Get("tenant")
+	ti, err := s.info(r.Context(), id)
+	switch {
+	case err == nil:
+		if len(p.Policy.RolesOf(ti.Tenant, p.User)) == 0 {
+			return task.Errorf(task.NotFound, "no task %s", id)
+		}
+		if ti.Submitter != p.User {
+			return task.Errorf(task.PermissionDenied, "task %s is %s's; only its submitter attaches files to it", id, ti.Submitter)
+		}
+		tenant = ti.Tenant
+	case task.TypeOf(err) == task.NotFound:
+		if tenant == "" {
+			tenant = p.Tenant
+		}
+	default:
+		return err
+	}
+	if err := p.Policy.Check(tenant, p.User, authz.Submit, p.User); err != nil {
+		return err
+	}
+	if err := storage.CheckID("task id", id); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(s.TempDir, "autoglm-attach-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	tmp, err := s.spool(r.Body, MaxBatchBytes)
+	if err != nil {
+		return err
+	}
+	// Attach names the object after the file: give the file its name.
+	path := dir + "/" + name
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	atts, err := s.Tasks.Attach(r.Context(), tenant, id, []string{path}, taskclient.AttachOptions{StateDir: dir})
+	if err != nil {
+		return err
+	}
+	a := atts[0]
+	a.Path = name
+	writeJSON(w, http.StatusCreated, a)
 	return nil
 }

@@ -149,4 +149,25 @@ func TestCLIThroughServer(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "errors.jsonl")); err != nil {
 		t.Fatalf("results/errors.jsonl: %v", err)
 	}
+
+	// Attachments go through the server too, and only to one's own task.
+	spec := filepath.Join(t.TempDir(), "spec.txt")
+	os.WriteFile(spec, []byte("the spec of the thing to review\n"), 0o644)
+	out, code = autoglm(t, ctx, alice, "", "submit", "--model", "glm-4-test", "--attach", spec, "--wait", "--json", "review the attached spec")
+	var done struct{ ID string }
+	if code != 0 || json.Unmarshal([]byte(out), &done) != nil {
+		t.Fatalf("submit --attach --wait: exit %d: %s", code, out)
+	}
+	dir = filepath.Join(t.TempDir(), "attached")
+	if _, code := autoglm(t, ctx, alice, "", "results", done.ID, "--dir", dir); code != 0 {
+		t.Fatalf("results: exit %d", code)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "attachments", "spec.txt")); err != nil || string(b) != "the spec of the thing to review\n" {
+		t.Fatalf("the attachment came back as %q, %v", b, err)
+	}
+	for who, want := range map[string]int{"dave": 403, "zed": 404, "": 401} {
+		if code, body := call(t, ctx, who, "POST", "/api/v1/tasks/"+done.ID+"/attachments?name=evil.txt", []byte("x")); code != want {
+			t.Errorf("%q attaching to alice's task: %d %s, want %d", who, code, body, want)
+		}
+	}
 }
