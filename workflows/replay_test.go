@@ -25,6 +25,10 @@ import (
 //   - task_priority_approved.json: mallory's approve is refused (and left
 //     no event), olga sets priority 1, bob approves, it completes.
 //   - task_cancelled.json: alice cancels her task while it awaits approval.
+//   - task_server_asserted.json: through `autoglm server`: a plain
+//     `temporal workflow update execute --name approve` is refused (and left
+//     no event), olga sets priority 1 and bob approves, each update carrying
+//     the server's signed actor assertion; it completes.
 //
 // To record a new one, run the stack with `./bin/autoglm dev`, drive a
 // task with the CLI, then:

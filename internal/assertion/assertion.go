@@ -67,7 +67,7 @@ func Verify(keys []ed25519.PublicKey, token, taskID, action, actor string, now t
 		return task.Errorf(task.PermissionDenied, "this worker has no assertion key (AUTOGLM_ASSERTION_PUBLIC_KEYS), so it accepts no %s", action)
 	}
 	if token == "" {
-		return task.Errorf(task.PermissionDenied, "%s needs an actor assertion signed by the autoglm server; use the API server (or `autoglm assert` for break-glass)", action)
+		return task.Errorf(task.PermissionDenied, "%s needs an actor assertion signed by the autoglm server; send it through the API server (break-glass: the direct CLI with AUTOGLM_ASSERTION_PRIVATE_KEY)", action)
 	}
 	p64, s64, ok := strings.Cut(token, ".")
 	payload, err1 := base64.RawURLEncoding.DecodeString(p64)
