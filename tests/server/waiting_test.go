@@ -131,3 +131,35 @@ func watchEvents(ctx context.Context, api *apiclient.Client, id string) (task.St
 		}
 	}
 }
+
+// TestEightyCLIUsersWait: 80 `autoglm submit --wait` processes at once,
+// each a user on their own machine talking to the server: every one exits
+// 0 with its task COMPLETED (before the server, polling a status query
+// from each made most of them exit 1).
+func TestEightyCLIUsersWait(t *testing.T) {
+	ctx := testCtx(t, 5*time.Minute)
+	const users = 80
+	env := cliEnv(t, t.TempDir(), "AUTOGLM_API_KEY="+suite.keys["alice"])
+	codes := make(chan int, users)
+	var wg sync.WaitGroup
+	for i := range users {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, code := autoglm(t, ctx, env, "", "submit", "--model", "glm-4-test", "--wait", "--json", fmt.Sprintf("user %d waits", i))
+			codes <- code
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	failed := 0
+	for code := range codes {
+		if code != 0 {
+			failed++
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d `submit --wait` exited non-zero", failed, users)
+	}
+	t.Logf("%d concurrent `autoglm submit --wait` through the server: all exited 0", users)
+}
