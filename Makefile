@@ -64,6 +64,7 @@ lint: tools
 # engine through the whole stack, then the artifact store's uploads.
 bench: tools
 	$(GO) run ./internal/bench
+	$(GO) run ./internal/bench/server
 	$(GO) run ./internal/storage/benchcmd
 	$(GO) run ./internal/bench/mirrorbench
 	$(GO) run ./internal/bench/fleetbench

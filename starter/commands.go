@@ -15,8 +15,10 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/apiclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/logging"
+	"github.com/autoglm-flow/autoglm-flow/internal/server"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
@@ -33,7 +35,8 @@ type cli struct {
 	tenant string
 	out    io.Writer
 
-	tc *taskclient.Client
+	tc  *taskclient.Client
+	api *apiclient.Client // the API server's client, when one is configured
 }
 
 func newRoot() *cobra.Command {
@@ -44,9 +47,14 @@ func newRoot() *cobra.Command {
 		Long: `autoglm submits LLM tasks (a prompt, or an OpenAI Batch JSONL file) and drives
 them through authorize, screen, approval, dispatch, inference and archive.
 
-The Temporal connection comes from TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
-TEMPORAL_API_KEY, TEMPORAL_TLS_* or a TEMPORAL_PROFILE; the bucket from
-AUTOGLM_S3_*; who you are from --as or AUTOGLM_USER.`,
+Users talk to the autoglm server: set AUTOGLM_SERVER (or run autoglm login)
+and you are who your API key says; no Temporal or bucket settings are needed.
+
+Without a server the CLI talks to Temporal and the bucket itself: the
+operators' break-glass path on a trusted host. The Temporal connection then
+comes from TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
+TEMPORAL_TLS_* or a TEMPORAL_PROFILE; the bucket from AUTOGLM_S3_*; who acts
+from --as or AUTOGLM_USER, vouched for by AUTOGLM_ASSERTION_PRIVATE_KEY.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -64,6 +72,7 @@ AUTOGLM_S3_*; who you are from --as or AUTOGLM_USER.`,
 		c.setPriorityCmd(), c.listCmd(), c.resubmitCmd(),
 		c.resultsCmd(), workerCmd(), c.devCmd(), c.demoCmd(),
 		c.uploadCmd(), c.scheduleCmd(),
+		serverCmd(), c.keysCmd(), c.loginCmd(), c.whoamiCmd(),
 	)
 	root.AddCommand(c.fleetCmd(), c.modelsCmd(), c.nodesCmd())
 	return root
@@ -97,6 +106,11 @@ func (c *cli) client(ctx context.Context) (*taskclient.Client, error) {
 		return nil, err
 	}
 	c.tc = &taskclient.Client{Temporal: tc, Store: store, Policy: policy}
+	// Talking to Temporal directly is the operators' break-glass path:
+	// their key signs the actor assertions the server signs otherwise.
+	if c.tc.Signer, err = signerFromEnv(); err != nil {
+		return nil, err
+	}
 	return c.tc, nil
 }
 
@@ -128,9 +142,6 @@ func (c *cli) submitCmd() *cobra.Command {
   autoglm submit --as alice --attach spec.pdf --attach data.zip "Review the attached spec"`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := c.requireUser(); err != nil {
-				return err
-			}
 			if len(args) == 1 {
 				r.Prompt = args[0]
 			}
@@ -138,6 +149,15 @@ func (c *cli) submitCmd() *cobra.Command {
 				if err := task.CheckPriority(r.Priority); err != nil {
 					return err
 				}
+			}
+			if api, err := c.remote(cmd); api != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				return c.remoteSubmit(cmd, api, r, wait)
+			}
+			if err := c.requireUser(); err != nil {
+				return err
 			}
 			r.Tenant, r.Submitter = c.tenant, c.user
 			r.AttachOptions.Progress = progressBars()
@@ -178,6 +198,12 @@ func (c *cli) statusCmd() *cobra.Command {
 		Short: "Show a task's state, progress, approvals, artifacts and audit trail",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if api, err := c.remote(cmd); api != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				return c.remoteStatus(cmd, api, args[0])
+			}
 			_, st, err := c.status(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -194,6 +220,16 @@ func (c *cli) decideCmd(name, update, short string) *cobra.Command {
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if api, err := c.remote(cmd); api != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				st, err := c.remoteDecide(cmd, api, args[0], update, server.DecisionBody{Reason: reason})
+				if err != nil {
+					return err
+				}
+				return c.print(st, fmt.Sprintf("%s: task %s is %s", name, st.ID, st.State))
+			}
 			if err := c.requireUser(); err != nil {
 				return err
 			}
@@ -221,6 +257,16 @@ func (c *cli) setPriorityCmd() *cobra.Command {
 			p, err := strconv.Atoi(args[1])
 			if err != nil {
 				return fmt.Errorf("%w: priority %q is not a number from 1 to 5", errUsage, args[1])
+			}
+			if api, err := c.remote(cmd); api != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				st, err := c.remoteDecide(cmd, api, args[0], task.UpdateSetPriority, server.DecisionBody{Priority: p})
+				if err != nil {
+					return err
+				}
+				return c.print(st, fmt.Sprintf("task %s now has priority %d", st.ID, st.Priority))
 			}
 			if err := c.requireUser(); err != nil {
 				return err
@@ -250,6 +296,12 @@ has no results yet: results says so and exits 5, unless --partial asks for
 what there is (its input and attachments, and whatever has been archived).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if api, err := c.remote(cmd); api != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				return c.remoteResults(cmd, api, args[0], dir, partial)
+			}
 			tc, st, err := c.status(cmd.Context(), args[0])
 			if err != nil {
 				return err

@@ -12,10 +12,12 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/apiclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
 	"github.com/autoglm-flow/autoglm-flow/internal/logging"
+	"github.com/autoglm-flow/autoglm-flow/internal/server"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 	"github.com/autoglm-flow/autoglm-flow/worker"
@@ -27,6 +29,7 @@ import (
 type localFlags struct {
 	dir                                   string
 	temporalPort, uiPort, s3Port, conPort int
+	serverAddr                            string
 	logLevel                              string
 }
 
@@ -38,6 +41,7 @@ func (f *localFlags) add(cmd *cobra.Command) {
 	fl.IntVar(&f.s3Port, "s3-port", 9000, "MinIO's S3 port")
 	fl.IntVar(&f.conPort, "console-port", 9001, "the MinIO console's port")
 	fl.StringVar(&f.logLevel, "log-level", "warn", "the worker's log level")
+	fl.StringVar(&f.serverAddr, "server-addr", "127.0.0.1:8080", "where the API server listens")
 }
 
 // local is a running local stack with the test model server (when no
@@ -48,6 +52,10 @@ type local struct {
 	model  *testmodel.Server
 	worker chan error
 	stop   context.CancelFunc
+	// server is the API server's URL; keys are the dev API keys by user.
+	server    string
+	keys      map[string]string
+	serverErr chan error
 }
 
 func startLocal(ctx context.Context, f localFlags) (*local, error) {
@@ -68,6 +76,14 @@ func startLocal(ctx context.Context, f localFlags) (*local, error) {
 	for _, kv := range st.Env(config.DefaultBucket) {
 		k, v, _ := strings.Cut(kv, "=")
 		os.Setenv(k, v)
+	}
+	if err := devAssertionKey(f.dir); err != nil {
+		l.close()
+		return nil, err
+	}
+	if l.keys, err = devKeys(f.dir); err != nil {
+		l.close()
+		return nil, err
 	}
 	if os.Getenv("AUTOGLM_LLM_BASE_URL") == "" {
 		l.model = testmodel.New(testmodel.Options{Faults: testmodel.Faults{Latency: 20 * time.Millisecond}})
@@ -91,6 +107,26 @@ func startLocal(ctx context.Context, f localFlags) (*local, error) {
 	wctx, stop := context.WithCancel(ctx)
 	l.stop, l.worker = stop, make(chan error, 1)
 	go func() { l.worker <- worker.Run(wctx, cfg, log) }()
+	srv, closeClients, err := newAPIServer(wctx, cfg, log)
+	if err != nil {
+		l.close()
+		return nil, err
+	}
+	ready := make(chan string, 1)
+	l.serverErr = make(chan error, 1)
+	go func() {
+		defer closeClients()
+		l.serverErr <- serveAPI(wctx, f.serverAddr, srv, log, ready)
+		close(ready)
+	}()
+	addr, ok := <-ready
+	if !ok {
+		err := <-l.serverErr
+		l.serverErr <- err
+		l.close()
+		return nil, fmt.Errorf("the API server did not start: %w", err)
+	}
+	l.server = "http://" + addr
 	return l, nil
 }
 
@@ -101,6 +137,9 @@ func (l *local) close() error {
 		l.stop()
 		errs = append(errs, <-l.worker)
 	}
+	if l.serverErr != nil {
+		errs = append(errs, <-l.serverErr)
+	}
 	if l.model != nil {
 		errs = append(errs, l.model.Close())
 	}
@@ -109,14 +148,18 @@ func (l *local) close() error {
 }
 
 func (l *local) describe() string {
-	return fmt.Sprintf(`  Temporal      %s  (Web UI %s)
+	return fmt.Sprintf(`  API server    %s  (dev keys in %s)
+  Temporal      %s  (Web UI %s)
   MinIO         http://%s  (console %s, user %s)
   model server  %s
-In another shell:
-  export TEMPORAL_ADDRESS=%s AUTOGLM_S3_ENDPOINT=%s AUTOGLM_S3_ACCESS_KEY=%s AUTOGLM_S3_SECRET_KEY=%s`,
-		l.stack.TemporalAddress, l.stack.UIURL, l.stack.S3Endpoint, l.stack.ConsoleURL, l.stack.AccessKey,
+In another shell, as a user (alice; bob is a reviewer):
+  export AUTOGLM_SERVER=%s AUTOGLM_API_KEY_FILE=%s
+As an operator on this host (break-glass: Temporal and the bucket directly):
+  export AUTOGLM_SERVER=direct TEMPORAL_ADDRESS=%s AUTOGLM_S3_ENDPOINT=%s AUTOGLM_S3_ACCESS_KEY=%s AUTOGLM_S3_SECRET_KEY=%s AUTOGLM_ASSERTION_PRIVATE_KEY_FILE=%s`,
+		l.server, filepath.Join(l.dir, "keys"), l.stack.TemporalAddress, l.stack.UIURL, l.stack.S3Endpoint, l.stack.ConsoleURL, l.stack.AccessKey,
 		os.Getenv("AUTOGLM_LLM_BASE_URL"),
-		l.stack.TemporalAddress, l.stack.S3Endpoint, l.stack.AccessKey, l.stack.SecretKey)
+		l.server, keyFile(l.dir, "alice"),
+		l.stack.TemporalAddress, l.stack.S3Endpoint, l.stack.AccessKey, l.stack.SecretKey, os.Getenv("AUTOGLM_ASSERTION_PRIVATE_KEY_FILE"))
 }
 
 func (c *cli) devCmd() *cobra.Command {
@@ -171,12 +214,18 @@ func (c *cli) runDemo(ctx context.Context, l *local, dir string, n int) error {
 	if err := writeDemoBatch(file, n); err != nil {
 		return err
 	}
+	if l.keys["alice"] == "" || l.keys["bob"] == "" {
+		return fmt.Errorf("the demo runs as alice and bob with their dev keys, which %s has not: run it without AUTOGLM_POLICY_FILE", dir)
+	}
+	// alice and bob are users: they talk to the API server with their
+	// keys, as `autoglm` does with AUTOGLM_SERVER set.
+	alice, bob := apiclient.New(l.server, l.keys["alice"]), apiclient.New(l.server, l.keys["bob"])
+	// Submit refuses a model no live node serves: wait, as an operator on
+	// this host would, for the worker just started to announce itself.
 	tc, err := c.client(ctx)
 	if err != nil {
 		return err
 	}
-	// Submit refuses a model no live node serves: wait for the worker
-	// just started to announce itself.
 	model, err := taskclient.FirstModel(file)
 	if err != nil {
 		return err
@@ -187,20 +236,25 @@ func (c *cli) runDemo(ctx context.Context, l *local, dir string, n int) error {
 	if err != nil {
 		return err
 	}
-	in, err := tc.Submit(ctx, submitRequest(c.tenant, "alice", file))
+	in, err := alice.Submit(ctx, taskclient.SubmitRequest{Tenant: c.tenant, File: file}, nil)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\nalice submitted task %s: %d requests from %s (2 of them malformed on purpose)\n", in.ID, n+2, file)
-	if err := waitForState(ctx, tc, in.ID, task.AwaitingApproval); err != nil {
+	fmt.Printf("\nalice submitted task %s through the API server %s: %d requests from %s (2 of them malformed on purpose)\n", in.ID, l.server, n+2, file)
+	if err := waitForEvent(ctx, alice, in.ID, task.AwaitingApproval); err != nil {
 		return err
 	}
-	fmt.Println("it is over the tenant's auto-approve limit, so it waits for a reviewer; bob approves it:")
-	fmt.Printf("  autoglm approve --as bob %s\n\n", in.ID)
-	if _, err := tc.Decide(ctx, in.ID, task.UpdateApprove, decision("bob", "demo approval")); err != nil {
+	fmt.Println("it is over the tenant's auto-approve limit, so it waits for a reviewer; bob approves it with his key:")
+	fmt.Printf("  AUTOGLM_API_KEY_FILE=%s autoglm approve %s\n\n", keyFile(dir, "bob"), in.ID)
+	if _, err := bob.Decide(ctx, in.ID, task.UpdateApprove, server.DecisionBody{Reason: "demo approval"}); err != nil {
 		return err
 	}
-	if err := c.watch(ctx, in.ID); err != nil {
+	if err := c.remoteWatch(ctx, alice, in.ID); err != nil {
+		return err
+	}
+	// The checks look in the bucket and at Temporal directly, as an
+	// operator on this host would.
+	if _, err := c.client(ctx); err != nil {
 		return err
 	}
 	return c.checkDemo(ctx, l, in.ID)
@@ -249,35 +303,30 @@ func writeDemoBatch(path string, n int) error {
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
-func submitRequest(tenant, user, file string) taskclient.SubmitRequest {
-	return taskclient.SubmitRequest{Tenant: tenant, Submitter: user, File: file}
-}
-
-func decision(actor, reason string) task.DecisionRequest {
-	return task.DecisionRequest{Actor: actor, Reason: reason}
+func keyFile(dir, user string) string {
+	return filepath.Join(dir, "keys", user+".key")
 }
 
 func listRequest(query string) *workflowservice.ListWorkflowExecutionsRequest {
 	return &workflowservice.ListWorkflowExecutionsRequest{Namespace: os.Getenv("TEMPORAL_NAMESPACE"), Query: query}
 }
 
-// waitForState polls the task until it reaches state or ends.
-func waitForState(ctx context.Context, tc *taskclient.Client, id string, state task.State) error {
+// waitForEvent follows the task's events until it reaches state or ends.
+func waitForEvent(ctx context.Context, api *apiclient.Client, id string, state task.State) error {
+	var after int64
 	for {
-		st, err := tc.Status(ctx, id)
+		evs, err := api.Events(ctx, id, after, 30*time.Second)
 		if err != nil {
 			return err
 		}
-		if st.State == state {
-			return nil
+		for _, e := range evs.Events {
+			after = e.Seq
+			if e.State == state {
+				return nil
+			}
 		}
-		if st.State.Final() {
-			return fmt.Errorf("%w: task %s is %s: %s", errNotCompleted, id, st.State, st.LastError)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		if evs.Final {
+			return fmt.Errorf("%w: task %s ended before it was %s", errNotCompleted, id, state)
 		}
 	}
 }

@@ -23,6 +23,23 @@ func (c *cli) listCmd() *cobra.Command {
   autoglm list --as carol --all-tenants --model glm-4-test --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var tasks []taskclient.Summary
+			if api, err := c.remote(cmd); api != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				// The server filters to the tenants the key's user has a
+				// role in.
+				tenant := ""
+				if !all {
+					tenant = tenantFlag(cmd, c.tenant)
+				}
+				r.State, r.Kind = task.State(strings.ToUpper(state)), task.Kind(kind)
+				if tasks, err = api.List(cmd.Context(), tenant, r); err != nil {
+					return err
+				}
+				return c.printTasks(tasks)
+			}
 			if err := c.requireUser(); err != nil {
 				return err
 			}
@@ -41,19 +58,11 @@ func (c *cli) listCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tasks, err := tc.List(cmd.Context(), r)
+			tasks, err = tc.List(cmd.Context(), r)
 			if err != nil {
 				return err
 			}
-			if c.json {
-				return c.print(tasks, "")
-			}
-			tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TASK\tSTATE\tTENANT\tSUBMITTER\tMODEL\tKIND\tPRIORITY\tSTARTED")
-			for _, t := range tasks {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", t.ID, t.State, t.Tenant, t.Submitter, t.Model, t.Kind, t.Priority, t.Started.Local().Format("2006-01-02 15:04:05"))
-			}
-			return tw.Flush()
+			return c.printTasks(tasks)
 		},
 	}
 	f := cmd.Flags()
@@ -64,6 +73,18 @@ func (c *cli) listCmd() *cobra.Command {
 	f.IntVar(&r.Limit, "limit", 50, "at most this many tasks")
 	f.BoolVar(&all, "all-tenants", false, "every tenant you have a role in, not just --tenant")
 	return cmd
+}
+
+func (c *cli) printTasks(tasks []taskclient.Summary) error {
+	if c.json {
+		return c.print(tasks, "")
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TASK\tSTATE\tTENANT\tSUBMITTER\tMODEL\tKIND\tPRIORITY\tSTARTED")
+	for _, t := range tasks {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", t.ID, t.State, t.Tenant, t.Submitter, t.Model, t.Kind, t.Priority, t.Started.Local().Format("2006-01-02 15:04:05"))
+	}
+	return tw.Flush()
 }
 
 // tenantsOf lists the tenants user has a role in, by the policy the
@@ -85,6 +106,16 @@ func (c *cli) resubmitCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !failed {
 				return fmt.Errorf("%w: only --failed is supported: say `autoglm resubmit --failed %s`", errUsage, args[0])
+			}
+			if api, err := c.remote(cmd); api != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				res, err := api.ResubmitFailed(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				return c.print(res, fmt.Sprintf("submitted task %s with the %d failed item(s) of %s (%d skipped: they would fail again unchanged)", res.Task.ID, res.Items, args[0], res.Skipped))
 			}
 			if err := c.requireUser(); err != nil {
 				return err

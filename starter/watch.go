@@ -24,6 +24,12 @@ progress bar with rate and ETA while inference runs. It exits 0 when the task
 completes and 6 when it ends otherwise (rejected, failed, cancelled, expired).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if api, err := c.remote(cmd); api != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				return c.remoteWatch(cmd.Context(), api, args[0])
+			}
 			return c.watch(cmd.Context(), args[0])
 		},
 	}

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/autoglm-flow/autoglm-flow/activities"
+	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/batch"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
@@ -48,6 +49,14 @@ const announceEvery = 10 * time.Second
 // Run runs a worker until ctx ends, then stops it gracefully.
 func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 	log.WithField("config", cfg.String()).Info("starting worker")
+	trusted, err := assertion.ParsePublicKeys(cfg.AssertionKeys)
+	if err != nil {
+		return fmt.Errorf("worker: AUTOGLM_ASSERTION_PUBLIC_KEYS: %w", err)
+	}
+	if len(trusted) == 0 {
+		log.Warn("no AUTOGLM_ASSERTION_PUBLIC_KEYS: every approve, reject, cancel, pause, resume and set-priority will be refused")
+	}
+	workflows.SetAssertionKeys(trusted)
 	copts, err := config.TemporalOptions(logging.NewSDK(log))
 	if err != nil {
 		return err

@@ -7,14 +7,15 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
-// registerHandlers sets the status query, the approve, reject and cancel
-// updates with their validators, and the signals of the same meaning for
-// fire-and-forget callers. Progress is not among them: it travels in the
-// inference activity's heartbeat details, which cost no history event.
+// registerHandlers sets the status query and the approve, reject, cancel,
+// pause, resume and set-priority updates with their validators. Progress is
+// not among them: it travels in the inference activity's heartbeat details,
+// which cost no history event.
 func (w *taskRun) registerHandlers(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, task.QueryStatus, func() (task.Status, error) {
 		return w.status, nil
@@ -22,17 +23,21 @@ func (w *taskRun) registerHandlers(ctx workflow.Context) error {
 		return err
 	}
 	decisions := []struct {
-		update, signal string
-		validate       func(task.DecisionRequest) error
-		apply          func(workflow.Context, task.DecisionRequest)
+		update   string
+		validate func(task.DecisionRequest) error
+		apply    func(workflow.Context, task.DecisionRequest)
 	}{
-		{task.UpdateApprove, task.SignalApprove, w.validateApprove, w.approve},
-		{task.UpdateReject, task.SignalReject, w.validateReject, w.reject},
-		{task.UpdateCancel, task.SignalCancel, w.validateCancel, w.cancel},
-		{task.UpdatePause, task.SignalPause, w.validatePause, w.pause},
-		{task.UpdateResume, task.SignalResume, w.validateResume, w.resume},
-		{task.UpdateSetPriority, task.SignalSetPriority, w.validateSetPriority, w.setPriority},
+		{task.UpdateApprove, w.validateApprove, w.approve},
+		{task.UpdateReject, w.validateReject, w.reject},
+		{task.UpdateCancel, w.validateCancel, w.cancel},
+		{task.UpdatePause, w.validatePause, w.pause},
+		{task.UpdateResume, w.validateResume, w.resume},
+		{task.UpdateSetPriority, w.validateSetPriority, w.setPriority},
 	}
+	// There are no signal copies of these updates: a signal cannot be
+	// refused to its sender, and one without a valid assertion would only
+	// fill the history. Validators do not run on replay, so histories
+	// recorded before assertions replay unchanged.
 	for _, d := range decisions {
 		err := workflow.SetUpdateHandlerWithOptions(ctx, d.update,
 			func(ctx workflow.Context, req task.DecisionRequest) (task.Status, error) {
@@ -40,27 +45,17 @@ func (w *taskRun) registerHandlers(ctx workflow.Context) error {
 				return w.status, nil
 			},
 			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, req task.DecisionRequest) error {
+				// Who acts comes from the server's signature, never from
+				// the caller: req.Actor is only what the assertion binds.
+				if err := assertion.Verify(trustedKeys(), req.Assertion, w.in.ID, d.update, req.Actor, workflow.Now(ctx)); err != nil {
+					return asUpdateError(err)
+				}
 				return asUpdateError(d.validate(req))
 			}},
 		)
 		if err != nil {
 			return err
 		}
-		ch := workflow.GetSignalChannel(ctx, d.signal)
-		workflow.Go(ctx, func(ctx workflow.Context) {
-			for {
-				var req task.DecisionRequest
-				ch.Receive(ctx, &req)
-				// A signal cannot be refused to its sender, so a bad one
-				// is logged and dropped: the update is the way to learn
-				// why.
-				if err := d.validate(req); err != nil {
-					workflow.GetLogger(ctx).Warn("signal refused", "signal", d.signal, "actor", req.Actor, "error", err)
-					continue
-				}
-				d.apply(ctx, req)
-			}
-		})
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/autoglm-flow/autoglm-flow/activities"
+	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
@@ -271,40 +272,50 @@ func TestSetPriority(t *testing.T) {
 	}
 }
 
-func TestSignals(t *testing.T) {
-	t.Run("approve-signal from a reviewer approves", func(t *testing.T) {
-		h := newHarness(t)
-		h.at(awaiting, func() {
-			h.env.SignalWorkflow(task.SignalApprove, task.DecisionRequest{Actor: "bob", Reason: "by signal"})
-		})
-		h.run()
-		if res := h.result(); res.State != task.Completed {
-			t.Errorf("state %s", res.State)
-		}
-		st := h.status()
-		if tr := st.Audit[4]; tr.To != task.Approved || tr.Actor != "bob" || tr.Reason != "by signal" {
-			t.Errorf("approval entry %+v", tr)
-		}
-	})
-	t.Run("approve-signal without the role is ignored", func(t *testing.T) {
-		h := newHarness(t)
-		var before, after task.Status
-		h.at(awaiting, func() {
-			before = h.status()
-			h.env.SignalWorkflow(task.SignalApprove, task.DecisionRequest{Actor: "mallory"})
-			h.env.SignalWorkflow(task.SignalApprove, task.DecisionRequest{Actor: submitter})
-			h.env.SignalWorkflow(task.SignalReject, task.DecisionRequest{Actor: "aldo", Reason: "no"})
-		})
-		h.at(awaiting+time.Minute, func() { after = h.status() })
-		h.run()
-		if after.State != task.AwaitingApproval || len(after.Audit) != len(before.Audit) || len(after.Approvals) != 0 {
-			t.Errorf("refused signals changed the task: %s, audit %v, approvals %+v", after.State, steps(after.Audit), after.Approvals)
-		}
-		// Nobody approved, so it expires.
-		if res := h.result(); res.State != task.Expired {
-			t.Errorf("state %s, want EXPIRED", res.State)
+// TestAssertions: the actor of an update is what the API server signed,
+// not what the caller says. An update without an assertion, with one for
+// another actor, task or action, with an expired one, or signed by a key
+// the worker does not trust, is refused as PermissionDenied and leaves no
+// trace; the same reviewer with the server's assertion approves.
+func TestAssertions(t *testing.T) {
+	h := newHarness(t)
+	h.unsigned = true
+	_, rogue, _ := assertion.GenerateKey()
+	var refused []*outcome
+	var good *outcome
+	h.at(awaiting, func() {
+		s := h.signer()
+		forged := assertion.NewSigner(rogue)
+		forged.Now = h.env.Now
+		for _, req := range []task.DecisionRequest{
+			{Actor: "bob"},
+			{Actor: "bob", Assertion: s.Sign(h.in.ID, task.UpdateApprove, "rita", 0)},
+			{Actor: "bob", Assertion: s.Sign("other-task", task.UpdateApprove, "bob", 0)},
+			{Actor: "bob", Assertion: s.Sign(h.in.ID, task.UpdateCancel, "bob", 0)},
+			{Actor: "bob", Assertion: forged.Sign(h.in.ID, task.UpdateApprove, "bob", 0)},
+		} {
+			refused = append(refused, h.update(task.UpdateApprove, req, nil))
 		}
 	})
+	h.at(awaiting+time.Minute, func() {
+		expired := h.signer()
+		expired.Now = func() time.Time { return h.env.Now().Add(-time.Hour) }
+		refused = append(refused, h.update(task.UpdateApprove, task.DecisionRequest{Actor: "bob", Assertion: expired.Sign(h.in.ID, task.UpdateApprove, "bob", time.Minute)}, nil))
+	})
+	h.at(awaiting+2*time.Minute, func() {
+		good = h.update(task.UpdateApprove, task.DecisionRequest{Actor: "bob", Reason: "signed", Assertion: h.signer().Sign(h.in.ID, task.UpdateApprove, "bob", 0)}, nil)
+	})
+	h.run()
+	for i, o := range refused {
+		wantRefused(t, o, task.PermissionDenied)
+		if len(o.after.Audit) != len(o.before.Audit) || len(o.after.Approvals) != 0 {
+			t.Errorf("refused update %d changed the task: audit %v", i, steps(o.after.Audit))
+		}
+	}
+	wantAccepted(t, good)
+	if res := h.result(); res.State != task.Completed {
+		t.Errorf("state %s", res.State)
+	}
 }
 
 // TestPauseWhileRedispatching: a node that does not start the inference

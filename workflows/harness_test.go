@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"log/slog"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/autoglm-flow/autoglm-flow/activities"
+	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/workflows"
@@ -75,6 +77,28 @@ type harness struct {
 
 	outcomes  []*outcome
 	startedAt time.Time
+	// unsigned sends updates as they are given, without the API server's
+	// assertion that update adds otherwise.
+	unsigned bool
+}
+
+// serverKey stands for the API server's signing key; the workflows of
+// this test binary trust it as a worker trusts the configured one.
+var serverKey = func() ed25519.PrivateKey {
+	pub, priv, err := assertion.GenerateKey()
+	if err != nil {
+		panic(err)
+	}
+	workflows.SetAssertionKeys([]ed25519.PublicKey{pub})
+	return priv
+}()
+
+// signer signs on the test environment's clock, which skips ahead of
+// the wall clock while a task waits.
+func (h *harness) signer() *assertion.Signer {
+	s := assertion.NewSigner(serverKey)
+	s.Now = h.env.Now
+	return s
 }
 
 func newHarness(t *testing.T) *harness {
@@ -289,6 +313,9 @@ func (h *harness) update(name string, req task.DecisionRequest, then func(*outco
 				then(o)
 			}
 		}, 0)
+	}
+	if req.Assertion == "" && !h.unsigned {
+		req.Assertion = h.signer().Sign(h.in.ID, name, req.Actor, 0)
 	}
 	h.env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
 		OnAccept:   func() { o.accepted = true },

@@ -29,8 +29,14 @@ import (
 //     the workflow started (its input holds only the reference); completes.
 //   - task_cancelled_running.json: alice cancels her batch while it runs;
 //     the partial output is collected.
+//   - task_server_asserted.json: through `autoglm server`: a plain
+//     `temporal workflow update execute --name approve` is refused (and left
+//     no event), olga sets priority 1 and bob approves, each update carrying
+//     the server's signed actor assertion; it completes.
+//   - the durability paths (shards, pause/resume, failure, expiry, split
+//     brain, outage, corrupt part), recorded by tests/durability.
 //
-// The last two were recorded by tests/hardening with
+// tests/hardening and tests/durability record theirs with
 // AUTOGLM_RECORD_HISTORIES=$PWD/workflows/testdata (an absolute path).
 //
 // To record a new one, run the stack with `./bin/autoglm dev`, drive a

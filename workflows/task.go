@@ -22,8 +22,8 @@ var a *activities.Activities
 
 // TaskWorkflow runs one task through its lifecycle: authorize, screen,
 // approval, dispatch, inference, archive. Its status query answers from
-// the start; its updates and signals let people and services approve,
-// reject and cancel it.
+// the start; its updates, each vouched for by the API server's signed
+// assertion, let people approve, reject, cancel, pause and resume it.
 func TaskWorkflow(ctx workflow.Context, in task.Input) (task.Result, error) {
 	w := &taskRun{
 		in: in,

@@ -14,3 +14,7 @@ func Default() *Policy {
 	}
 	return p
 }
+
+// DefaultYAML is the text of the embedded policy, to start a policy file
+// from (`autoglm dev` adds its dev keys to a copy).
+func DefaultYAML() []byte { return append([]byte(nil), defaultYAML...) }

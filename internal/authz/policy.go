@@ -65,6 +65,11 @@ type Policy struct {
 	Screening Screening         `yaml:"screening"`
 	// Access screens requests for new models (see access.go).
 	Access AccessRules `yaml:"access"`
+	// APIKeys are the API server's keys, stored hashed (see keys.go).
+	APIKeys []APIKey `yaml:"api_keys"`
+	// Sensitive names what the API server masks for roles not allowed to
+	// see it (see mask.go).
+	Sensitive Sensitive `yaml:"sensitive"`
 }
 
 // Tenant is one tenant's rules.
@@ -130,6 +135,9 @@ func Parse(b []byte) (*Policy, error) {
 			return nil, fmt.Errorf("authz: policy: tenant %s: default_model %q is not among its models %v", name, t.DefaultModel, t.Models)
 		}
 		p.Tenants[name] = t
+	}
+	if err := p.checkKeys(); err != nil {
+		return nil, err
 	}
 	if p.Screening.MaxRequestBytes <= 0 {
 		p.Screening.MaxRequestBytes = 1 << 20

@@ -59,6 +59,10 @@ type Config struct {
 	HealthAddr string
 	LogFormat  string // text or json
 	LogLevel   string
+	// AssertionKeys are the base64 ed25519 public keys (comma-separated)
+	// whose actor assertions the update validators accept: the API
+	// server's, and any break-glass operator key.
+	AssertionKeys string
 }
 
 // FromEnv reads AUTOGLM_* variables.
@@ -90,6 +94,7 @@ func FromEnv() (Config, error) {
 		HealthAddr:         e.str("AUTOGLM_HEALTH_ADDR", ""),
 		LogFormat:          e.str("AUTOGLM_LOG_FORMAT", "text"),
 		LogLevel:           e.str("AUTOGLM_LOG_LEVEL", "info"),
+		AssertionKeys:      e.secret("AUTOGLM_ASSERTION_PUBLIC_KEYS"),
 	}
 	c.LLM.MaxIdleConnsPerHost = c.Concurrency
 	return c, e.err

@@ -28,7 +28,7 @@ const WorkflowType = "TaskWorkflow"
 
 // Names of the queries, updates and signals of a task workflow. Updates are
 // validated (a bad caller gets an error at once and leaves no trace in the
-// history); the signals of the same name are for fire-and-forget callers.
+// history) and need an actor assertion signed by the API server.
 const (
 	QueryStatus       = "status"
 	UpdateApprove     = "approve"
@@ -37,12 +37,6 @@ const (
 	UpdatePause       = "pause"
 	UpdateResume      = "resume"
 	UpdateSetPriority = "set-priority"
-	SignalApprove     = "approve-signal"
-	SignalReject      = "reject-signal"
-	SignalCancel      = "cancel-signal"
-	SignalPause       = "pause-signal"
-	SignalResume      = "resume-signal"
-	SignalSetPriority = "set-priority-signal"
 	// SignalProgress was sent by the inference activity of older
 	// workers; nothing sends it now (progress is in heartbeat details),
 	// and histories that hold it still replay.
@@ -170,12 +164,15 @@ type Decision struct {
 }
 
 // DecisionRequest is the argument of the approve, reject, cancel, pause,
-// resume and set-priority updates and signals. Priority is read by
-// set-priority only.
+// resume and set-priority updates. Priority is read by set-priority only.
+// Assertion is the API server's signature over (task, update, actor,
+// expiry) (see internal/assertion): the validators refuse a request
+// whose Actor it does not vouch for.
 type DecisionRequest struct {
-	Actor    string `json:"actor"`
-	Reason   string `json:"reason,omitempty"`
-	Priority int    `json:"priority,omitempty"`
+	Actor     string `json:"actor"`
+	Reason    string `json:"reason,omitempty"`
+	Priority  int    `json:"priority,omitempty"`
+	Assertion string `json:"assertion,omitempty"`
 }
 
 // Counts are the request counts of a batch, as in the OpenAI Batch API.

@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/batch"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
@@ -39,6 +40,10 @@ type Client struct {
 	// refuse at once what authorization would refuse later (an unknown
 	// tenant, a model not allowed or served by no node).
 	Policy *authz.Source
+	// Signer vouches for the actor of each update (the API server's key,
+	// or an operator's break-glass key); without one, the workflow
+	// refuses every update.
+	Signer *assertion.Signer
 }
 
 // SubmitRequest is what `autoglm submit` asks for.
@@ -228,6 +233,9 @@ func (c *Client) Status(ctx context.Context, id string) (task.Status, error) {
 // (PermissionDenied, WrongState, InvalidInput) and leaves no trace.
 func (c *Client) Decide(ctx context.Context, id, update string, req task.DecisionRequest) (task.Status, error) {
 	var st task.Status
+	if req.Assertion == "" && c.Signer != nil {
+		req.Assertion = c.Signer.Sign(id, update, req.Actor, 0)
+	}
 	h, err := c.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID: task.WorkflowID(id), UpdateName: update, Args: []any{req},
 		WaitForStage: client.WorkflowUpdateStageCompleted,

@@ -60,7 +60,7 @@ func TestBatchOverLimitWaitsForAReviewersApproval(t *testing.T) {
 	h, err := suite.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   task.WorkflowID(id),
 		UpdateName:   task.UpdateApprove,
-		Args:         []any{task.DecisionRequest{Actor: "bob", Reason: "reviewed the prompts"}},
+		Args:         []any{task.DecisionRequest{Actor: "bob", Reason: "reviewed the prompts", Assertion: suite.signer.Sign(id, task.UpdateApprove, "bob", 0)}},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.temporal.io/sdk/client"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
@@ -46,6 +47,7 @@ var suite struct {
 	temporal client.Client
 	store    storage.Store
 	tasks    *taskclient.Client // what the CLI uses: submit, status, decide, wait
+	signer   *assertion.Signer  // vouches for the actors of the tests' updates
 }
 
 func TestMain(m *testing.M) {
@@ -133,6 +135,17 @@ func setUp(ctx context.Context, root string) error {
 	}
 	os.Setenv("AUTOGLM_LLM_BASE_URL", suite.model.URL())
 	os.Setenv("AUTOGLM_LOG_LEVEL", "info")
+	// These tests drive Temporal directly, as an operator on the break-glass
+	// path does: with a key whose assertions the workers trust.
+	_, priv, err := assertion.GenerateKey()
+	if err != nil {
+		return err
+	}
+	suite.signer = assertion.NewSigner(priv)
+	os.Setenv("AUTOGLM_ASSERTION_PUBLIC_KEYS", assertion.EncodePublic(suite.signer.Public()))
+	os.Setenv("AUTOGLM_ASSERTION_PRIVATE_KEY", assertion.EncodePrivate(priv))
+	// Never the API server, even if this machine's user ran autoglm login.
+	os.Setenv("AUTOGLM_SERVER", "direct")
 
 	suite.cli = filepath.Join(suite.dir, "autoglm")
 	build := exec.CommandContext(ctx, "go", "build", "-o", suite.cli, "./starter")
@@ -157,7 +170,7 @@ func setUp(ctx context.Context, root string) error {
 	if suite.store, err = storage.Open(ctx, cfg.S3); err != nil {
 		return fmt.Errorf("opening the bucket: %w", err)
 	}
-	suite.tasks = &taskclient.Client{Temporal: suite.temporal, Store: suite.store}
+	suite.tasks = &taskclient.Client{Temporal: suite.temporal, Store: suite.store, Signer: suite.signer}
 	return nil
 }
 

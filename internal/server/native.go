@@ -1,0 +1,524 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/authz"
+	"github.com/autoglm-flow/autoglm-flow/internal/storage"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
+)
+
+// APIPrefix is the native API's root; the version is in the path so a
+// later one can live beside it.
+const APIPrefix = "/api/v1"
+
+// MaxBatchBytes bounds a batch file sent to the server, as OpenAI bounds
+// its batch input files.
+const MaxBatchBytes = 200 << 20
+
+func (s *Server) native(mux *http.ServeMux) {
+	h := func(pattern string, f func(http.ResponseWriter, *http.Request, principal) error) {
+		mux.HandleFunc(pattern, s.nativeHandler(f))
+	}
+	h("GET "+APIPrefix+"/whoami", s.whoami)
+	h("POST "+APIPrefix+"/tasks", s.submit)
+	h("GET "+APIPrefix+"/tasks", s.list)
+	h("GET "+APIPrefix+"/tasks/{id}", s.status)
+	h("GET "+APIPrefix+"/tasks/{id}/events", s.events)
+	h("GET "+APIPrefix+"/tasks/{id}/result", s.result)
+	h("GET "+APIPrefix+"/tasks/{id}/results", s.results)
+	h("POST "+APIPrefix+"/tasks/{id}/resubmit-failed", s.resubmit)
+	h("POST "+APIPrefix+"/tasks/{id}/attachments", s.attach)
+	for _, a := range []authz.Action{authz.Approve, authz.Reject, authz.Cancel, authz.Pause, authz.Resume, authz.SetPriority} {
+		h("POST "+APIPrefix+"/tasks/{id}/"+string(a), s.decide(a))
+	}
+}
+
+// APIError is the native API's error body.
+type APIError struct {
+	Error struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func (s *Server) nativeHandler(f func(http.ResponseWriter, *http.Request, principal) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.authenticate(r)
+		if err == nil {
+			err = f(w, r, p)
+		}
+		if err == nil {
+			return
+		}
+		code := httpStatus(err)
+		if code >= 500 {
+			s.Log.WithError(err).WithField("path", r.URL.Path).Warn("request failed")
+		}
+		var body APIError
+		body.Error.Type = string(errType(err))
+		if code == http.StatusUnauthorized {
+			body.Error.Type = "Unauthenticated"
+		}
+		body.Error.Message = errMessage(err)
+		writeJSON(w, code, body)
+	}
+}
+
+// taskID is the {id} of the path; a batch ID of the OpenAI API names the
+// same task.
+func taskID(r *http.Request) string {
+	return strings.TrimPrefix(r.PathValue("id"), BatchIDPrefix)
+}
+
+// Whoami is who the key authenticates, and their roles.
+type Whoami struct {
+	User    string                  `json:"user"`
+	Tenant  string                  `json:"tenant"`
+	Tenants map[string][]authz.Role `json:"tenants"`
+}
+
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request, p principal) error {
+	out := Whoami{User: p.User, Tenant: p.Tenant, Tenants: map[string][]authz.Role{}}
+	for _, t := range p.Policy.TenantsOf(p.User) {
+		out.Tenants[t] = p.Policy.RolesOf(t, p.User)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// SubmitRequest is the JSON body of a prompt task. A batch task sends its
+// JSONL file as the body instead (Content-Type application/jsonl), with
+// these fields as query parameters.
+type SubmitRequest struct {
+	ID       string            `json:"id,omitempty"`
+	Tenant   string            `json:"tenant,omitempty"`
+	Model    string            `json:"model,omitempty"`
+	Prompt   string            `json:"prompt,omitempty"`
+	Priority int               `json:"priority,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// Submitted is the answer to a submit: the task as it started, without
+// its prompt.
+type Submitted struct {
+	ID        string    `json:"id"`
+	Tenant    string    `json:"tenant"`
+	Submitter string    `json:"submitter"`
+	Model     string    `json:"model"`
+	Kind      task.Kind `json:"kind"`
+	Priority  int       `json:"priority"`
+}
+
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) error {
+	var req SubmitRequest
+	ct := r.Header.Get("Content-Type")
+	file := ""
+	if strings.HasPrefix(ct, "application/json") && !strings.HasPrefix(ct, "application/jsonl") {
+		if err := readJSON(r, &req); err != nil {
+			return err
+		}
+	} else {
+		q := r.URL.Query()
+		req.ID, req.Tenant, req.Model = q.Get("id"), q.Get("tenant"), q.Get("model")
+		if v := q.Get("priority"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return task.Errorf(task.InvalidInput, "priority %q is not a number from 1 to 5", v)
+			}
+			req.Priority = n
+		}
+		tmp, err := s.spool(r.Body, MaxBatchBytes)
+		if err != nil {
+			return err
+		}
+		defer os.Remove(tmp)
+		file = tmp
+	}
+	sub, err := s.submitTask(r.Context(), p, req, file)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, sub)
+	return nil
+}
+
+// submitTask checks the caller may submit to the tenant, keeps the
+// metadata beside the task's input, and starts the task through
+// taskclient, which puts the input in the bucket.
+func (s *Server) submitTask(ctx context.Context, p principal, req SubmitRequest, file string) (Submitted, error) {
+	if req.Tenant == "" {
+		req.Tenant = p.Tenant
+	}
+	if err := p.Policy.Check(req.Tenant, p.User, authz.Submit, p.User); err != nil {
+		if task.TypeOf(err) == task.UnknownTenant {
+			return Submitted{}, task.Errorf(task.PermissionDenied, "%s has no role in tenant %s", p.User, req.Tenant)
+		}
+		return Submitted{}, err
+	}
+	if req.ID == "" {
+		req.ID = taskclient.NewID()
+	}
+	if len(req.Metadata) > 0 {
+		if err := s.putMetadata(ctx, req.Tenant, req.ID, req.Metadata); err != nil {
+			return Submitted{}, err
+		}
+	}
+	in, err := s.Tasks.Submit(ctx, taskclient.SubmitRequest{
+		ID: req.ID, Tenant: req.Tenant, Submitter: p.User, Model: req.Model,
+		Prompt: req.Prompt, File: file, Priority: req.Priority,
+	})
+	if err != nil {
+		return Submitted{}, err
+	}
+	return Submitted{ID: in.ID, Tenant: in.Tenant, Submitter: in.Submitter, Model: in.Model, Kind: in.Kind, Priority: in.Priority}, nil
+}
+
+// spool copies a request body to a temporary file, up to limit bytes: the
+// batch engine's upload wants a file it can size, hash and resume.
+func (s *Server) spool(body io.Reader, limit int64) (string, error) {
+	f, err := os.CreateTemp(s.TempDir, "autoglm-server-*.jsonl")
+	if err != nil {
+		return "", err
+	}
+	n, err := io.Copy(f, io.LimitReader(body, limit+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && n > limit {
+		err = task.Errorf(task.InvalidInput, "the file is over the %d-byte limit", limit)
+	}
+	if err == nil && n == 0 {
+		err = task.Errorf(task.InvalidInput, "the request has no body: send a prompt as JSON or a batch file as application/jsonl")
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+const metadataName = "metadata.json"
+
+func (s *Server) putMetadata(ctx context.Context, tenant, id string, md map[string]string) error {
+	if len(md) > 16 {
+		return task.Errorf(task.InvalidInput, "metadata has %d keys; at most 16", len(md))
+	}
+	key, err := storage.Key(storage.Data, tenant, id, metadataName)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(md)
+	if _, err := s.Tasks.Store.Create(ctx, key, bytes.NewReader(b), int64(len(b)), storage.PutOptions{ContentType: "application/json"}); err != nil {
+		if errors.Is(err, task.ErrConflict) {
+			return task.Errorf(task.Conflict, "task %s already exists", id)
+		}
+		return err
+	}
+	return nil
+}
+
+func (s *Server) metadata(ctx context.Context, tenant, id string) map[string]string {
+	key, err := storage.Key(storage.Data, tenant, id, metadataName)
+	if err != nil {
+		return nil
+	}
+	rc, _, err := s.Tasks.Store.Get(ctx, key)
+	if err != nil {
+		return nil
+	}
+	defer rc.Close()
+	var md map[string]string
+	_ = json.NewDecoder(io.LimitReader(rc, 64<<10)).Decode(&md)
+	return md
+}
+
+// TaskStatus is a task's status as the API shows it: the workflow's own,
+// with the task's metadata, sensitive values masked for the caller.
+type TaskStatus struct {
+	task.Status
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request, p principal) error {
+	id := taskID(r)
+	ti, roles, err := s.authorize(r.Context(), p, id, authz.View)
+	if err != nil {
+		return err
+	}
+	st, err := s.Tasks.Status(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	md := s.metadata(r.Context(), ti.Tenant, id)
+	writeJSON(w, http.StatusOK, TaskStatus{Status: st, Metadata: p.Policy.Sensitive.MaskMetadata(md, roles)})
+	return nil
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, p principal) error {
+	q := r.URL.Query()
+	tenants := p.Policy.TenantsOf(p.User)
+	if t := q.Get("tenant"); t != "" {
+		if len(p.Policy.RolesOf(t, p.User)) == 0 {
+			return task.Errorf(task.PermissionDenied, "%s has no role in tenant %s", p.User, t)
+		}
+		tenants = []string{t}
+	}
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	out, err := s.Tasks.List(r.Context(), taskclient.ListRequest{
+		Tenants: tenants, State: task.State(q.Get("state")), Model: q.Get("model"),
+		Submitter: q.Get("submitter"), Kind: task.Kind(q.Get("kind")), Limit: min(max(limit, 0), 1000),
+	})
+	if err != nil {
+		return err
+	}
+	if out == nil {
+		out = []taskclient.Summary{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tasks": out})
+	return nil
+}
+
+// DecisionBody is what approve, reject, cancel, pause, resume and
+// set-priority take. There is no actor: it is the authenticated user.
+type DecisionBody struct {
+	Reason   string `json:"reason,omitempty"`
+	Priority int    `json:"priority,omitempty"`
+}
+
+func (s *Server) decide(a authz.Action) func(http.ResponseWriter, *http.Request, principal) error {
+	return func(w http.ResponseWriter, r *http.Request, p principal) error {
+		var body DecisionBody
+		if err := readJSON(r, &body); err != nil {
+			return err
+		}
+		id := taskID(r)
+		ti, roles, err := s.authorize(r.Context(), p, id, a)
+		if err != nil {
+			return err
+		}
+		if ti.Closed {
+			return task.Errorf(task.WrongState, "task %s has ended (%s); it can no longer take %s", id, ti.State, a)
+		}
+		st, err := s.Tasks.Decide(r.Context(), id, string(a), task.DecisionRequest{Actor: p.User, Reason: body.Reason, Priority: body.Priority})
+		if err != nil {
+			return err
+		}
+		s.hub.poke(id)
+		md := s.metadata(r.Context(), ti.Tenant, id)
+		writeJSON(w, http.StatusOK, TaskStatus{Status: st, Metadata: p.Policy.Sensitive.MaskMetadata(md, roles)})
+		return nil
+	}
+}
+
+func (s *Server) resubmit(w http.ResponseWriter, r *http.Request, p principal) error {
+	id := taskID(r)
+	ti, _, err := s.authorize(r.Context(), p, id, authz.View)
+	if err != nil {
+		return err
+	}
+	if err := p.Policy.Check(ti.Tenant, p.User, authz.Submit, p.User); err != nil {
+		return err
+	}
+	res, err := s.Tasks.ResubmitFailed(r.Context(), id, p.User)
+	if err != nil {
+		return err
+	}
+	res.Task.Prompt = ""
+	writeJSON(w, http.StatusCreated, res)
+	return nil
+}
+
+// waitParam is the long-poll time a client asks for, at most max.
+func waitParam(r *http.Request, def, most time.Duration) time.Duration {
+	d, err := time.ParseDuration(r.URL.Query().Get("wait"))
+	if err != nil || d <= 0 {
+		return def
+	}
+	return min(d, most)
+}
+
+// result long-polls the workflow's result: the Temporal server answers it
+// when the workflow closes, with no worker involved, so waiting does not
+// compete with the work for worker slots. 202 with the state when the
+// wait ends first.
+func (s *Server) result(w http.ResponseWriter, r *http.Request, p principal) error {
+	id := taskID(r)
+	ti, _, err := s.authorize(r.Context(), p, id, authz.View)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), waitParam(r, 30*time.Second, 60*time.Second))
+	defer cancel()
+	res, err := s.Tasks.Wait(ctx, id)
+	if err != nil {
+		if t := errType(err); t != "" && t != task.NotFound {
+			// The workflow failed with a typed error: that is its result.
+			writeJSON(w, http.StatusOK, task.Result{ID: id, State: task.Failed, Reason: string(t) + ": " + errMessage(err)})
+			return nil
+		}
+		if r.Context().Err() != nil {
+			return err
+		}
+		// The wait ended first (its deadline may surface as a cancelled
+		// stream rather than as the context's error): say where the task is.
+		if ti, err = s.info(r.Context(), id); err != nil {
+			return err
+		}
+		if ti.Closed {
+			// It closed as the wait ended: its result is there to read.
+			rctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+			defer cancel()
+			if res, err = s.Tasks.Wait(rctx, id); err != nil {
+				return fmt.Errorf("task %s has ended (%s) but its result could not be read: %w", id, ti.State, err)
+			}
+			writeJSON(w, http.StatusOK, res)
+			return nil
+		}
+		writeJSON(w, http.StatusAccepted, map[string]any{"id": id, "state": ti.State})
+		return nil
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// ResultFile is one downloadable object of a task.
+type ResultFile struct {
+	Name      string    `json:"name"`
+	Size      int64     `json:"size"`
+	SHA256    string    `json:"sha256,omitempty"`
+	URL       string    `json:"url"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// results hands out presigned GET URLs, each for one object under the
+// task's own prefix, for a short time: the bucket's credentials never
+// leave the server.
+func (s *Server) results(w http.ResponseWriter, r *http.Request, p principal) error {
+	id := taskID(r)
+	ti, _, err := s.authorize(r.Context(), p, id, authz.View)
+	if err != nil {
+		return err
+	}
+	st, err := s.Tasks.Status(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	refs, err := s.Tasks.Artifacts(r.Context(), st)
+	if err != nil {
+		// No manifest yet (the task is still running): what its status
+		// lists so far.
+		refs = st.Artifacts
+	}
+	ps, ok := s.Tasks.Store.(storage.Presigner)
+	if !ok {
+		return fmt.Errorf("the bucket driver cannot presign URLs")
+	}
+	names, err := taskclient.LocalPaths("", refs)
+	if err != nil {
+		return err
+	}
+	files := []ResultFile{}
+	for i, ref := range refs {
+		if !ownKey(ref.Key, ti.Tenant, id) {
+			continue
+		}
+		u, err := ps.PresignGet(r.Context(), ref.Key, s.PresignTTL)
+		if err != nil {
+			return err
+		}
+		files = append(files, ResultFile{Name: path.Clean(names[i]), Size: ref.Size, SHA256: ref.SHA256, URL: u, ExpiresAt: time.Now().Add(s.PresignTTL).UTC()})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "state": st.State, "files": files})
+	return nil
+}
+
+func (s *Server) events(w http.ResponseWriter, r *http.Request, p principal) error {
+	id := taskID(r)
+	if _, _, err := s.authorize(r.Context(), p, id, authz.View); err != nil {
+		return err
+	}
+	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+	ctx, cancel := context.WithTimeout(r.Context(), waitParam(r, 25*time.Second, 60*time.Second))
+	defer cancel()
+	evs, final := s.hub.wait(ctx, id, after)
+	if evs == nil {
+		evs = []Event{}
+	}
+	writeJSON(w, http.StatusOK, Events{Events: evs, Final: final})
+	return nil
+}
+
+// attach stores the body as an attachment of task id (?name=, &tenant=),
+// before the task is submitted under that ID or, for its own submitter,
+// after. Nobody attaches to another user's task.
+func (s *Server) attach(w http.ResponseWriter, r *http.Request, p principal) error {
+	id := taskID(r)
+	q := r.URL.Query()
+	name, err := storage.SafeName(q.Get("name"))
+	if err != nil {
+		return err
+	}
+	if strings.Contains(name, "/") {
+		return task.Errorf(task.InvalidInput, "attachment name %q must not hold a slash", name)
+	}
+	tenant := q.Get("tenant")
+	ti, err := s.info(r.Context(), id)
+	switch {
+	case err == nil:
+		if len(p.Policy.RolesOf(ti.Tenant, p.User)) == 0 {
+			return task.Errorf(task.NotFound, "no task %s", id)
+		}
+		if ti.Submitter != p.User {
+			return task.Errorf(task.PermissionDenied, "task %s is %s's; only its submitter attaches files to it", id, ti.Submitter)
+		}
+		tenant = ti.Tenant
+	case task.TypeOf(err) == task.NotFound:
+		if tenant == "" {
+			tenant = p.Tenant
+		}
+	default:
+		return err
+	}
+	if err := p.Policy.Check(tenant, p.User, authz.Submit, p.User); err != nil {
+		return err
+	}
+	if err := storage.CheckID("task id", id); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(s.TempDir, "autoglm-attach-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	tmp, err := s.spool(r.Body, MaxBatchBytes)
+	if err != nil {
+		return err
+	}
+	// Attach names the object after the file: give the file its name.
+	path := dir + "/" + name
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	atts, err := s.Tasks.Attach(r.Context(), tenant, id, []string{path}, taskclient.AttachOptions{StateDir: dir})
+	if err != nil {
+		return err
+	}
+	a := atts[0]
+	a.Path = name
+	writeJSON(w, http.StatusCreated, a)
+	return nil
+}

@@ -1,0 +1,423 @@
+// Package server tests `autoglm server`, the front door, end to end on
+// real parts: the Temporal dev server and MinIO (started once by TestMain
+// through internal/devstack, stopped by PID), a real worker in this
+// process, and the API server on a loopback port, called over HTTP. The
+// model server is the one stand-in: internal/llm/testmodel.
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"go.temporal.io/sdk/client"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
+	"github.com/autoglm-flow/autoglm-flow/internal/authz"
+	"github.com/autoglm-flow/autoglm-flow/internal/config"
+	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
+	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
+	"github.com/autoglm-flow/autoglm-flow/internal/logging"
+	"github.com/autoglm-flow/autoglm-flow/internal/server"
+	"github.com/autoglm-flow/autoglm-flow/internal/storage"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
+	"github.com/autoglm-flow/autoglm-flow/worker"
+)
+
+const bucket = "autoglm"
+
+// users and their roles: tenant demo as in the default policy, and a
+// second tenant, acme, whose user zed must never read demo's tasks.
+var users = map[string]string{ // user -> tenant of their key
+	"alice": "demo", "dave": "demo", "bob": "demo", "rita": "demo",
+	"olga": "demo", "carol": "demo", "aldo": "demo", "zed": "acme",
+}
+
+const policyYAML = `tenants:
+  demo:
+    models: [glm-4-test]
+    users:
+      alice: [submitter]
+      dave: [submitter]
+      bob: [reviewer]
+      rita: [reviewer]
+      olga: [operator]
+      carol: [admin]
+      aldo: [auditor]
+    quorum: 1
+    approval_deadline: 24h
+    auto_approve_max_requests: 10
+  acme:
+    models: [glm-4-test]
+    users:
+      zed: [admin, submitter]
+    auto_approve_max_requests: 10
+sensitive:
+  fields: [prompt]
+  metadata: [phone, email, id_number]
+  visible_to: [admin]
+`
+
+var suite struct {
+	dir      string
+	stack    *devstack.Stack
+	bin      string // the folder of the temporal binary
+	model    *testmodel.Server
+	temporal client.Client
+	store    storage.Store
+	tasks    *taskclient.Client
+	api      *server.Server
+	cli      string // the autoglm binary built from ./starter
+	url      string // the API server's root
+	keys     map[string]string
+	worker   *runningWorker
+}
+
+func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+
+func runMain(m *testing.M) (code int) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("server: skipped in -short mode: these tests start Temporal, MinIO, a worker and the API server")
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	dir, err := os.MkdirTemp("", "autoglm-server-it-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "server:", err)
+		return 1
+	}
+	suite.dir = dir
+	defer func() {
+		if code == 0 {
+			os.RemoveAll(dir)
+		} else {
+			fmt.Fprintln(os.Stderr, "server: logs are kept in", dir)
+		}
+	}()
+	bin, err := devstack.BinDir()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "server:", err)
+		return 1
+	}
+	suite.bin = bin
+	stack, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), BinDir: bin, Buckets: []string{bucket}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "server: starting the stack:", err)
+		return 1
+	}
+	suite.stack = stack
+	defer func() {
+		if suite.worker != nil {
+			suite.worker.stop()
+		}
+		if err := stack.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "server: stopping the stack:", err)
+		}
+	}()
+	closeAll, err := setUp(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "server:", err)
+		return 1
+	}
+	defer closeAll()
+	done := make(chan int, 1)
+	go func() { done <- m.Run() }()
+	select {
+	case code = <-done:
+		return code
+	case <-ctx.Done():
+		fmt.Fprintln(os.Stderr, "server: interrupted; stopping the worker and servers")
+		return 130
+	}
+}
+
+// setUp writes the policy with a key per user, makes the assertion key
+// pair, and starts the test model, a worker and the API server.
+func setUp(ctx context.Context) (func(), error) {
+	for _, kv := range suite.stack.Env(bucket) {
+		k, v, _ := strings.Cut(kv, "=")
+		os.Setenv(k, v)
+	}
+	suite.model = testmodel.New(testmodel.Options{})
+	if err := suite.model.Start(); err != nil {
+		return nil, err
+	}
+	os.Setenv("AUTOGLM_LLM_BASE_URL", suite.model.URL())
+
+	suite.keys = map[string]string{}
+	var entries []authz.APIKey
+	for user, tenant := range users {
+		key, e, err := authz.NewAPIKey(user, tenant, "test")
+		if err != nil {
+			return nil, err
+		}
+		suite.keys[user], entries = key, append(entries, e)
+	}
+	policy := policyYAML + "api_keys:\n"
+	for _, e := range entries {
+		policy += fmt.Sprintf("  - {user: %s, tenant: %s, sha256: %s}\n", e.User, e.Tenant, e.SHA256)
+	}
+	policyFile := filepath.Join(suite.dir, "policy.yaml")
+	if err := os.WriteFile(policyFile, []byte(policy), 0o600); err != nil {
+		return nil, err
+	}
+	os.Setenv("AUTOGLM_POLICY_FILE", policyFile)
+	_, priv, err := assertion.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	signer := assertion.NewSigner(priv)
+	os.Setenv("AUTOGLM_ASSERTION_PUBLIC_KEYS", assertion.EncodePublic(signer.Public()))
+
+	cfg, err := config.FromEnv()
+	if err != nil {
+		return nil, err
+	}
+	log := logrus.New()
+	log.SetLevel(logrus.WarnLevel)
+	opts, err := config.TemporalOptions(logging.NewSDK(log))
+	if err != nil {
+		return nil, err
+	}
+	if suite.temporal, err = client.DialContext(ctx, opts); err != nil {
+		return nil, err
+	}
+	if suite.store, err = storage.Open(ctx, cfg.S3); err != nil {
+		return nil, err
+	}
+	src, err := authz.Load(policyFile)
+	if err != nil {
+		return nil, err
+	}
+	suite.tasks = &taskclient.Client{Temporal: suite.temporal, Store: suite.store, Signer: signer}
+	suite.api = &server.Server{Tasks: suite.tasks, Policy: src, TempDir: suite.dir, Log: log}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	hs := &http.Server{Handler: suite.api.Handler()}
+	go hs.Serve(ln)
+	suite.url = "http://" + ln.Addr().String()
+
+	suite.cli = filepath.Join(suite.dir, "autoglm")
+	build := exec.CommandContext(ctx, "go", "build", "-o", suite.cli, "./starter")
+	build.Dir = filepath.Join("..", "..") // the module root, from tests/server
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building the CLI: %v\n%s", err, out)
+	}
+	if suite.worker, err = startWorker("server-test"); err != nil {
+		return nil, err
+	}
+	return func() {
+		hs.Close()
+		suite.model.Close()
+		suite.temporal.Close()
+	}, nil
+}
+
+// runningWorker is worker.Run on a goroutine of this process.
+type runningWorker struct {
+	cancel  context.CancelFunc
+	done    chan error
+	stopped bool
+	err     error
+}
+
+func startWorker(node string) (*runningWorker, error) {
+	cfg, err := config.FromEnv()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Node = node
+	f, err := os.OpenFile(filepath.Join(suite.dir, "worker-"+node+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	log, err := logging.New(f, "text", "info")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &runningWorker{cancel: cancel, done: make(chan error, 1)}
+	since := time.Now().Add(-time.Second)
+	go func() {
+		err := worker.Run(ctx, cfg, log)
+		f.Close()
+		w.done <- err
+	}()
+	// Ready once it has announced itself in the bucket, as dispatch
+	// needs, which it does after connecting to Temporal.
+	deadline := time.After(2 * time.Minute)
+	for {
+		info, err := suite.store.Stat(context.Background(), "fleet/nodes/"+node+".json")
+		if err == nil && info.LastModified.After(since) {
+			return w, nil
+		}
+		select {
+		case err := <-w.done:
+			return nil, fmt.Errorf("worker %s stopped before it announced itself: %v", node, err)
+		case <-deadline:
+			w.stop()
+			return nil, fmt.Errorf("worker %s did not announce itself within 2 minutes", node)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// stop stops the worker once; later calls return the same.
+func (w *runningWorker) stop() error {
+	if w.stopped {
+		return w.err
+	}
+	w.stopped = true
+	w.cancel()
+	select {
+	case w.err = <-w.done:
+	case <-time.After(60 * time.Second):
+		w.err = fmt.Errorf("worker.Run did not return within 60s")
+	}
+	return w.err
+}
+
+// testCtx is a context with a hang guard for one test.
+func testCtx(t *testing.T, guard time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// eventually polls cond until it holds, failing the test if ctx ends.
+func eventually(t *testing.T, ctx context.Context, what string, cond func() (bool, error)) {
+	t.Helper()
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v (last error: %v)", what, ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// call sends an API request as user ("" for none) and returns the status
+// code and body.
+func call(t *testing.T, ctx context.Context, user, method, path string, body any) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	ct := ""
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		r, ct = bytes.NewReader(b), "application/jsonl"
+	default:
+		j, _ := json.Marshal(b)
+		r, ct = bytes.NewReader(j), "application/json"
+	}
+	req, err := http.NewRequestWithContext(ctx, method, suite.url+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	if user != "" {
+		key := suite.keys[user]
+		if key == "" {
+			key = user // a made-up key
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+// must is call that fails the test unless the status is want; it
+// decodes the body into v if not nil.
+func must(t *testing.T, ctx context.Context, want int, user, method, path string, body, v any) {
+	t.Helper()
+	code, out := call(t, ctx, user, method, path, body)
+	if code != want {
+		t.Fatalf("%s %s as %q: %d %s; want %d", method, path, user, code, out, want)
+	}
+	if v != nil {
+		if err := json.Unmarshal(out, v); err != nil {
+			t.Fatalf("%s %s: %v in %s", method, path, err, out)
+		}
+	}
+}
+
+// batchFile is an OpenAI Batch file of n requests and one malformed line:
+// over the auto-approve limit of 10 when n > 10.
+func batchFile(n int, tag string) []byte {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, `{"custom_id":"%s-%d","method":"POST","url":"/v1/chat/completions","body":{"model":"glm-4-test","messages":[{"role":"user","content":"say %d"}]}}`+"\n", tag, i, i)
+		if i == 2 {
+			b.WriteString(`{"custom_id":"` + tag + `-broken","method":"POST"` + "\n")
+		}
+	}
+	return []byte(b.String())
+}
+
+// submitBatch submits a batch as user through the native API and waits
+// until it awaits approval.
+func submitBatch(t *testing.T, ctx context.Context, user string, n int) string {
+	t.Helper()
+	var sub server.Submitted
+	must(t, ctx, http.StatusCreated, user, "POST", "/api/v1/tasks", batchFile(n, user), &sub)
+	waitState(t, ctx, sub.ID, task.AwaitingApproval)
+	return sub.ID
+}
+
+// waitState waits, through the events endpoint as carol, until the task
+// is in state.
+func waitState(t *testing.T, ctx context.Context, id string, state task.State) {
+	t.Helper()
+	var after int64
+	eventually(t, ctx, fmt.Sprintf("task %s to be %s", id, state), func() (bool, error) {
+		var evs server.Events
+		must(t, ctx, http.StatusOK, "carol", "GET", fmt.Sprintf("/api/v1/tasks/%s/events?after=%d&wait=5s", id, after), nil, &evs)
+		for _, e := range evs.Events {
+			after = e.Seq
+			if e.State == state {
+				return true, nil
+			}
+		}
+		if evs.Final {
+			t.Fatalf("task %s ended without reaching %s: %+v", id, state, evs.Events)
+		}
+		return false, nil
+	})
+}
+
+func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
