@@ -111,6 +111,9 @@ func TemporalOptions(logger log.Logger) (client.Options, error) {
 		opts.HostPort = client.DefaultHostPort
 	}
 	opts.Logger = logger
+	if err := withCodec(&opts); err != nil {
+		return opts, err
+	}
 	return opts, nil
 }
 
