@@ -63,7 +63,7 @@ AUTOGLM_S3_*; who you are from --as or AUTOGLM_USER.`,
 		c.decideCmd("resume", task.UpdateResume, "Resume a paused task from its checkpoint"),
 		c.setPriorityCmd(), c.listCmd(), c.resubmitCmd(),
 		c.resultsCmd(), workerCmd(), c.devCmd(), c.demoCmd(),
-		c.uploadCmd(), c.scheduleCmd(),
+		c.uploadCmd(), c.scheduleCmd(), c.setupCmd(),
 	)
 	return root
 }
