@@ -29,6 +29,8 @@ type awsStore struct {
 	bucket   string
 	region   string
 	partSize int64
+	// statBeforeReplace: see Config.StatBeforeReplace.
+	statBeforeReplace bool
 }
 
 func openAWS(ctx context.Context, cfg Config) (*awsStore, error) {
@@ -61,7 +63,7 @@ func openAWS(ctx context.Context, cfg Config) (*awsStore, error) {
 			o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		}
 	})
-	return &awsStore{client: client, bucket: cfg.Bucket, region: cfg.region(), partSize: cfg.partSize}, nil
+	return &awsStore{client: client, bucket: cfg.Bucket, region: cfg.region(), partSize: cfg.partSize, statBeforeReplace: cfg.StatBeforeReplace}, nil
 }
 
 func (s *awsStore) Bucket() string { return s.bucket }
@@ -73,6 +75,11 @@ func (s *awsStore) Create(ctx context.Context, key string, r io.Reader, size int
 func (s *awsStore) Replace(ctx context.Context, key, etag string, r io.Reader, size int64, o PutOptions) (Info, error) {
 	if etag == "" {
 		return Info{}, fmt.Errorf("storage: replace %s: empty etag", key)
+	}
+	if s.statBeforeReplace {
+		if err := currentIs(ctx, s, key, etag); err != nil {
+			return Info{}, err
+		}
 	}
 	return write(ctx, s, s.partSize, key, r, size, o, precondition{ifMatch: etag})
 }

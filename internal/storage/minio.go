@@ -21,6 +21,8 @@ type minioStore struct {
 	bucket   string
 	region   string
 	partSize int64
+	// statBeforeReplace: see Config.StatBeforeReplace.
+	statBeforeReplace bool
 }
 
 func openMinIO(cfg Config) (*minioStore, error) {
@@ -39,7 +41,7 @@ func openMinIO(cfg Config) (*minioStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: minio client: %w", err)
 	}
-	return &minioStore{core: core, bucket: cfg.Bucket, region: cfg.region(), partSize: cfg.partSize}, nil
+	return &minioStore{core: core, bucket: cfg.Bucket, region: cfg.region(), partSize: cfg.partSize, statBeforeReplace: cfg.StatBeforeReplace}, nil
 }
 
 func (s *minioStore) Bucket() string { return s.bucket }
@@ -51,6 +53,11 @@ func (s *minioStore) Create(ctx context.Context, key string, r io.Reader, size i
 func (s *minioStore) Replace(ctx context.Context, key, etag string, r io.Reader, size int64, o PutOptions) (Info, error) {
 	if etag == "" {
 		return Info{}, fmt.Errorf("storage: replace %s: empty etag", key)
+	}
+	if s.statBeforeReplace {
+		if err := currentIs(ctx, s, key, etag); err != nil {
+			return Info{}, err
+		}
 	}
 	return write(ctx, s, s.partSize, key, r, size, o, precondition{ifMatch: etag})
 }
