@@ -25,6 +25,9 @@ import (
 //   - task_priority_approved.json: mallory's approve is refused (and left
 //     no event), olga sets priority 1, bob approves, it completes.
 //   - task_cancelled.json: alice cancels her task while it awaits approval.
+//   - task_ops_{approved,rejected,cancelled}.json: the same three after the
+//     ops-approval-timer and ops-outcome-status changes (timer cancelled,
+//     rejected and cancelled tasks closed as failed executions).
 //
 // To record a new one, run the stack with `./bin/autoglm dev`, drive a
 // task with the CLI, then:
