@@ -14,7 +14,7 @@ import (
 )
 
 func (c *cli) setupCmd() *cobra.Command {
-	var dynamicConfig string
+	var dynamicConfig, bucketPolicy string
 	cmd := &cobra.Command{
 		Use:   "setup",
 		Short: "Prepare a Temporal namespace and a bucket for autoglm-flow, and say what is missing",
@@ -26,7 +26,9 @@ func (c *cli) setupCmd() *cobra.Command {
   - creates the bucket with versioning, and writes its lifecycle rules
     (AUTOGLM_RETENTION_* as for the worker);
   - checks the server's dynamic config file for what priority and fairness
-    need (matching.useNewMatcher, matching.enableFairness).
+    need (matching.useNewMatcher, matching.enableFairness);
+  - with --bucket-policy, gives the worker's own account (WORKER_ACCESS_KEY)
+    only what a worker does in the bucket.
 
 It is idempotent: run again, it adds nothing. It prints every check, and
 exits 1 when something is still missing.`,
@@ -46,7 +48,13 @@ exits 1 when something is still missing.`,
 			if err != nil {
 				return err
 			}
+			cfg, err := config.FromEnv()
+			if err != nil {
+				return err
+			}
 			rep := setup.Run(cmd.Context(), tc.Temporal, tc.Store, setup.Options{
+				BucketPolicyFile:  bucketPolicy,
+				S3:                cfg.S3,
 				Namespace:         cmp.Or(opts.Namespace, client.DefaultNamespace),
 				DynamicConfigFile: dynamicConfig,
 				Retention:         retentionOr(ls.Retention),
@@ -61,6 +69,7 @@ exits 1 when something is still missing.`,
 		},
 	}
 	cmd.Flags().StringVar(&dynamicConfig, "dynamic-config", "", "the Temporal server's dynamic config YAML to check")
+	cmd.Flags().StringVar(&bucketPolicy, "bucket-policy", "", "a bucket policy to set, with ${BUCKET} and ${WORKER_ACCESS_KEY} filled in (docker/worker-bucket-policy.json)")
 	return cmd
 }
 

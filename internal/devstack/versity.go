@@ -12,9 +12,10 @@ import (
 )
 
 // StartVersity starts versitygw (a maintained S3 gateway on a POSIX
-// folder, with versioning) as a second real S3 store, on a free loopback
-// port, and creates opts.Buckets. Only Dir, BinDir, Buckets, AccessKey and
-// SecretKey of opts are read; the Stack has no Temporal.
+// folder, with versioning and its internal IAM, so that other accounts
+// than the root can be made) as a second real S3 store, on a free
+// loopback port, and creates opts.Buckets. Only Dir, BinDir, Buckets,
+// AccessKey and SecretKey of opts are read; the Stack has no Temporal.
 func StartVersity(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if opts.Dir == "" {
 		return nil, errors.New("devstack: Options.Dir is required")
@@ -27,8 +28,8 @@ func StartVersity(ctx context.Context, opts Options) (_ *Stack, err error) {
 		opts.AccessKey, opts.SecretKey = "autoglm", "autoglm-dev-secret"
 	}
 	s := &Stack{AccessKey: opts.AccessKey, SecretKey: opts.SecretKey, LogDir: filepath.Join(opts.Dir, "logs")}
-	root, versions := filepath.Join(opts.Dir, "versity"), filepath.Join(opts.Dir, "versity-versions")
-	for _, d := range []string{s.LogDir, root, versions} {
+	root, versions, iam := filepath.Join(opts.Dir, "versity"), filepath.Join(opts.Dir, "versity-versions"), filepath.Join(opts.Dir, "versity-iam")
+	for _, d := range []string{s.LogDir, root, versions, iam} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("devstack: %w", err)
 		}
@@ -44,7 +45,7 @@ func StartVersity(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	s.S3Endpoint = fmt.Sprintf("127.0.0.1:%d", port)
 	env := []string{"ROOT_ACCESS_KEY=" + opts.AccessKey, "ROOT_SECRET_KEY=" + opts.SecretKey}
-	p, err := startProcess(bin, []string{"--port", s.S3Endpoint, "--quiet", "posix", "--versioning-dir", versions, root}, env, filepath.Join(s.LogDir, "versitygw.log"))
+	p, err := startProcess(bin, []string{"--port", s.S3Endpoint, "--quiet", "--iam-dir", iam, "posix", "--versioning-dir", versions, root}, env, filepath.Join(s.LogDir, "versitygw.log"))
 	if err != nil {
 		return nil, err
 	}

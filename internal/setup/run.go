@@ -18,6 +18,10 @@ type Options struct {
 	DynamicConfigFile string
 	// Retention is the lifecycle the bucket gets.
 	Retention storage.Retention
+	// BucketPolicyFile, if set, is the bucket policy to set (see
+	// BucketPolicy), with S3 the operator's bucket settings.
+	BucketPolicyFile string
+	S3               storage.Config
 }
 
 // Report is what setup did and what is still missing.
@@ -77,6 +81,9 @@ func Run(ctx context.Context, tc client.Client, store storage.Store, o Options) 
 		r.Checks = append(r.Checks, Check{What: "search attributes", OK: true, Detail: "all present"})
 	}
 	r.Checks = append(r.Checks, bucketChecks(ctx, store, o.Retention)...)
+	if o.BucketPolicyFile != "" {
+		r.Checks = append(r.Checks, BucketPolicy(ctx, o.S3, o.BucketPolicyFile))
+	}
 	if o.DynamicConfigFile == "" {
 		r.Checks = append(r.Checks, Check{What: "dynamic config", OK: true, Detail: "not checked (pass --dynamic-config FILE): priority and fairness need matching.useNewMatcher and matching.enableFairness"})
 	} else if cs, err := CheckDynamicConfig(o.DynamicConfigFile); err != nil {
