@@ -58,6 +58,7 @@ exits 1 when something is still missing.`,
 				Namespace:         cmp.Or(opts.Namespace, client.DefaultNamespace),
 				DynamicConfigFile: dynamicConfig,
 				Retention:         retentionOr(ls.Retention),
+				NoLifecycle:       !ls.ApplyRetention,
 			})
 			if err := c.print(rep, rep.String()); err != nil {
 				return err

@@ -16,8 +16,10 @@ type Options struct {
 	// DynamicConfigFile is the server's dynamic config YAML; empty leaves
 	// the dynamic config unchecked (the API cannot read it).
 	DynamicConfigFile string
-	// Retention is the lifecycle the bucket gets.
-	Retention storage.Retention
+	// Retention is the lifecycle the bucket gets, unless NoLifecycle
+	// (AUTOGLM_RETENTION=off, for stores without lifecycle rules).
+	Retention   storage.Retention
+	NoLifecycle bool
 	// BucketPolicyFile, if set, is the bucket policy to set (see
 	// BucketPolicy), with S3 the operator's bucket settings.
 	BucketPolicyFile string
@@ -80,7 +82,7 @@ func Run(ctx context.Context, tc client.Client, store storage.Store, o Options) 
 	default:
 		r.Checks = append(r.Checks, Check{What: "search attributes", OK: true, Detail: "all present"})
 	}
-	r.Checks = append(r.Checks, bucketChecks(ctx, store, o.Retention)...)
+	r.Checks = append(r.Checks, bucketChecks(ctx, store, o.Retention, o.NoLifecycle)...)
 	if o.BucketPolicyFile != "" {
 		r.Checks = append(r.Checks, BucketPolicy(ctx, o.S3, o.BucketPolicyFile))
 	}
@@ -94,11 +96,14 @@ func Run(ctx context.Context, tc client.Client, store storage.Store, o Options) 
 	return r
 }
 
-func bucketChecks(ctx context.Context, store storage.Store, ret storage.Retention) []Check {
+func bucketChecks(ctx context.Context, store storage.Store, ret storage.Retention, noLifecycle bool) []Check {
 	if err := storage.EnsureBucket(ctx, store); err != nil {
 		return []Check{{What: "bucket " + store.Bucket() + " with versioning", Detail: err.Error()}}
 	}
 	out := []Check{{What: "bucket " + store.Bucket() + " with versioning", OK: true}}
+	if noLifecycle {
+		return append(out, Check{What: "lifecycle rules", OK: true, Detail: "off (AUTOGLM_RETENTION=off): old logs go only through the log archive schedule, and checkpoints stay until removed"})
+	}
 	if err := storage.ApplyRetention(ctx, store, ret); err != nil {
 		return append(out, Check{What: "lifecycle rules", Detail: err.Error()})
 	}

@@ -276,6 +276,11 @@ func (s *awsStore) ensureBucket(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("storage: bucket %s: %w", s.bucket, err)
 	}
+	// Read first: a worker's least-privilege account may read the
+	// versioning state but not change it, and setup already turned it on.
+	if v, verr := s.client.GetBucketVersioning(ctx, &s3.GetBucketVersioningInput{Bucket: aws.String(s.bucket)}); verr == nil && v.Status == types.BucketVersioningStatusEnabled {
+		return nil
+	}
 	_, err = s.client.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{
 		Bucket:                  aws.String(s.bucket),
 		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled},

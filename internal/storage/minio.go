@@ -221,6 +221,11 @@ func (s *minioStore) ensureBucket(ctx context.Context) error {
 			return fmt.Errorf("storage: create bucket %s: %w", s.bucket, err)
 		}
 	}
+	// Read first: a worker's least-privilege account may read the
+	// versioning state but not change it, and setup already turned it on.
+	if vc, err := s.core.Client.GetBucketVersioning(ctx, s.bucket); err == nil && vc.Enabled() {
+		return nil
+	}
 	if err := s.core.Client.EnableVersioning(ctx, s.bucket); err != nil {
 		return fmt.Errorf("storage: enable versioning on %s: %w", s.bucket, err)
 	}

@@ -51,6 +51,10 @@ func TestWorkerBucketCredentialsAreLeastPrivilege(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What a worker does at start: the bucket is there and versioned.
+	if err := storage.EnsureBucket(ctx, w); err != nil {
+		t.Errorf("worker start (EnsureBucket) with its own credentials: %v", err)
+	}
 	key := "data/00/demo/lp/report.json"
 	info, err := w.Create(ctx, key, strings.NewReader(`{"a":1}`), 7, storage.PutOptions{Tags: map[string]string{"k": "v"}})
 	if err != nil {
