@@ -6,6 +6,8 @@ package metrics
 import (
 	"fmt"
 	"net/http"
+	"regexp"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -53,4 +55,19 @@ func New() (*Metrics, error) {
 // `autoglm server` mount it on /metrics.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// Names are the names of the metrics the registry describes, sorted.
+func (m *Metrics) Names() []string {
+	ch := make(chan *prometheus.Desc)
+	go func() { m.Registry.Describe(ch); close(ch) }()
+	re := regexp.MustCompile(`fqName: "([^"]+)"`)
+	var names []string
+	for d := range ch {
+		if s := re.FindStringSubmatch(d.String()); s != nil && !slices.Contains(names, s[1]) {
+			names = append(names, s[1])
+		}
+	}
+	slices.Sort(names)
+	return names
 }
