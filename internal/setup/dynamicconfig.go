@@ -19,6 +19,9 @@ var DynamicConfig = map[string]any{
 type Check struct {
 	What string `json:"what"`
 	OK   bool   `json:"ok"`
+	// Warning: OK, but the store or server lacks something the code works
+	// around (Detail says how).
+	Warning bool `json:"warning,omitempty"`
 	// Detail says what was found, or what to do.
 	Detail string `json:"detail,omitempty"`
 }

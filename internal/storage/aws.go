@@ -403,8 +403,13 @@ func (s *awsStore) replaceRules(ctx context.Context, rules []LifecycleRule) erro
 	for _, r := range rules {
 		lr := types.LifecycleRule{
 			ID: aws.String(r.ID), Status: types.ExpirationStatusDisabled,
-			Expiration: &types.LifecycleExpiration{Days: aws.Int32(int32(r.Days))},
-			Filter:     &types.LifecycleRuleFilter{},
+			Filter: &types.LifecycleRuleFilter{},
+		}
+		if r.Days > 0 {
+			lr.Expiration = &types.LifecycleExpiration{Days: aws.Int32(int32(r.Days))}
+		}
+		if r.AbortMultipartDays > 0 {
+			lr.AbortIncompleteMultipartUpload = &types.AbortIncompleteMultipartUpload{DaysAfterInitiation: aws.Int32(int32(r.AbortMultipartDays))}
 		}
 		if r.Enabled {
 			lr.Status = types.ExpirationStatusEnabled
@@ -442,6 +447,9 @@ func (s *awsStore) lifecycleRules(ctx context.Context) ([]LifecycleRule, error) 
 		}
 		if r.NoncurrentVersionExpiration != nil {
 			lr.NoncurrentDays = int(aws.ToInt32(r.NoncurrentVersionExpiration.NoncurrentDays))
+		}
+		if r.AbortIncompleteMultipartUpload != nil {
+			lr.AbortMultipartDays = int(aws.ToInt32(r.AbortIncompleteMultipartUpload.DaysAfterInitiation))
 		}
 		if f := r.Filter; f != nil {
 			lr.Prefix = aws.ToString(f.Prefix)

@@ -313,6 +313,9 @@ func (s *minioStore) replaceRules(ctx context.Context, rules []LifecycleRule) er
 		if r.NoncurrentDays > 0 {
 			lr.NoncurrentVersionExpiration.NoncurrentDays = lifecycle.ExpirationDays(r.NoncurrentDays)
 		}
+		if r.AbortMultipartDays > 0 {
+			lr.AbortIncompleteMultipartUpload.DaysAfterInitiation = lifecycle.ExpirationDays(r.AbortMultipartDays)
+		}
 		if r.TagKey != "" {
 			lr.RuleFilter.Tag = lifecycle.Tag{Key: r.TagKey, Value: r.TagValue}
 		} else {
@@ -333,7 +336,8 @@ func (s *minioStore) lifecycleRules(ctx context.Context) ([]LifecycleRule, error
 		lr := LifecycleRule{
 			ID: r.ID, Prefix: r.RuleFilter.Prefix, TagKey: r.RuleFilter.Tag.Key, TagValue: r.RuleFilter.Tag.Value,
 			Days: int(r.Expiration.Days), NoncurrentDays: int(r.NoncurrentVersionExpiration.NoncurrentDays),
-			Enabled: r.Status == "Enabled",
+			AbortMultipartDays: int(r.AbortIncompleteMultipartUpload.DaysAfterInitiation),
+			Enabled:            r.Status == "Enabled",
 		}
 		if lr.Prefix == "" {
 			lr.Prefix = cmp.Or(r.RuleFilter.And.Prefix, r.Prefix)

@@ -17,6 +17,9 @@ type testStore struct {
 	stack *devstack.Stack
 	// statBeforeReplace opens the drivers with Config.StatBeforeReplace.
 	statBeforeReplace bool
+	// abortMultipart: the store keeps a lifecycle rule that aborts
+	// incomplete multipart uploads (the pinned MinIO refuses it).
+	abortMultipart bool
 	lacks             map[string]lack
 }
 
