@@ -20,7 +20,7 @@ type testStore struct {
 	// abortMultipart: the store keeps a lifecycle rule that aborts
 	// incomplete multipart uploads (the pinned MinIO refuses it).
 	abortMultipart bool
-	lacks             map[string]lack
+	lacks          map[string]lack
 }
 
 type lack struct {
