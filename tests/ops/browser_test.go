@@ -190,4 +190,50 @@ func TestWebUIShowsOutcomesAndNoOpenTimers(t *testing.T) {
 			t.Errorf("the %s task's page lacks its summary", name)
 		}
 	}
+
+	// Where a reviewer looks: the rejected task's User Metadata tab holds
+	// its key facts (static details) and its audit trail (current details).
+	page(t, bctx, shots, "task-rejected-top", ns+"/workflows/"+task.WorkflowID(rejected), "User Metadata")
+	clicked, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`(() => {
+		const tab = [...document.querySelectorAll('a, button, [role=tab]')].find(e => e.innerText.trim().startsWith('User Metadata'));
+		if (tab) tab.click();
+		return !!tab;
+	})()`))
+	if err != nil || !clicked {
+		t.Fatalf("no User Metadata tab to click: %v", err)
+	}
+	meta := waitText(t, bctx, shots, "task-rejected-metadata", "Audit trail", "not this week", "AWAITING_APPROVAL", "autoglm approve "+rejected, "submitter")
+	if strings.Contains(meta, "Count to") {
+		t.Error("the task's metadata shows a prompt of its batch")
+	}
+}
+
+// waitText waits, on the page already open, until its text holds every
+// one of want, saves a screenshot, and returns the text. The UI renders
+// markdown (summary, details, current details) in iframes of its own
+// origin (/render), whose text is read too.
+func waitText(t *testing.T, ctx context.Context, shots, name string, want ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](
+			`document.body.innerText + "\n" + [...document.querySelectorAll('iframe')].map(f => (f.contentDocument && f.contentDocument.body) ? f.contentDocument.body.innerText : '').join("\n")`))
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(text, w) {
+				missing = w
+				break
+			}
+		}
+		if missing == "" {
+			screenshot(t, ctx, shots, name)
+			return text
+		}
+		if time.Now().After(deadline) {
+			screenshot(t, ctx, shots, name)
+			frames, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('iframe')].map(f => f.outerHTML.slice(0, 600)).join("\n---\n")`))
+			t.Fatalf("the page never showed %q; its frames: %s", missing, frames)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 }
