@@ -66,7 +66,7 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 		return fmt.Errorf("worker: connecting to Temporal at %s: %w", copts.HostPort, err)
 	}
 	defer tc.Close()
-	if err := checkNamespace(ctx, tc, copts.Namespace); err != nil {
+	if err := checkNamespace(ctx, tc, copts.Namespace, log); err != nil {
 		return err
 	}
 	if err := m.RegisterTasks(tc, cmp.Or(copts.Namespace, client.DefaultNamespace)); err != nil {
@@ -204,12 +204,15 @@ func serveHealth(ctx context.Context, addr string, tc client.Client, metricsHand
 }
 
 // checkNamespace refuses to run on a namespace without the search
-// attributes: every task would fail at its first state change.
-func checkNamespace(ctx context.Context, tc client.Client, namespace string) error {
+// attributes: every task would fail at its first state change. A worker
+// whose credentials may not list them (a cloud API key without operator
+// rights) runs on, saying so.
+func checkNamespace(ctx context.Context, tc client.Client, namespace string, log *logrus.Logger) error {
 	namespace = cmp.Or(namespace, client.DefaultNamespace)
 	missing, err := setup.Missing(ctx, tc, namespace)
 	if err != nil {
-		return fmt.Errorf("worker: %w", err)
+		log.WithError(err).Warn("could not check the namespace's search attributes; run `autoglm setup` if tasks fail to set TaskState")
+		return nil
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("worker: %w", setup.ErrNotReady(namespace, missing))
