@@ -218,6 +218,10 @@ func startWorker(t *testing.T) *runningWorker {
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	go func() { w.done <- worker.Run(ctx, cfg, log); f.Close() }()
+	store, err := storage.Open(context.Background(), cfg.S3)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -227,6 +231,13 @@ func startWorker(t *testing.T) *runningWorker {
 			}
 		case <-time.After(60 * time.Second):
 			t.Errorf("worker %s did not stop", w.node)
+		}
+		// Dispatch counts a node alive for 45 s after its last record: a
+		// later test's task must not be sent to this stopped one.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := store.Delete(ctx, storage.NodeRecordPrefix+w.node+".json"); err != nil {
+			t.Logf("removing the node record of %s: %v", w.node, err)
 		}
 	})
 	wctx := testCtx(t, 60*time.Second)
