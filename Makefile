@@ -2,6 +2,7 @@
 TEMPORAL_CLI_VERSION  := v1.5.1
 MINIO_VERSION         := v0.0.0-20260212201848-7aac2a2c5b7c
 WORKFLOWCHECK_VERSION := v0.6.0
+VERSITYGW_VERSION     := v1.8.0
 
 BIN     := $(CURDIR)/bin
 GO      ?= go
@@ -32,7 +33,14 @@ $(BIN)/.workflowcheck-$(WORKFLOWCHECK_VERSION):
 	GOBIN=$(BIN) $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
 	@rm -f $(BIN)/.workflowcheck-* && touch $@
 
-tools: $(BIN)/.temporal-$(TEMPORAL_CLI_VERSION) $(BIN)/.minio-$(MINIO_VERSION) $(BIN)/.workflowcheck-$(WORKFLOWCHECK_VERSION)
+# The second S3 store of the storage contract suite.
+$(BIN)/.versitygw-$(VERSITYGW_VERSION):
+	@mkdir -p $(BIN)
+	@echo "building versitygw $(VERSITYGW_VERSION) into ./bin"
+	GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+	@rm -f $(BIN)/.versitygw-* && touch $@
+
+tools: $(BIN)/.temporal-$(TEMPORAL_CLI_VERSION) $(BIN)/.minio-$(MINIO_VERSION) $(BIN)/.workflowcheck-$(WORKFLOWCHECK_VERSION) $(BIN)/.versitygw-$(VERSITYGW_VERSION)
 
 build:
 	$(GO) build -o $(BIN)/autoglm ./starter

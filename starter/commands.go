@@ -71,7 +71,7 @@ from --as or AUTOGLM_USER, vouched for by AUTOGLM_ASSERTION_PRIVATE_KEY.`,
 		c.decideCmd("resume", task.UpdateResume, "Resume a paused task from its checkpoint"),
 		c.setPriorityCmd(), c.listCmd(), c.resubmitCmd(),
 		c.resultsCmd(), workerCmd(), c.devCmd(), c.demoCmd(),
-		c.uploadCmd(), c.scheduleCmd(),
+		c.uploadCmd(), c.scheduleCmd(), c.setupCmd(),
 		serverCmd(), c.keysCmd(), c.loginCmd(), c.whoamiCmd(),
 	)
 	root.AddCommand(c.fleetCmd(), c.modelsCmd(), c.nodesCmd())

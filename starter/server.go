@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -16,6 +18,7 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/logging"
+	"github.com/autoglm-flow/autoglm-flow/internal/metrics"
 	"github.com/autoglm-flow/autoglm-flow/internal/server"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
@@ -80,6 +83,15 @@ func newAPIServer(ctx context.Context, cfg config.Config, log *logrus.Logger) (*
 	if err != nil {
 		return nil, nil, err
 	}
+	m, err := metrics.New()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts.MetricsHandler = m.SDK
+	cdc, err := config.Codec()
+	if err != nil {
+		return nil, nil, err
+	}
 	tc, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("server: connecting to Temporal at %s: %w", opts.HostPort, err)
@@ -99,6 +111,8 @@ func newAPIServer(ctx context.Context, cfg config.Config, log *logrus.Logger) (*
 	srv := &server.Server{
 		Tasks:  &taskclient.Client{Temporal: tc, Store: store, Signer: signer, Policy: policy},
 		Policy: policy, PresignTTL: ttl, Log: log,
+		Metrics: m.Handler(), Codec: cdc, Namespace: cmp.Or(opts.Namespace, client.DefaultNamespace),
+		UIOrigins: strings.FieldsFunc(os.Getenv("AUTOGLM_UI_ORIGINS"), func(r rune) bool { return r == ',' || r == ' ' }),
 	}
 	if jwks := os.Getenv("AUTOGLM_OIDC_JWKS_URL"); jwks != "" {
 		srv.OIDC = &server.OIDC{

@@ -6,12 +6,14 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
@@ -26,6 +28,8 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm"
 	"github.com/autoglm-flow/autoglm-flow/internal/logging"
+	"github.com/autoglm-flow/autoglm-flow/internal/metrics"
+	"github.com/autoglm-flow/autoglm-flow/internal/setup"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/workflows"
@@ -61,21 +65,35 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 	if err != nil {
 		return err
 	}
+	m, err := metrics.New()
+	if err != nil {
+		return err
+	}
+	copts.MetricsHandler = m.SDK
 	tc, err := client.DialContext(ctx, copts)
 	if err != nil {
 		return fmt.Errorf("worker: connecting to Temporal at %s: %w", copts.HostPort, err)
 	}
 	defer tc.Close()
+	if err := checkNamespace(ctx, tc, copts.Namespace, log); err != nil {
+		return err
+	}
+	if err := m.RegisterTasks(tc, cmp.Or(copts.Namespace, client.DefaultNamespace)); err != nil {
+		return err
+	}
 
 	acts, err := NewActivities(ctx, cfg, tc)
 	if err != nil {
 		return err
 	}
+	acts.LLM = metrics.Chatter{Next: acts.LLM, App: m.App}
 	logSettings, err := LogSettingsFromEnv()
 	if err != nil {
 		return err
 	}
 	prepareLogs(ctx, logSettings, tc, acts.Store, log)
+	// Wrapped after prepareLogs: lifecycle rules need the driver itself.
+	acts.Store = metrics.Store{Store: acts.Store, App: m.App}
 	if err := acts.Announce(ctx); err != nil {
 		return fmt.Errorf("worker: announcing node %s: %w", cfg.Node, err)
 	}
@@ -111,9 +129,10 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 	defer pollers.stop()
 	log.WithFields(logrus.Fields{"node": cfg.Node, "queues": []string{task.TaskQueue, task.NodeQueue(cfg.Node)}, "models": acts.Models}).Info("worker running")
 
-	g.Go(func() error { return announce(gctx, acts, log) })
+	m.App.NodeLastAnnounce.WithLabelValues(cfg.Node).SetToCurrentTime()
+	g.Go(func() error { return announce(gctx, acts, log, m.App.NodeLastAnnounce.WithLabelValues(cfg.Node)) })
 	if cfg.HealthAddr != "" {
-		g.Go(func() error { return serveHealth(gctx, cfg.HealthAddr, tc) })
+		g.Go(func() error { return serveHealth(gctx, cfg.HealthAddr, tc, m.Handler()) })
 	}
 	<-gctx.Done()
 	log.Info("stopping worker: running batches record a checkpoint first")
@@ -158,7 +177,7 @@ func NewActivities(ctx context.Context, cfg config.Config, tc client.Client) (*a
 	}, nil
 }
 
-func announce(ctx context.Context, acts *activities.Activities, log *logrus.Logger) error {
+func announce(ctx context.Context, acts *activities.Activities, log *logrus.Logger, last prometheus.Gauge) error {
 	t := time.NewTicker(announceEvery)
 	defer t.Stop()
 	for {
@@ -166,16 +185,22 @@ func announce(ctx context.Context, acts *activities.Activities, log *logrus.Logg
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
-			if err := acts.Announce(ctx); err != nil && ctx.Err() == nil {
+			err := acts.Announce(ctx)
+			switch {
+			case err == nil:
+				last.SetToCurrentTime()
+			case ctx.Err() == nil:
 				log.WithError(err).Warn("announcing node")
 			}
 		}
 	}
 }
 
-// serveHealth answers /healthz with 200 while Temporal answers.
-func serveHealth(ctx context.Context, addr string, tc client.Client) error {
+// serveHealth answers /healthz with 200 while Temporal answers, and
+// serves /metrics.
+func serveHealth(ctx context.Context, addr string, tc client.Client, metricsHandler http.Handler) error {
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", metricsHandler)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := tc.CheckHealth(r.Context(), &client.CheckHealthRequest{}); err != nil {
 			http.Error(w, "temporal: "+err.Error(), http.StatusServiceUnavailable)
@@ -192,6 +217,23 @@ func serveHealth(ctx context.Context, addr string, tc client.Client) error {
 	}()
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		return err
+	}
+	return nil
+}
+
+// checkNamespace refuses to run on a namespace without the search
+// attributes: every task would fail at its first state change. A worker
+// whose credentials may not list them (a cloud API key without operator
+// rights) runs on, saying so.
+func checkNamespace(ctx context.Context, tc client.Client, namespace string, log *logrus.Logger) error {
+	namespace = cmp.Or(namespace, client.DefaultNamespace)
+	missing, err := setup.Missing(ctx, tc, namespace)
+	if err != nil {
+		log.WithError(err).Warn("could not check the namespace's search attributes; run `autoglm setup` if tasks fail to set TaskState")
+		return nil
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("worker: %w", setup.ErrNotReady(namespace, missing))
 	}
 	return nil
 }

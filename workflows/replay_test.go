@@ -35,6 +35,9 @@ import (
 //     the server's signed actor assertion; it completes.
 //   - the durability paths (shards, pause/resume, failure, expiry, split
 //     brain, outage, corrupt part), recorded by tests/durability.
+//   - task_ops_{approved,rejected,cancelled}.json: the same three after the
+//     ops-approval-timer and ops-outcome-status changes (timer cancelled,
+//     rejected and cancelled tasks closed as failed executions).
 //
 // tests/hardening and tests/durability record theirs with
 // AUTOGLM_RECORD_HISTORIES=$PWD/workflows/testdata (an absolute path).

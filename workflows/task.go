@@ -96,7 +96,7 @@ func (w *taskRun) screen(ctx workflow.Context) error {
 	sctx := w.stage(ctx, "screen", "count requests, check size and words")
 	sctx = workflow.WithStartToCloseTimeout(sctx, 30*time.Minute)
 	sctx = workflow.WithHeartbeatTimeout(sctx, time.Minute)
-	err := workflow.ExecuteActivity(sctx, a.Screen, activities.ScreenInput{Task: w.in, Rules: *w.rules}).Get(ctx, &res)
+	err := workflow.ExecuteActivity(sctx, a.Screen, activities.ScreenInput{Task: w.in, Rules: screeningRules(*w.rules)}).Get(ctx, &res)
 	if err != nil {
 		return err
 	}
@@ -122,10 +122,7 @@ func (w *taskRun) approval(ctx workflow.Context) error {
 	}
 	deadline := w.rules.Grant.ApprovalDeadline
 	w.transition(ctx, task.AwaitingApproval, "screening", fmt.Sprintf("waiting for %d approval(s) within %s", w.rules.Grant.Quorum, deadline))
-	decided, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
-		Timeout:      deadline,
-		TimerOptions: workflow.TimerOptions{Summary: "approval deadline"},
-	}, func() bool {
+	decided, err := awaitDecision(ctx, deadline, func() bool {
 		return w.status.State != task.AwaitingApproval || w.cancelled != nil
 	})
 	if err != nil {
@@ -425,7 +422,10 @@ func (w *taskRun) end(ctx workflow.Context, err error) (task.Result, error) {
 	if err != nil {
 		return w.result, temporal.NewNonRetryableApplicationError(w.status.LastError, errorType(err), err)
 	}
-	return w.result, aerr
+	if aerr != nil {
+		return w.result, aerr
+	}
+	return w.result, outcomeError(ctx, w.result)
 }
 
 // collectPartial merges what inference answered before a cancel or a
@@ -479,7 +479,7 @@ func (w *taskRun) transition(ctx workflow.Context, to task.State, actor, reason 
 	})
 	w.status.State = to
 	_ = workflow.UpsertTypedSearchAttributes(ctx, task.AttrState.ValueSet(string(to)))
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — %s", to, reason))
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — %s\n\n%s", to, reason, auditDetails(w.status.Audit)))
 }
 
 func (w *taskRun) addArtifact(r task.ObjectRef) {

@@ -11,7 +11,7 @@ import (
 	"sort"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )

@@ -77,6 +77,8 @@ func FromEnv() (Config, error) {
 			AccessKey: e.secret("AUTOGLM_S3_ACCESS_KEY"),
 			SecretKey: e.secret("AUTOGLM_S3_SECRET_KEY"),
 			Insecure:  e.bool("AUTOGLM_S3_INSECURE", true),
+			// versitygw needs it; see storage.Config.
+			StatBeforeReplace: e.bool("AUTOGLM_S3_STAT_BEFORE_REPLACE", false),
 		},
 		LLM: llm.Config{
 			BaseURL: e.str("AUTOGLM_LLM_BASE_URL", ""),
@@ -116,6 +118,9 @@ func TemporalOptions(logger log.Logger) (client.Options, error) {
 		opts.HostPort = client.DefaultHostPort
 	}
 	opts.Logger = logger
+	if err := withCodec(&opts); err != nil {
+		return opts, err
+	}
 	return opts, nil
 }
 

@@ -31,6 +31,9 @@ type Options struct {
 
 	// NoTemporal starts MinIO alone, for tests that need only the bucket.
 	NoTemporal bool
+	// NoSearchAttributes starts Temporal as a real cluster comes: without
+	// the project's search attributes (`autoglm setup` adds them).
+	NoSearchAttributes bool
 
 	TemporalPort int
 	UIPort       int // only when UI is true
@@ -132,7 +135,9 @@ func (s *Stack) startTemporal(ctx context.Context, opts Options) error {
 		args = append(args, "--headless")
 	}
 	for _, sa := range task.SearchAttributeTypes() {
-		args = append(args, "--search-attribute", sa)
+		if !opts.NoSearchAttributes {
+			args = append(args, "--search-attribute", sa)
+		}
 	}
 	p, err := startProcess(filepath.Join(opts.BinDir, "temporal"), args, nil, filepath.Join(s.LogDir, "temporal.log"))
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
+	"github.com/autoglm-flow/autoglm-flow/internal/codec"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
@@ -51,6 +53,13 @@ type Server struct {
 	Log     *logrus.Logger
 	// OIDC, if not nil, also accepts the identity provider's JWTs.
 	OIDC *OIDC
+	// Codec, if not nil, is served at /codec/ for the Temporal Web UI of
+	// Namespace, called from UIOrigins with the user's API key.
+	Codec     *codec.Codec
+	Namespace string
+	UIOrigins []string
+	// Metrics, if not nil, is served at /metrics.
+	Metrics http.Handler
 
 	hub *hub
 }
@@ -68,10 +77,19 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	s.native(mux)
 	s.openai(mux)
-	// The ops branch's /metrics and codec endpoint are http.Handlers that
-	// mount here, beside /healthz, e.g.:
-	//   mux.Handle("GET /metrics", metricsHandler)
-	//   mux.Handle("POST /codec/", codecHandler)
+	if s.Metrics != nil {
+		mux.Handle("GET /metrics", s.Metrics)
+	}
+	if s.Codec != nil {
+		mux.Handle("/codec/", codec.Handler(codec.HandlerOptions{
+			Codec: s.Codec, Namespace: s.Namespace, Origins: s.UIOrigins,
+			Authenticate: func(r *http.Request) (string, error) {
+				p, err := s.authenticate(r)
+				return p.User, err
+			},
+			Allowed: s.readsEveryTenant,
+		}))
+	}
 	return mux
 }
 
@@ -116,6 +134,23 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 		return principal{}, fmt.Errorf("%w: the API key is not valid", errUnauthenticated)
 	}
 	return principal{User: k.User, Tenant: k.Tenant, Policy: p}, nil
+}
+
+// readsEveryTenant says whether user may open any payload of the
+// namespace through the codec endpoint: the Web UI shows every tenant's
+// workflows, so only admins and operators of every tenant may.
+func (s *Server) readsEveryTenant(user string) bool {
+	p, err := s.Policy.Current()
+	if err != nil || len(p.Tenants) == 0 {
+		return false
+	}
+	for name := range p.Tenants {
+		roles := p.RolesOf(name, user)
+		if !slices.Contains(roles, authz.Admin) && !slices.Contains(roles, authz.Operator) {
+			return false
+		}
+	}
+	return true
 }
 
 // taskInfo is what the Temporal server itself knows of a task, from its

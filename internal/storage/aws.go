@@ -29,6 +29,8 @@ type awsStore struct {
 	bucket   string
 	region   string
 	partSize int64
+	// statBeforeReplace: see Config.StatBeforeReplace.
+	statBeforeReplace bool
 }
 
 func openAWS(ctx context.Context, cfg Config) (*awsStore, error) {
@@ -61,7 +63,7 @@ func openAWS(ctx context.Context, cfg Config) (*awsStore, error) {
 			o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		}
 	})
-	return &awsStore{client: client, bucket: cfg.Bucket, region: cfg.region(), partSize: cfg.partSize}, nil
+	return &awsStore{client: client, bucket: cfg.Bucket, region: cfg.region(), partSize: cfg.partSize, statBeforeReplace: cfg.StatBeforeReplace}, nil
 }
 
 func (s *awsStore) Bucket() string { return s.bucket }
@@ -73,6 +75,11 @@ func (s *awsStore) Create(ctx context.Context, key string, r io.Reader, size int
 func (s *awsStore) Replace(ctx context.Context, key, etag string, r io.Reader, size int64, o PutOptions) (Info, error) {
 	if etag == "" {
 		return Info{}, fmt.Errorf("storage: replace %s: empty etag", key)
+	}
+	if s.statBeforeReplace {
+		if err := currentIs(ctx, s, key, etag); err != nil {
+			return Info{}, err
+		}
 	}
 	return write(ctx, s, s.partSize, key, r, size, o, precondition{ifMatch: etag})
 }
@@ -269,6 +276,11 @@ func (s *awsStore) ensureBucket(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("storage: bucket %s: %w", s.bucket, err)
 	}
+	// Read first: a worker's least-privilege account may read the
+	// versioning state but not change it, and setup already turned it on.
+	if v, verr := s.client.GetBucketVersioning(ctx, &s3.GetBucketVersioningInput{Bucket: aws.String(s.bucket)}); verr == nil && v.Status == types.BucketVersioningStatusEnabled {
+		return nil
+	}
 	_, err = s.client.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{
 		Bucket:                  aws.String(s.bucket),
 		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled},
@@ -391,8 +403,13 @@ func (s *awsStore) replaceRules(ctx context.Context, rules []LifecycleRule) erro
 	for _, r := range rules {
 		lr := types.LifecycleRule{
 			ID: aws.String(r.ID), Status: types.ExpirationStatusDisabled,
-			Expiration: &types.LifecycleExpiration{Days: aws.Int32(int32(r.Days))},
-			Filter:     &types.LifecycleRuleFilter{},
+			Filter: &types.LifecycleRuleFilter{},
+		}
+		if r.Days > 0 {
+			lr.Expiration = &types.LifecycleExpiration{Days: aws.Int32(int32(r.Days))}
+		}
+		if r.AbortMultipartDays > 0 {
+			lr.AbortIncompleteMultipartUpload = &types.AbortIncompleteMultipartUpload{DaysAfterInitiation: aws.Int32(int32(r.AbortMultipartDays))}
 		}
 		if r.Enabled {
 			lr.Status = types.ExpirationStatusEnabled
@@ -430,6 +447,9 @@ func (s *awsStore) lifecycleRules(ctx context.Context) ([]LifecycleRule, error) 
 		}
 		if r.NoncurrentVersionExpiration != nil {
 			lr.NoncurrentDays = int(aws.ToInt32(r.NoncurrentVersionExpiration.NoncurrentDays))
+		}
+		if r.AbortIncompleteMultipartUpload != nil {
+			lr.AbortMultipartDays = int(aws.ToInt32(r.AbortIncompleteMultipartUpload.DaysAfterInitiation))
 		}
 		if f := r.Filter; f != nil {
 			lr.Prefix = aws.ToString(f.Prefix)

@@ -40,6 +40,12 @@ type Config struct {
 	// With an Endpoint set, path style is always used: the S3-compatible
 	// servers we target (MinIO) need it, and a bool cannot default to true.
 	PathStyle bool
+	// StatBeforeReplace makes Replace read the object's current ETag
+	// first and refuse with ErrConflict when it is gone or differs, for
+	// stores that honour If-Match against a deleted object's ETag
+	// (versitygw v1.8.0 on a versioned bucket). The If-Match is still
+	// sent; only a delete racing the write slips through.
+	StatBeforeReplace bool
 
 	partSize int64 // tests lower it to exercise multipart with small objects
 }

@@ -15,6 +15,12 @@ import (
 // stack is the MinIO the contract tests run on; nil with -short.
 var stack *devstack.Stack
 
+// versity is the second real S3 store: versitygw on a POSIX folder.
+var versity *devstack.Stack
+
+// current is the store the running contract case talks to.
+var current testStore
+
 const testBucket = "contract"
 
 func TestMain(m *testing.M) {
@@ -57,6 +63,14 @@ func runTests(m *testing.M) int {
 		}
 	}()
 	stack = s
+	v, err := devstack.StartVersity(ctx, devstack.Options{Dir: filepath.Join(dir, "versity"), BinDir: bin, Buckets: []string{testBucket}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer v.Stop()
+	versity = v
+	current = testStores()[0]
 	return m.Run()
 }
 

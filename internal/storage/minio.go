@@ -21,6 +21,8 @@ type minioStore struct {
 	bucket   string
 	region   string
 	partSize int64
+	// statBeforeReplace: see Config.StatBeforeReplace.
+	statBeforeReplace bool
 }
 
 func openMinIO(cfg Config) (*minioStore, error) {
@@ -39,7 +41,7 @@ func openMinIO(cfg Config) (*minioStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: minio client: %w", err)
 	}
-	return &minioStore{core: core, bucket: cfg.Bucket, region: cfg.region(), partSize: cfg.partSize}, nil
+	return &minioStore{core: core, bucket: cfg.Bucket, region: cfg.region(), partSize: cfg.partSize, statBeforeReplace: cfg.StatBeforeReplace}, nil
 }
 
 func (s *minioStore) Bucket() string { return s.bucket }
@@ -51,6 +53,11 @@ func (s *minioStore) Create(ctx context.Context, key string, r io.Reader, size i
 func (s *minioStore) Replace(ctx context.Context, key, etag string, r io.Reader, size int64, o PutOptions) (Info, error) {
 	if etag == "" {
 		return Info{}, fmt.Errorf("storage: replace %s: empty etag", key)
+	}
+	if s.statBeforeReplace {
+		if err := currentIs(ctx, s, key, etag); err != nil {
+			return Info{}, err
+		}
 	}
 	return write(ctx, s, s.partSize, key, r, size, o, precondition{ifMatch: etag})
 }
@@ -214,6 +221,11 @@ func (s *minioStore) ensureBucket(ctx context.Context) error {
 			return fmt.Errorf("storage: create bucket %s: %w", s.bucket, err)
 		}
 	}
+	// Read first: a worker's least-privilege account may read the
+	// versioning state but not change it, and setup already turned it on.
+	if vc, err := s.core.Client.GetBucketVersioning(ctx, s.bucket); err == nil && vc.Enabled() {
+		return nil
+	}
 	if err := s.core.Client.EnableVersioning(ctx, s.bucket); err != nil {
 		return fmt.Errorf("storage: enable versioning on %s: %w", s.bucket, err)
 	}
@@ -301,6 +313,9 @@ func (s *minioStore) replaceRules(ctx context.Context, rules []LifecycleRule) er
 		if r.NoncurrentDays > 0 {
 			lr.NoncurrentVersionExpiration.NoncurrentDays = lifecycle.ExpirationDays(r.NoncurrentDays)
 		}
+		if r.AbortMultipartDays > 0 {
+			lr.AbortIncompleteMultipartUpload.DaysAfterInitiation = lifecycle.ExpirationDays(r.AbortMultipartDays)
+		}
 		if r.TagKey != "" {
 			lr.RuleFilter.Tag = lifecycle.Tag{Key: r.TagKey, Value: r.TagValue}
 		} else {
@@ -321,7 +336,8 @@ func (s *minioStore) lifecycleRules(ctx context.Context) ([]LifecycleRule, error
 		lr := LifecycleRule{
 			ID: r.ID, Prefix: r.RuleFilter.Prefix, TagKey: r.RuleFilter.Tag.Key, TagValue: r.RuleFilter.Tag.Value,
 			Days: int(r.Expiration.Days), NoncurrentDays: int(r.NoncurrentVersionExpiration.NoncurrentDays),
-			Enabled: r.Status == "Enabled",
+			AbortMultipartDays: int(r.AbortIncompleteMultipartUpload.DaysAfterInitiation),
+			Enabled:            r.Status == "Enabled",
 		}
 		if lr.Prefix == "" {
 			lr.Prefix = cmp.Or(r.RuleFilter.And.Prefix, r.Prefix)

@@ -18,19 +18,32 @@ type Retention struct {
 	// deleted, in the categories that expire (the bucket is versioned, so
 	// without it an expired object's bytes would stay forever); 0 is 1 day.
 	NoncurrentDays int
+	// NodeRecordDays expires the node records (fleet/nodes/) of nodes that
+	// stopped announcing themselves; a live node rewrites its record every
+	// few seconds, so it never ages. 0 keeps them.
+	NodeRecordDays int
+	// AbortMultipartDays aborts multipart uploads left incomplete this long
+	// (their parts are billed and invisible); 0 leaves them. A store that
+	// refuses the rule gets the others (see ApplyRetention).
+	AbortMultipartDays int
 }
 
 // Default retention: task logs 90 days, checkpoints 30 days. A checkpoint
 // is written while its task runs, so it outlives the task by about 30 days;
 // an object's age is all S3 lifecycle rules can count from.
 const (
-	DefaultLogDays        = 90
-	DefaultCheckpointDays = 30
+	DefaultLogDays            = 90
+	DefaultCheckpointDays     = 30
+	DefaultNodeRecordDays     = 7
+	DefaultAbortMultipartDays = 7
 )
 
 // DefaultRetention is the retention the worker applies unless configured.
 func DefaultRetention() Retention {
-	return Retention{Days: map[Category]int{Log: DefaultLogDays, Checkpoint: DefaultCheckpointDays}}
+	return Retention{
+		Days:           map[Category]int{Log: DefaultLogDays, Checkpoint: DefaultCheckpointDays},
+		NodeRecordDays: DefaultNodeRecordDays, AbortMultipartDays: DefaultAbortMultipartDays,
+	}
 }
 
 // TagKind is the object tag that marks what autoglm-flow wrote for its own
@@ -60,7 +73,10 @@ type LifecycleRule struct {
 	// NoncurrentDays: older versions are removed this many days after a
 	// newer one replaced them.
 	NoncurrentDays int
-	Enabled        bool
+	// AbortMultipartDays: incomplete multipart uploads are aborted this many
+	// days after they began.
+	AbortMultipartDays int
+	Enabled            bool
 }
 
 // lifecycler is what a driver does for lifecycle rules. replaceRules
@@ -92,8 +108,17 @@ func (r Retention) Rules() []LifecycleRule {
 			})
 		}
 	}
+	if r.NodeRecordDays > 0 {
+		rules = append(rules, LifecycleRule{ID: RulePrefix + "fleet-nodes", Prefix: NodeRecordPrefix, Days: r.NodeRecordDays, NoncurrentDays: nc, Enabled: true})
+	}
+	if r.AbortMultipartDays > 0 {
+		rules = append(rules, LifecycleRule{ID: RulePrefix + "abort-multipart", AbortMultipartDays: r.AbortMultipartDays, Enabled: true})
+	}
 	return rules
 }
+
+// NodeRecordPrefix is where the nodes of the fleet keep their records.
+const NodeRecordPrefix = "fleet/nodes/"
 
 // ApplyRetention writes r's lifecycle rules to s's bucket, replacing the
 // rules an earlier call wrote and keeping any others. It needs the right
@@ -112,7 +137,15 @@ func ApplyRetention(ctx context.Context, s Store, r Retention) error {
 	if !ok {
 		return fmt.Errorf("storage: %T cannot set lifecycle rules", s)
 	}
-	if err := l.replaceRules(ctx, r.Rules()); err != nil {
+	rules := r.Rules()
+	err := l.replaceRules(ctx, rules)
+	if err != nil && r.AbortMultipartDays > 0 {
+		// Some stores (the pinned MinIO) refuse a rule whose only action is
+		// to abort uploads: keep the expirations rather than lose them all.
+		// LifecycleRules then shows the abort rule missing.
+		err = l.replaceRules(ctx, slices.DeleteFunc(rules, func(lr LifecycleRule) bool { return lr.AbortMultipartDays > 0 }))
+	}
+	if err != nil {
 		return fmt.Errorf("storage: lifecycle rules of %s: %w", s.Bucket(), err)
 	}
 	return nil

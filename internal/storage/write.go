@@ -312,3 +312,18 @@ func readChunk(r io.Reader, buf []byte, limit int) ([]byte, error) {
 	}
 	return buf, nil
 }
+
+// currentIs refuses a replace whose object is gone or was replaced, for
+// stores whose If-Match does not see deletes (Config.StatBeforeReplace).
+func currentIs(ctx context.Context, s Store, key, etag string) error {
+	info, err := s.Stat(ctx, key)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return fmt.Errorf("storage: replace %s: the object is gone: %w", key, ErrConflict)
+	case err != nil:
+		return err
+	case info.ETag != etag:
+		return fmt.Errorf("storage: replace %s: the object changed (ETag %s, not %s): %w", key, info.ETag, etag, ErrConflict)
+	}
+	return nil
+}

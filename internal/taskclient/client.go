@@ -131,6 +131,7 @@ func StartOptions(in task.Input) client.StartWorkflowOptions {
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowExecutionTimeout: 30 * 24 * time.Hour,
 		StaticSummary:            fmt.Sprintf("%s task of %s/%s on %s", in.Kind, in.Tenant, in.Submitter, in.Model),
+		StaticDetails:            staticDetails(in),
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			task.AttrTenant.ValueSet(in.Tenant),
 			task.AttrSubmitter.ValueSet(in.Submitter),
@@ -269,6 +270,9 @@ func (c *Client) ended(ctx context.Context, id, update string, err error) error 
 func (c *Client) Wait(ctx context.Context, id string) (task.Result, error) {
 	var res task.Result
 	err := c.Temporal.GetWorkflow(ctx, task.WorkflowID(id), "").Get(ctx, &res)
+	if out, ok := task.Outcome(err); ok {
+		return out, nil
+	}
 	return res, notFound(id, err)
 }
 

@@ -1,0 +1,2 @@
+-- Runs once, on a fresh data volume (POSTGRES_DB makes "temporal").
+CREATE DATABASE temporal_visibility;

@@ -1,0 +1,300 @@
+// Package ops tests what an operator relies on, on real parts: the
+// Temporal dev server (with its Web UI) and MinIO started by TestMain
+// through internal/devstack, workers running worker.Run or the real
+// `autoglm` binary, and payload encryption on for the whole suite. The
+// model server is the one stand-in: internal/llm/testmodel.
+package ops
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"go.temporal.io/sdk/client"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/config"
+	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
+	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
+	"github.com/autoglm-flow/autoglm-flow/internal/logging"
+	"github.com/autoglm-flow/autoglm-flow/internal/storage"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
+	"github.com/autoglm-flow/autoglm-flow/worker"
+)
+
+const (
+	bucket = "autoglm"
+	tenant = "demo"
+	model  = testmodel.DefaultModel
+)
+
+var suite struct {
+	dir      string
+	root     string // the module's root
+	bin      string // the pinned tools
+	stack    *devstack.Stack
+	cli      string
+	model    *testmodel.Server
+	temporal client.Client
+	store    storage.Store
+	tasks    *taskclient.Client
+}
+
+func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+
+func runMain(m *testing.M) (code int) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("ops: skipped in -short mode: these tests start Temporal, MinIO, workers and a browser")
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	dir, err := os.MkdirTemp("", "autoglm-ops-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ops:", err)
+		return 1
+	}
+	suite.dir = dir
+	defer func() {
+		if code == 0 {
+			os.RemoveAll(dir)
+		} else {
+			fmt.Fprintln(os.Stderr, "ops: logs and screenshots are kept in", dir)
+		}
+	}()
+	if suite.bin, err = devstack.BinDir(); err != nil {
+		fmt.Fprintln(os.Stderr, "ops:", err)
+		return 1
+	}
+	suite.root = filepath.Dir(suite.bin)
+	stack, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), BinDir: suite.bin, Buckets: []string{bucket}, UI: true})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ops: starting the stack:", err)
+		return 1
+	}
+	suite.stack = stack
+	defer stack.Stop()
+	if err := setUp(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "ops:", err)
+		return 1
+	}
+	defer suite.model.Close()
+	defer suite.temporal.Close()
+
+	done := make(chan int, 1)
+	go func() { done <- m.Run() }()
+	select {
+	case code = <-done:
+		return code
+	case <-ctx.Done():
+		fmt.Fprintln(os.Stderr, "ops: interrupted; stopping the servers")
+		return 130
+	}
+}
+
+// codecKeys is the suite's key ring: payload encryption is on for every
+// test, as an operator would run it.
+var codecKeys string
+
+func setUp(ctx context.Context) error {
+	for _, kv := range suite.stack.Env(bucket) {
+		k, v, _ := strings.Cut(kv, "=")
+		os.Setenv(k, v)
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	codecKeys = "ops1:" + base64.StdEncoding.EncodeToString(key)
+	os.Setenv("AUTOGLM_CODEC_KEYS", codecKeys)
+	suite.model = testmodel.New(testmodel.Options{})
+	if err := suite.model.Start(); err != nil {
+		return err
+	}
+	os.Setenv("AUTOGLM_LLM_BASE_URL", suite.model.URL())
+
+	suite.cli = filepath.Join(suite.dir, "autoglm")
+	build := exec.CommandContext(ctx, "go", "build", "-o", suite.cli, "./starter")
+	build.Dir = suite.root
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("building the CLI: %v\n%s", err, out)
+	}
+	cfg, err := config.FromEnv()
+	if err != nil {
+		return err
+	}
+	log := logrus.New()
+	log.SetLevel(logrus.WarnLevel)
+	opts, err := config.TemporalOptions(logging.NewSDK(log))
+	if err != nil {
+		return err
+	}
+	if suite.temporal, err = client.DialContext(ctx, opts); err != nil {
+		return fmt.Errorf("connecting to Temporal: %w", err)
+	}
+	if suite.store, err = storage.Open(ctx, cfg.S3); err != nil {
+		return err
+	}
+	suite.tasks = &taskclient.Client{Temporal: suite.temporal, Store: suite.store}
+	return nil
+}
+
+func testCtx(t *testing.T, guard time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// eventually polls cond until it holds, failing the test when ctx ends.
+func eventually(t *testing.T, ctx context.Context, what string, cond func() (bool, error)) {
+	t.Helper()
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v (last error: %v)", what, ctx.Err(), last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// runningWorker is a worker.Run in this process, serving /healthz and
+// /metrics on its own port.
+type runningWorker struct {
+	node, addr string
+	cancel     context.CancelFunc
+	done       chan error
+}
+
+// startWorker runs a worker under a node name of its own and waits until
+// it answers /healthz; cleanup stops it.
+func startWorker(t *testing.T) *runningWorker {
+	t.Helper()
+	cfg, err := config.FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := devstack.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &runningWorker{node: "ops-" + randHex(3), addr: fmt.Sprintf("127.0.0.1:%d", port), done: make(chan error, 1)}
+	cfg.Node, cfg.HealthAddr = w.node, w.addr
+	f, err := os.Create(filepath.Join(suite.dir, "worker-"+w.node+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := logging.New(f, "text", "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	go func() { w.done <- worker.Run(ctx, cfg, log); f.Close() }()
+	store, err := storage.Open(context.Background(), cfg.S3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-w.done:
+			if err != nil {
+				t.Errorf("worker %s: %v", w.node, err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Errorf("worker %s did not stop", w.node)
+		}
+		// Dispatch counts a node alive for 45 s after its last record: a
+		// later test's task must not be sent to this stopped one.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := store.Delete(ctx, storage.NodeRecordPrefix+w.node+".json"); err != nil {
+			t.Logf("removing the node record of %s: %v", w.node, err)
+		}
+	})
+	wctx := testCtx(t, 60*time.Second)
+	eventually(t, wctx, "the worker's /healthz", func() (bool, error) {
+		select {
+		case err := <-w.done:
+			t.Fatalf("worker %s exited: %v", w.node, err)
+		default:
+		}
+		resp, err := http.Get("http://" + w.addr + "/healthz")
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	return w
+}
+
+// batchFile writes an OpenAI Batch file of n requests.
+func batchFile(t *testing.T, n int, content string) string {
+	t.Helper()
+	var b strings.Builder
+	for i := range n {
+		line, _ := json.Marshal(map[string]any{
+			"custom_id": fmt.Sprintf("r-%d", i), "method": "POST", "url": "/v1/chat/completions",
+			"body": map[string]any{"model": model, "messages": []map[string]string{{"role": "user", "content": fmt.Sprintf("%s %d", content, i)}}},
+		})
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	path := filepath.Join(t.TempDir(), "batch.jsonl")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func submit(t *testing.T, ctx context.Context, r taskclient.SubmitRequest) string {
+	t.Helper()
+	if r.ID == "" {
+		r.ID = "ops-" + randHex(4)
+	}
+	r.Tenant, r.Model = tenant, model
+	if r.Submitter == "" {
+		r.Submitter = "alice"
+	}
+	if _, err := suite.tasks.Submit(ctx, r); err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	return r.ID
+}
+
+func waitState(t *testing.T, ctx context.Context, id string, want task.State) {
+	t.Helper()
+	eventually(t, ctx, fmt.Sprintf("task %s in %s", id, want), func() (bool, error) {
+		st, err := suite.tasks.Status(ctx, id)
+		return err == nil && st.State == want, err
+	})
+}
