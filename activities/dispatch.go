@@ -55,7 +55,7 @@ func (a *Activities) Announce(ctx context.Context) error {
 	}
 	announced.Lock()
 	defer announced.Unlock()
-	if announced.last != nil && reflect.DeepEqual(*announced.last, n) {
+	if last, ok := announced.last[a.Node]; ok && reflect.DeepEqual(last, n) {
 		return nil
 	}
 	written := n
@@ -63,14 +63,27 @@ func (a *Activities) Announce(ctx context.Context) error {
 	if _, err := a.putJSON(ctx, nodesPrefix+a.Node+".json", storage.Data, n); err != nil {
 		return err
 	}
-	announced.last = &written
+	if announced.last == nil {
+		announced.last = map[string]Node{}
+	}
+	announced.last[a.Node] = written
 	return nil
 }
 
-// announced is the record this process last wrote.
+// AnnounceStart writes the node record whatever this process wrote
+// before, so that a worker's start shows in its record's LastSeen (a
+// worker restarted in the same process announces itself again).
+func (a *Activities) AnnounceStart(ctx context.Context) error {
+	announced.Lock()
+	delete(announced.last, a.Node)
+	announced.Unlock()
+	return a.Announce(ctx)
+}
+
+// announced is the record this process last wrote, by node.
 var announced struct {
 	sync.Mutex
-	last *Node
+	last map[string]Node
 }
 
 // Nodes lists the node records in the bucket, fresh or not, by name.

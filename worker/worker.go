@@ -94,7 +94,7 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 	prepareLogs(ctx, logSettings, tc, acts.Store, log)
 	// Wrapped after prepareLogs: lifecycle rules need the driver itself.
 	acts.Store = metrics.Store{Store: acts.Store, App: m.App}
-	if err := acts.Announce(ctx); err != nil {
+	if err := acts.AnnounceStart(ctx); err != nil {
 		return fmt.Errorf("worker: announcing node %s: %w", cfg.Node, err)
 	}
 

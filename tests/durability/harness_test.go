@@ -32,6 +32,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.temporal.io/sdk/client"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/batch"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
@@ -40,6 +41,7 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
+	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 )
 
 const (
@@ -55,6 +57,7 @@ var suite struct {
 	temporal client.Client
 	store    storage.Store
 	tasks    *taskclient.Client
+	signer   *assertion.Signer // the break-glass key the tests sign updates with
 }
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
@@ -138,10 +141,13 @@ func setUp(ctx context.Context, root string) error {
 	if suite.temporal, err = client.DialContext(ctx, opts); err != nil {
 		return fmt.Errorf("connecting to Temporal: %w", err)
 	}
+	if suite.signer, err = testenv.TrustNewKey(); err != nil {
+		return err
+	}
 	if suite.store, err = storage.Open(ctx, cfg.S3); err != nil {
 		return fmt.Errorf("opening the bucket: %w", err)
 	}
-	suite.tasks = &taskclient.Client{Temporal: suite.temporal, Store: suite.store}
+	suite.tasks = &taskclient.Client{Signer: suite.signer, Temporal: suite.temporal, Store: suite.store}
 	return nil
 }
 

@@ -172,7 +172,7 @@ func TestFleetCommandAcrossThreeNodes(t *testing.T) {
 		rec, err := nodeRecord(ctx, a.name)
 		return err == nil && slices.Contains(rec.Cached, in.Name+"@"+in.Revision), err
 	})
-	tc := &taskclient.Client{Temporal: suite.temporal, Store: suite.store}
+	tc := &taskclient.Client{Temporal: suite.temporal, Store: suite.store, Signer: suite.signer}
 	sub, err := tc.Submit(ctx, taskclient.SubmitRequest{Tenant: "demo", Submitter: "alice", Model: "glm-4-test", Prompt: "hello"})
 	if err != nil {
 		t.Fatal(err)

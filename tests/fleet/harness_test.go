@@ -21,11 +21,13 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.temporal.io/sdk/client"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
 	"github.com/autoglm-flow/autoglm-flow/internal/logging"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
+	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 )
 
 const bucket = "autoglm"
@@ -37,6 +39,7 @@ var suite struct {
 	store    storage.Store
 	cli      string // the autoglm binary built from ./starter
 	model    *testmodel.Server
+	signer   *assertion.Signer // the break-glass key the tests sign updates with
 }
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
@@ -110,6 +113,10 @@ func runMain(m *testing.M) (code int) {
 	}
 	if suite.temporal, err = client.DialContext(ctx, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "fleet: connecting to Temporal:", err)
+		return 1
+	}
+	if suite.signer, err = testenv.TrustNewKey(); err != nil {
+		fmt.Fprintln(os.Stderr, "fleet:", err)
 		return 1
 	}
 	defer suite.temporal.Close()

@@ -27,6 +27,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/autoglm-flow/autoglm-flow/activities"
+	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
@@ -34,6 +35,7 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/logging"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
+	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 	"github.com/autoglm-flow/autoglm-flow/worker"
 )
 
@@ -74,6 +76,7 @@ var suite struct {
 	temporal client.Client
 	store    storage.Store
 	tasks    *taskclient.Client
+	signer   *assertion.Signer // the break-glass key the tests sign updates with
 	model    *testmodel.Server // the stand-in model server
 }
 
@@ -177,6 +180,9 @@ func setUp(ctx context.Context, modelURL string) (func(), error) {
 	if suite.temporal, err = client.DialContext(ctx, opts); err != nil {
 		return nil, fmt.Errorf("connecting to Temporal: %w", err)
 	}
+	if suite.signer, err = testenv.TrustNewKey(); err != nil {
+		return nil, err
+	}
 	if suite.store, err = storage.Open(ctx, cfg.S3); err != nil {
 		return nil, fmt.Errorf("opening the bucket: %w", err)
 	}
@@ -184,7 +190,7 @@ func setUp(ctx context.Context, modelURL string) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	suite.tasks = &taskclient.Client{Temporal: suite.temporal, Store: suite.store, Policy: src}
+	suite.tasks = &taskclient.Client{Signer: suite.signer, Temporal: suite.temporal, Store: suite.store, Policy: src}
 	return startWorker(ctx, cfg)
 }
 

@@ -131,7 +131,7 @@ func TestWebUIShowsOutcomesAndNoOpenTimers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tc.Close()
-	tasks := &taskclient.Client{Temporal: tc, Store: suite.store}
+	tasks := &taskclient.Client{Temporal: tc, Store: suite.store, Signer: suite.signer}
 	start := func(r taskclient.SubmitRequest) string {
 		r.ID, r.Tenant, r.Submitter, r.Model = "ui-"+randHex(4), tenant, "alice", model
 		if _, err := tasks.Submit(ctx, r); err != nil {

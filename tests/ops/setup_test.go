@@ -126,7 +126,7 @@ func TestSetupMakesAFreshClusterWork(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tc.Close()
-	tasks := &taskclient.Client{Temporal: tc, Store: store}
+	tasks := &taskclient.Client{Temporal: tc, Store: store, Signer: suite.signer}
 	id := "ops-fresh-" + randHex(4)
 	if _, err := tasks.Submit(ctx, taskclient.SubmitRequest{ID: id, Tenant: tenant, Submitter: "alice", Model: model, Prompt: "hello from a fresh cluster"}); err != nil {
 		t.Fatal(err)
