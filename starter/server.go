@@ -98,7 +98,7 @@ func newAPIServer(ctx context.Context, cfg config.Config, log *logrus.Logger) (*
 	}
 	srv := &server.Server{
 		Tasks:  &taskclient.Client{Temporal: tc, Store: store, Signer: signer, Policy: policy},
-		Policy: policy, PresignTTL: ttl, Log: log,
+		Policy: policy, PresignTTL: ttl, Log: log, Namespace: opts.Namespace,
 	}
 	if jwks := os.Getenv("AUTOGLM_OIDC_JWKS_URL"); jwks != "" {
 		srv.OIDC = &server.OIDC{

@@ -51,6 +51,9 @@ type Server struct {
 	Log     *logrus.Logger
 	// OIDC, if not nil, also accepts the identity provider's JWTs.
 	OIDC *OIDC
+	// Namespace is the Temporal namespace, for the fleet's liveness
+	// (DescribeTaskQueue); "" is "default".
+	Namespace string
 
 	hub *hub
 }
@@ -67,6 +70,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	s.native(mux)
+	s.fleetRoutes(mux)
 	s.openai(mux)
 	// The ops branch's /metrics and codec endpoint are http.Handlers that
 	// mount here, beside /healthz, e.g.:

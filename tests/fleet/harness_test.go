@@ -21,6 +21,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.temporal.io/sdk/client"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
@@ -89,6 +90,16 @@ func runMain(m *testing.M) (code int) {
 	}
 	defer suite.model.Close()
 	os.Setenv("AUTOGLM_LLM_BASE_URL", suite.model.URL())
+	// The CLI runs direct here, the operators' break-glass path: it signs
+	// the actor assertions of updates (task decisions, access decisions)
+	// with this key, which the nodes trust.
+	pub, priv, err := assertion.GenerateKey()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fleet:", err)
+		return 1
+	}
+	os.Setenv("AUTOGLM_ASSERTION_PUBLIC_KEYS", assertion.EncodePublic(pub))
+	os.Setenv("AUTOGLM_ASSERTION_PRIVATE_KEY", assertion.EncodePrivate(priv))
 	suite.cli = filepath.Join(dir, "autoglm")
 	build := exec.CommandContext(ctx, "go", "build", "-o", suite.cli, "./starter")
 	build.Dir = filepath.Dir(bin)
