@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -26,7 +27,68 @@ func (c *cli) fleet(cmd *cobra.Command) (*fleetclient.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fleetclient.Client{Temporal: tc.Temporal, Store: tc.Store, Policy: authz.Static(p)}, nil
+	// The break-glass key (AUTOGLM_ASSERTION_PRIVATE_KEY) vouches for
+	// access decisions as it does for task updates.
+	return &fleetclient.Client{Temporal: tc.Temporal, Store: tc.Store, Policy: authz.Static(p), Signer: tc.Signer}, nil
+}
+
+// fleetOps is what the fleet and model verbs call: the API server's
+// client when one is configured (you are who your key says), else the
+// library on Temporal and the bucket as --as (the operators' break-glass
+// path, AUTOGLM_SERVER=direct).
+type fleetOps interface {
+	Nodes(ctx context.Context) ([]fleetclient.NodeView, error)
+	Drain(ctx context.Context, node string, on bool) (task.FleetResult, error)
+	Exec(ctx context.Context, cmd task.FleetCommand) (task.FleetResult, error)
+	Mirror(ctx context.Context, in task.MirrorInput) (task.MirrorResult, error)
+	RequestAccess(ctx context.Context, req task.AccessRequest) (task.AccessRequest, error)
+	AccessStatus(ctx context.Context, id string) (task.AccessStatus, error)
+	DecideAccess(ctx context.Context, id string, approve bool, reason string) (task.AccessStatus, error)
+}
+
+// directFleet is fleetclient acting as one user.
+type directFleet struct {
+	fc   *fleetclient.Client
+	user string
+}
+
+func (d directFleet) Nodes(ctx context.Context) ([]fleetclient.NodeView, error) {
+	return d.fc.Nodes(ctx, d.user, envOr("TEMPORAL_NAMESPACE", "default"))
+}
+func (d directFleet) Drain(ctx context.Context, node string, on bool) (task.FleetResult, error) {
+	return d.fc.Drain(ctx, d.user, node, on)
+}
+func (d directFleet) Exec(ctx context.Context, cmd task.FleetCommand) (task.FleetResult, error) {
+	return d.fc.Exec(ctx, d.user, cmd)
+}
+func (d directFleet) Mirror(ctx context.Context, in task.MirrorInput) (task.MirrorResult, error) {
+	return d.fc.Mirror(ctx, d.user, in)
+}
+func (d directFleet) RequestAccess(ctx context.Context, req task.AccessRequest) (task.AccessRequest, error) {
+	return d.fc.RequestAccess(ctx, d.user, req)
+}
+func (d directFleet) AccessStatus(ctx context.Context, id string) (task.AccessStatus, error) {
+	return d.fc.AccessStatus(ctx, d.user, id)
+}
+func (d directFleet) DecideAccess(ctx context.Context, id string, approve bool, reason string) (task.AccessStatus, error) {
+	return d.fc.DecideAccess(ctx, d.user, id, approve, reason)
+}
+
+// ops is the fleet verbs' client: through the server when one is
+// configured, else direct. remote tells which.
+func (c *cli) ops(cmd *cobra.Command) (ops fleetOps, remote bool, err error) {
+	api, err := c.remote(cmd)
+	if err != nil {
+		return nil, false, err
+	}
+	if api != nil {
+		return api, true, nil
+	}
+	fc, err := c.fleet(cmd)
+	if err != nil {
+		return nil, false, err
+	}
+	return directFleet{fc: fc, user: c.user}, false, nil
 }
 
 func (c *cli) fleetCmd() *cobra.Command {
@@ -56,11 +118,11 @@ Exits 0 when every node succeeded, 6 when some did not.
 			if err != nil {
 				return err
 			}
-			fc, err := c.fleet(cmd)
+			ops, _, err := c.ops(cmd)
 			if err != nil {
 				return err
 			}
-			res, err := fc.Exec(cmd.Context(), c.user, task.FleetCommand{
+			res, err := ops.Exec(cmd.Context(), task.FleetCommand{
 				Action: pos[0], Selector: sel, Args: kv, Concurrency: concurrency, NodeTimeout: timeout,
 			})
 			if err != nil {

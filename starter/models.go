@@ -19,12 +19,16 @@ func (c *cli) modelsCmd() *cobra.Command {
   autoglm models status REQUEST`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fc, err := c.fleet(cmd)
+			ops, remote, err := c.ops(cmd)
 			if err != nil {
 				return err
 			}
 			req.Tenant, req.Model.Name = c.tenant, args[0]
-			r, err := fc.RequestAccess(cmd.Context(), c.user, req)
+			if remote {
+				// Through the server: the key's tenant unless --tenant.
+				req.Tenant = tenantFlag(cmd, c.tenant)
+			}
+			r, err := ops.RequestAccess(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -41,11 +45,11 @@ func (c *cli) modelsCmd() *cobra.Command {
 	status := &cobra.Command{
 		Use: "status REQUEST", Short: "Show an access request's stage, findings and audit trail", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fc, err := c.fleet(cmd)
+			ops, _, err := c.ops(cmd)
 			if err != nil {
 				return err
 			}
-			st, err := fc.AccessStatus(cmd.Context(), c.user, args[0])
+			st, err := ops.AccessStatus(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -57,11 +61,11 @@ func (c *cli) modelsCmd() *cobra.Command {
 		cmd := &cobra.Command{
 			Use: use + " REQUEST", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				fc, err := c.fleet(cmd)
+				ops, _, err := c.ops(cmd)
 				if err != nil {
 					return err
 				}
-				st, err := fc.DecideAccess(cmd.Context(), c.user, args[0], approve, reason)
+				st, err := ops.DecideAccess(cmd.Context(), args[0], approve, reason)
 				if err != nil {
 					return err
 				}
@@ -77,12 +81,12 @@ func (c *cli) modelsCmd() *cobra.Command {
 		Short: "Copy a model into the bucket, verified, without a review (operators); it allows the model for no tenant",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fc, err := c.fleet(cmd)
+			ops, _, err := c.ops(cmd)
 			if err != nil {
 				return err
 			}
 			mir.Name = args[0]
-			res, err := fc.Mirror(cmd.Context(), c.user, mir)
+			res, err := ops.Mirror(cmd.Context(), mir)
 			if err != nil {
 				return err
 			}

@@ -18,11 +18,11 @@ func (c *cli) nodesCmd() *cobra.Command {
 		Short: "List the fleet's nodes: models, labels, capacity, running batches, cache, last seen, drained (operators)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fc, err := c.fleet(cmd)
+			ops, _, err := c.ops(cmd)
 			if err != nil {
 				return err
 			}
-			views, err := fc.Nodes(cmd.Context(), c.user, envOr("TEMPORAL_NAMESPACE", "default"))
+			views, err := ops.Nodes(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -33,11 +33,11 @@ func (c *cli) nodesCmd() *cobra.Command {
 		return &cobra.Command{
 			Use: use + " NODE", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				fc, err := c.fleet(cmd)
+				ops, _, err := c.ops(cmd)
 				if err != nil {
 					return err
 				}
-				res, err := fc.Drain(cmd.Context(), c.user, args[0], on)
+				res, err := ops.Drain(cmd.Context(), args[0], on)
 				if err != nil {
 					return err
 				}

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/autoglm-flow/autoglm-flow/activities"
+	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
@@ -150,6 +151,13 @@ func (w *accessRun) registerHandlers(ctx workflow.Context) error {
 				return w.status, nil
 			},
 			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, req task.DecisionRequest) error {
+				// As for tasks: who decides comes from the API server's
+				// signature (or an operator's break-glass key), never
+				// from the caller. Validators do not run on replay, so
+				// recorded histories replay unchanged.
+				if err := assertion.Verify(trustedKeys(), req.Assertion, w.req.ID, task.AccessAssertionAction(d.name), req.Actor, workflow.Now(ctx)); err != nil {
+					return asUpdateError(err)
+				}
 				if w.status.State != task.AwaitingApproval || w.decision != nil {
 					return asUpdateError(task.Errorf(task.WrongState, "access request %s is %s, not awaiting review", w.req.ID, w.status.State))
 				}

@@ -1,6 +1,9 @@
 package workflows
 
 import (
+	"crypto/ed25519"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -9,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/autoglm-flow/autoglm-flow/activities"
+	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
@@ -32,19 +36,55 @@ func accessEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	return env
 }
 
+var (
+	accessKeyOnce sync.Once
+	accessKey     ed25519.PrivateKey
+)
+
+// signAccess signs a decision on accessReq as the API server would, on
+// the test environment's clock, with a key the workflows trust (added to
+// the keys other tests of this binary set).
+func signAccess(env *testsuite.TestWorkflowEnvironment, update string, req task.DecisionRequest) task.DecisionRequest {
+	accessKeyOnce.Do(func() {
+		pub, priv, err := assertion.GenerateKey()
+		if err != nil {
+			panic(err)
+		}
+		accessKey = priv
+		SetAssertionKeys(append(trustedKeys(), pub))
+	})
+	s := assertion.NewSigner(accessKey)
+	s.Now = env.Now
+	req.Assertion = s.Sign(accessReq.ID, task.AccessAssertionAction(update), req.Actor, 0)
+	return req
+}
+
 var accessReq = task.AccessRequest{ID: "r1", Tenant: "t", Requester: "alice", Model: task.MirrorInput{Name: "m", Repo: "o/m", Revision: "main"}}
 
 // TestAccessReviewRefusesTheRequesterAndExpires: the requester may not
-// approve her own request, and a request nobody decides on expires at the
-// deadline without a mirror.
+// approve her own request; a reviewer's approval without the server's
+// assertion (or with one made for a task's approval) is refused; and a
+// request nobody decides on expires at the deadline without a mirror.
 func TestAccessReviewRefusesTheRequesterAndExpires(t *testing.T) {
 	env := accessEnv(t)
-	var selfErr error
+	var selfErr, unsignedErr, taskSignedErr error
 	env.RegisterDelayedCallback(func() {
 		env.UpdateWorkflow(task.UpdateApprove, "u1", &testsuite.TestUpdateCallback{
 			OnReject: func(err error) { selfErr = err },
 			OnAccept: func() {}, OnComplete: func(any, error) {},
-		}, task.DecisionRequest{Actor: "alice"})
+		}, signAccess(env, task.UpdateApprove, task.DecisionRequest{Actor: "alice"}))
+		env.UpdateWorkflow(task.UpdateApprove, "u2", &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { unsignedErr = err },
+			OnAccept: func() {}, OnComplete: func(any, error) {},
+		}, task.DecisionRequest{Actor: "bob"})
+		forTask := signAccess(env, task.UpdateApprove, task.DecisionRequest{Actor: "bob"})
+		s := assertion.NewSigner(accessKey)
+		s.Now = env.Now
+		forTask.Assertion = s.Sign(accessReq.ID, task.UpdateApprove, "bob", 0)
+		env.UpdateWorkflow(task.UpdateApprove, "u3", &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { taskSignedErr = err },
+			OnAccept: func() {}, OnComplete: func(any, error) {},
+		}, forTask)
 	}, time.Minute)
 	env.ExecuteWorkflow(task.AccessWorkflowType, accessReq)
 	var st task.AccessStatus
@@ -53,6 +93,9 @@ func TestAccessReviewRefusesTheRequesterAndExpires(t *testing.T) {
 	}
 	if selfErr == nil {
 		t.Fatal("the requester approved her own request")
+	}
+	if unsignedErr == nil || taskSignedErr == nil || !strings.Contains(unsignedErr.Error(), "assertion") || !strings.Contains(taskSignedErr.Error(), "assertion") {
+		t.Fatalf("bob approved without an access assertion: unsigned refused %v, task-signed refused %v", unsignedErr, taskSignedErr)
 	}
 	if st.State != task.Expired || st.Mirror.Files != 0 {
 		t.Fatalf("undecided request: %+v; want EXPIRED and nothing mirrored", st)
@@ -66,7 +109,7 @@ func TestAccessRejectionCarriesItsReason(t *testing.T) {
 	env.RegisterDelayedCallback(func() {
 		env.UpdateWorkflow(task.UpdateReject, "u1", &testsuite.TestUpdateCallback{
 			OnReject: func(err error) { t.Errorf("bob's rejection refused: %v", err) }, OnAccept: func() {}, OnComplete: func(any, error) {},
-		}, task.DecisionRequest{Actor: "bob", Reason: "licence not for commercial use"})
+		}, signAccess(env, task.UpdateReject, task.DecisionRequest{Actor: "bob", Reason: "licence not for commercial use"}))
 	}, time.Minute)
 	env.ExecuteWorkflow(task.AccessWorkflowType, accessReq)
 	var st task.AccessStatus

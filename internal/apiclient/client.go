@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/fleetclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/server"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
@@ -351,4 +352,79 @@ func (c *Client) Attach(ctx context.Context, tenant, id, path string) (taskclien
 	}
 	_, err = c.do(ctx, "POST", taskPath(id, "/attachments?", q.Encode()), f, "application/octet-stream", &a)
 	return a, err
+}
+
+// Nodes lists the fleet's nodes (operators and admins).
+func (c *Client) Nodes(ctx context.Context) ([]fleetclient.NodeView, error) {
+	var out struct {
+		Nodes []fleetclient.NodeView `json:"nodes"`
+	}
+	_, err := c.do(ctx, "GET", "/api/v1/fleet/nodes", nil, "", &out)
+	return out.Nodes, err
+}
+
+// Drain stops node taking new work (on) or lets it take work again.
+func (c *Client) Drain(ctx context.Context, node string, on bool) (task.FleetResult, error) {
+	verb := "/undrain"
+	if on {
+		verb = "/drain"
+	}
+	var res task.FleetResult
+	_, err := c.do(ctx, "POST", "/api/v1/fleet/nodes/"+url.PathEscape(node)+verb, nil, "", &res)
+	return res, err
+}
+
+// Exec runs a fleet command and waits for its per-node result; the actor
+// is the key's user, whatever cmd.Actor holds.
+func (c *Client) Exec(ctx context.Context, cmd task.FleetCommand) (task.FleetResult, error) {
+	body := server.FleetCommandBody{ID: cmd.ID, Action: cmd.Action, Selector: cmd.Selector, Args: cmd.Args, Concurrency: cmd.Concurrency}
+	if cmd.NodeTimeout > 0 {
+		body.NodeTimeout = cmd.NodeTimeout.String()
+	}
+	var res task.FleetResult
+	_, err := c.do(ctx, "POST", "/api/v1/fleet/commands", jsonBody(body), "application/json", &res)
+	return res, err
+}
+
+// Mirror copies a model revision into the bucket (operators and admins)
+// and waits for it.
+func (c *Client) Mirror(ctx context.Context, in task.MirrorInput) (task.MirrorResult, error) {
+	var res task.MirrorResult
+	_, err := c.do(ctx, "POST", "/api/v1/models/mirrors", jsonBody(server.MirrorBody{
+		Name: in.Name, Repo: in.Repo, Revision: in.Revision, Upstream: in.Upstream,
+	}), "application/json", &res)
+	return res, err
+}
+
+// RequestAccess asks for a model for req.Tenant ("" is the key's tenant);
+// the requester is the key's user.
+func (c *Client) RequestAccess(ctx context.Context, req task.AccessRequest) (task.AccessRequest, error) {
+	var out task.AccessRequest
+	_, err := c.do(ctx, "POST", "/api/v1/models/requests", jsonBody(server.AccessRequestBody{
+		ID: req.ID, Tenant: req.Tenant, Name: req.Model.Name, Repo: req.Model.Repo,
+		Revision: req.Model.Revision, Upstream: req.Model.Upstream, Reason: req.Reason,
+	}), "application/json", &out)
+	return out, err
+}
+
+func accessPath(id string, rest ...string) string {
+	return "/api/v1/models/requests/" + url.PathEscape(id) + strings.Join(rest, "")
+}
+
+// AccessStatus is an access request's status.
+func (c *Client) AccessStatus(ctx context.Context, id string) (task.AccessStatus, error) {
+	var st task.AccessStatus
+	_, err := c.do(ctx, "GET", accessPath(id), nil, "", &st)
+	return st, err
+}
+
+// DecideAccess approves or rejects an access request as the key's user.
+func (c *Client) DecideAccess(ctx context.Context, id string, approve bool, reason string) (task.AccessStatus, error) {
+	verb := "/reject"
+	if approve {
+		verb = "/approve"
+	}
+	var st task.AccessStatus
+	_, err := c.do(ctx, "POST", accessPath(id, verb), jsonBody(server.DecisionBody{Reason: reason}), "application/json", &st)
+	return st, err
 }

@@ -37,17 +37,22 @@ func (c *Client) RequestAccess(ctx context.Context, user string, req task.Access
 	return req, err
 }
 
-// DecideAccess approves or rejects an access request as user; the
-// workflow's validator checks that user is a reviewer of the tenant and
-// not the requester.
+// DecideAccess approves or rejects an access request as user, with an
+// actor assertion signed by c.Signer; the workflow's validator checks the
+// assertion, then that user is a reviewer of the tenant and not the
+// requester.
 func (c *Client) DecideAccess(ctx context.Context, user, id string, approve bool, reason string) (task.AccessStatus, error) {
 	name := task.UpdateReject
 	if approve {
 		name = task.UpdateApprove
 	}
+	req := task.DecisionRequest{Actor: user, Reason: reason}
+	if c.Signer != nil {
+		req.Assertion = c.Signer.Sign(id, task.AccessAssertionAction(name), user, 0)
+	}
 	h, err := c.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID: task.AccessWorkflowID(id), UpdateName: name, WaitForStage: client.WorkflowUpdateStageCompleted,
-		Args: []any{task.DecisionRequest{Actor: user, Reason: reason}},
+		Args: []any{req},
 	})
 	if err != nil {
 		return task.AccessStatus{}, err

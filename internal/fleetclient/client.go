@@ -11,6 +11,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
@@ -21,6 +22,10 @@ type Client struct {
 	Temporal client.Client
 	Store    storage.Store
 	Policy   *authz.Source
+	// Signer vouches for the actor of access decisions (the API server's
+	// key, or an operator's break-glass key); without it the workflow
+	// refuses them.
+	Signer *assertion.Signer
 }
 
 func (c *Client) checkFleet(user string) error {

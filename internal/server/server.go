@@ -53,10 +53,12 @@ type Server struct {
 	Log     *logrus.Logger
 	// OIDC, if not nil, also accepts the identity provider's JWTs.
 	OIDC *OIDC
-	// Codec, if not nil, is served at /codec/ for the Temporal Web UI of
-	// Namespace, called from UIOrigins with the user's API key.
-	Codec     *codec.Codec
+	// Namespace is the Temporal namespace: the fleet's liveness
+	// (DescribeTaskQueue) and the only one the codec endpoint opens.
 	Namespace string
+	// Codec, if not nil, is served at /codec/ for the Temporal Web UI,
+	// called from UIOrigins with the user's API key.
+	Codec     *codec.Codec
 	UIOrigins []string
 	// Metrics, if not nil, is served at /metrics.
 	Metrics http.Handler
@@ -76,6 +78,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	s.native(mux)
+	s.fleetRoutes(mux)
 	s.openai(mux)
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.Metrics)

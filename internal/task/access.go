@@ -12,6 +12,12 @@ const AccessWorkflowType = "ModelAccessWorkflow"
 // AccessWorkflowID is the workflow ID of an access request.
 func AccessWorkflowID(id string) string { return "access-" + id }
 
+// AccessAssertionAction is the action an actor assertion names for the
+// approve or reject update of an access request: not the bare update
+// name, so an assertion made for a task's approval never passes for an
+// access request of the same ID, nor the other way round.
+func AccessAssertionAction(update string) string { return "access-request:" + update }
+
 // The stages of an access request, in order.
 const (
 	StageScreening     = "screening"

@@ -115,6 +115,9 @@ func runMain(m *testing.M) (code int) {
 		fmt.Fprintln(os.Stderr, "fleet: connecting to Temporal:", err)
 		return 1
 	}
+	// The CLI runs direct here, the operators' break-glass path: it signs
+	// the actor assertions of updates (task decisions, access decisions)
+	// with this key, which the nodes trust.
 	if suite.signer, err = testenv.TrustNewKey(); err != nil {
 		fmt.Fprintln(os.Stderr, "fleet:", err)
 		return 1

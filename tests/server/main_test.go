@@ -32,6 +32,7 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
 	"github.com/autoglm-flow/autoglm-flow/internal/logging"
+	"github.com/autoglm-flow/autoglm-flow/internal/model/testhub"
 	"github.com/autoglm-flow/autoglm-flow/internal/server"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
@@ -67,6 +68,10 @@ const policyYAML = `tenants:
     users:
       zed: [admin, submitter]
     auto_approve_max_requests: 10
+access:
+  upstreams: [trusted]
+  licences: [apache-2.0]
+  review_deadline: 1h
 sensitive:
   fields: [prompt]
   metadata: [phone, email, id_number]
@@ -78,6 +83,7 @@ var suite struct {
 	stack    *devstack.Stack
 	bin      string // the folder of the temporal binary
 	model    *testmodel.Server
+	hub      *testhub.Hub // the model hub of access requests and mirrors
 	temporal client.Client
 	store    storage.Store
 	tasks    *taskclient.Client
@@ -160,6 +166,10 @@ func setUp(ctx context.Context) (func(), error) {
 		return nil, err
 	}
 	os.Setenv("AUTOGLM_LLM_BASE_URL", suite.model.URL())
+	suite.hub = testhub.New("")
+	os.Setenv("AUTOGLM_HF_ENDPOINT", suite.hub.URL())
+	os.Setenv("AUTOGLM_MIRROR_STAGING_DIR", filepath.Join(suite.dir, "staging"))
+	os.Setenv("AUTOGLM_CACHE_DIR", filepath.Join(suite.dir, "cache"))
 
 	suite.keys = map[string]string{}
 	var entries []authz.APIKey
@@ -228,6 +238,7 @@ func setUp(ctx context.Context) (func(), error) {
 	return func() {
 		hs.Close()
 		suite.model.Close()
+		suite.hub.Close()
 		suite.temporal.Close()
 	}, nil
 }
