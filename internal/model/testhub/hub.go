@@ -37,7 +37,7 @@ type Hub struct {
 type Request struct {
 	File   string // repo@revision/file
 	Offset int64  // from the Range header; 0 without one
-	Sent   int64  // bytes of body written
+	Sent   int64  // bytes of body sent
 }
 
 // New starts a hub on a free loopback port.
@@ -241,10 +241,12 @@ func (h *Hub) serveFile(w http.ResponseWriter, r *http.Request, key string) {
 	if cut >= 0 && cut < int64(len(body)) {
 		body = body[:cut]
 	}
-	n, _ := w.Write(body)
+	// Logged before the write: a client that has read every byte may look
+	// at the log before this handler gets to run again.
 	h.mu.Lock()
-	h.log = append(h.log, Request{File: key, Offset: offset, Sent: int64(n)})
+	h.log = append(h.log, Request{File: key, Offset: offset, Sent: int64(len(body))})
 	h.mu.Unlock()
+	_, _ = w.Write(body)
 	if cut >= 0 {
 		// A broken stream: the client sees fewer bytes than Content-Length.
 		if f, ok := w.(http.Flusher); ok {
