@@ -75,6 +75,12 @@ type harness struct {
 	onStart  map[string]func(attempt int32)
 	onCancel map[string]func()
 
+	// firstStarted is the ActivityID of the first activity of each type
+	// to start. The started listener sets it in the main loop, before
+	// that activity's stub runs; stubs read it from their own goroutines.
+	firstMu      sync.Mutex
+	firstStarted map[string]string
+
 	outcomes  []*outcome
 	startedAt time.Time
 	// unsigned sends updates as they are given, without the API server's
@@ -121,10 +127,11 @@ func newHarness(t *testing.T) *harness {
 			HeartbeatTimeout: time.Second,
 		},
 		// 20 requests are over the demo tenant's auto-approve limit of 10.
-		screening: task.Screening{Requests: 20, Bytes: 4000, Reasons: []string{"20 requests, over the auto-approve limit of 10"}},
-		calls:     map[string]*atomic.Int32{},
-		onStart:   map[string]func(int32){},
-		onCancel:  map[string]func(){},
+		screening:    task.Screening{Requests: 20, Bytes: 4000, Reasons: []string{"20 requests, over the auto-approve limit of 10"}},
+		calls:        map[string]*atomic.Int32{},
+		onStart:      map[string]func(int32){},
+		onCancel:     map[string]func(){},
+		firstStarted: map[string]string{},
 	}
 	// A hang guard, not a deadline: the SDK's default (3 s of wall time)
 	// is too short for the tests that wait on heartbeats under -race on a
@@ -135,6 +142,7 @@ func newHarness(t *testing.T) *harness {
 	h.env.RegisterActivity(h.acts)
 	h.stub()
 	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		h.noteStarted(info)
 		if f := h.onStart[info.ActivityType.Name]; f != nil {
 			f(info.Attempt)
 		}
@@ -212,6 +220,29 @@ func (h *harness) stub() {
 		h.count("Archive")
 		return h.archive(ctx, in)
 	})
+}
+
+// noteStarted records info's activity if it is the first of its type to
+// start. The listener runs in the main loop in the order the activities
+// start, so "first" here is the order of the workflow's own steps.
+func (h *harness) noteStarted(info *activity.Info) {
+	h.firstMu.Lock()
+	defer h.firstMu.Unlock()
+	if _, ok := h.firstStarted[info.ActivityType.Name]; !ok {
+		h.firstStarted[info.ActivityType.Name] = info.ActivityID
+	}
+}
+
+// isFirstAttempt reports whether the activity running in ctx is the first
+// attempt of the first activity of its type that the workflow started.
+// Stubs use it to pick the call they treat specially by identity: the
+// order in which stubs are called is the order in which the Go scheduler
+// runs the activities' goroutines, not the order of the workflow.
+func (h *harness) isFirstAttempt(ctx context.Context) bool {
+	info := activity.GetInfo(ctx)
+	h.firstMu.Lock()
+	defer h.firstMu.Unlock()
+	return info.Attempt == 1 && h.firstStarted[info.ActivityType.Name] == info.ActivityID
 }
 
 func (h *harness) count(name string) {
