@@ -142,6 +142,7 @@ func newHarness(t *testing.T) *harness {
 	h.env.RegisterActivity(h.acts)
 	h.stub()
 	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		h.count(info.ActivityType.Name)
 		h.noteStarted(info)
 		if f := h.onStart[info.ActivityType.Name]; f != nil {
 			f(info.Attempt)
@@ -187,37 +188,31 @@ func (h *harness) answers() {
 	}
 }
 
-// stub registers every activity the workflow may call. Each stub counts
-// its calls and defers to the harness field of the same name, read at call
-// time so a test can replace it after newHarness.
+// stub registers every activity the workflow may call. Each stub defers
+// to the harness field of the same name, read at call time so a test can
+// replace it after newHarness. The started listener, not the stub, counts
+// the calls (see count).
 func (h *harness) stub() {
 	a, any2 := h.acts, []any{mock.Anything, mock.Anything}
 	h.env.OnActivity(a.Authorize, any2...).Return(func(ctx context.Context, in activities.AuthorizeInput) (activities.AuthorizeResult, error) {
-		h.count("Authorize")
 		return h.authorize(ctx, in)
 	})
 	h.env.OnActivity(a.Screen, any2...).Return(func(ctx context.Context, in activities.ScreenInput) (activities.ScreenResult, error) {
-		h.count("Screen")
 		return activities.ScreenResult{Source: ref("input.jsonl"), Screening: h.screening, Shards: h.shards}, nil
 	})
 	h.env.OnActivity(a.Dispatch, any2...).Return(func(ctx context.Context, in activities.DispatchInput) (activities.DispatchResult, error) {
-		h.count("Dispatch")
 		return activities.DispatchResult{Node: node, Queue: task.NodeQueue(node)}, nil
 	})
 	h.env.OnActivity(a.Infer, any2...).Return(func(ctx context.Context, in activities.InferInput) (activities.InferResult, error) {
-		h.count("Infer")
 		return h.infer(ctx, in)
 	})
 	h.env.OnActivity(a.MergeShards, any2...).Return(func(ctx context.Context, in activities.MergeInput) (activities.InferResult, error) {
-		h.count("MergeShards")
 		return h.merge(ctx, in)
 	})
 	h.env.OnActivity(a.Collect, any2...).Return(func(ctx context.Context, in activities.CollectInput) (activities.InferResult, error) {
-		h.count("Collect")
 		return h.collect(ctx, in)
 	})
 	h.env.OnActivity(a.Archive, any2...).Return(func(ctx context.Context, in activities.ArchiveInput) (activities.ArchiveResult, error) {
-		h.count("Archive")
 		return h.archive(ctx, in)
 	})
 }
@@ -245,17 +240,21 @@ func (h *harness) isFirstAttempt(ctx context.Context) bool {
 	return info.Attempt == 1 && h.firstStarted[info.ActivityType.Name] == info.ActivityID
 }
 
+// count counts one attempt of the named activity. The started listener
+// calls it, in the main loop, as the test environment starts the attempt:
+// a stub runs later on the activity's own goroutine, which may reach it
+// only after the workflow has moved on or even finished (a paused attempt
+// cancelled at once), so counting there made the count a race.
+// Activities the harness does not stub (the announcement's) are not
+// counted.
 func (h *harness) count(name string) {
-	c := h.calls[name]
-	if c == nil {
-		// Written only before run, from the test goroutine: the stubs
-		// find every name already there.
-		panic("no call counter for " + name)
+	// h.calls is written only before run, from the test goroutine.
+	if c := h.calls[name]; c != nil {
+		c.Add(1)
 	}
-	c.Add(1)
 }
 
-// called is how many times the named activity was called, retries
+// called is how many times the named activity was started, retries
 // included.
 func (h *harness) called(name string) int { return int(h.calls[name].Load()) }
 
