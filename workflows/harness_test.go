@@ -75,6 +75,12 @@ type harness struct {
 	onStart  map[string]func(attempt int32)
 	onCancel map[string]func()
 
+	// firstStarted is the ActivityID of the first activity of each type
+	// to start. The started listener sets it in the main loop, before
+	// that activity's stub runs; stubs read it from their own goroutines.
+	firstMu      sync.Mutex
+	firstStarted map[string]string
+
 	outcomes  []*outcome
 	startedAt time.Time
 	// unsigned sends updates as they are given, without the API server's
@@ -121,10 +127,11 @@ func newHarness(t *testing.T) *harness {
 			HeartbeatTimeout: time.Second,
 		},
 		// 20 requests are over the demo tenant's auto-approve limit of 10.
-		screening: task.Screening{Requests: 20, Bytes: 4000, Reasons: []string{"20 requests, over the auto-approve limit of 10"}},
-		calls:     map[string]*atomic.Int32{},
-		onStart:   map[string]func(int32){},
-		onCancel:  map[string]func(){},
+		screening:    task.Screening{Requests: 20, Bytes: 4000, Reasons: []string{"20 requests, over the auto-approve limit of 10"}},
+		calls:        map[string]*atomic.Int32{},
+		onStart:      map[string]func(int32){},
+		onCancel:     map[string]func(){},
+		firstStarted: map[string]string{},
 	}
 	// A hang guard, not a deadline: the SDK's default (3 s of wall time)
 	// is too short for the tests that wait on heartbeats under -race on a
@@ -135,6 +142,8 @@ func newHarness(t *testing.T) *harness {
 	h.env.RegisterActivity(h.acts)
 	h.stub()
 	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		h.count(info.ActivityType.Name)
+		h.noteStarted(info)
 		if f := h.onStart[info.ActivityType.Name]; f != nil {
 			f(info.Attempt)
 		}
@@ -179,52 +188,73 @@ func (h *harness) answers() {
 	}
 }
 
-// stub registers every activity the workflow may call. Each stub counts
-// its calls and defers to the harness field of the same name, read at call
-// time so a test can replace it after newHarness.
+// stub registers every activity the workflow may call. Each stub defers
+// to the harness field of the same name, read at call time so a test can
+// replace it after newHarness. The started listener, not the stub, counts
+// the calls (see count).
 func (h *harness) stub() {
 	a, any2 := h.acts, []any{mock.Anything, mock.Anything}
 	h.env.OnActivity(a.Authorize, any2...).Return(func(ctx context.Context, in activities.AuthorizeInput) (activities.AuthorizeResult, error) {
-		h.count("Authorize")
 		return h.authorize(ctx, in)
 	})
 	h.env.OnActivity(a.Screen, any2...).Return(func(ctx context.Context, in activities.ScreenInput) (activities.ScreenResult, error) {
-		h.count("Screen")
 		return activities.ScreenResult{Source: ref("input.jsonl"), Screening: h.screening, Shards: h.shards}, nil
 	})
 	h.env.OnActivity(a.Dispatch, any2...).Return(func(ctx context.Context, in activities.DispatchInput) (activities.DispatchResult, error) {
-		h.count("Dispatch")
 		return activities.DispatchResult{Node: node, Queue: task.NodeQueue(node)}, nil
 	})
 	h.env.OnActivity(a.Infer, any2...).Return(func(ctx context.Context, in activities.InferInput) (activities.InferResult, error) {
-		h.count("Infer")
 		return h.infer(ctx, in)
 	})
 	h.env.OnActivity(a.MergeShards, any2...).Return(func(ctx context.Context, in activities.MergeInput) (activities.InferResult, error) {
-		h.count("MergeShards")
 		return h.merge(ctx, in)
 	})
 	h.env.OnActivity(a.Collect, any2...).Return(func(ctx context.Context, in activities.CollectInput) (activities.InferResult, error) {
-		h.count("Collect")
 		return h.collect(ctx, in)
 	})
 	h.env.OnActivity(a.Archive, any2...).Return(func(ctx context.Context, in activities.ArchiveInput) (activities.ArchiveResult, error) {
-		h.count("Archive")
 		return h.archive(ctx, in)
 	})
 }
 
-func (h *harness) count(name string) {
-	c := h.calls[name]
-	if c == nil {
-		// Written only before run, from the test goroutine: the stubs
-		// find every name already there.
-		panic("no call counter for " + name)
+// noteStarted records info's activity if it is the first of its type to
+// start. The listener runs in the main loop in the order the activities
+// start, so "first" here is the order of the workflow's own steps.
+func (h *harness) noteStarted(info *activity.Info) {
+	h.firstMu.Lock()
+	defer h.firstMu.Unlock()
+	if _, ok := h.firstStarted[info.ActivityType.Name]; !ok {
+		h.firstStarted[info.ActivityType.Name] = info.ActivityID
 	}
-	c.Add(1)
 }
 
-// called is how many times the named activity was called, retries
+// isFirstAttempt reports whether the activity running in ctx is the first
+// attempt of the first activity of its type that the workflow started.
+// Stubs use it to pick the call they treat specially by identity: the
+// order in which stubs are called is the order in which the Go scheduler
+// runs the activities' goroutines, not the order of the workflow.
+func (h *harness) isFirstAttempt(ctx context.Context) bool {
+	info := activity.GetInfo(ctx)
+	h.firstMu.Lock()
+	defer h.firstMu.Unlock()
+	return info.Attempt == 1 && h.firstStarted[info.ActivityType.Name] == info.ActivityID
+}
+
+// count counts one attempt of the named activity. The started listener
+// calls it, in the main loop, as the test environment starts the attempt:
+// a stub runs later on the activity's own goroutine, which may reach it
+// only after the workflow has moved on or even finished (a paused attempt
+// cancelled at once), so counting there made the count a race.
+// Activities the harness does not stub (the announcement's) are not
+// counted.
+func (h *harness) count(name string) {
+	// h.calls is written only before run, from the test goroutine.
+	if c := h.calls[name]; c != nil {
+		c.Add(1)
+	}
+}
+
+// called is how many times the named activity was started, retries
 // included.
 func (h *harness) called(name string) int { return int(h.calls[name].Load()) }
 

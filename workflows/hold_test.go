@@ -48,15 +48,23 @@ func (b *blocker) free() {
 	}
 }
 
-// blockFirstInfer makes the first inference attempt block; later attempts
-// answer as before.
+// blockFirstInfer makes the first attempt of the first inference
+// activity the workflow starts block; every other attempt answers as
+// before.
+//
+// The blocked attempt is chosen by its ActivityID, not by being the first
+// call of the stub: after a pause and a resume the workflow starts a second
+// inference activity while the goroutine of the first may not yet have
+// reached the stub (the test environment runs each activity on its own
+// goroutine). Counting calls then blocked the resumed activity, which
+// nothing ever cancels or frees, and the workflow waited on it until the
+// hang guard fired.
 func (h *harness) blockFirstInfer() *blocker {
 	b := &blocker{release: make(chan struct{}), returned: make(chan error, 1)}
 	h.t.Cleanup(b.free)
-	var n atomic.Int32
 	answer := h.infer
 	h.infer = func(ctx context.Context, in activities.InferInput) (activities.InferResult, error) {
-		if n.Add(1) > 1 {
+		if !h.isFirstAttempt(ctx) {
 			return answer(ctx, in)
 		}
 		for {
@@ -64,7 +72,12 @@ func (h *harness) blockFirstInfer() *blocker {
 			select {
 			case <-ctx.Done():
 				b.returned <- ctx.Err()
-				return activities.InferResult{}, ctx.Err()
+				// As activities.Infer does, end a cancelled attempt with
+				// a CanceledError. The test environment cancels the
+				// context through a failed heartbeat, so a bare ctx.Err()
+				// would be reported as a retryable failure and the
+				// cancelled activity run again after its backoff.
+				return activities.InferResult{}, temporal.NewCanceledError()
 			case <-b.release:
 				b.returned <- nil
 				return answer(ctx, in)
