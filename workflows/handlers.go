@@ -50,6 +50,9 @@ func (w *taskRun) registerHandlers(ctx workflow.Context) error {
 				if err := assertion.Verify(trustedKeys(), req.Assertion, w.in.ID, d.update, req.Actor, workflow.Now(ctx)); err != nil {
 					return asUpdateError(err)
 				}
+				if err := req.CheckReason(); err != nil {
+					return asUpdateError(err)
+				}
 				return asUpdateError(d.validate(req))
 			}},
 		)

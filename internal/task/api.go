@@ -175,6 +175,18 @@ type DecisionRequest struct {
 	Assertion string `json:"assertion,omitempty"`
 }
 
+// MaxReasonBytes bounds the reason of a decision: it is kept in the
+// workflow's history and in its status, both of which have limits.
+const MaxReasonBytes = 2 << 10
+
+// CheckReason refuses a reason that would bloat the history.
+func (r DecisionRequest) CheckReason() error {
+	if len(r.Reason) > MaxReasonBytes {
+		return Errorf(InvalidInput, "the reason is %d bytes, over the %d-byte limit", len(r.Reason), MaxReasonBytes)
+	}
+	return nil
+}
+
 // Counts are the request counts of a batch, as in the OpenAI Batch API.
 type Counts struct {
 	Total     int `json:"total"`
