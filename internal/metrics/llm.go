@@ -49,3 +49,15 @@ func (c Chatter) Chat(ctx context.Context, body json.RawMessage) (*llm.Response,
 	}
 	return resp, err
 }
+
+// Models asks Next for the models it serves, where it can say: the node's
+// health check asks through this wrapper.
+func (c Chatter) Models(ctx context.Context) ([]string, error) {
+	m, ok := c.Next.(interface {
+		Models(context.Context) ([]string, error)
+	})
+	if !ok {
+		return nil, errors.New("the model client cannot list its models")
+	}
+	return m.Models(ctx)
+}
