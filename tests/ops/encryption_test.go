@@ -22,9 +22,9 @@ import (
 )
 
 // With encryption on, a task's prompt is nowhere in the raw history a
-// plain client (no codec) reads, though it is in the sealed workflow
-// input; the codec endpoint opens that input for an authenticated caller
-// of this namespace only.
+// plain client (no codec) reads (the prompt is in the bucket; the history
+// holds the sealed workflow input with its reference); the codec endpoint
+// opens that input for an authenticated caller of this namespace only.
 func TestEncryptedHistoryHoldsNoCanaryAndTheCodecEndpointOpensIt(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
 	startWorker(t)
@@ -106,17 +106,23 @@ func TestEncryptedHistoryHoldsNoCanaryAndTheCodecEndpointOpensIt(t *testing.T) {
 		}
 		return resp.StatusCode, b.String()
 	}
+	// The opened input is the task's, in plain JSON: what only the codec
+	// can show.
+	plain := []byte(`"id":"` + id + `"`)
+	if bytes.Contains(input.Payloads[0].Data, plain) {
+		t.Fatalf("the raw workflow input shows %s in plain text", plain)
+	}
 	status, out := decode("bob-key", suite.stack.Namespace)
 	var opened commonpb.Payloads
-	if status != http.StatusOK || protojson.Unmarshal([]byte(out), &opened) != nil || len(opened.Payloads) == 0 || !bytes.Contains(opened.Payloads[0].Data, []byte(canary)) {
-		t.Fatalf("authorized decode: %d %.200s; want the canary back", status, out)
+	if status != http.StatusOK || protojson.Unmarshal([]byte(out), &opened) != nil || len(opened.Payloads) == 0 || !bytes.Contains(opened.Payloads[0].Data, plain) {
+		t.Fatalf("authorized decode: %d %.200s; want the task's input opened", status, out)
 	}
 	for _, tc := range []struct{ name, token, ns string }{
 		{"missing token", "", suite.stack.Namespace},
 		{"wrong token", "eve-key", suite.stack.Namespace},
 		{"foreign namespace", "bob-key", "finance"},
 	} {
-		if status, out := decode(tc.token, tc.ns); status == http.StatusOK || strings.Contains(out, canary) {
+		if status, out := decode(tc.token, tc.ns); status == http.StatusOK || strings.Contains(out, id) {
 			t.Errorf("%s: decode answered %d %.100s; want a refusal", tc.name, status, out)
 		}
 	}
