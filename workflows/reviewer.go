@@ -3,7 +3,6 @@ package workflows
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -25,25 +24,6 @@ const (
 	// so the Web UI's list does not show it as a green "Completed".
 	changeOutcomeStatus = "ops-outcome-status"
 )
-
-// awaitDecision waits until decided holds or deadline passes, and reports
-// whether decided held. The deadline's timer is cancelled when the wait
-// ends without it.
-func awaitDecision(ctx workflow.Context, deadline time.Duration, decided func() bool) (bool, error) {
-	if workflow.GetVersion(ctx, changeApprovalTimer, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		return workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
-			Timeout:      deadline,
-			TimerOptions: workflow.TimerOptions{Summary: "approval deadline"},
-		}, decided)
-	}
-	tctx, cancelTimer := workflow.WithCancel(ctx)
-	defer cancelTimer()
-	timer := workflow.NewTimerWithOptions(tctx, deadline, workflow.TimerOptions{Summary: "approval deadline"})
-	if err := workflow.Await(ctx, func() bool { return decided() || timer.IsReady() }); err != nil {
-		return false, err
-	}
-	return decided(), nil
-}
 
 // outcomeError is how a task that ended other than COMPLETED closes its
 // execution: nil under the old version, which closed them all completed.

@@ -32,12 +32,27 @@ func TaskWorkflow(ctx workflow.Context, in task.Input) (task.Result, error) {
 			Kind: in.Kind, Priority: in.Priority, Audit: []task.Transition{},
 		},
 	}
+	var c *carry
+	if len(in.Carry) > 0 {
+		// A run continued as new: take up where the last one stopped.
+		var err error
+		if c, err = decodeCarry(in.Carry); err != nil {
+			return task.Result{}, temporal.NewNonRetryableApplicationError("unreadable carried state: "+err.Error(), string(task.InvalidInput), err)
+		}
+		w.in.Carry = nil
+		w.restore(ctx, c)
+	}
 	// Handlers first, before anything blocks, so no early caller is lost.
 	if err := w.registerHandlers(ctx); err != nil {
 		return task.Result{}, err
 	}
-	w.transition(ctx, task.Submitted, in.Submitter, "submitted")
+	if c == nil {
+		w.transition(ctx, task.Submitted, in.Submitter, "submitted")
+	}
 	res, err := w.run(ctx)
+	if isContinueAsNew(err) {
+		return res, err
+	}
 	w.announce(ctx)
 	// Updates still running must finish before the workflow closes.
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
@@ -62,13 +77,32 @@ type taskRun struct {
 	// effect at once, not after the stage.
 	cancelStage workflow.CancelFunc
 	result      task.Result
+
+	// carried is the state the previous run handed over; nil on a
+	// task's first run.
+	carried *carry
+	// approvalBy is when the approval wait expires.
+	approvalBy time.Time
+	// canVersion is the changeContinueAsNew version, once asked.
+	canVersion *workflow.Version
 }
 
 func (w *taskRun) run(ctx workflow.Context) (task.Result, error) {
 	w.result = task.Result{ID: w.in.ID}
 	steps := []func(workflow.Context) error{w.authorize, w.screen, w.approval, w.infer}
+	if w.carried != nil {
+		if w.cancelled != nil {
+			return w.end(ctx, nil)
+		}
+		steps = steps[2:]
+		if w.carried.Step == carryInfer {
+			steps = steps[1:]
+		}
+	}
 	for _, step := range steps {
-		if err := step(ctx); err != nil {
+		if err := step(ctx); isContinueAsNew(err) {
+			return task.Result{}, err
+		} else if err != nil {
 			return w.end(ctx, err)
 		}
 		if w.cancelled != nil || w.status.State.Final() {
@@ -116,15 +150,16 @@ func (w *taskRun) screen(ctx workflow.Context) error {
 // quorum of reviewers, a rejection, a cancel or the deadline.
 func (w *taskRun) approval(ctx workflow.Context) error {
 	sc := w.status.Screening
-	if sc.AutoApprove {
-		w.transition(ctx, task.Approved, "policy", lastOr(sc.Reasons, "auto-approved"))
-		return nil
-	}
 	deadline := w.rules.Grant.ApprovalDeadline
-	w.transition(ctx, task.AwaitingApproval, "screening", fmt.Sprintf("waiting for %d approval(s) within %s", w.rules.Grant.Quorum, deadline))
-	decided, err := awaitDecision(ctx, deadline, func() bool {
-		return w.status.State != task.AwaitingApproval || w.cancelled != nil
-	})
+	if w.carried == nil {
+		if sc.AutoApprove {
+			w.transition(ctx, task.Approved, "policy", lastOr(sc.Reasons, "auto-approved"))
+			return nil
+		}
+		w.transition(ctx, task.AwaitingApproval, "screening", fmt.Sprintf("waiting for %d approval(s) within %s", w.rules.Grant.Quorum, deadline))
+		w.approvalBy = workflow.Now(ctx).Add(deadline)
+	}
+	decided, err := w.awaitApproval(ctx, deadline)
 	if err != nil {
 		return err
 	}
@@ -151,8 +186,22 @@ type piece struct {
 // replaced; a piece that fails stops the others. Every new attempt resumes
 // from the last checkpoint, and a finished shard is not run again.
 func (w *taskRun) infer(ctx workflow.Context) error {
-	pieces := w.pieces()
-	for {
+	pieces := w.carriedPieces()
+	if pieces == nil {
+		pieces = w.pieces()
+	}
+	if w.carried != nil && w.paused {
+		// Continued as new while paused: wait for the resume here.
+		if err := w.awaitResume(ctx, pieces); err != nil || w.cancelled != nil {
+			return err
+		}
+	}
+	for again := false; ; again = true {
+		// The re-dispatch loop continues as new when the server suggests
+		// it, before it dispatches again.
+		if again && w.continueAsNewNow(ctx) {
+			return w.continueAsNew(ctx, carryInfer, pieces)
+		}
 		// A pause may stop the dispatch as well as the run: a re-dispatch
 		// leaves the task DISPATCHED, and pausable, while it picks a node.
 		pauses := w.pauses
@@ -172,11 +221,8 @@ func (w *taskRun) infer(ctx workflow.Context) error {
 			// Paused and resumed before the stage had stopped: run again
 			// from the checkpoint, as after any resume.
 		case w.paused && temporal.IsCanceledError(err):
-			if err := workflow.Await(ctx, func() bool { return !w.paused || w.cancelled != nil }); err != nil {
+			if err := w.awaitResume(ctx, pieces); err != nil || w.cancelled != nil {
 				return err
-			}
-			if w.cancelled != nil {
-				return nil
 			}
 		default:
 			return err

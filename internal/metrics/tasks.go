@@ -56,7 +56,8 @@ func (t *Tasks) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range States {
 		res, err := t.Temporal.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
 			Namespace: t.Namespace,
-			Query:     fmt.Sprintf("%s = '%s'", task.AttrState.GetName(), s),
+			// A task that continued as new counts once, by its latest run.
+			Query: fmt.Sprintf("%s = '%s' AND ExecutionStatus != 'ContinuedAsNew'", task.AttrState.GetName(), s),
 		})
 		if err != nil {
 			up = 0

@@ -72,6 +72,15 @@ func write(ctx context.Context, u uploader, partSize int64, key string, r io.Rea
 	if size < -1 {
 		return Info{}, fmt.Errorf("storage: write %s: negative size %d", key, size)
 	}
+	full := partSize
+	if size < 0 || size > partSize {
+		// Multipart: parts as small as S3 allows, so the buffers
+		// (partsInFlight+1 of them) cost 15 MiB, not 48. An object that
+		// fits one part of partSize still goes in one PUT. Past
+		// streamedSmallParts parts, a stream of unknown size goes on at
+		// partSize; a known size grows its parts below to fit 10,000.
+		partSize = min(partSize, minPartSize)
+	}
 	if size > 0 && (size+partSize-1)/partSize > maxParts {
 		// Grow parts (in whole MiB) so that a known size fits in 10,000.
 		partSize = ((size/maxParts)>>20 + 1) << 20
@@ -118,7 +127,7 @@ func write(ctx context.Context, u uploader, partSize int64, key string, r io.Rea
 		info.SHA256 = sum
 	} else {
 		delete(req.metadata, MetaSHA256) // it would describe another content
-		if info, total, err = writeParts(ctx, u, req, buf, src, size, h); err != nil {
+		if info, total, err = writeParts(ctx, u, req, buf, src, size, full, h); err != nil {
 			return Info{}, err
 		}
 		info.SHA256 = hex.EncodeToString(h.Sum(nil))
@@ -133,10 +142,15 @@ func write(ctx context.Context, u uploader, partSize int64, key string, r io.Rea
 // the server's work overlap: memory is partsInFlight+1 parts at most.
 const partsInFlight = 2
 
+// streamedSmallParts is how many parts of a write of unknown size are
+// minPartSize before the rest go at defaultPartSize.
+const streamedSmallParts = 1000
+
 // writeParts uploads first and the rest of src as parts and completes the
-// upload; on any error it aborts it. Parts are read and hashed in order,
+// upload; on any error it aborts it. A stream of unknown size goes on in
+// parts of full bytes after streamedSmallParts. Parts are read and hashed in order,
 // and sent partsInFlight at a time.
-func writeParts(ctx context.Context, u uploader, req request, first []byte, src io.Reader, size int64, h hash.Hash) (_ Info, total int64, err error) {
+func writeParts(ctx context.Context, u uploader, req request, first []byte, src io.Reader, size, full int64, h hash.Hash) (_ Info, total int64, err error) {
 	id, err := u.startMultipart(ctx, req)
 	if err != nil {
 		return Info{}, 0, err
@@ -155,19 +169,26 @@ func writeParts(ctx context.Context, u uploader, req request, first []byte, src 
 	}()
 	ps := newPartSender(ctx, u, req, id, len(first))
 	buf := first // full: len(first) is the part size
+	limit := len(first)
 	for n := int32(1); ; n++ {
 		if n > maxParts {
-			ps.fail(fmt.Errorf("storage: write %s: more than %d parts of %d bytes", req.key, maxParts, len(first)))
+			ps.fail(fmt.Errorf("storage: write %s: more than %d parts of %d bytes", req.key, maxParts, limit))
 			break
 		}
 		if !ps.send(n, buf) {
 			break
 		}
 		total += int64(len(buf))
-		if len(buf) < len(first) {
+		if len(buf) < limit {
 			break
 		}
-		if buf, err = readChunk(src, ps.buffer(), len(first)); err != nil {
+		if size < 0 && n == streamedSmallParts && int64(limit) < full {
+			// A large stream: the remaining parts at the configured size,
+			// so 10,000 parts still hold (1,000 of 5 MiB and 9,000 of
+			// 16 MiB by default, about 145 GB).
+			limit = int(full)
+		}
+		if buf, err = readChunk(src, ps.buffer(), limit); err != nil {
 			ps.fail(fmt.Errorf("storage: write %s: read: %w", req.key, err))
 			break
 		}

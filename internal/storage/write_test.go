@@ -154,3 +154,40 @@ func TestWriteSniffsContentType(t *testing.T) {
 		t.Errorf("ContentType = %q, want the caller's x/y", info.ContentType)
 	}
 }
+
+// TestWriteMultipartInSmallParts: at the default part size, an object
+// that fits one part goes in one PUT, and a larger one, or a stream of
+// unknown size past S3's minimum part, goes in parts of that minimum, so
+// the part buffers cost what a part needs.
+func TestWriteMultipartInSmallParts(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		name      string
+		n         int
+		size      int64
+		wantParts int // 0: one PUT
+	}{
+		{"10 MiB, size known", 10 * mib, 10 * mib, 0},
+		{"16 MiB, size known", 16 * mib, 16 * mib, 0},
+		{"20 MiB, size known", 20 * mib, 20 * mib, 4},
+		{"4 MiB, size unknown", 4 * mib, -1, 0},
+		{"12 MiB, size unknown", 12 * mib, -1, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := bytes.Repeat([]byte("0123456789abcdef"), tc.n/16)
+			f := &fakeUploader{}
+			if _, err := write(context.Background(), f, defaultPartSize, "k", onlyReader{bytes.NewReader(data)}, tc.size, PutOptions{}, precondition{}); err != nil {
+				t.Fatal(err)
+			}
+			if len(f.parts) != tc.wantParts || f.one != (tc.wantParts == 0) {
+				t.Errorf("%d parts (one PUT: %t), want %d", len(f.parts), f.one, tc.wantParts)
+			}
+			if f.biggest > minPartSize {
+				t.Errorf("a part buffer grew to %d bytes, past %d", f.biggest, minPartSize)
+			}
+			if !bytes.Equal(f.stored, data) {
+				t.Errorf("stored %d bytes, not the %d written", len(f.stored), len(data))
+			}
+		})
+	}
+}

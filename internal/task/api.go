@@ -5,6 +5,7 @@
 package task
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -116,6 +117,11 @@ type Input struct {
 	Prompt   string    `json:"prompt,omitempty"`
 	Source   ObjectRef `json:"source,omitempty"` // the uploaded JSONL, under the task's own prefix
 	Priority int       `json:"priority,omitempty"`
+	// Carry is the state a run of TaskWorkflow hands to the run it
+	// continues as new (status with its audit trail, grant, screened
+	// source, shards, finished pieces); empty on the first run. Its
+	// layout belongs to the workflows package.
+	Carry json.RawMessage `json:"carry,omitempty"`
 }
 
 // Validate checks what can be checked without the tenant policy, so that a

@@ -47,6 +47,8 @@ func (r ListRequest) Query() (string, error) {
 	parts := []string{
 		fmt.Sprintf("WorkflowType = %s", quote(task.WorkflowType)),
 		fmt.Sprintf("%s IN (%s)", task.AttrTenant.GetName(), strings.Join(quoted, ", ")),
+		// A task that continued as new is listed once, by its latest run.
+		"ExecutionStatus != 'ContinuedAsNew'",
 	}
 	for _, f := range []struct{ name, value string }{
 		{task.AttrState.GetName(), string(r.State)},

@@ -1,0 +1,195 @@
+package workflows
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/autoglm-flow/autoglm-flow/activities"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+// changeContinueAsNew: the approval wait, the pause loop and the
+// re-dispatch loop continue as new when the server suggests it, carrying
+// the task's state in task.Input.Carry.
+const changeContinueAsNew = "durability-continue-as-new"
+
+// Where a continued run picks the task up.
+const (
+	carryApproval = "approval"
+	carryInfer    = "infer"
+)
+
+// carry is what one run of TaskWorkflow hands to the run it continues as
+// new: everything the steps after the wait read. The workflow ID stays
+// task-<id>.
+type carry struct {
+	Step   string                     `json:"step"`
+	Status task.Status                `json:"status"`
+	Rules  activities.AuthorizeResult `json:"rules"`
+	Source task.ObjectRef             `json:"source"`
+	Shards []activities.Shard         `json:"shards,omitempty"`
+	// ApprovalBy is when the approval wait expires (approval step).
+	ApprovalBy time.Time    `json:"approval_by,omitzero"`
+	Pieces     []carryPiece `json:"pieces,omitempty"`
+	Paused     bool         `json:"paused,omitempty"`
+	// Cancelled is a cancel that came in while the run waited for its
+	// updates to finish.
+	Cancelled *task.Decision `json:"cancelled,omitempty"`
+	Pauses    int            `json:"pauses,omitempty"`
+	// Runs counts the runs before this one.
+	Runs int `json:"runs"`
+}
+
+// carryPiece is one inference piece: its node, the nodes to avoid, and
+// its result once finished.
+type carryPiece struct {
+	Node  activities.DispatchResult `json:"node"`
+	Avoid []string                  `json:"avoid,omitempty"`
+	Res   *activities.InferResult   `json:"result,omitempty"`
+}
+
+// restore takes up the state a previous run carried.
+func (w *taskRun) restore(ctx workflow.Context, c *carry) {
+	w.carried = c
+	w.status = c.Status
+	rules := c.Rules
+	w.rules = &rules
+	w.source, w.shards = c.Source, c.Shards
+	w.approvalBy = c.ApprovalBy
+	w.paused, w.pauses = c.Paused, c.Pauses
+	w.cancelled = c.Cancelled
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — continued as new (run %d)\n\n%s", w.status.State, c.Runs+1, auditDetails(w.status.Audit)))
+}
+
+// carriedPieces are the pieces of a continued run, or nil.
+func (w *taskRun) carriedPieces() []*piece {
+	if w.carried == nil || w.carried.Step != carryInfer || len(w.carried.Pieces) == 0 {
+		return nil
+	}
+	ps := w.pieces()
+	if len(ps) != len(w.carried.Pieces) {
+		return nil
+	}
+	for i, cp := range w.carried.Pieces {
+		ps[i].node, ps[i].avoid, ps[i].res = cp.Node, cp.Avoid, cp.Res
+	}
+	return ps
+}
+
+// suggested reports whether the server suggests continuing as new; it
+// issues no command, so await conditions may read it.
+func suggested(ctx workflow.Context) bool {
+	return workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+}
+
+// continueAsNewNow reports whether the task continues as new here: the
+// server suggests it and the run is of the version that does. The
+// version is asked only once the suggestion is there, so histories from
+// before the change (never suggested) replay without its marker.
+func (w *taskRun) continueAsNewNow(ctx workflow.Context) bool {
+	if !suggested(ctx) {
+		return false
+	}
+	if w.canVersion == nil {
+		v := workflow.GetVersion(ctx, changeContinueAsNew, workflow.DefaultVersion, 1)
+		w.canVersion = &v
+	}
+	return *w.canVersion >= 1
+}
+
+// continueAsNew waits for the updates still running, then ends this run
+// with a ContinueAsNewError whose input carries the task's state.
+func (w *taskRun) continueAsNew(ctx workflow.Context, step string, pieces []*piece) error {
+	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+	c := carry{
+		Step: step, Status: w.status, Rules: *w.rules, Source: w.source, Shards: w.shards,
+		ApprovalBy: w.approvalBy, Paused: w.paused, Pauses: w.pauses, Cancelled: w.cancelled,
+	}
+	if w.carried != nil {
+		c.Runs = w.carried.Runs + 1
+	}
+	for _, p := range pieces {
+		c.Pieces = append(c.Pieces, carryPiece{Node: p.node, Avoid: p.avoid, Res: p.res})
+	}
+	// Encoding a plain struct is deterministic (the same bytes for the
+	// same value, map keys sorted); workflowcheck flags json for its
+	// reflection cache.
+	raw, err := json.Marshal(c) //workflowcheck:ignore
+	if err != nil {
+		return err
+	}
+	in := w.in
+	in.Carry = raw
+	workflow.GetLogger(ctx).Info("continuing as new", "step", step, "history_length", workflow.GetInfo(ctx).GetCurrentHistoryLength())
+	return workflow.NewContinueAsNewError(ctx, task.WorkflowType, in)
+}
+
+// awaitApproval waits for a decision, a cancel or the approval deadline
+// (its timer cancelled when the wait ends without it, under
+// changeApprovalTimer),
+// and continues as new when the server suggests it. It returns whether
+// the wait ended with a decision.
+func (w *taskRun) awaitApproval(ctx workflow.Context, deadline time.Duration) (bool, error) {
+	decided := func() bool {
+		return w.status.State != task.AwaitingApproval || w.cancelled != nil
+	}
+	if w.carried == nil && workflow.GetVersion(ctx, changeApprovalTimer, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+			Timeout:      deadline,
+			TimerOptions: workflow.TimerOptions{Summary: "approval deadline"},
+		}, decided)
+	}
+	if w.carried != nil {
+		deadline = w.approvalBy.Sub(workflow.Now(ctx))
+		if decided() {
+			return true, nil
+		}
+		if deadline <= 0 {
+			return false, nil
+		}
+	}
+	tctx, cancelTimer := workflow.WithCancel(ctx)
+	defer cancelTimer()
+	timer := workflow.NewTimerWithOptions(tctx, deadline, workflow.TimerOptions{Summary: "approval deadline"})
+	done := func() bool { return decided() || timer.IsReady() }
+	if err := workflow.Await(ctx, func() bool { return done() || suggested(ctx) }); err != nil {
+		return false, err
+	}
+	if !done() && w.continueAsNewNow(ctx) {
+		return false, w.continueAsNew(ctx, carryApproval, nil)
+	}
+	if err := workflow.Await(ctx, done); err != nil {
+		return false, err
+	}
+	return decided(), nil
+}
+
+// awaitResume waits while the task is paused, until a resume or a cancel,
+// and continues as new when the server suggests it.
+func (w *taskRun) awaitResume(ctx workflow.Context, pieces []*piece) error {
+	resumed := func() bool { return !w.paused || w.cancelled != nil }
+	if err := workflow.Await(ctx, func() bool { return resumed() || suggested(ctx) }); err != nil {
+		return err
+	}
+	if !resumed() && w.continueAsNewNow(ctx) {
+		return w.continueAsNew(ctx, carryInfer, pieces)
+	}
+	return workflow.Await(ctx, resumed)
+}
+
+func isContinueAsNew(err error) bool {
+	var can *workflow.ContinueAsNewError
+	return errors.As(err, &can)
+}
+
+// decodeCarry reads the state a previous run carried. Decoding is a pure
+// function of the input (see continueAsNew).
+func decodeCarry(raw []byte) (*carry, error) {
+	c := new(carry)
+	err := json.Unmarshal(raw, c) //workflowcheck:ignore
+	return c, err
+}
