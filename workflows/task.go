@@ -231,7 +231,7 @@ func (w *taskRun) infer(ctx workflow.Context) error {
 }
 
 // Change IDs of TaskWorkflow, for workflow.GetVersion: each names the
-// change it guards (see notes/durability.md for the policy).
+// change it guards (see the README's versioning policy).
 const (
 	// changePauseResumeRace: a resume that lands before the paused stage
 	// has stopped runs the stage again instead of failing the task.

@@ -9,7 +9,7 @@ import (
 )
 
 // testStore is one real S3 implementation the contract suite runs on.
-// Its feature table is in the README (notes/ops.md); lacks holds the cases
+// Its feature table is in the README; lacks holds the cases
 // it cannot pass, each with the feature it lacks, what the code does
 // instead, and a check of that.
 type testStore struct {
