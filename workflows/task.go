@@ -99,12 +99,14 @@ func (w *taskRun) authorize(ctx workflow.Context) error {
 
 func (w *taskRun) screen(ctx workflow.Context) error {
 	var res activities.ScreenResult
-	// A small input is screened in a local activity; a large one keeps the
-	// regular activity, whose heartbeats show it is still reading.
-	small := w.in.Source.Size <= maxLocalScreenBytes
-	err := w.control(ctx, "screen", "count requests, check size and words", small, func(o *workflow.ActivityOptions) {
-		o.StartToCloseTimeout, o.HeartbeatTimeout = 30*time.Minute, time.Minute
-	}, a.Screen, activities.ScreenInput{Task: w.in, Rules: screeningRules(*w.rules)}).Get(ctx, &res)
+	// Screen stays a regular activity: its heartbeats show a large input
+	// is still being read, and a screen run locally in the first workflow
+	// task made a refused approval leave a workflow task in the history
+	// (tests/integration TestBatchOverLimitWaitsForAReviewersApproval).
+	sctx := w.stage(ctx, "screen", "count requests, check size and words")
+	sctx = workflow.WithStartToCloseTimeout(sctx, 30*time.Minute)
+	sctx = workflow.WithHeartbeatTimeout(sctx, time.Minute)
+	err := workflow.ExecuteActivity(sctx, a.Screen, activities.ScreenInput{Task: w.in, Rules: screeningRules(*w.rules)}).Get(ctx, &res)
 	if err != nil {
 		return err
 	}
@@ -198,8 +200,8 @@ const (
 	// changePauseResumeRace: a resume that lands before the paused stage
 	// has stopped runs the stage again instead of failing the task.
 	changePauseResumeRace = "durability-pause-resume-race"
-	// changeLocalControlStages: authorize, screen of a small input,
-	// dispatch and archive run as local activities.
+	// changeLocalControlStages: authorize, the first dispatch and archive
+	// run as local activities.
 	changeLocalControlStages = "perf-local-control-stages"
 )
 
@@ -500,9 +502,6 @@ func (w *taskRun) control(ctx workflow.Context, name, summary string, local bool
 	})
 	return workflow.ExecuteLocalActivity(ctx, fn, arg)
 }
-
-// maxLocalScreenBytes is the largest input screened in a local activity.
-const maxLocalScreenBytes = 1 << 20
 
 // nonRetryable are the error types no retry can fix. Activities already
 // mark them non-retryable; listing them here too keeps a mistake there
