@@ -153,6 +153,20 @@ func newHarness(t *testing.T) *harness {
 			f()
 		}
 	})
+	// The short control-plane stages run as local activities: the same
+	// listeners, so a test sees every stage whichever way it runs.
+	h.env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
+		h.count(info.ActivityType.Name)
+		h.noteStarted(info)
+		if f := h.onStart[info.ActivityType.Name]; f != nil {
+			f(info.Attempt)
+		}
+	})
+	h.env.SetOnLocalActivityCanceledListener(func(info *activity.Info) {
+		if f := h.onCancel[info.ActivityType.Name]; f != nil {
+			f()
+		}
+	})
 	return h
 }
 

@@ -38,6 +38,10 @@ import (
 //   - task_ops_{approved,rejected,cancelled}.json: the same three after the
 //     ops-approval-timer and ops-outcome-status changes (timer cancelled,
 //     rejected and cancelled tasks closed as failed executions).
+//   - task_local_{shards_completed,paused_resumed,cancelled_running_partial,failed}.json:
+//     durability paths after perf-local-control-stages (authorize, the
+//     first dispatch and archive as local activities),
+//     recorded by tests/durability.
 //
 // tests/hardening and tests/durability record theirs with
 // AUTOGLM_RECORD_HISTORIES=$PWD/workflows/testdata (an absolute path).

@@ -85,10 +85,16 @@ type taskRun struct {
 	approvalBy time.Time
 	// canVersion is the changeContinueAsNew version, once asked.
 	canVersion *workflow.Version
+	// local: the short control-plane stages run as local activities
+	// (changeLocalControlStages).
+	local bool
 }
 
 func (w *taskRun) run(ctx workflow.Context) (task.Result, error) {
 	w.result = task.Result{ID: w.in.ID}
+	// Tasks started since this change run the short control-plane stages
+	// as local activities; older histories replay the task-queue path.
+	w.local = workflow.GetVersion(ctx, changeLocalControlStages, workflow.DefaultVersion, 1) >= 1
 	steps := []func(workflow.Context) error{w.authorize, w.screen, w.approval, w.infer}
 	if w.carried != nil {
 		if w.cancelled != nil {
@@ -115,7 +121,7 @@ func (w *taskRun) run(ctx workflow.Context) (task.Result, error) {
 
 func (w *taskRun) authorize(ctx workflow.Context) error {
 	var res activities.AuthorizeResult
-	err := workflow.ExecuteActivity(w.stage(ctx, "authorize", "check tenant, role and model"), a.Authorize, activities.AuthorizeInput{Task: w.in}).Get(ctx, &res)
+	err := w.control(ctx, "authorize", "check tenant, role and model", true, nil, a.Authorize, activities.AuthorizeInput{Task: w.in}).Get(ctx, &res)
 	if err != nil {
 		return err
 	}
@@ -127,6 +133,10 @@ func (w *taskRun) authorize(ctx workflow.Context) error {
 
 func (w *taskRun) screen(ctx workflow.Context) error {
 	var res activities.ScreenResult
+	// Screen stays a regular activity: its heartbeats show a large input
+	// is still being read, and a screen run locally in the first workflow
+	// task made a refused approval leave a workflow task in the history
+	// (tests/integration TestBatchOverLimitWaitsForAReviewersApproval).
 	sctx := w.stage(ctx, "screen", "count requests, check size and words")
 	sctx = workflow.WithStartToCloseTimeout(sctx, 30*time.Minute)
 	sctx = workflow.WithHeartbeatTimeout(sctx, time.Minute)
@@ -236,6 +246,9 @@ const (
 	// changePauseResumeRace: a resume that lands before the paused stage
 	// has stopped runs the stage again instead of failing the task.
 	changePauseResumeRace = "durability-pause-resume-race"
+	// changeLocalControlStages: authorize, the first dispatch and archive
+	// run as local activities.
+	changeLocalControlStages = "perf-local-control-stages"
 )
 
 func (w *taskRun) pieces() []*piece {
@@ -259,13 +272,16 @@ func (w *taskRun) dispatchAll(ctx workflow.Context, pieces []*piece) error {
 		}
 		if p.node.Node == "" {
 			var node activities.DispatchResult
-			dctx := w.stage(ctx, "dispatch", "pick a node serving "+w.in.Model)
-			dctx = workflow.WithRetryPolicy(dctx, temporal.RetryPolicy{
-				InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 15 * time.Second,
-				MaximumAttempts: 20, NonRetryableErrorTypes: nonRetryable,
-			})
 			in := activities.DispatchInput{TaskID: w.in.ID, Model: w.in.Model, Avoid: append(p.avoid, chosen...)}
-			if err := workflow.ExecuteActivity(dctx, a.Dispatch, in).Get(ctx, &node); err != nil {
+			// A first dispatch is local; a re-dispatch after a stall, rare
+			// and slow anyway, keeps the task queue, where a pause cancels it.
+			f := w.control(ctx, "dispatch", "pick a node serving "+w.in.Model, len(p.avoid) == 0, func(o *workflow.ActivityOptions) {
+				o.RetryPolicy = &temporal.RetryPolicy{
+					InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 15 * time.Second,
+					MaximumAttempts: 20, NonRetryableErrorTypes: nonRetryable,
+				}
+			}, a.Dispatch, in)
+			if err := f.Get(ctx, &node); err != nil {
 				return err
 			}
 			p.node = node
@@ -459,7 +475,7 @@ func (w *taskRun) end(ctx workflow.Context, err error) (task.Result, error) {
 		w.collectPartial(actx)
 	}
 	var arch activities.ArchiveResult
-	aerr := workflow.ExecuteActivity(w.stage(actx, "archive", "write report and manifest"), a.Archive, activities.ArchiveInput{Status: w.status, Result: w.result}).Get(actx, &arch)
+	aerr := w.control(actx, "archive", "write report and manifest", true, nil, a.Archive, activities.ArchiveInput{Status: w.status, Result: w.result}).Get(actx, &arch)
 	if aerr == nil {
 		w.result.Report = arch.Report
 		w.addArtifact(arch.Report)
@@ -506,6 +522,31 @@ func (w *taskRun) stage(ctx workflow.Context, name, summary string) workflow.Con
 			MaximumAttempts: 10, NonRetryableErrorTypes: nonRetryable,
 		},
 	})
+}
+
+// control runs one short control-plane stage's activity with the options of
+// stage (changed by tune, if given): as a local activity, in the worker
+// that runs the workflow, when the task runs that path and the stage may
+// (local), else through the shared task queue. Local activities keep the
+// stage's timeout, retry policy and typed errors; they have no heartbeat
+// and no priority, which a short stage does not need.
+func (w *taskRun) control(ctx workflow.Context, name, summary string, local bool, tune func(*workflow.ActivityOptions), fn, arg any) workflow.Future {
+	ctx = w.stage(ctx, name, summary)
+	if tune != nil {
+		opts := workflow.GetActivityOptions(ctx)
+		tune(&opts)
+		ctx = workflow.WithActivityOptions(ctx, opts)
+	}
+	if !w.local || !local {
+		return workflow.ExecuteActivity(ctx, fn, arg)
+	}
+	opts := workflow.GetActivityOptions(ctx)
+	ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: opts.StartToCloseTimeout,
+		RetryPolicy:         opts.RetryPolicy,
+		Summary:             opts.Summary,
+	})
+	return workflow.ExecuteLocalActivity(ctx, fn, arg)
 }
 
 // nonRetryable are the error types no retry can fix. Activities already
