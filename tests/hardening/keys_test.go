@@ -106,6 +106,13 @@ func activitiesRun(t *testing.T, ctx context.Context, wid string) []string {
 		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
 			types = append(types, a.GetActivityType().GetName())
 		}
+		// Short control-plane stages run as local activities: a marker.
+		if m := ev.GetMarkerRecordedEventAttributes(); m != nil && m.GetMarkerName() == "LocalActivity" {
+			var data struct{ ActivityType string }
+			if p := m.GetDetails()["data"].GetPayloads(); len(p) > 0 && json.Unmarshal(p[0].GetData(), &data) == nil {
+				types = append(types, data.ActivityType)
+			}
+		}
 	}
 	if !slices.Contains(types, "Authorize") {
 		t.Fatalf("history of %s has no Authorize activity (%v): the check is not what refused it", wid, types)
