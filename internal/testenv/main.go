@@ -36,6 +36,12 @@ type Options struct {
 	Interrupted string
 	// Bucket is the bucket created and opened; "autoglm" if empty.
 	Bucket string
+	// UI starts the Temporal Web UI with the dev server.
+	UI bool
+	// Prepare, if set, runs once the environment points at the stack and
+	// before the CLI is built and the clients are opened: for settings the
+	// clients read, such as AUTOGLM_CODEC_KEYS.
+	Prepare func(*Env) error
 }
 
 // Env is what Main starts once for a package's tests.
@@ -107,7 +113,7 @@ func Main(m *testing.M, name string, opts Options, setUp func(*Env) error) (code
 	}
 	e.Bin, e.Root = bin, filepath.Dir(bin)
 	e.Started = time.Now()
-	stack, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), BinDir: bin, Buckets: []string{opts.Bucket}})
+	stack, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), BinDir: bin, Buckets: []string{opts.Bucket}, UI: opts.UI})
 	if err != nil {
 		return fail(fmt.Errorf("starting the stack: %w", err))
 	}
@@ -121,6 +127,11 @@ func Main(m *testing.M, name string, opts Options, setUp func(*Env) error) (code
 	for _, kv := range stack.Env(opts.Bucket) {
 		k, v, _ := strings.Cut(kv, "=")
 		os.Setenv(k, v)
+	}
+	if opts.Prepare != nil {
+		if err := opts.Prepare(e); err != nil {
+			return fail(err)
+		}
 	}
 	if e.Signer, err = TrustNewKey(); err != nil {
 		return fail(err)
