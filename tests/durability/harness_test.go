@@ -16,28 +16,22 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"go.temporal.io/sdk/client"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/batch"
-	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
-	"github.com/autoglm-flow/autoglm-flow/internal/logging"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
@@ -60,93 +54,23 @@ var suite struct {
 	signer   *assertion.Signer // the break-glass key the tests sign updates with
 }
 
-func TestMain(m *testing.M) { os.Exit(runMain(m)) }
-
-func runMain(m *testing.M) (code int) {
-	flag.Parse()
-	if testing.Short() {
-		fmt.Println("durability: skipped in -short mode: these tests start Temporal, MinIO and worker processes")
-		return 0
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	dir, err := os.MkdirTemp("", "autoglm-durability-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "durability:", err)
-		return 1
-	}
-	suite.dir = dir
-	defer func() {
-		if code == 0 {
-			os.RemoveAll(dir)
-		} else {
-			fmt.Fprintln(os.Stderr, "durability: server and worker logs are kept in", dir)
-		}
-	}()
-	bin, err := devstack.BinDir()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "durability:", err)
-		return 1
-	}
-	stack, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), BinDir: bin, Buckets: []string{bucket}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "durability: starting the stack:", err)
-		return 1
-	}
-	suite.stack = stack
-	defer func() {
-		stopWorkers()
-		if err := stack.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "durability: stopping the stack:", err)
-		}
-	}()
-	if err := setUp(ctx, filepath.Dir(bin)); err != nil {
-		fmt.Fprintln(os.Stderr, "durability:", err)
-		return 1
-	}
-	defer suite.temporal.Close()
-	done := make(chan int, 1)
-	go func() { done <- m.Run() }()
-	select {
-	case code = <-done:
-		return code
-	case <-ctx.Done():
-		fmt.Fprintln(os.Stderr, "durability: interrupted; stopping workers and servers")
-		return 130
-	}
+func TestMain(m *testing.M) {
+	os.Exit(testenv.Main(m, "durability", testenv.Options{
+		Skip:        "these tests start Temporal, MinIO and worker processes",
+		TempPrefix:  "autoglm-durability-",
+		Kept:        "server and worker logs are kept in",
+		Interrupted: "interrupted; stopping workers and servers",
+		Bucket:      bucket,
+	}, setUp))
 }
 
-func setUp(ctx context.Context, root string) error {
-	for _, kv := range suite.stack.Env(bucket) {
-		k, v, _ := strings.Cut(kv, "=")
-		os.Setenv(k, v)
-	}
+// setUp takes what testenv.Main started; the worker processes the tests
+// start are stopped after them, before the stack.
+func setUp(e *testenv.Env) error {
+	suite.dir, suite.stack, suite.cli = e.Dir, e.Stack, e.CLI
+	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
+	e.Defer(stopWorkers)
 	os.Setenv("AUTOGLM_LOG_LEVEL", "info")
-	suite.cli = filepath.Join(suite.dir, "autoglm")
-	build := exec.CommandContext(ctx, "go", "build", "-o", suite.cli, "./starter")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building the CLI: %v\n%s", err, out)
-	}
-	cfg, err := config.FromEnv()
-	if err != nil {
-		return err
-	}
-	log := logrus.New()
-	log.SetLevel(logrus.WarnLevel)
-	opts, err := config.TemporalOptions(logging.NewSDK(log))
-	if err != nil {
-		return err
-	}
-	if suite.temporal, err = client.DialContext(ctx, opts); err != nil {
-		return fmt.Errorf("connecting to Temporal: %w", err)
-	}
-	if suite.signer, err = testenv.TrustNewKey(); err != nil {
-		return err
-	}
-	if suite.store, err = storage.Open(ctx, cfg.S3); err != nil {
-		return fmt.Errorf("opening the bucket: %w", err)
-	}
 	suite.tasks = &taskclient.Client{Signer: suite.signer, Temporal: suite.temporal, Store: suite.store}
 	return nil
 }

@@ -7,25 +7,15 @@ package fleet
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"os"
-	"os/exec"
-	"os/signal"
-	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"go.temporal.io/sdk/client"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
-	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
-	"github.com/autoglm-flow/autoglm-flow/internal/logging"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 )
@@ -42,101 +32,31 @@ var suite struct {
 	signer   *assertion.Signer // the break-glass key the tests sign updates with
 }
 
-func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+func TestMain(m *testing.M) {
+	os.Exit(testenv.Main(m, "fleet", testenv.Options{
+		Skip:        "these tests start Temporal and MinIO",
+		TempPrefix:  "autoglm-fleet-",
+		Kept:        "server logs are kept in",
+		Interrupted: "interrupted; stopping the servers",
+		Bucket:      bucket,
+	}, setUp))
+}
 
-func runMain(m *testing.M) (code int) {
-	flag.Parse()
-	if testing.Short() {
-		fmt.Println("fleet: skipped in -short mode: these tests start Temporal and MinIO")
-		return 0
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	dir, err := os.MkdirTemp("", "autoglm-fleet-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fleet:", err)
-		return 1
-	}
-	suite.dir = dir
-	defer func() {
-		if code == 0 {
-			os.RemoveAll(dir)
-		} else {
-			fmt.Fprintln(os.Stderr, "fleet: server logs are kept in", dir)
-		}
-	}()
-	bin, err := devstack.BinDir()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fleet:", err)
-		return 1
-	}
-	stack, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), BinDir: bin, Buckets: []string{bucket}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fleet: starting the stack:", err)
-		return 1
-	}
-	suite.stack = stack
-	defer func() {
-		if err := stack.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "fleet: stopping the stack:", err)
-		}
-	}()
-	for _, kv := range stack.Env(bucket) {
-		k, v, _ := strings.Cut(kv, "=")
-		os.Setenv(k, v)
-	}
+// setUp takes what testenv.Main started and starts the shared model
+// server. The CLI runs direct here, the operators' break-glass path: it
+// signs the actor assertions of updates (task decisions, access decisions)
+// with the key testenv trusts, which the nodes trust too.
+func setUp(e *testenv.Env) error {
+	suite.dir, suite.stack, suite.cli = e.Dir, e.Stack, e.CLI
+	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
+	e.Defer(stopProcWorkers)
 	suite.model = testmodel.New(testmodel.Options{})
 	if err := suite.model.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "fleet:", err)
-		return 1
+		return err
 	}
-	defer suite.model.Close()
+	e.Defer(func() { suite.model.Close() })
 	os.Setenv("AUTOGLM_LLM_BASE_URL", suite.model.URL())
-	suite.cli = filepath.Join(dir, "autoglm")
-	build := exec.CommandContext(ctx, "go", "build", "-o", suite.cli, "./starter")
-	build.Dir = filepath.Dir(bin)
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "fleet: building the CLI: %v\n%s", err, out)
-		return 1
-	}
-	cfg, err := config.FromEnv()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fleet:", err)
-		return 1
-	}
-	log := logrus.New()
-	log.SetLevel(logrus.WarnLevel)
-	opts, err := config.TemporalOptions(logging.NewSDK(log))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fleet:", err)
-		return 1
-	}
-	if suite.temporal, err = client.DialContext(ctx, opts); err != nil {
-		fmt.Fprintln(os.Stderr, "fleet: connecting to Temporal:", err)
-		return 1
-	}
-	// The CLI runs direct here, the operators' break-glass path: it signs
-	// the actor assertions of updates (task decisions, access decisions)
-	// with this key, which the nodes trust.
-	if suite.signer, err = testenv.TrustNewKey(); err != nil {
-		fmt.Fprintln(os.Stderr, "fleet:", err)
-		return 1
-	}
-	defer suite.temporal.Close()
-	if suite.store, err = storage.Open(ctx, cfg.S3); err != nil {
-		fmt.Fprintln(os.Stderr, "fleet: opening the bucket:", err)
-		return 1
-	}
-	defer stopProcWorkers()
-	done := make(chan int, 1)
-	go func() { done <- m.Run() }()
-	select {
-	case code = <-done:
-		return code
-	case <-ctx.Done():
-		fmt.Fprintln(os.Stderr, "fleet: interrupted; stopping the servers")
-		return 130
-	}
+	return nil
 }
 
 // testCtx is a context with a hang guard: no test should come near it.

@@ -12,18 +12,12 @@ package hardening
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"go.temporal.io/sdk/client"
 
 	"github.com/autoglm-flow/autoglm-flow/activities"
@@ -80,118 +74,50 @@ var suite struct {
 	model    *testmodel.Server // the stand-in model server
 }
 
-func TestMain(m *testing.M) { os.Exit(runMain(m)) }
-
-func runMain(m *testing.M) (code int) {
-	flag.Parse()
-	if testing.Short() {
-		fmt.Println("hardening: skipped in -short mode: these tests start Temporal, MinIO and a worker")
-		return 0
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	dir, err := os.MkdirTemp("", "autoglm-hardening-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "hardening:", err)
-		return 1
-	}
-	suite.dir = dir
-	defer func() {
-		if code == 0 {
-			os.RemoveAll(dir)
-		} else {
-			fmt.Fprintln(os.Stderr, "hardening: server and worker logs are kept in", dir)
-		}
-	}()
-	if suite.bin, err = devstack.BinDir(); err != nil {
-		fmt.Fprintln(os.Stderr, "hardening:", err)
-		return 1
-	}
-	stack, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), BinDir: suite.bin, Buckets: []string{bucket}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "hardening: starting the stack:", err)
-		return 1
-	}
-	suite.stack = stack
-	defer func() {
-		if err := stack.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "hardening: stopping the stack:", err)
-		}
-	}()
-	model := testmodel.New(testmodel.Options{})
-	if err := model.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "hardening:", err)
-		return 1
-	}
-	defer model.Close()
-	suite.model = model
-	stopWorker, err := setUp(ctx, model.URL())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "hardening:", err)
-		return 1
-	}
-	defer stopWorker()
-	defer suite.temporal.Close()
-
-	done := make(chan int, 1)
-	go func() { done <- m.Run() }()
-	select {
-	case code = <-done:
-		return code
-	case <-ctx.Done():
-		fmt.Fprintln(os.Stderr, "hardening: interrupted; stopping the worker and servers")
-		return 130
-	}
+func TestMain(m *testing.M) {
+	os.Exit(testenv.Main(m, "hardening", testenv.Options{
+		Skip:        "these tests start Temporal, MinIO and a worker",
+		TempPrefix:  "autoglm-hardening-",
+		Kept:        "server and worker logs are kept in",
+		Interrupted: "interrupted; stopping the worker and servers",
+		Bucket:      bucket,
+	}, setUp))
 }
 
-// setUp points the environment at the stack (this process, the worker and
-// the CLI read it), builds the CLI, opens the clients and starts the
-// worker; it returns what stops the worker.
-func setUp(ctx context.Context, modelURL string) (func(), error) {
-	for _, kv := range suite.stack.Env(bucket) {
-		k, v, _ := strings.Cut(kv, "=")
-		os.Setenv(k, v)
+// setUp takes what testenv.Main started, starts the model server, points
+// the environment at it, the policy and the node (this process, the worker
+// and the CLI read it) and starts the worker.
+func setUp(e *testenv.Env) error {
+	suite.dir, suite.bin, suite.stack, suite.cli = e.Dir, e.Bin, e.Stack, e.CLI
+	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
+	model := testmodel.New(testmodel.Options{})
+	if err := model.Start(); err != nil {
+		return err
 	}
+	e.Defer(func() { model.Close() })
+	suite.model = model
 	policyFile := filepath.Join(suite.dir, "policy.yaml")
 	if err := os.WriteFile(policyFile, []byte(policy), 0o644); err != nil {
-		return nil, err
+		return err
 	}
 	os.Setenv("AUTOGLM_POLICY_FILE", policyFile)
-	os.Setenv("AUTOGLM_LLM_BASE_URL", modelURL)
+	os.Setenv("AUTOGLM_LLM_BASE_URL", model.URL())
 	os.Setenv("AUTOGLM_NODE", node)
-
-	suite.cli = filepath.Join(suite.dir, "autoglm")
-	build := exec.CommandContext(ctx, "go", "build", "-o", suite.cli, "./starter")
-	build.Dir = filepath.Dir(suite.bin)
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the CLI: %v\n%s", err, out)
-	}
-
 	cfg, err := config.FromEnv()
 	if err != nil {
-		return nil, err
-	}
-	quiet := logrus.New()
-	quiet.SetLevel(logrus.WarnLevel)
-	opts, err := config.TemporalOptions(logging.NewSDK(quiet))
-	if err != nil {
-		return nil, err
-	}
-	if suite.temporal, err = client.DialContext(ctx, opts); err != nil {
-		return nil, fmt.Errorf("connecting to Temporal: %w", err)
-	}
-	if suite.signer, err = testenv.TrustNewKey(); err != nil {
-		return nil, err
-	}
-	if suite.store, err = storage.Open(ctx, cfg.S3); err != nil {
-		return nil, fmt.Errorf("opening the bucket: %w", err)
+		return err
 	}
 	src, err := authz.Load(policyFile)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	suite.tasks = &taskclient.Client{Signer: suite.signer, Temporal: suite.temporal, Store: suite.store, Policy: src}
-	return startWorker(ctx, cfg)
+	stopWorker, err := startWorker(e.Ctx, cfg)
+	if err != nil {
+		return err
+	}
+	e.Defer(stopWorker)
+	return nil
 }
 
 // startWorker runs a worker for cfg.Node in this process and waits until

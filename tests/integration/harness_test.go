@@ -12,27 +12,19 @@ package integration
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/signal"
-	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"go.temporal.io/sdk/client"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
-	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
-	"github.com/autoglm-flow/autoglm-flow/internal/logging"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
+	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 )
 
 // bucket is the bucket every test uses.
@@ -51,126 +43,34 @@ var suite struct {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
+	os.Exit(testenv.Main(m, "integration", testenv.Options{
+		Skip:        "these tests start Temporal, MinIO and worker processes",
+		TempPrefix:  "autoglm-it-",
+		Kept:        "server logs and worker logs are kept in",
+		Interrupted: "interrupted; stopping workers and servers",
+		Bucket:      bucket,
+	}, setUp))
 }
 
-// runMain starts the stack, runs the tests and stops everything it started
-// by PID, whether the tests end, fail or the run is interrupted (SIGINT,
-// SIGTERM). It returns the exit code only after the stack has stopped.
-func runMain(m *testing.M) (code int) {
-	flag.Parse()
-	if testing.Short() {
-		fmt.Println("integration: skipped in -short mode: these tests start Temporal, MinIO and worker processes")
-		return 0
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	dir, err := os.MkdirTemp("", "autoglm-it-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "integration:", err)
-		return 1
-	}
-	suite.dir = dir
-	defer func() {
-		if code == 0 {
-			os.RemoveAll(dir)
-		} else {
-			fmt.Fprintln(os.Stderr, "integration: server logs and worker logs are kept in", dir)
-		}
-	}()
-
-	bin, err := devstack.BinDir()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "integration:", err)
-		return 1
-	}
-	start := time.Now()
-	stack, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), BinDir: bin, Buckets: []string{bucket}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "integration: starting the stack:", err)
-		return 1
-	}
-	suite.stack = stack
-	defer func() {
-		stopProcWorkers()
-		if err := stack.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "integration: stopping the stack:", err)
-		}
-	}()
-
-	if err := setUp(ctx, filepath.Dir(bin)); err != nil {
-		fmt.Fprintln(os.Stderr, "integration:", err)
-		return 1
-	}
-	defer suite.model.Close()
-	defer suite.temporal.Close()
-	fmt.Printf("integration: stack up in %s (temporal %s, minio %s, model %s)\n",
-		time.Since(start).Round(100*time.Millisecond), stack.TemporalAddress, stack.S3Endpoint, suite.model.URL())
-
-	// m.Run runs on its own goroutine so that a signal can stop the
-	// servers and worker processes here, rather than leave them behind.
-	done := make(chan int, 1)
-	go func() { done <- m.Run() }()
-	select {
-	case code = <-done:
-		return code
-	case <-ctx.Done():
-		fmt.Fprintln(os.Stderr, "integration: interrupted; stopping workers and servers")
-		return 130
-	}
-}
-
-// setUp points the environment at the stack (for config.FromEnv and
-// config.TemporalOptions, in this process and in worker processes), starts
-// the shared test model server, builds the CLI and opens the clients.
-func setUp(ctx context.Context, root string) error {
-	for _, kv := range suite.stack.Env(bucket) {
-		k, v, _ := strings.Cut(kv, "=")
-		os.Setenv(k, v)
-	}
+// setUp takes what testenv.Main started (the stack, the environment
+// pointed at it, the CLI, the clients and a trusted break-glass key: these
+// tests drive Temporal directly, as an operator on that path does) and
+// starts the shared test model server. Worker processes are stopped
+// after the tests, before the stack.
+func setUp(e *testenv.Env) error {
+	suite.dir, suite.stack, suite.cli = e.Dir, e.Stack, e.CLI
+	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
+	e.Defer(stopProcWorkers)
 	suite.model = testmodel.New(testmodel.Options{})
 	if err := suite.model.Start(); err != nil {
 		return err
 	}
+	e.Defer(func() { suite.model.Close() })
 	os.Setenv("AUTOGLM_LLM_BASE_URL", suite.model.URL())
 	os.Setenv("AUTOGLM_LOG_LEVEL", "info")
-	// These tests drive Temporal directly, as an operator on the break-glass
-	// path does: with a key whose assertions the workers trust.
-	_, priv, err := assertion.GenerateKey()
-	if err != nil {
-		return err
-	}
-	suite.signer = assertion.NewSigner(priv)
-	os.Setenv("AUTOGLM_ASSERTION_PUBLIC_KEYS", assertion.EncodePublic(suite.signer.Public()))
-	os.Setenv("AUTOGLM_ASSERTION_PRIVATE_KEY", assertion.EncodePrivate(priv))
-	// Never the API server, even if this machine's user ran autoglm login.
-	os.Setenv("AUTOGLM_SERVER", "direct")
-
-	suite.cli = filepath.Join(suite.dir, "autoglm")
-	build := exec.CommandContext(ctx, "go", "build", "-o", suite.cli, "./starter")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building the CLI: %v\n%s", err, out)
-	}
-
-	cfg, err := config.FromEnv()
-	if err != nil {
-		return err
-	}
-	log := logrus.New()
-	log.SetLevel(logrus.WarnLevel)
-	opts, err := config.TemporalOptions(logging.NewSDK(log))
-	if err != nil {
-		return err
-	}
-	if suite.temporal, err = client.DialContext(ctx, opts); err != nil {
-		return fmt.Errorf("connecting to Temporal: %w", err)
-	}
-	if suite.store, err = storage.Open(ctx, cfg.S3); err != nil {
-		return fmt.Errorf("opening the bucket: %w", err)
-	}
 	suite.tasks = &taskclient.Client{Temporal: suite.temporal, Store: suite.store, Signer: suite.signer}
+	fmt.Printf("integration: stack up in %s (temporal %s, minio %s, model %s)\n",
+		time.Since(e.Started).Round(100*time.Millisecond), e.Stack.TemporalAddress, e.Stack.S3Endpoint, suite.model.URL())
 	return nil
 }
 

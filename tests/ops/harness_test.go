@@ -11,19 +11,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"go.temporal.io/sdk/client"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
@@ -57,103 +52,41 @@ var suite struct {
 	signer   *assertion.Signer // the break-glass key the tests sign updates with
 }
 
-func TestMain(m *testing.M) { os.Exit(runMain(m)) }
-
-func runMain(m *testing.M) (code int) {
-	flag.Parse()
-	if testing.Short() {
-		fmt.Println("ops: skipped in -short mode: these tests start Temporal, MinIO, workers and a browser")
-		return 0
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	dir, err := os.MkdirTemp("", "autoglm-ops-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ops:", err)
-		return 1
-	}
-	suite.dir = dir
-	defer func() {
-		if code == 0 {
-			os.RemoveAll(dir)
-		} else {
-			fmt.Fprintln(os.Stderr, "ops: logs and screenshots are kept in", dir)
-		}
-	}()
-	if suite.bin, err = devstack.BinDir(); err != nil {
-		fmt.Fprintln(os.Stderr, "ops:", err)
-		return 1
-	}
-	suite.root = filepath.Dir(suite.bin)
-	stack, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), BinDir: suite.bin, Buckets: []string{bucket}, UI: true})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ops: starting the stack:", err)
-		return 1
-	}
-	suite.stack = stack
-	defer stack.Stop()
-	if err := setUp(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "ops:", err)
-		return 1
-	}
-	defer suite.model.Close()
-	defer suite.temporal.Close()
-
-	done := make(chan int, 1)
-	go func() { done <- m.Run() }()
-	select {
-	case code = <-done:
-		return code
-	case <-ctx.Done():
-		fmt.Fprintln(os.Stderr, "ops: interrupted; stopping the servers")
-		return 130
-	}
+func TestMain(m *testing.M) {
+	os.Exit(testenv.Main(m, "ops", testenv.Options{
+		Skip:        "these tests start Temporal, MinIO, workers and a browser",
+		TempPrefix:  "autoglm-ops-",
+		Kept:        "logs and screenshots are kept in",
+		Interrupted: "interrupted; stopping the servers",
+		Bucket:      bucket,
+		UI:          true,
+		Prepare:     setCodecKeys,
+	}, setUp))
 }
 
 // codecKeys is the suite's key ring: payload encryption is on for every
 // test, as an operator would run it.
 var codecKeys string
 
-func setUp(ctx context.Context) error {
-	for _, kv := range suite.stack.Env(bucket) {
-		k, v, _ := strings.Cut(kv, "=")
-		os.Setenv(k, v)
-	}
+// setCodecKeys turns payload encryption on before the clients are opened.
+func setCodecKeys(*testenv.Env) error {
 	key := make([]byte, 32)
 	rand.Read(key)
 	codecKeys = "ops1:" + base64.StdEncoding.EncodeToString(key)
 	os.Setenv("AUTOGLM_CODEC_KEYS", codecKeys)
+	return nil
+}
+
+// setUp takes what testenv.Main started and starts the shared model server.
+func setUp(e *testenv.Env) error {
+	suite.dir, suite.root, suite.bin, suite.stack, suite.cli = e.Dir, e.Root, e.Bin, e.Stack, e.CLI
+	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
 	suite.model = testmodel.New(testmodel.Options{})
 	if err := suite.model.Start(); err != nil {
 		return err
 	}
+	e.Defer(func() { suite.model.Close() })
 	os.Setenv("AUTOGLM_LLM_BASE_URL", suite.model.URL())
-
-	suite.cli = filepath.Join(suite.dir, "autoglm")
-	build := exec.CommandContext(ctx, "go", "build", "-o", suite.cli, "./starter")
-	build.Dir = suite.root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building the CLI: %v\n%s", err, out)
-	}
-	cfg, err := config.FromEnv()
-	if err != nil {
-		return err
-	}
-	log := logrus.New()
-	log.SetLevel(logrus.WarnLevel)
-	opts, err := config.TemporalOptions(logging.NewSDK(log))
-	if err != nil {
-		return err
-	}
-	if suite.temporal, err = client.DialContext(ctx, opts); err != nil {
-		return fmt.Errorf("connecting to Temporal: %w", err)
-	}
-	if suite.signer, err = testenv.TrustNewKey(); err != nil {
-		return err
-	}
-	if suite.store, err = storage.Open(ctx, cfg.S3); err != nil {
-		return err
-	}
 	suite.tasks = &taskclient.Client{Signer: suite.signer, Temporal: suite.temporal, Store: suite.store}
 	return nil
 }
