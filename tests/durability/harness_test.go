@@ -13,8 +13,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -73,40 +71,6 @@ func setUp(e *testenv.Env) error {
 	os.Setenv("AUTOGLM_LOG_LEVEL", "info")
 	suite.tasks = &taskclient.Client{Signer: suite.signer, Temporal: suite.temporal, Store: suite.store}
 	return nil
-}
-
-func testCtx(t *testing.T, guard time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), guard)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// eventually polls cond until it holds, failing the test if ctx ends
-// first; errors from cond are remembered, not fatal.
-func eventually(t *testing.T, ctx context.Context, what string, cond func() (bool, error)) {
-	t.Helper()
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		if err != nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v (last error: %v)", what, ctx.Err(), last)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // worker is `autoglm worker` as a process of its own.
@@ -403,3 +367,13 @@ func record(t *testing.T, ctx context.Context, id string, seq int) batch.Checkpo
 	}
 	return cp
 }
+
+// Shared with the other integration packages (internal/testenv).
+var (
+	testCtx    = testenv.Context
+	eventually = func(t *testing.T, ctx context.Context, what string, cond func() (bool, error)) {
+		t.Helper()
+		testenv.Eventually(t, ctx, what, 100*time.Millisecond, cond)
+	}
+	randHex = testenv.RandHex
+)

@@ -59,30 +59,11 @@ func setUp(e *testenv.Env) error {
 	return nil
 }
 
-// testCtx is a context with a hang guard: no test should come near it.
-func testCtx(t *testing.T, guard time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), guard)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// eventually polls cond until it holds, failing the test if ctx ends first.
-func eventually(t *testing.T, ctx context.Context, what string, cond func() (bool, error)) {
-	t.Helper()
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		if err != nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v (last error: %v)", what, ctx.Err(), last)
-		case <-time.After(100 * time.Millisecond):
-		}
+// Shared with the other integration packages (internal/testenv).
+var (
+	testCtx    = testenv.Context
+	eventually = func(t *testing.T, ctx context.Context, what string, cond func() (bool, error)) {
+		t.Helper()
+		testenv.Eventually(t, ctx, what, 100*time.Millisecond, cond)
 	}
-}
+)

@@ -3,11 +3,10 @@ package fleet
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,12 +47,6 @@ var procs struct {
 }
 
 var unsafeChars = regexp.MustCompile(`[^a-z0-9]+`)
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
 
 // startNode starts `autoglm worker` as a node of this test's own and waits
 // until it has announced itself; the test's cleanup stops it by PID.
@@ -188,3 +181,8 @@ func runCLI(t *testing.T, ctx context.Context, args ...string) (string, int) {
 	t.Fatalf("autoglm %s: %v", strings.Join(args, " "), err)
 	return "", -1
 }
+
+// Shared with the other integration packages (internal/testenv).
+var (
+	randHex = testenv.RandHex
+)

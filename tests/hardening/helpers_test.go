@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 	"io"
 	"os"
 	"os/exec"
@@ -39,15 +40,6 @@ func getObject(t *testing.T, ctx context.Context, key string) []byte {
 		t.Fatalf("reading %s: %v", key, err)
 	}
 	return b
-}
-
-// testCtx is a test's context with a generous hang guard; no test should
-// come near it.
-func testCtx(t *testing.T, guard time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), guard)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 func newID(prefix string) string { return prefix + "-" + taskclient.NewID() }
@@ -167,3 +159,8 @@ func record(t *testing.T, id, name string) {
 		t.Fatal(err)
 	}
 }
+
+// Shared with the other integration packages (internal/testenv).
+var (
+	testCtx = testenv.Context
+)

@@ -3,9 +3,8 @@ package hardening
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
+	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 	"strings"
 	"testing"
 	"time"
@@ -140,8 +139,7 @@ func contains(s []string, v string) bool {
 	return false
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+// Shared with the other integration packages (internal/testenv).
+var (
+	randHex = testenv.RandHex
+)

@@ -11,7 +11,6 @@
 package integration
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"testing"
@@ -74,33 +73,8 @@ func setUp(e *testenv.Env) error {
 	return nil
 }
 
-// testCtx is a context for one test with a hang guard: no test should
-// come near it, it only keeps a stuck test from stalling the run.
-func testCtx(t *testing.T, guard time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), guard)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// eventually polls cond every interval until it reports true, failing the
-// test if ctx ends first. Errors from cond are remembered, not fatal: a
-// query may fail for a moment while a workflow moves to another worker.
-func eventually(t *testing.T, ctx context.Context, what string, interval time.Duration, cond func() (bool, error)) {
-	t.Helper()
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		if err != nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v (last error: %v)", what, ctx.Err(), last)
-		case <-time.After(interval):
-		}
-	}
-}
+// Shared with the other integration packages (internal/testenv).
+var (
+	testCtx    = testenv.Context
+	eventually = testenv.Eventually
+)

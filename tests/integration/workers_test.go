@@ -2,11 +2,10 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,12 +96,6 @@ func newNode(t *testing.T) string {
 }
 
 func nodeKey(node string) string { return "fleet/nodes/" + node + ".json" }
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
 
 func logPath(t *testing.T, what string) string {
 	dir := filepath.Join(suite.dir, "logs")
@@ -377,3 +370,8 @@ func getJSON(ctx context.Context, key string, v any) error {
 	defer rc.Close()
 	return json.NewDecoder(rc).Decode(v)
 }
+
+// Shared with the other integration packages (internal/testenv).
+var (
+	randHex = testenv.RandHex
+)

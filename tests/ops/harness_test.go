@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -89,39 +88,6 @@ func setUp(e *testenv.Env) error {
 	os.Setenv("AUTOGLM_LLM_BASE_URL", suite.model.URL())
 	suite.tasks = &taskclient.Client{Signer: suite.signer, Temporal: suite.temporal, Store: suite.store}
 	return nil
-}
-
-func testCtx(t *testing.T, guard time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), guard)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// eventually polls cond until it holds, failing the test when ctx ends.
-func eventually(t *testing.T, ctx context.Context, what string, cond func() (bool, error)) {
-	t.Helper()
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		if err != nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v (last error: %v)", what, ctx.Err(), last)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // runningWorker is a worker.Run in this process, serving /healthz and
@@ -237,3 +203,13 @@ func waitState(t *testing.T, ctx context.Context, id string, want task.State) {
 		return err == nil && st.State == want, err
 	})
 }
+
+// Shared with the other integration packages (internal/testenv).
+var (
+	testCtx    = testenv.Context
+	eventually = func(t *testing.T, ctx context.Context, what string, cond func() (bool, error)) {
+		t.Helper()
+		testenv.Eventually(t, ctx, what, 100*time.Millisecond, cond)
+	}
+	randHex = testenv.RandHex
+)

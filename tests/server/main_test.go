@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -307,34 +308,6 @@ func (w *runningWorker) stop() error {
 	return w.err
 }
 
-// testCtx is a context with a hang guard for one test.
-func testCtx(t *testing.T, guard time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), guard)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// eventually polls cond until it holds, failing the test if ctx ends.
-func eventually(t *testing.T, ctx context.Context, what string, cond func() (bool, error)) {
-	t.Helper()
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		if err != nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v (last error: %v)", what, ctx.Err(), last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
 // call sends an API request as user ("" for none) and returns the status
 // code and body.
 func call(t *testing.T, ctx context.Context, user, method, path string, body any) (int, []byte) {
@@ -432,3 +405,12 @@ func waitState(t *testing.T, ctx context.Context, id string, state task.State) {
 }
 
 func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
+
+// Shared with the other integration packages (internal/testenv).
+var (
+	testCtx    = testenv.Context
+	eventually = func(t *testing.T, ctx context.Context, what string, cond func() (bool, error)) {
+		t.Helper()
+		testenv.Eventually(t, ctx, what, 100*time.Millisecond, cond)
+	}
+)
