@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
@@ -28,8 +27,9 @@ type ScreenAccessResult struct {
 	Licence string           `json:"licence"`
 	Bytes   int64            `json:"bytes"`
 	Files   []task.ModelFile `json:"files"`
-	// Grant is the tenant's members, for the review's validators.
-	Grant          authz.Grant   `json:"grant"`
+	// No members or roles: the review's validators check the roles the
+	// server signs into each decision's assertion. Results recorded with a
+	// "grant" still decode; it is ignored.
 	ReviewDeadline time.Duration `json:"review_deadline"`
 }
 
@@ -56,7 +56,7 @@ func (m *Mirror) screenAccess(ctx context.Context, in task.AccessRequest) (Scree
 	if len(t.Users[in.Requester]) == 0 {
 		return res, task.Errorf(task.PermissionDenied, "%s has no role in tenant %s", in.Requester, in.Tenant)
 	}
-	res.Grant, res.ReviewDeadline = t.Grant(in.Tenant), p.Access.ReviewDeadline
+	res.ReviewDeadline = p.Access.ReviewDeadline
 	if res.ReviewDeadline <= 0 {
 		res.ReviewDeadline = 72 * time.Hour
 	}

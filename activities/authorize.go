@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -16,13 +17,19 @@ type AuthorizeInput struct {
 }
 
 // AuthorizeResult is what the rest of the task needs of the policy, taken
-// once so every later decision of this task uses the same rules.
+// once so every later decision of this task uses the same rules. It holds
+// limits only, no members, roles or screening words: it lands in the
+// workflow's history, which every Web UI user with codec access reads. Who
+// may decide is checked against the roles the API server signs into each
+// update's actor assertion; Screen reads the words from the policy.
 type AuthorizeResult struct {
-	Grant                  authz.Grant `json:"grant"`
-	AutoApproveMaxRequests int         `json:"auto_approve_max_requests"`
-	MaxBatchRequests       int         `json:"max_batch_requests"`
-	MaxRequestBytes        int         `json:"max_request_bytes"`
-	SensitiveWords         []string    `json:"sensitive_words,omitempty"`
+	// Quorum is how many distinct reviewers must approve.
+	Quorum int `json:"quorum"`
+	// ApprovalDeadline expires a task nobody decided on.
+	ApprovalDeadline       time.Duration `json:"approval_deadline"`
+	AutoApproveMaxRequests int           `json:"auto_approve_max_requests"`
+	MaxBatchRequests       int           `json:"max_batch_requests"`
+	MaxRequestBytes        int           `json:"max_request_bytes"`
 	// HeartbeatTimeout is how soon a silent inference activity (its worker
 	// died) is given to another attempt. It is the worker's setting,
 	// recorded here so the workflow reads it deterministically.
@@ -71,12 +78,34 @@ func (a *Activities) authorize(ctx context.Context, t task.Input) (AuthorizeResu
 		}
 	}
 	return AuthorizeResult{
-		Grant:                  tenant.Grant(t.Tenant),
+		Quorum:                 tenant.Quorum,
+		ApprovalDeadline:       tenant.ApprovalDeadline,
 		AutoApproveMaxRequests: tenant.AutoApproveMaxRequests,
 		MaxBatchRequests:       tenant.Quotas.MaxBatchRequests,
 		MaxRequestBytes:        p.Screening.MaxRequestBytes,
-		SensitiveWords:         p.Screening.SensitiveWords,
 		HeartbeatTimeout:       a.HeartbeatTimeout,
 		ShardRequests:          a.ShardRequests,
 	}, nil
+}
+
+// UnmarshalJSON reads the results histories recorded before the policy
+// left them, which kept quorum and deadline in a "grant" beside the
+// tenant's members (ignored now), so those tasks replay and continue.
+func (r *AuthorizeResult) UnmarshalJSON(b []byte) error {
+	type plain AuthorizeResult
+	var v struct {
+		plain
+		Grant *struct {
+			Quorum           int           `json:"quorum"`
+			ApprovalDeadline time.Duration `json:"approval_deadline"`
+		} `json:"grant"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*r = AuthorizeResult(v.plain)
+	if g := v.Grant; g != nil && r.Quorum == 0 && r.ApprovalDeadline == 0 {
+		r.Quorum, r.ApprovalDeadline = g.Quorum, g.ApprovalDeadline
+	}
+	return nil
 }

@@ -14,10 +14,13 @@ func line(id, content string) string {
 	return fmt.Sprintf(`{"custom_id":%q,"method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[{"role":"user","content":%q}]}}`, id, content) + "\n"
 }
 
-var rules = AuthorizeResult{AutoApproveMaxRequests: 3, MaxBatchRequests: 100, MaxRequestBytes: 1 << 20, SensitiveWords: []string{"Password"}}
+var (
+	rules = AuthorizeResult{AutoApproveMaxRequests: 3, MaxBatchRequests: 100, MaxRequestBytes: 1 << 20}
+	words = []string{"Password"}
+)
 
 func TestScanAutoApprovesSmallCleanBatches(t *testing.T) {
-	sc, err := scan(strings.NewReader(line("a", "hi")+"\n"+line("b", "there")), rules, "m", &sharder{}, func() {})
+	sc, err := scan(strings.NewReader(line("a", "hi")+"\n"+line("b", "there")), rules, words, "m", &sharder{}, func() {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +30,7 @@ func TestScanAutoApprovesSmallCleanBatches(t *testing.T) {
 }
 
 func TestScanFlagsSensitiveWordsWhateverTheCase(t *testing.T) {
-	sc, err := scan(strings.NewReader(line("a", "my PASSWORD is x")), rules, "m", &sharder{}, func() {})
+	sc, err := scan(strings.NewReader(line("a", "my PASSWORD is x")), rules, words, "m", &sharder{}, func() {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +53,7 @@ func TestScanRefuses(t *testing.T) {
 		"over quota":          {overQuota.String(), task.ErrQuotaExceeded},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := scan(strings.NewReader(c.input), rules, "m", &sharder{}, func() {})
+			_, err := scan(strings.NewReader(c.input), rules, words, "m", &sharder{}, func() {})
 			if !errors.Is(err, c.want) {
 				t.Fatalf("want %v, got %v", c.want.Type, err)
 			}
@@ -61,7 +64,7 @@ func TestScanRefuses(t *testing.T) {
 // TestScanCountsMalformedLinesWithoutRefusing: the engine answers them in
 // errors.jsonl, so screening only notes them.
 func TestScanCountsMalformedLinesWithoutRefusing(t *testing.T) {
-	sc, err := scan(strings.NewReader(line("a", "x")+"{not json\n"+"\xef\xbb\xbf"+line("b", "y")), rules, "m", &sharder{}, func() {})
+	sc, err := scan(strings.NewReader(line("a", "x")+"{not json\n"+"\xef\xbb\xbf"+line("b", "y")), rules, words, "m", &sharder{}, func() {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +87,7 @@ func TestShardsStartAtLineBoundaries(t *testing.T) {
 	sh := &sharder{size: 4}
 	big := rules
 	big.AutoApproveMaxRequests = 0
-	if _, err := scan(strings.NewReader(input), big, "m", sh, func() {}); err != nil {
+	if _, err := scan(strings.NewReader(input), big, words, "m", sh, func() {}); err != nil {
 		t.Fatal(err)
 	}
 	shards := sh.result()

@@ -17,7 +17,6 @@ import (
 type accessRun struct {
 	req      task.AccessRequest
 	status   task.AccessStatus
-	grant    authz.Grant
 	decision *task.Decision
 	approved bool
 }
@@ -56,7 +55,6 @@ func (w *accessRun) run(ctx workflow.Context) error {
 	if err := workflow.ExecuteActivity(actx, mirror.ScreenAccessRequest, w.req).Get(ctx, &sc); err != nil {
 		return err
 	}
-	w.grant = sc.Grant
 	if sc.Refused != "" {
 		return w.refuse(ctx, "screening", sc.Refused)
 	}
@@ -151,11 +149,13 @@ func (w *accessRun) registerHandlers(ctx workflow.Context) error {
 				return w.status, nil
 			},
 			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, req task.DecisionRequest) error {
-				// As for tasks: who decides comes from the API server's
-				// signature (or an operator's break-glass key), never
-				// from the caller. Validators do not run on replay, so
-				// recorded histories replay unchanged.
-				if err := assertion.Verify(trustedKeys(), req.Assertion, w.req.ID, task.AccessAssertionAction(d.name), req.Actor, workflow.Now(ctx)); err != nil {
+				// As for tasks: who decides, and their roles in the
+				// tenant, come from the API server's signature (or an
+				// operator's break-glass key), never from the caller.
+				// Validators do not run on replay, so recorded histories
+				// replay unchanged.
+				claims, err := assertion.Verify(trustedKeys(), req.Assertion, w.req.ID, task.AccessAssertionAction(d.name), req.Actor, workflow.Now(ctx))
+				if err != nil {
 					return asUpdateError(err)
 				}
 				if w.status.State != task.AwaitingApproval || w.decision != nil {
@@ -164,7 +164,7 @@ func (w *accessRun) registerHandlers(ctx workflow.Context) error {
 				if d.action == authz.Reject && req.Reason == "" {
 					return asUpdateError(task.Errorf(task.InvalidInput, "a rejection needs a reason"))
 				}
-				return asUpdateError(w.grant.Check(req.Actor, d.action, w.req.Requester))
+				return asUpdateError(authz.Allowed(w.req.Tenant, req.Actor, claims.Roles, d.action, w.req.Requester))
 			}},
 		)
 		if err != nil {

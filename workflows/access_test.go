@@ -28,7 +28,6 @@ func accessEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	m := &activities.Mirror{}
 	env.OnActivity(m.ScreenAccessRequest, mock.Anything, mock.Anything).Return(activities.ScreenAccessResult{
 		Licence: "mit", Bytes: 10, Files: []task.ModelFile{{Name: "m.safetensors", Size: 10}},
-		Grant:          authz.Grant{Tenant: "t", Quorum: 1, Members: []authz.Member{{User: "alice", Roles: []authz.Role{authz.Submitter}}, {User: "bob", Roles: []authz.Role{authz.Reviewer}}}},
 		ReviewDeadline: time.Hour,
 	}, nil)
 	env.OnActivity(m.AuditModelFiles, mock.Anything, mock.Anything).Return(activities.AuditResult{Findings: []string{"m.safetensors: safetensors"}}, nil)
@@ -55,9 +54,13 @@ func signAccess(env *testsuite.TestWorkflowEnvironment, update string, req task.
 	})
 	s := assertion.NewSigner(accessKey)
 	s.Now = env.Now
-	req.Assertion = s.Sign(accessReq.ID, task.AccessAssertionAction(update), req.Actor, 0)
+	req.Assertion = s.Sign(accessReq.ID, task.AccessAssertionAction(update), req.Actor, accessRoles[req.Actor], 0)
 	return req
 }
+
+// accessRoles are the roles the API server would sign for the members of
+// accessReq's tenant.
+var accessRoles = map[string][]authz.Role{"alice": {authz.Submitter}, "bob": {authz.Reviewer}}
 
 var accessReq = task.AccessRequest{ID: "r1", Tenant: "t", Requester: "alice", Model: task.MirrorInput{Name: "m", Repo: "o/m", Revision: "main"}}
 
@@ -80,7 +83,7 @@ func TestAccessReviewRefusesTheRequesterAndExpires(t *testing.T) {
 		forTask := signAccess(env, task.UpdateApprove, task.DecisionRequest{Actor: "bob"})
 		s := assertion.NewSigner(accessKey)
 		s.Now = env.Now
-		forTask.Assertion = s.Sign(accessReq.ID, task.UpdateApprove, "bob", 0)
+		forTask.Assertion = s.Sign(accessReq.ID, task.UpdateApprove, "bob", accessRoles["bob"], 0)
 		env.UpdateWorkflow(task.UpdateApprove, "u3", &testsuite.TestUpdateCallback{
 			OnReject: func(err error) { taskSignedErr = err },
 			OnAccept: func() {}, OnComplete: func(any, error) {},

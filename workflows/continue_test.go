@@ -52,7 +52,7 @@ func (h *harness) continued() *harness {
 // and completes without authorizing or screening again.
 func TestContinueAsNewWhileAwaitingApproval(t *testing.T) {
 	h := newHarness(t)
-	h.rules.Grant.Quorum = 2
+	h.rules.Quorum = 2
 	var first, again, second *outcome
 	h.at(awaiting, func() {
 		first = h.update(task.UpdateApprove, task.DecisionRequest{Actor: "bob"}, nil)
@@ -104,7 +104,7 @@ func TestContinueAsNewKeepsTheApprovalDeadline(t *testing.T) {
 		t.Fatalf("state %s, want EXPIRED", st.State)
 	}
 	h2.wantAudit(st, append(untilAwaiting, step{task.Expired, "timer"})...)
-	deadline := demoGrant().ApprovalDeadline
+	deadline := demoRules().ApprovalDeadline
 	if got := st.Audit[4].Time.Sub(started); got < deadline || got > deadline+time.Minute {
 		t.Errorf("expired %s after the start, want the deadline %s", got, deadline)
 	}

@@ -24,7 +24,7 @@ func (w *taskRun) registerHandlers(ctx workflow.Context) error {
 	}
 	decisions := []struct {
 		update   string
-		validate func(task.DecisionRequest) error
+		validate func(task.DecisionRequest, []authz.Role) error
 		apply    func(workflow.Context, task.DecisionRequest)
 	}{
 		{task.UpdateApprove, w.validateApprove, w.approve},
@@ -45,15 +45,17 @@ func (w *taskRun) registerHandlers(ctx workflow.Context) error {
 				return w.status, nil
 			},
 			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, req task.DecisionRequest) error {
-				// Who acts comes from the server's signature, never from
-				// the caller: req.Actor is only what the assertion binds.
-				if err := assertion.Verify(trustedKeys(), req.Assertion, w.in.ID, d.update, req.Actor, workflow.Now(ctx)); err != nil {
+				// Who acts, and their roles in the tenant, come from the
+				// server's signature, never from the caller: req.Actor is
+				// only what the assertion binds.
+				claims, err := assertion.Verify(trustedKeys(), req.Assertion, w.in.ID, d.update, req.Actor, workflow.Now(ctx))
+				if err != nil {
 					return asUpdateError(err)
 				}
 				if err := req.CheckReason(); err != nil {
 					return asUpdateError(err)
 				}
-				return asUpdateError(d.validate(req))
+				return asUpdateError(d.validate(req, claims.Roles))
 			}},
 		)
 		if err != nil {
@@ -63,24 +65,22 @@ func (w *taskRun) registerHandlers(ctx workflow.Context) error {
 	return nil
 }
 
-// check asks the task's grant whether actor may take action. Before the
-// task is authorized there is no grant yet, and only the submitter may act
-// (to cancel their own task).
-func (w *taskRun) check(actor string, action authz.Action) error {
-	if w.rules == nil {
-		if actor == w.in.Submitter && action == authz.Cancel {
-			return nil
-		}
+// check asks the role table whether actor, with the roles the server
+// signed, may take action on this task. Before the task is authorized only
+// its submitter may act (to cancel it): whether the tenant exists and the
+// submitter may submit is not known yet.
+func (w *taskRun) check(actor string, roles []authz.Role, action authz.Action) error {
+	if w.rules == nil && (actor != w.in.Submitter || action != authz.Cancel) {
 		return task.Errorf(task.WrongState, "task %s is still being authorized; try again in a moment", w.in.ID)
 	}
-	return w.rules.Grant.Check(actor, action, w.in.Submitter)
+	return authz.Allowed(w.in.Tenant, actor, roles, action, w.in.Submitter)
 }
 
-func (w *taskRun) validateApprove(req task.DecisionRequest) error {
+func (w *taskRun) validateApprove(req task.DecisionRequest, roles []authz.Role) error {
 	if w.status.State != task.AwaitingApproval {
 		return task.Errorf(task.WrongState, "task %s is %s, not awaiting approval", w.in.ID, w.status.State)
 	}
-	if err := w.check(req.Actor, authz.Approve); err != nil {
+	if err := w.check(req.Actor, roles, authz.Approve); err != nil {
 		return err
 	}
 	if slices.ContainsFunc(w.status.Approvals, func(d task.Decision) bool { return d.Actor == req.Actor }) {
@@ -100,14 +100,14 @@ func (w *taskRun) approve(ctx workflow.Context, req task.DecisionRequest) {
 	w.transition(ctx, task.AwaitingApproval, req.Actor, fmt.Sprintf("approved (%d of %d)", len(w.status.Approvals), w.status.Quorum))
 }
 
-func (w *taskRun) validateReject(req task.DecisionRequest) error {
+func (w *taskRun) validateReject(req task.DecisionRequest, roles []authz.Role) error {
 	if w.status.State != task.AwaitingApproval {
 		return task.Errorf(task.WrongState, "task %s is %s, not awaiting approval", w.in.ID, w.status.State)
 	}
 	if req.Reason == "" {
 		return task.Errorf(task.InvalidInput, "a rejection needs a reason")
 	}
-	return w.check(req.Actor, authz.Reject)
+	return w.check(req.Actor, roles, authz.Reject)
 }
 
 func (w *taskRun) reject(ctx workflow.Context, req task.DecisionRequest) {
@@ -115,14 +115,14 @@ func (w *taskRun) reject(ctx workflow.Context, req task.DecisionRequest) {
 	w.transition(ctx, task.Rejected, req.Actor, req.Reason)
 }
 
-func (w *taskRun) validateCancel(req task.DecisionRequest) error {
+func (w *taskRun) validateCancel(req task.DecisionRequest, roles []authz.Role) error {
 	if w.status.State.Final() || w.status.State == task.Archiving {
 		return task.Errorf(task.WrongState, "task %s is %s and can no longer be cancelled", w.in.ID, w.status.State)
 	}
 	if w.cancelled != nil {
 		return task.Errorf(task.WrongState, "task %s is already being cancelled by %s", w.in.ID, w.cancelled.Actor)
 	}
-	return w.check(req.Actor, authz.Cancel)
+	return w.check(req.Actor, roles, authz.Cancel)
 }
 
 func (w *taskRun) cancel(ctx workflow.Context, req task.DecisionRequest) {
@@ -132,7 +132,7 @@ func (w *taskRun) cancel(ctx workflow.Context, req task.DecisionRequest) {
 	}
 }
 
-func (w *taskRun) validatePause(req task.DecisionRequest) error {
+func (w *taskRun) validatePause(req task.DecisionRequest, roles []authz.Role) error {
 	if w.status.State != task.Running && w.status.State != task.Dispatched {
 		return task.Errorf(task.WrongState, "task %s is %s; only a running task can be paused", w.in.ID, w.status.State)
 	}
@@ -144,7 +144,7 @@ func (w *taskRun) validatePause(req task.DecisionRequest) error {
 	if w.status.Stage == "merge" {
 		return task.Errorf(task.WrongState, "task %s has finished inference and is joining its shards' outputs; it can no longer be paused", w.in.ID)
 	}
-	return w.check(req.Actor, authz.Pause)
+	return w.check(req.Actor, roles, authz.Pause)
 }
 
 // pause stops the inference stage; the engine records a checkpoint, and
@@ -158,11 +158,11 @@ func (w *taskRun) pause(ctx workflow.Context, req task.DecisionRequest) {
 	}
 }
 
-func (w *taskRun) validateResume(req task.DecisionRequest) error {
+func (w *taskRun) validateResume(req task.DecisionRequest, roles []authz.Role) error {
 	if w.status.State != task.Paused {
 		return task.Errorf(task.WrongState, "task %s is %s, not paused", w.in.ID, w.status.State)
 	}
-	return w.check(req.Actor, authz.Resume)
+	return w.check(req.Actor, roles, authz.Resume)
 }
 
 func (w *taskRun) resume(ctx workflow.Context, req task.DecisionRequest) {
@@ -170,14 +170,14 @@ func (w *taskRun) resume(ctx workflow.Context, req task.DecisionRequest) {
 	w.transition(ctx, task.Running, req.Actor, orDefault(req.Reason, "resumed by "+req.Actor+"; inference continues from its checkpoint"))
 }
 
-func (w *taskRun) validateSetPriority(req task.DecisionRequest) error {
+func (w *taskRun) validateSetPriority(req task.DecisionRequest, roles []authz.Role) error {
 	if req.Priority < 1 || req.Priority > 5 {
 		return task.Errorf(task.InvalidInput, "priority %d is outside 1 (highest) to 5", req.Priority)
 	}
 	if w.status.State.Final() {
 		return task.Errorf(task.WrongState, "task %s is %s", w.in.ID, w.status.State)
 	}
-	return w.check(req.Actor, authz.SetPriority)
+	return w.check(req.Actor, roles, authz.SetPriority)
 }
 
 // setPriority applies to the activities the task schedules from now on.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/autoglm-flow/autoglm-flow/activities"
 	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
+	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
@@ -289,10 +290,10 @@ func TestAssertions(t *testing.T) {
 		forged.Now = h.env.Now
 		for _, req := range []task.DecisionRequest{
 			{Actor: "bob"},
-			{Actor: "bob", Assertion: s.Sign(h.in.ID, task.UpdateApprove, "rita", 0)},
-			{Actor: "bob", Assertion: s.Sign("other-task", task.UpdateApprove, "bob", 0)},
-			{Actor: "bob", Assertion: s.Sign(h.in.ID, task.UpdateCancel, "bob", 0)},
-			{Actor: "bob", Assertion: forged.Sign(h.in.ID, task.UpdateApprove, "bob", 0)},
+			{Actor: "bob", Assertion: s.Sign(h.in.ID, task.UpdateApprove, "rita", rolesOf("bob"), 0)},
+			{Actor: "bob", Assertion: s.Sign("other-task", task.UpdateApprove, "bob", rolesOf("bob"), 0)},
+			{Actor: "bob", Assertion: s.Sign(h.in.ID, task.UpdateCancel, "bob", rolesOf("bob"), 0)},
+			{Actor: "bob", Assertion: forged.Sign(h.in.ID, task.UpdateApprove, "bob", rolesOf("bob"), 0)},
 		} {
 			refused = append(refused, h.update(task.UpdateApprove, req, nil))
 		}
@@ -300,10 +301,10 @@ func TestAssertions(t *testing.T) {
 	h.at(awaiting+time.Minute, func() {
 		expired := h.signer()
 		expired.Now = func() time.Time { return h.env.Now().Add(-time.Hour) }
-		refused = append(refused, h.update(task.UpdateApprove, task.DecisionRequest{Actor: "bob", Assertion: expired.Sign(h.in.ID, task.UpdateApprove, "bob", time.Minute)}, nil))
+		refused = append(refused, h.update(task.UpdateApprove, task.DecisionRequest{Actor: "bob", Assertion: expired.Sign(h.in.ID, task.UpdateApprove, "bob", rolesOf("bob"), time.Minute)}, nil))
 	})
 	h.at(awaiting+2*time.Minute, func() {
-		good = h.update(task.UpdateApprove, task.DecisionRequest{Actor: "bob", Reason: "signed", Assertion: h.signer().Sign(h.in.ID, task.UpdateApprove, "bob", 0)}, nil)
+		good = h.update(task.UpdateApprove, task.DecisionRequest{Actor: "bob", Reason: "signed", Assertion: h.signer().Sign(h.in.ID, task.UpdateApprove, "bob", rolesOf("bob"), 0)}, nil)
 	})
 	h.run()
 	for i, o := range refused {
@@ -393,5 +394,44 @@ func TestPauseWhileMerging(t *testing.T) {
 	}
 	if h.called("Infer") != 2 || h.called("MergeShards") != 1 {
 		t.Errorf("infer %d, merge %d", h.called("Infer"), h.called("MergeShards"))
+	}
+}
+
+// TestValidatorsCheckSignedRoles: the validators hold no copy of the
+// policy; they check the action against the roles the server signed into
+// the assertion. aldo, an auditor, signed as one, may not approve; alice
+// may not approve her own task even signed as a reviewer; bob signed
+// after his role was taken away (no roles) may not approve; the same
+// signature over bob with the reviewer role is accepted.
+func TestValidatorsCheckSignedRoles(t *testing.T) {
+	h := newHarness(t)
+	h.unsigned = true
+	var refused []*outcome
+	var good *outcome
+	h.at(awaiting, func() {
+		s := h.signer()
+		for _, c := range []struct {
+			actor string
+			roles []authz.Role
+		}{
+			{"aldo", rolesOf("aldo")},
+			{submitter, []authz.Role{authz.Reviewer}},
+			{"bob", nil},
+		} {
+			refused = append(refused, h.update(task.UpdateApprove, task.DecisionRequest{
+				Actor: c.actor, Assertion: s.Sign(h.in.ID, task.UpdateApprove, c.actor, c.roles, 0),
+			}, nil))
+		}
+	})
+	h.at(awaiting+time.Minute, func() {
+		good = h.update(task.UpdateApprove, task.DecisionRequest{Actor: "bob", Reason: "reviewed", Assertion: h.signer().Sign(h.in.ID, task.UpdateApprove, "bob", []authz.Role{authz.Reviewer}, 0)}, nil)
+	})
+	h.run()
+	for _, o := range refused {
+		wantRefused(t, o, task.PermissionDenied)
+	}
+	wantAccepted(t, good)
+	if res := h.result(); res.State != task.Completed {
+		t.Errorf("state %s, want COMPLETED after bob's approval", res.State)
 	}
 }

@@ -37,10 +37,11 @@ const (
 // default deadline is 24h. The test environment skips to it at once.
 const awaiting = time.Hour
 
-// demoGrant is the grant of the demo tenant of the embedded default
-// policy, so the tests check callers against the real role table.
-func demoGrant() authz.Grant {
-	return authz.Default().Tenants[tenant].Grant(tenant)
+// demoRules are the limits Authorize takes from the demo tenant of the
+// embedded default policy.
+func demoRules() activities.AuthorizeResult {
+	t := authz.Default().Tenants[tenant]
+	return activities.AuthorizeResult{Quorum: t.Quorum, ApprovalDeadline: t.ApprovalDeadline}
 }
 
 // rolesOf are user's roles in the default policy's demo tenant.
@@ -119,13 +120,14 @@ func newHarness(t *testing.T) *harness {
 			ID: "t1", Tenant: tenant, Submitter: submitter, Model: "glm-4-test", Kind: task.KindBatch,
 			Source: ref("input.jsonl"), Priority: 3,
 		},
-		rules: activities.AuthorizeResult{
-			Grant: demoGrant(),
+		rules: func() activities.AuthorizeResult {
+			r := demoRules()
 			// A short heartbeat timeout makes the SDK send heartbeats
 			// often, so a cancel reaches a blocked inference stub within
 			// a second.
-			HeartbeatTimeout: time.Second,
-		},
+			r.HeartbeatTimeout = time.Second
+			return r
+		}(),
 		// 20 requests are over the demo tenant's auto-approve limit of 10.
 		screening:    task.Screening{Requests: 20, Bytes: 4000, Reasons: []string{"20 requests, over the auto-approve limit of 10"}},
 		calls:        map[string]*atomic.Int32{},
@@ -362,7 +364,9 @@ func (h *harness) update(name string, req task.DecisionRequest, then func(*outco
 		}, 0)
 	}
 	if req.Assertion == "" && !h.unsigned {
-		req.Assertion = h.signer().Sign(h.in.ID, name, req.Actor, 0)
+		// The API server signs the actor's roles in the task's tenant
+		// (the demo tenant of the default policy).
+		req.Assertion = h.signer().Sign(h.in.ID, name, req.Actor, rolesOf(req.Actor), 0)
 	}
 	h.env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
 		OnAccept:   func() { o.accepted = true },

@@ -7,8 +7,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/autoglm-flow/autoglm-flow/activities"
-	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
@@ -57,12 +55,4 @@ func auditDetails(audit []task.Transition) string {
 
 func cell(s string) string {
 	return strings.NewReplacer("|", "\\|", "\n", " ").Replace(s)
-}
-
-// screeningRules are the limits screening needs, without the tenant's
-// members and roles: activity inputs are shown in the Web UI, and
-// screening has no use for who may approve.
-func screeningRules(r activities.AuthorizeResult) activities.AuthorizeResult {
-	r.Grant = authz.Grant{}
-	return r
 }

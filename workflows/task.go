@@ -126,7 +126,7 @@ func (w *taskRun) authorize(ctx workflow.Context) error {
 		return err
 	}
 	w.rules = &res
-	w.status.Quorum = res.Grant.Quorum
+	w.status.Quorum = res.Quorum
 	w.transition(ctx, task.Authorized, "policy", fmt.Sprintf("%s may submit to tenant %s with model %s", w.in.Submitter, w.in.Tenant, w.in.Model))
 	return nil
 }
@@ -140,7 +140,7 @@ func (w *taskRun) screen(ctx workflow.Context) error {
 	sctx := w.stage(ctx, "screen", "count requests, check size and words")
 	sctx = workflow.WithStartToCloseTimeout(sctx, 30*time.Minute)
 	sctx = workflow.WithHeartbeatTimeout(sctx, time.Minute)
-	err := workflow.ExecuteActivity(sctx, a.Screen, activities.ScreenInput{Task: w.in, Rules: screeningRules(*w.rules)}).Get(ctx, &res)
+	err := workflow.ExecuteActivity(sctx, a.Screen, activities.ScreenInput{Task: w.in, Rules: *w.rules}).Get(ctx, &res)
 	if err != nil {
 		return err
 	}
@@ -160,13 +160,13 @@ func (w *taskRun) screen(ctx workflow.Context) error {
 // quorum of reviewers, a rejection, a cancel or the deadline.
 func (w *taskRun) approval(ctx workflow.Context) error {
 	sc := w.status.Screening
-	deadline := w.rules.Grant.ApprovalDeadline
+	deadline := w.rules.ApprovalDeadline
 	if w.carried == nil {
 		if sc.AutoApprove {
 			w.transition(ctx, task.Approved, "policy", lastOr(sc.Reasons, "auto-approved"))
 			return nil
 		}
-		w.transition(ctx, task.AwaitingApproval, "screening", fmt.Sprintf("waiting for %d approval(s) within %s", w.rules.Grant.Quorum, deadline))
+		w.transition(ctx, task.AwaitingApproval, "screening", fmt.Sprintf("waiting for %d approval(s) within %s", w.rules.Quorum, deadline))
 		w.approvalBy = workflow.Now(ctx).Add(deadline)
 	}
 	decided, err := w.awaitApproval(ctx, deadline)

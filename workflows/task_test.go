@@ -204,7 +204,7 @@ func TestApprovalDeadlineExpires(t *testing.T) {
 
 func TestQuorumOfTwo(t *testing.T) {
 	h := newHarness(t)
-	h.rules.Grant.Quorum = 2
+	h.rules.Quorum = 2
 	var first, again, second *outcome
 	h.at(awaiting, func() {
 		first = h.update(task.UpdateApprove, task.DecisionRequest{Actor: "bob"}, nil)

@@ -1,9 +1,11 @@
 // Package assertion is the signed statement that carries who acts on a
 // task from the API server to the workflow: ed25519 over (task id, action,
-// actor, expiry). The server, which authenticated the user, signs; the
-// update validators verify with the public keys the workers are given. A
-// caller of Temporal who is not the server cannot make one, so the actor
-// of an update is no longer what the caller says it is.
+// actor, the actor's roles in the task's tenant, expiry). The server, which
+// authenticated the user and read the policy, signs; the update validators
+// verify with the public keys the workers are given and check the action
+// against the signed roles. A caller of Temporal who is not the server
+// cannot make one, so neither the actor of an update nor their roles are
+// what the caller says, and the workflow needs no copy of the policy.
 package assertion
 
 import (
@@ -12,10 +14,12 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
@@ -26,9 +30,13 @@ const DefaultTTL = 2 * time.Minute
 
 // Claims is what an assertion says.
 type Claims struct {
-	Task    string
-	Action  string
-	Actor   string
+	Task   string
+	Action string
+	Actor  string
+	// Roles are the actor's roles in the task's tenant when the server
+	// signed: a role removed from the policy stops counting with the next
+	// assertion, at most DefaultTTL later.
+	Roles   []authz.Role
 	Expires int64 // Unix seconds
 }
 
@@ -45,8 +53,9 @@ func NewSigner(key ed25519.PrivateKey) *Signer { return &Signer{key: key} }
 // Public is the key the workers need to verify this signer's assertions.
 func (s *Signer) Public() ed25519.PublicKey { return s.key.Public().(ed25519.PublicKey) }
 
-// Sign asserts that actor takes action on task, for ttl (DefaultTTL if 0).
-func (s *Signer) Sign(taskID, action, actor string, ttl time.Duration) string {
+// Sign asserts that actor, who holds roles in the task's tenant, takes
+// action on task, for ttl (DefaultTTL if 0).
+func (s *Signer) Sign(taskID, action, actor string, roles []authz.Role, ttl time.Duration) string {
 	if ttl <= 0 {
 		ttl = DefaultTTL
 	}
@@ -54,26 +63,27 @@ func (s *Signer) Sign(taskID, action, actor string, ttl time.Duration) string {
 	if s.Now != nil {
 		now = s.Now
 	}
-	payload := Claims{Task: taskID, Action: action, Actor: actor, Expires: now().Add(ttl).Unix()}.encode()
+	payload := Claims{Task: taskID, Action: action, Actor: actor, Roles: roles, Expires: now().Add(ttl).Unix()}.encode()
 	sig := ed25519.Sign(s.key, payload)
 	return b64(payload) + "." + b64(sig)
 }
 
-// Verify checks token against keys and says that it asserts exactly
-// (task, action, actor) and has not expired at now. Any failure is a
-// PermissionDenied error that names no secret.
-func Verify(keys []ed25519.PublicKey, token, taskID, action, actor string, now time.Time) error {
+// Verify checks token against keys and that it asserts exactly (task,
+// action, actor) and has not expired at now, and returns what it asserts,
+// the actor's roles among it. Any failure is a PermissionDenied error that
+// names no secret.
+func Verify(keys []ed25519.PublicKey, token, taskID, action, actor string, now time.Time) (Claims, error) {
 	if len(keys) == 0 {
-		return task.Errorf(task.PermissionDenied, "this worker has no assertion key (AUTOGLM_ASSERTION_PUBLIC_KEYS), so it accepts no %s", action)
+		return Claims{}, task.Errorf(task.PermissionDenied, "this worker has no assertion key (AUTOGLM_ASSERTION_PUBLIC_KEYS), so it accepts no %s", action)
 	}
 	if token == "" {
-		return task.Errorf(task.PermissionDenied, "%s needs an actor assertion signed by the autoglm server; send it through the API server (break-glass: the direct CLI with AUTOGLM_ASSERTION_PRIVATE_KEY)", action)
+		return Claims{}, task.Errorf(task.PermissionDenied, "%s needs an actor assertion signed by the autoglm server; send it through the API server (break-glass: the direct CLI with AUTOGLM_ASSERTION_PRIVATE_KEY)", action)
 	}
 	p64, s64, ok := strings.Cut(token, ".")
 	payload, err1 := base64.RawURLEncoding.DecodeString(p64)
 	sig, err2 := base64.RawURLEncoding.DecodeString(s64)
 	if !ok || err1 != nil || err2 != nil || len(sig) != ed25519.SignatureSize {
-		return task.Errorf(task.PermissionDenied, "the actor assertion is malformed")
+		return Claims{}, task.Errorf(task.PermissionDenied, "the actor assertion is malformed")
 	}
 	good := false
 	for _, k := range keys {
@@ -83,19 +93,19 @@ func Verify(keys []ed25519.PublicKey, token, taskID, action, actor string, now t
 		}
 	}
 	if !good {
-		return task.Errorf(task.PermissionDenied, "the actor assertion is not signed by a trusted key")
+		return Claims{}, task.Errorf(task.PermissionDenied, "the actor assertion is not signed by a trusted key")
 	}
-	c, ok := decode(payload)
-	if !ok {
-		return task.Errorf(task.PermissionDenied, "the actor assertion is malformed")
+	c, err := decode(payload)
+	if err != nil {
+		return Claims{}, err
 	}
 	if c.Task != taskID || c.Action != action || c.Actor != actor {
-		return task.Errorf(task.PermissionDenied, "the actor assertion is for %s on task %s by %s, not %s on task %s by %s", c.Action, c.Task, c.Actor, action, taskID, actor)
+		return Claims{}, task.Errorf(task.PermissionDenied, "the actor assertion is for %s on task %s by %s, not %s on task %s by %s", c.Action, c.Task, c.Actor, action, taskID, actor)
 	}
 	if now.Unix() > c.Expires {
-		return task.Errorf(task.PermissionDenied, "the actor assertion expired at %s", time.Unix(c.Expires, 0).UTC().Format(time.RFC3339))
+		return Claims{}, task.Errorf(task.PermissionDenied, "the actor assertion expired at %s", time.Unix(c.Expires, 0).UTC().Format(time.RFC3339))
 	}
-	return nil
+	return c, nil
 }
 
 // GenerateKey makes a new key pair.
@@ -154,23 +164,54 @@ func FromEnv(name string) (string, error) {
 // The signed payload is lines of text, not JSON: Verify runs inside the
 // workflow's update validators, and a plain split keeps it free of the
 // reflection workflowcheck cannot see through. A field holding a newline
-// splits into more lines and fails to verify: fail closed.
-const header = "autoglm-assertion-v1"
+// splits into more lines and fails to verify: fail closed. Roles are one
+// line, comma-separated; a role is a word of the policy's fixed list.
+//
+// v1 (no roles) is refused, not read as "no roles": both would refuse every
+// update, but only the refusal says why (a server or CLI older than the
+// worker). The two are the same binary and an assertion lives two
+// minutes, so v1 can only come from a mixed deployment.
+const (
+	header   = "autoglm-assertion-v2"
+	headerV1 = "autoglm-assertion-v1"
+)
 
 func (c Claims) encode() []byte {
-	return []byte(strings.Join([]string{header, c.Task, c.Action, c.Actor, strconv.FormatInt(c.Expires, 10)}, "\n"))
+	var roles []string
+	for _, r := range c.Roles {
+		// A word that is not a role grants nothing; one holding a comma
+		// would otherwise be read back as two roles.
+		if slices.Contains(authz.Roles, r) {
+			roles = append(roles, string(r))
+		}
+	}
+	return []byte(strings.Join([]string{header, c.Task, c.Action, c.Actor, strings.Join(roles, ","), strconv.FormatInt(c.Expires, 10)}, "\n"))
 }
 
-func decode(b []byte) (Claims, bool) {
+func decode(b []byte) (Claims, error) {
+	malformed := task.Errorf(task.PermissionDenied, "the actor assertion is malformed")
 	f := strings.Split(string(b), "\n")
-	if len(f) != 5 || f[0] != header {
-		return Claims{}, false
+	if len(f) > 0 && f[0] == headerV1 {
+		return Claims{}, task.Errorf(task.PermissionDenied, "the actor assertion is of format v1, which carries no roles; the autoglm server or CLI that signed it is older than this worker")
 	}
-	exp, err := strconv.ParseInt(f[4], 10, 64)
+	if len(f) != 6 || f[0] != header {
+		return Claims{}, malformed
+	}
+	exp, err := strconv.ParseInt(f[5], 10, 64)
 	if err != nil {
-		return Claims{}, false
+		return Claims{}, malformed
 	}
-	return Claims{Task: f[1], Action: f[2], Actor: f[3], Expires: exp}, true
+	c := Claims{Task: f[1], Action: f[2], Actor: f[3], Expires: exp}
+	if f[4] != "" {
+		for _, r := range strings.Split(f[4], ",") {
+			// Only the policy's own words, whoever signed.
+			if !slices.Contains(authz.Roles, authz.Role(r)) {
+				return Claims{}, malformed
+			}
+			c.Roles = append(c.Roles, authz.Role(r))
+		}
+	}
+	return c, nil
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }

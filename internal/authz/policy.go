@@ -154,46 +154,10 @@ func (p *Policy) Tenant(name string) (Tenant, error) {
 	return t, nil
 }
 
-// Grant is the part of a tenant's policy a task keeps for its whole life,
-// so that its update validators, which must be deterministic, can check
-// callers without reading the policy file.
-type Grant struct {
-	Tenant           string        `json:"tenant"`
-	Members          []Member      `json:"members"`
-	Quorum           int           `json:"quorum"`
-	ApprovalDeadline time.Duration `json:"approval_deadline"`
-}
-
-// Member is a user and their roles in a tenant.
-type Member struct {
-	User  string `json:"user"`
-	Roles []Role `json:"roles"`
-}
-
-// Grant snapshots the tenant's members and approval rules.
-func (t Tenant) Grant(tenant string) Grant {
-	g := Grant{Tenant: tenant, Quorum: t.Quorum, ApprovalDeadline: t.ApprovalDeadline}
-	for user, roles := range t.Users {
-		g.Members = append(g.Members, Member{User: user, Roles: roles})
-	}
-	sort.Slice(g.Members, func(i, j int) bool { return g.Members[i].User < g.Members[j].User })
-	return g
-}
-
-// Check says whether user may take action on a task of this grant's
-// tenant submitted by submitter. It is a PermissionDenied error if not.
-func (g Grant) Check(user string, a Action, submitter string) error {
-	var roles []Role
-	for _, m := range g.Members {
-		if m.User == user {
-			roles = m.Roles
-		}
-	}
-	return Allowed(g.Tenant, user, roles, a, submitter)
-}
-
-// Check is Grant.Check against the current policy: for actions on tasks
-// that have no workflow yet (submit) or that read the policy (list).
+// Check is Allowed with user's roles in tenant from this policy: for the
+// API server, the activities and the CLI, which read the policy. The
+// update validators, which must be deterministic and hold no policy, call
+// Allowed with the roles the server signed into the actor assertion.
 func (p *Policy) Check(tenant, user string, a Action, submitter string) error {
 	t, err := p.Tenant(tenant)
 	if err != nil {
@@ -204,6 +168,7 @@ func (p *Policy) Check(tenant, user string, a Action, submitter string) error {
 
 // Allowed is the role table, with its two rules about one's own task: a
 // submitter may cancel their own task, and nobody approves or rejects it.
+// It is the one rule: every other check calls it.
 func Allowed(tenant, user string, roles []Role, a Action, submitter string) error {
 	if user == "" {
 		return task.Errorf(task.PermissionDenied, "no user given for %s", a)

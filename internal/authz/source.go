@@ -28,6 +28,15 @@ func Load(path string) (*Source, error) {
 	return s, nil
 }
 
+// FromEnv is the policy the worker reads: the file AUTOGLM_POLICY_FILE
+// names, or the embedded default.
+func FromEnv() (*Source, error) {
+	if path := os.Getenv("AUTOGLM_POLICY_FILE"); path != "" {
+		return Load(path)
+	}
+	return Static(Default()), nil
+}
+
 // Static is a Source that always returns p (for tests and embedded
 // defaults).
 func Static(p *Policy) *Source { return &Source{policy: p} }

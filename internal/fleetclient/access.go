@@ -38,8 +38,9 @@ func (c *Client) RequestAccess(ctx context.Context, user string, req task.Access
 }
 
 // DecideAccess approves or rejects an access request as user, with an
-// actor assertion signed by c.Signer; the workflow's validator checks the
-// assertion, then that user is a reviewer of the tenant and not the
+// actor assertion signed by c.Signer over user's roles in the request's
+// tenant as the policy has them now; the workflow's validator checks the
+// assertion, then that those roles may decide and user is not the
 // requester.
 func (c *Client) DecideAccess(ctx context.Context, user, id string, approve bool, reason string) (task.AccessStatus, error) {
 	name := task.UpdateReject
@@ -48,7 +49,15 @@ func (c *Client) DecideAccess(ctx context.Context, user, id string, approve bool
 	}
 	req := task.DecisionRequest{Actor: user, Reason: reason}
 	if c.Signer != nil {
-		req.Assertion = c.Signer.Sign(id, task.AccessAssertionAction(name), user, 0)
+		st, err := c.AccessStatus(ctx, user, id)
+		if err != nil {
+			return task.AccessStatus{}, err
+		}
+		p, err := c.Policy.Current()
+		if err != nil {
+			return task.AccessStatus{}, err
+		}
+		req.Assertion = c.Signer.Sign(id, task.AccessAssertionAction(name), user, p.RolesOf(st.Tenant, user), 0)
 	}
 	h, err := c.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID: task.AccessWorkflowID(id), UpdateName: name, WaitForStage: client.WorkflowUpdateStageCompleted,

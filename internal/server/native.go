@@ -312,7 +312,12 @@ func (s *Server) decide(a authz.Action) func(http.ResponseWriter, *http.Request,
 		if ti.Closed {
 			return task.Errorf(task.WrongState, "task %s has ended (%s); it can no longer take %s", id, ti.State, a)
 		}
-		st, err := s.Tasks.Decide(r.Context(), id, string(a), task.DecisionRequest{Actor: p.User, Reason: body.Reason, Priority: body.Priority})
+		// The roles signed are the ones just checked, from the same
+		// policy: the workflow holds no copy of it.
+		st, err := s.Tasks.Decide(r.Context(), id, string(a), task.DecisionRequest{
+			Actor: p.User, Reason: body.Reason, Priority: body.Priority,
+			Assertion: s.Tasks.Assert(id, string(a), p.User, roles),
+		})
 		if err != nil {
 			return err
 		}

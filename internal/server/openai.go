@@ -512,7 +512,7 @@ func (s *Server) cancelBatch(w http.ResponseWriter, r *http.Request, p principal
 	if !ok {
 		return task.Errorf(task.NotFound, "No such Batch object: %s", r.PathValue("id"))
 	}
-	ti, _, err := s.authorize(r.Context(), p, id, authz.Cancel)
+	ti, roles, err := s.authorize(r.Context(), p, id, authz.Cancel)
 	if err != nil {
 		if task.TypeOf(err) == task.PermissionDenied && ti.Tenant == p.Tenant {
 			return err
@@ -522,7 +522,8 @@ func (s *Server) cancelBatch(w http.ResponseWriter, r *http.Request, p principal
 	if ti.Tenant != p.Tenant {
 		return task.Errorf(task.NotFound, "No such Batch object: %s%s", BatchIDPrefix, id)
 	}
-	if _, err := s.Tasks.Decide(r.Context(), id, task.UpdateCancel, task.DecisionRequest{Actor: p.User, Reason: "cancelled through the Batches API"}); err != nil {
+	req := task.DecisionRequest{Actor: p.User, Reason: "cancelled through the Batches API", Assertion: s.Tasks.Assert(id, task.UpdateCancel, p.User, roles)}
+	if _, err := s.Tasks.Decide(r.Context(), id, task.UpdateCancel, req); err != nil {
 		return err
 	}
 	var rec batchRecordData

@@ -231,11 +231,18 @@ func (c *Client) Status(ctx context.Context, id string) (task.Status, error) {
 
 // Decide sends the approve, reject or cancel update and returns the status
 // after it. A refused update is an error of a stable type
-// (PermissionDenied, WrongState, InvalidInput) and leaves no trace.
+// (PermissionDenied, WrongState, InvalidInput) and leaves no trace. The
+// actor assertion is req.Assertion if the caller signed one (the API
+// server, see Assert); otherwise c.Signer signs the actor's roles in the
+// task's tenant as c.Policy has them now (the break-glass CLI).
 func (c *Client) Decide(ctx context.Context, id, update string, req task.DecisionRequest) (task.Status, error) {
 	var st task.Status
 	if req.Assertion == "" && c.Signer != nil {
-		req.Assertion = c.Signer.Sign(id, update, req.Actor, 0)
+		roles, err := c.rolesOn(ctx, id, req.Actor)
+		if err != nil {
+			return st, err
+		}
+		req.Assertion = c.Signer.Sign(id, update, req.Actor, roles, 0)
 	}
 	h, err := c.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID: task.WorkflowID(id), UpdateName: update, Args: []any{req},
@@ -245,6 +252,42 @@ func (c *Client) Decide(ctx context.Context, id, update string, req task.Decisio
 		err = h.Get(ctx, &st)
 	}
 	return st, c.ended(ctx, id, update, err)
+}
+
+// Assert is the actor assertion for update on task id by actor, who holds
+// roles in the task's tenant: what the workflow's validator checks the
+// action against. Empty without a signer.
+func (c *Client) Assert(id, update, actor string, roles []authz.Role) string {
+	if c.Signer == nil {
+		return ""
+	}
+	return c.Signer.Sign(id, update, actor, roles, 0)
+}
+
+// rolesOn are actor's roles in the tenant of task id, as the policy has
+// them now: c.Policy, or without one the policy the worker reads
+// (AUTOGLM_POLICY_FILE or the embedded default).
+func (c *Client) rolesOn(ctx context.Context, id, actor string) ([]authz.Role, error) {
+	src := c.Policy
+	if src == nil {
+		var err error
+		if src, err = authz.FromEnv(); err != nil {
+			return nil, err
+		}
+	}
+	p, err := src.Current()
+	if err != nil {
+		return nil, err
+	}
+	d, err := c.Temporal.DescribeWorkflowExecution(ctx, task.WorkflowID(id), "")
+	if err != nil {
+		return nil, notFound(id, err)
+	}
+	var tenant string
+	if v := d.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()[task.AttrTenant.GetName()]; v != nil {
+		_ = converter.GetDefaultDataConverter().FromPayload(v, &tenant)
+	}
+	return p.RolesOf(tenant, actor), nil
 }
 
 // ended tells a task that has ended from one that does not exist: Temporal

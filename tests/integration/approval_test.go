@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/autoglm-flow/autoglm-flow/activities"
+	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 )
@@ -60,7 +61,7 @@ func TestBatchOverLimitWaitsForAReviewersApproval(t *testing.T) {
 	h, err := suite.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   task.WorkflowID(id),
 		UpdateName:   task.UpdateApprove,
-		Args:         []any{task.DecisionRequest{Actor: "bob", Reason: "reviewed the prompts", Assertion: suite.signer.Sign(id, task.UpdateApprove, "bob", 0)}},
+		Args:         []any{task.DecisionRequest{Actor: "bob", Reason: "reviewed the prompts", Assertion: suite.signer.Sign(id, task.UpdateApprove, "bob", authz.Default().RolesOf(tenant, "bob"), 0)}},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err != nil {
