@@ -42,6 +42,11 @@ import (
 //     durability paths after perf-local-control-stages (authorize, the
 //     first dispatch and archive as local activities),
 //     recorded by tests/durability.
+//   - task_trust_approved.json: after the policy left the history: the
+//     Authorize result holds limits only, the updates' assertions are v2
+//     (the actor's roles signed); an auditor's and the submitter's signed
+//     approvals are refused (no event), a reviewer's accepted. Recorded,
+//     opened with the codec, by tests/ops TestHistoryHoldsNoPolicy.
 //
 // tests/hardening and tests/durability record theirs with
 // AUTOGLM_RECORD_HISTORIES=$PWD/workflows/testdata (an absolute path).

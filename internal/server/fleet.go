@@ -204,8 +204,8 @@ func (s *Server) decideAccess(approve bool) func(http.ResponseWriter, *http.Requ
 		if st.State.Final() {
 			return task.Errorf(task.WrongState, "access request %s has ended (%s)", id, st.State)
 		}
-		// The workflow's validator checks the role against the tenant's
-		// grant and refuses the requester.
+		// The workflow's validator checks the roles signed into the
+		// assertion and refuses the requester.
 		if st, err = s.fleet().DecideAccess(r.Context(), p.User, id, approve, body.Reason); err != nil {
 			return err
 		}

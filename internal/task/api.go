@@ -118,7 +118,7 @@ type Input struct {
 	Source   ObjectRef `json:"source,omitempty"` // the uploaded JSONL, under the task's own prefix
 	Priority int       `json:"priority,omitempty"`
 	// Carry is the state a run of TaskWorkflow hands to the run it
-	// continues as new (status with its audit trail, grant, screened
+	// continues as new (status with its audit trail, limits, screened
 	// source, shards, finished pieces); empty on the first run. Its
 	// layout belongs to the workflows package.
 	Carry json.RawMessage `json:"carry,omitempty"`
