@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -9,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/fleetclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/model/testhub"
@@ -223,6 +227,18 @@ func TestModelAccessThroughServer(t *testing.T) {
 		t.Fatalf("the approved model is not in the bucket: %v", err)
 	}
 	refused(t, ctx, http.StatusConflict, string(task.WrongState), "bob", "POST", approve, nil)
+	// The review's history holds no policy: its validators checked the
+	// roles the server signed into bob's assertion, not a copy of the
+	// tenant's members. carol, rita and dave did not act on this request.
+	hist := historyBytes(t, ctx, task.AccessWorkflowID(id))
+	for _, f := range []string{`"members"`, `"grant"`, "carol", "rita", "dave"} {
+		if n := bytes.Count(hist, []byte(f)); n > 0 {
+			t.Errorf("the access review's history holds %s %d times", f, n)
+		}
+	}
+	if !bytes.Contains(hist, []byte("bob")) {
+		t.Error("the access review's history does not name bob, who approved: the check above reads nothing")
+	}
 
 	// dave asks with the CLI; rita rejects through the API.
 	dave := cliEnv(t, t.TempDir(), "AUTOGLM_API_KEY="+suite.keys["dave"])
@@ -263,4 +279,20 @@ func TestModelAccessThroughServer(t *testing.T) {
 	if _, err := suite.store.Stat(ctx, task.ModelPrefix("tiny-mirrored", "main")+"config.json"); err != nil {
 		t.Fatalf("the mirrored model is not in the bucket: %v", err)
 	}
+}
+
+// historyBytes is every event of a workflow's history, marshalled.
+func historyBytes(t *testing.T, ctx context.Context, workflowID string) []byte {
+	t.Helper()
+	var out []byte
+	it := suite.temporal.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := proto.Marshal(ev)
+		out = append(out, b...)
+	}
+	return out
 }
