@@ -45,6 +45,8 @@ type Activities struct {
 	HeartbeatTimeout time.Duration
 	// ShardRequests is the shard size of large batches; 0 never shards.
 	ShardRequests int
+	// ContinueAsNewEvents: see AuthorizeResult.
+	ContinueAsNewEvents int
 }
 
 // asApplicationError turns the project's typed errors into non-retryable

@@ -30,6 +30,12 @@ type AuthorizeResult struct {
 	// ShardRequests cuts a larger batch into shards of this many requests
 	// that run in parallel on the nodes; 0 never shards.
 	ShardRequests int `json:"shard_requests,omitempty"`
+	// ContinueAsNewEvents makes the task's waits continue as new once a
+	// run's history reaches this many events, besides when the server
+	// suggests it; 0 leaves it to the server. A worker setting recorded
+	// here, like HeartbeatTimeout, so replay reads the same value and no
+	// caller can set it.
+	ContinueAsNewEvents int `json:"continue_as_new_events,omitempty"`
 }
 
 // Authorize checks the tenant exists, the submitter may submit in it, and
@@ -78,5 +84,6 @@ func (a *Activities) authorize(ctx context.Context, t task.Input) (AuthorizeResu
 		SensitiveWords:         p.Screening.SensitiveWords,
 		HeartbeatTimeout:       a.HeartbeatTimeout,
 		ShardRequests:          a.ShardRequests,
+		ContinueAsNewEvents:    a.ContinueAsNewEvents,
 	}, nil
 }

@@ -42,6 +42,11 @@ import (
 //     durability paths after perf-local-control-stages (authorize, the
 //     first dispatch and archive as local activities),
 //     recorded by tests/durability.
+//   - task_continued_{approval,paused}.json: a run that continued as new
+//     while it waited for its second approval, or while paused (ending
+//     in WorkflowExecutionContinuedAsNew), and the run that took the task
+//     over and completed it (_last), recorded by tests/durability
+//     TestContinueAsNewCarriesTheTask.
 //
 // tests/hardening and tests/durability record theirs with
 // AUTOGLM_RECORD_HISTORIES=$PWD/workflows/testdata (an absolute path).

@@ -96,6 +96,10 @@ type Config struct {
 	// server in an outage (defaults 1s and 15s).
 	ProbeBase time.Duration `json:"probe_base,omitempty"`
 	ProbeMax  time.Duration `json:"probe_max,omitempty"`
+	// HandBackAfter ends a run that has held this long for the model
+	// server with ErrHandBack, after its checkpoint, so the work can go
+	// to another node; 0 holds as long as the outage lasts.
+	HandBackAfter time.Duration `json:"hand_back_after,omitempty"`
 }
 
 func (c Config) withDefaults() Config {
