@@ -47,6 +47,10 @@ import (
 //     in WorkflowExecutionContinuedAsNew), and the run that took the task
 //     over and completed it (_last), recorded by tests/durability
 //     TestContinueAsNewCarriesTheTask.
+//   - task_handed_back.json: the re-dispatch path: a node's model server
+//     stays down, the node hands the inference back after its hold limit,
+//     and the task is dispatched again to another node, which completes
+//     it (tests/durability TestLongOutageHandsTheWorkToAnotherNode).
 //
 // tests/hardening and tests/durability record theirs with
 // AUTOGLM_RECORD_HISTORIES=$PWD/workflows/testdata (an absolute path).
