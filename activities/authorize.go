@@ -36,6 +36,9 @@ type AuthorizeResult struct {
 	// here, like HeartbeatTimeout, so replay reads the same value and no
 	// caller can set it.
 	ContinueAsNewEvents int `json:"continue_as_new_events,omitempty"`
+	// NodeStartTimeout is how long a node's queue may hold a piece before
+	// it is dispatched again; 0 means ten minutes. A worker setting too.
+	NodeStartTimeout time.Duration `json:"node_start_timeout,omitempty"`
 }
 
 // Authorize checks the tenant exists, the submitter may submit in it, and
@@ -85,5 +88,6 @@ func (a *Activities) authorize(ctx context.Context, t task.Input) (AuthorizeResu
 		HeartbeatTimeout:       a.HeartbeatTimeout,
 		ShardRequests:          a.ShardRequests,
 		ContinueAsNewEvents:    a.ContinueAsNewEvents,
+		NodeStartTimeout:       a.NodeStartTimeout,
 	}, nil
 }

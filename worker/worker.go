@@ -178,6 +178,7 @@ func NewActivities(ctx context.Context, cfg config.Config, tc client.Client) (*a
 		HeartbeatTimeout:    cfg.HeartbeatTimeout,
 		ShardRequests:       cfg.ShardRequests,
 		ContinueAsNewEvents: cfg.ContinueAsNewEvents,
+		NodeStartTimeout:    cfg.NodeStartTimeout,
 	}, nil
 }
 

@@ -51,6 +51,10 @@ import (
 //     stays down, the node hands the inference back after its hold limit,
 //     and the task is dispatched again to another node, which completes
 //     it (tests/durability TestLongOutageHandsTheWorkToAnotherNode).
+//   - task_redispatched.json: a node dies with its record still looking
+//     alive; the shard dispatched to its queue is not started within the
+//     node start timeout and is dispatched again to the live node
+//     (tests/durability TestDeadNodesShardIsDispatchedAgain).
 //   - task_handback_{shards_completed,paused_resumed,pause_resume_at_once,cancelled_running_partial,expired}.json:
 //     the durability paths after replay-outage-hand-back (its marker
 //     before the first dispatch; an expiry closed as a failed

@@ -335,7 +335,7 @@ func (w *taskRun) runAll(ctx workflow.Context, pieces []*piece) (firstErr error,
 				}
 			case isScheduleToStartTimeout(err):
 				p.avoid, p.node = append(p.avoid, p.node.Node), activities.DispatchResult{}
-				redispatch = fmt.Sprintf("a node did not start the work within %s; dispatching again", nodeStartTimeout)
+				redispatch = fmt.Sprintf("a node did not start the work within %s; dispatching again", w.nodeStartTimeout())
 			case w.handBack && handedBack(err) != nil:
 				hb := handedBack(err)
 				if !slices.Contains(p.avoid, hb.Node) {
@@ -402,7 +402,15 @@ func (w *taskRun) stopped(p *piece, err error) {
 // nodeStartTimeout is how long a node's queue may hold the inference
 // before it is dispatched again: long enough for a node that runs its
 // maximum of batches to free a slot, short enough to replace a dead node.
+// The worker's setting, recorded in the authorize result, overrides it.
 const nodeStartTimeout = 10 * time.Minute
+
+func (w *taskRun) nodeStartTimeout() time.Duration {
+	if w.rules != nil && w.rules.NodeStartTimeout > 0 {
+		return w.rules.NodeStartTimeout
+	}
+	return nodeStartTimeout
+}
 
 func (w *taskRun) runOn(ctx workflow.Context, p *piece) workflow.Future {
 	summary := fmt.Sprintf("inference: %d request(s) on %s", p.total, p.node.Node)
@@ -411,7 +419,7 @@ func (w *taskRun) runOn(ctx workflow.Context, p *piece) workflow.Future {
 	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:              p.node.Queue,
-		ScheduleToStartTimeout: nodeStartTimeout,
+		ScheduleToStartTimeout: w.nodeStartTimeout(),
 		StartToCloseTimeout:    24 * time.Hour,
 		HeartbeatTimeout:       w.heartbeatTimeout(),
 		// Let the engine record its checkpoint before the task moves on,

@@ -59,6 +59,9 @@ type Config struct {
 	// run's history reaches this many events; 0 leaves it to the server's
 	// suggestion. For tests and operators who want short histories.
 	ContinueAsNewEvents int
+	// NodeStartTimeout is how long a node's queue may hold a piece of
+	// inference before the task dispatches it again, avoiding that node.
+	NodeStartTimeout time.Duration
 	// Outage are the thresholds of the model server outage hold.
 	Outage Outage
 	// HealthAddr serves /healthz and /metrics; empty turns it off.
@@ -100,6 +103,7 @@ func FromEnv() (Config, error) {
 		CheckpointInterval:  e.duration("AUTOGLM_CHECKPOINT_INTERVAL", 30*time.Second),
 		HeartbeatTimeout:    e.duration("AUTOGLM_HEARTBEAT_TIMEOUT", time.Minute),
 		ContinueAsNewEvents: e.int("AUTOGLM_CONTINUE_AS_NEW_EVENTS", 0),
+		NodeStartTimeout:    e.duration("AUTOGLM_NODE_START_TIMEOUT", 10*time.Minute),
 		Outage: Outage{
 			After:    e.int("AUTOGLM_OUTAGE_AFTER", 0),
 			ProbeMin: e.duration("AUTOGLM_OUTAGE_PROBE_MIN", time.Second),
@@ -142,6 +146,8 @@ func (c Config) check() error {
 	switch {
 	case c.ContinueAsNewEvents != 0 && c.ContinueAsNewEvents < minContinueAsNewEvents:
 		return fmt.Errorf("config: AUTOGLM_CONTINUE_AS_NEW_EVENTS=%d: 0 or at least %d", c.ContinueAsNewEvents, minContinueAsNewEvents)
+	case c.NodeStartTimeout <= 0:
+		return fmt.Errorf("config: AUTOGLM_NODE_START_TIMEOUT=%s: want more than 0", c.NodeStartTimeout)
 	case c.Outage.After < 0:
 		return fmt.Errorf("config: AUTOGLM_OUTAGE_AFTER=%d: 0 or more", c.Outage.After)
 	case c.Outage.ProbeMin <= 0 || c.Outage.ProbeMax < c.Outage.ProbeMin:

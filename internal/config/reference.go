@@ -43,6 +43,7 @@ var Reference = []Var{
 	{Name: "AUTOGLM_OUTAGE_PROBE_MIN", Default: "1s", Doc: "the first wait between two probes of a model server that is down; it doubles up to AUTOGLM_OUTAGE_PROBE_MAX"},
 	{Name: "AUTOGLM_OUTAGE_PROBE_MAX", Default: "15s", Doc: "the longest wait between two probes"},
 	{Name: "AUTOGLM_OUTAGE_HAND_BACK", Default: "5m", Doc: "after holding this long for its model server, a batch checkpoints and goes back to dispatch, for another node serving the model (0: hold as long as the outage lasts)"},
+	{Name: "AUTOGLM_NODE_START_TIMEOUT", Default: "10m", Doc: "how long a node's queue may hold a piece of inference before the task dispatches it again, avoiding that node (a node that died)"},
 	{Name: "AUTOGLM_CONTINUE_AS_NEW_EVENTS", Default: "0 (the server suggests)", Doc: "a task's approval wait, pause and re-dispatch loops continue as new once a run's history has this many events (0, or at least 30)"},
 	{Name: "AUTOGLM_POLICY_FILE", Default: "embedded default", Doc: "the tenant policy (YAML)"},
 	{Name: "AUTOGLM_HEALTH_ADDR", Default: "off", Doc: "serves /healthz and /metrics (Prometheus: SDK and app metrics)"},
