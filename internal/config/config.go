@@ -151,7 +151,7 @@ func (c Config) check() error {
 	case c.Outage.After < 0:
 		return fmt.Errorf("config: AUTOGLM_OUTAGE_AFTER=%d: 0 or more", c.Outage.After)
 	case c.Outage.ProbeMin <= 0 || c.Outage.ProbeMax < c.Outage.ProbeMin:
-		return fmt.Errorf("config: AUTOGLM_OUTAGE_PROBE_MIN=%s and _MAX=%s: want 0 < min <= max", c.Outage.ProbeMin, c.Outage.ProbeMax)
+		return fmt.Errorf("config: AUTOGLM_OUTAGE_PROBE_MIN=%s, AUTOGLM_OUTAGE_PROBE_MAX=%s: want 0 < min <= max", c.Outage.ProbeMin, c.Outage.ProbeMax)
 	case c.Outage.HandBack < 0:
 		return fmt.Errorf("config: AUTOGLM_OUTAGE_HAND_BACK=%s: 0 or more", c.Outage.HandBack)
 	}
