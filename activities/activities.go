@@ -45,6 +45,9 @@ type Activities struct {
 	HeartbeatTimeout time.Duration
 	// ShardRequests is the shard size of large batches; 0 never shards.
 	ShardRequests int
+	// ContinueAsNewEvents and NodeStartTimeout: see AuthorizeResult.
+	ContinueAsNewEvents int
+	NodeStartTimeout    time.Duration
 }
 
 // asApplicationError turns the project's typed errors into non-retryable

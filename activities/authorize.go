@@ -37,6 +37,15 @@ type AuthorizeResult struct {
 	// ShardRequests cuts a larger batch into shards of this many requests
 	// that run in parallel on the nodes; 0 never shards.
 	ShardRequests int `json:"shard_requests,omitempty"`
+	// ContinueAsNewEvents makes the task's waits continue as new once a
+	// run's history reaches this many events, besides when the server
+	// suggests it; 0 leaves it to the server. A worker setting recorded
+	// here, like HeartbeatTimeout, so replay reads the same value and no
+	// caller can set it.
+	ContinueAsNewEvents int `json:"continue_as_new_events,omitempty"`
+	// NodeStartTimeout is how long a node's queue may hold a piece before
+	// it is dispatched again; 0 means ten minutes. A worker setting too.
+	NodeStartTimeout time.Duration `json:"node_start_timeout,omitempty"`
 }
 
 // Authorize checks the tenant exists, the submitter may submit in it, and
@@ -85,6 +94,8 @@ func (a *Activities) authorize(ctx context.Context, t task.Input) (AuthorizeResu
 		MaxRequestBytes:        p.Screening.MaxRequestBytes,
 		HeartbeatTimeout:       a.HeartbeatTimeout,
 		ShardRequests:          a.ShardRequests,
+		ContinueAsNewEvents:    a.ContinueAsNewEvents,
+		NodeStartTimeout:       a.NodeStartTimeout,
 	}, nil
 }
 

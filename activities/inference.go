@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -25,6 +26,20 @@ type InferInput struct {
 	Total int `json:"total"`
 	// Shard, if set, is the part of the input this activity runs.
 	Shard *Shard `json:"shard,omitempty"`
+	// HandBack lets a run that held for the model server longer than the
+	// worker's limit end with a HandBack error, for the workflow to
+	// dispatch the work again; workflows from before that change leave
+	// it false and hold for as long as the outage lasts.
+	HandBack bool `json:"hand_back,omitempty"`
+}
+
+// HandBackDetails go with a HandBack error: which node gave the work
+// back, and since when its model server was down.
+type HandBackDetails struct {
+	Node  string    `json:"node"`
+	Since time.Time `json:"since"`
+	// Counts are the answers up to the checkpoint, for the status.
+	Counts task.Counts `json:"request_counts"`
 }
 
 // InferResult is the answered batch.
@@ -64,6 +79,9 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 	}
 	cfg := a.Batch
 	cfg.Model, cfg.IDPrefix = in.Model, in.TaskID
+	if !in.HandBack {
+		cfg.HandBackAfter = 0
+	}
 	var offset int64
 	if in.Shard != nil {
 		cfg.FirstLine, cfg.LastLine, offset = in.Shard.FirstLine, in.Shard.LastLine, in.Shard.Offset
@@ -103,6 +121,15 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 		// Cancelled by a pause or a cancel: tell the workflow how far the
 		// checkpoint got, so its status keeps the count.
 		return InferResult{}, temporal.NewCanceledError(rep.last)
+	}
+	var hb *batch.HandBackError
+	if errors.As(err, &hb) {
+		// Not retried here: the workflow dispatches the work again, to
+		// another node if one serves the model, as a new fenced attempt
+		// that resumes from this checkpoint.
+		return InferResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("node %s hands the work back at checkpoint %d: %v", a.Node, cp.Seq, err), string(task.HandBack), err,
+			HandBackDetails{Node: a.Node, Since: hb.Since.UTC(), Counts: cp.Counts})
 	}
 	if err != nil {
 		return InferResult{}, inferError(err, cp)

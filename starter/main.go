@@ -56,7 +56,7 @@ func exitCode(err error) int {
 		return exitNotFound
 	case string(task.WrongState), string(task.Conflict):
 		return exitWrongState
-	case string(task.RateLimited), string(task.UpstreamUnavailable), string(task.ContextLengthExceeded), string(task.NoNode):
+	case string(task.RateLimited), string(task.UpstreamUnavailable), string(task.ContextLengthExceeded), string(task.NoNode), string(task.HandBack):
 		return exitUpstream
 	}
 	// A task that ended otherwise: after its failure's type, if known.

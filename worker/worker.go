@@ -171,9 +171,14 @@ func NewActivities(ctx context.Context, cfg config.Config, tc client.Client) (*a
 	}
 	return &activities.Activities{
 		Store: store, Policy: policy, LLM: lc, Temporal: tc, Node: cfg.Node, Models: models, Labels: labelsFromEnv(), Capacity: max(cfg.MaxBatches, 1),
-		Batch:            batch.Config{Concurrency: cfg.Concurrency, CheckpointInterval: cfg.CheckpointInterval},
-		HeartbeatTimeout: cfg.HeartbeatTimeout,
-		ShardRequests:    cfg.ShardRequests,
+		Batch: batch.Config{
+			Concurrency: cfg.Concurrency, CheckpointInterval: cfg.CheckpointInterval,
+			OutageAfter: cfg.Outage.After, ProbeBase: cfg.Outage.ProbeMin, ProbeMax: cfg.Outage.ProbeMax, HandBackAfter: cfg.Outage.HandBack,
+		},
+		HeartbeatTimeout:    cfg.HeartbeatTimeout,
+		ShardRequests:       cfg.ShardRequests,
+		ContinueAsNewEvents: cfg.ContinueAsNewEvents,
+		NodeStartTimeout:    cfg.NodeStartTimeout,
 	}, nil
 }
 

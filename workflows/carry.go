@@ -80,10 +80,20 @@ func (w *taskRun) carriedPieces() []*piece {
 	return ps
 }
 
-// suggested reports whether the server suggests continuing as new; it
-// issues no command, so await conditions may read it.
-func suggested(ctx workflow.Context) bool {
-	return workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+// suggested reports whether the server suggests continuing as new, or
+// the run's history has reached the worker's threshold (recorded in the
+// authorize result, so replay reads the same); it issues no command, so
+// await conditions may read it.
+func (w *taskRun) suggested(ctx workflow.Context) bool {
+	info := workflow.GetInfo(ctx)
+	if info.GetContinueAsNewSuggested() {
+		return true
+	}
+	n := 0
+	if w.rules != nil {
+		n = w.rules.ContinueAsNewEvents
+	}
+	return n > 0 && info.GetCurrentHistoryLength() >= n
 }
 
 // continueAsNewNow reports whether the task continues as new here: the
@@ -91,7 +101,7 @@ func suggested(ctx workflow.Context) bool {
 // version is asked only once the suggestion is there, so histories from
 // before the change (never suggested) replay without its marker.
 func (w *taskRun) continueAsNewNow(ctx workflow.Context) bool {
-	if !suggested(ctx) {
+	if !w.suggested(ctx) {
 		return false
 	}
 	if w.canVersion == nil {
@@ -156,7 +166,7 @@ func (w *taskRun) awaitApproval(ctx workflow.Context, deadline time.Duration) (b
 	defer cancelTimer()
 	timer := workflow.NewTimerWithOptions(tctx, deadline, workflow.TimerOptions{Summary: "approval deadline"})
 	done := func() bool { return decided() || timer.IsReady() }
-	if err := workflow.Await(ctx, func() bool { return done() || suggested(ctx) }); err != nil {
+	if err := workflow.Await(ctx, func() bool { return done() || w.suggested(ctx) }); err != nil {
 		return false, err
 	}
 	if !done() && w.continueAsNewNow(ctx) {
@@ -172,7 +182,7 @@ func (w *taskRun) awaitApproval(ctx workflow.Context, deadline time.Duration) (b
 // and continues as new when the server suggests it.
 func (w *taskRun) awaitResume(ctx workflow.Context, pieces []*piece) error {
 	resumed := func() bool { return !w.paused || w.cancelled != nil }
-	if err := workflow.Await(ctx, func() bool { return resumed() || suggested(ctx) }); err != nil {
+	if err := workflow.Await(ctx, func() bool { return resumed() || w.suggested(ctx) }); err != nil {
 		return err
 	}
 	if !resumed() && w.continueAsNewNow(ctx) {

@@ -63,6 +63,7 @@ type harness struct {
 	screening task.Screening
 	shards    []activities.Shard // screening's cut; nil runs the batch whole
 	authorize func(context.Context, activities.AuthorizeInput) (activities.AuthorizeResult, error)
+	dispatch  func(context.Context, activities.DispatchInput) (activities.DispatchResult, error)
 	infer     func(context.Context, activities.InferInput) (activities.InferResult, error)
 	merge     func(context.Context, activities.MergeInput) (activities.InferResult, error)
 	collect   func(context.Context, activities.CollectInput) (activities.InferResult, error)
@@ -178,6 +179,9 @@ func (h *harness) answers() {
 	h.authorize = func(context.Context, activities.AuthorizeInput) (activities.AuthorizeResult, error) {
 		return h.rules, nil
 	}
+	h.dispatch = func(context.Context, activities.DispatchInput) (activities.DispatchResult, error) {
+		return activities.DispatchResult{Node: node, Queue: task.NodeQueue(node)}, nil
+	}
 	h.infer = func(context.Context, activities.InferInput) (activities.InferResult, error) {
 		return activities.InferResult{
 			Counts: task.Counts{Total: 20, Completed: 19, Failed: 1},
@@ -217,7 +221,7 @@ func (h *harness) stub() {
 		return activities.ScreenResult{Source: ref("input.jsonl"), Screening: h.screening, Shards: h.shards}, nil
 	})
 	h.env.OnActivity(a.Dispatch, any2...).Return(func(ctx context.Context, in activities.DispatchInput) (activities.DispatchResult, error) {
-		return activities.DispatchResult{Node: node, Queue: task.NodeQueue(node)}, nil
+		return h.dispatch(ctx, in)
 	})
 	h.env.OnActivity(a.Infer, any2...).Return(func(ctx context.Context, in activities.InferInput) (activities.InferResult, error) {
 		return h.infer(ctx, in)

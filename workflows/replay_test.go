@@ -47,6 +47,23 @@ import (
 //     (the actor's roles signed); an auditor's and the submitter's signed
 //     approvals are refused (no event), a reviewer's accepted. Recorded,
 //     opened with the codec, by tests/ops TestHistoryHoldsNoPolicy.
+//   - task_continued_{approval,paused}.json: a run that continued as new
+//     while it waited for its second approval, or while paused (ending
+//     in WorkflowExecutionContinuedAsNew), and the run that took the task
+//     over and completed it (_last), recorded by tests/durability
+//     TestContinueAsNewCarriesTheTask.
+//   - task_handed_back.json: the re-dispatch path: a node's model server
+//     stays down, the node hands the inference back after its hold limit,
+//     and the task is dispatched again to another node, which completes
+//     it (tests/durability TestLongOutageHandsTheWorkToAnotherNode).
+//   - task_redispatched.json: a node dies with its record still looking
+//     alive; the shard dispatched to its queue is not started within the
+//     node start timeout and is dispatched again to the live node
+//     (tests/durability TestDeadNodesShardIsDispatchedAgain).
+//   - task_handback_{shards_completed,paused_resumed,pause_resume_at_once,cancelled_running_partial,expired}.json:
+//     the durability paths after replay-outage-hand-back (its marker
+//     before the first dispatch; an expiry closed as a failed
+//     execution), recorded by tests/durability TestLifecyclePaths.
 //
 // tests/hardening and tests/durability record theirs with
 // AUTOGLM_RECORD_HISTORIES=$PWD/workflows/testdata (an absolute path).

@@ -88,6 +88,8 @@ type taskRun struct {
 	// local: the short control-plane stages run as local activities
 	// (changeLocalControlStages).
 	local bool
+	// handBack: a node may hand the inference back (changeHandBack).
+	handBack bool
 }
 
 func (w *taskRun) run(ctx workflow.Context) (task.Result, error) {
@@ -196,6 +198,9 @@ type piece struct {
 // replaced; a piece that fails stops the others. Every new attempt resumes
 // from the last checkpoint, and a finished shard is not run again.
 func (w *taskRun) infer(ctx workflow.Context) error {
+	// A node whose model server stays down hands the work back, for
+	// another node (changeHandBack); older tasks hold as long as it lasts.
+	w.handBack = workflow.GetVersion(ctx, changeHandBack, workflow.DefaultVersion, 1) >= 1
 	pieces := w.carriedPieces()
 	if pieces == nil {
 		pieces = w.pieces()
@@ -215,15 +220,15 @@ func (w *taskRun) infer(ctx workflow.Context) error {
 		// A pause may stop the dispatch as well as the run: a re-dispatch
 		// leaves the task DISPATCHED, and pausable, while it picks a node.
 		pauses := w.pauses
-		err, stalled := w.dispatchAll(ctx, pieces), false
+		err, redispatch := w.dispatchAll(ctx, pieces), ""
 		if err == nil {
-			err, stalled = w.runAll(ctx, pieces)
+			err, redispatch = w.runAll(ctx, pieces)
 		}
 		switch {
-		case err == nil && !stalled:
+		case err == nil && redispatch == "":
 			return w.mergeShards(ctx, pieces)
 		case err == nil:
-			w.transition(ctx, task.Dispatched, "dispatch", fmt.Sprintf("a node did not start the work within %s; dispatching again", nodeStartTimeout))
+			w.transition(ctx, task.Dispatched, "dispatch", redispatch)
 		case w.cancelled != nil:
 			return err
 		case !w.paused && w.pauses != pauses && temporal.IsCanceledError(err) &&
@@ -249,6 +254,10 @@ const (
 	// changeLocalControlStages: authorize, the first dispatch and archive
 	// run as local activities.
 	changeLocalControlStages = "perf-local-control-stages"
+	// changeHandBack: the inference may end with a HandBack error (its
+	// node's model server down past the worker's limit), and the piece is
+	// dispatched again, avoiding that node.
+	changeHandBack = "replay-outage-hand-back"
 )
 
 func (w *taskRun) pieces() []*piece {
@@ -297,9 +306,10 @@ func (w *taskRun) dispatchAll(ctx workflow.Context, pieces []*piece) error {
 }
 
 // runAll runs the unfinished pieces in parallel and waits for all of them.
-// It returns the first error, and whether a piece was not started by its
-// node in time (that piece's node is cleared for dispatchAll).
-func (w *taskRun) runAll(ctx workflow.Context, pieces []*piece) (firstErr error, stalled bool) {
+// It returns the first error, and why pieces must be dispatched again, if
+// any: a node did not start one in time, or handed one back (their nodes
+// are cleared for dispatchAll).
+func (w *taskRun) runAll(ctx workflow.Context, pieces []*piece) (firstErr error, redispatch string) {
 	sctx := w.stage(ctx, "inference", fmt.Sprintf("%d request(s) on %s", w.status.Progress.Total, w.status.Node))
 	stop := w.cancelStage
 	w.transition(ctx, task.Running, "dispatch", "inference on "+w.status.Node)
@@ -325,7 +335,15 @@ func (w *taskRun) runAll(ctx workflow.Context, pieces []*piece) (firstErr error,
 				}
 			case isScheduleToStartTimeout(err):
 				p.avoid, p.node = append(p.avoid, p.node.Node), activities.DispatchResult{}
-				stalled = true
+				redispatch = fmt.Sprintf("a node did not start the work within %s; dispatching again", w.nodeStartTimeout())
+			case w.handBack && handedBack(err) != nil:
+				hb := handedBack(err)
+				if !slices.Contains(p.avoid, hb.Node) {
+					p.avoid = append(p.avoid, hb.Node)
+				}
+				p.node = activities.DispatchResult{}
+				w.pieceCounts(p.index, hb.Counts)
+				redispatch = fmt.Sprintf("the model server of node %s has been down since %s; dispatching again from the checkpoint", hb.Node, hb.Since.Format(time.RFC3339))
 			case firstErr == nil:
 				firstErr = err
 				// One failed piece fails the task: stop the others, which
@@ -337,7 +355,17 @@ func (w *taskRun) runAll(ctx workflow.Context, pieces []*piece) (firstErr error,
 	for range running {
 		sel.Select(ctx)
 	}
-	return firstErr, stalled
+	return firstErr, redispatch
+}
+
+// handedBack is the details of a HandBack error, or nil.
+func handedBack(err error) *activities.HandBackDetails {
+	var ae *temporal.ApplicationError
+	var d activities.HandBackDetails
+	if !errors.As(err, &ae) || ae.Type() != string(task.HandBack) || ae.Details(&d) != nil {
+		return nil
+	}
+	return &d
 }
 
 // pieceCounts records how far piece i got, as a finished or stopped
@@ -374,7 +402,15 @@ func (w *taskRun) stopped(p *piece, err error) {
 // nodeStartTimeout is how long a node's queue may hold the inference
 // before it is dispatched again: long enough for a node that runs its
 // maximum of batches to free a slot, short enough to replace a dead node.
+// The worker's setting, recorded in the authorize result, overrides it.
 const nodeStartTimeout = 10 * time.Minute
+
+func (w *taskRun) nodeStartTimeout() time.Duration {
+	if w.rules != nil && w.rules.NodeStartTimeout > 0 {
+		return w.rules.NodeStartTimeout
+	}
+	return nodeStartTimeout
+}
 
 func (w *taskRun) runOn(ctx workflow.Context, p *piece) workflow.Future {
 	summary := fmt.Sprintf("inference: %d request(s) on %s", p.total, p.node.Node)
@@ -383,7 +419,7 @@ func (w *taskRun) runOn(ctx workflow.Context, p *piece) workflow.Future {
 	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:              p.node.Queue,
-		ScheduleToStartTimeout: nodeStartTimeout,
+		ScheduleToStartTimeout: w.nodeStartTimeout(),
 		StartToCloseTimeout:    24 * time.Hour,
 		HeartbeatTimeout:       w.heartbeatTimeout(),
 		// Let the engine record its checkpoint before the task moves on,
@@ -398,6 +434,7 @@ func (w *taskRun) runOn(ctx workflow.Context, p *piece) workflow.Future {
 	})
 	return workflow.ExecuteActivity(ctx, a.Infer, activities.InferInput{
 		TaskID: w.in.ID, Tenant: w.in.Tenant, Model: w.in.Model, Source: w.source, Total: p.total, Shard: p.shard,
+		HandBack: w.handBack,
 	})
 }
 

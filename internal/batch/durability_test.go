@@ -164,6 +164,33 @@ func TestOutageHoldsInsteadOfFailingItems(t *testing.T) {
 	}
 }
 
+// A model server that stays down past HandBackAfter ends the run with a
+// HandBackError after a checkpoint of what was answered; a run from that
+// checkpoint against a server that answers completes exactly.
+func TestLongOutageHandsTheWorkBack(t *testing.T) {
+	srv := startModel(t, testmodel.Faults{})
+	sink := newMemSink()
+	cfg := batch.Config{Concurrency: 4, PartItems: 20, MaxAttempts: 3, ProbeBase: time.Millisecond, ProbeMax: 5 * time.Millisecond, HandBackAfter: 200 * time.Millisecond}
+	input := batchFile(300, nil)
+	e := engine(srv, sink, cfg)
+	e.Client = &outageChatter{next: e.Client, down: 100, lasts: time.Hour}
+	cp, err := e.Run(context.Background(), strings.NewReader(input), batch.Checkpoint{})
+	var hb *batch.HandBackError
+	if !errors.As(err, &hb) || hb.Since.IsZero() {
+		t.Fatalf("Run returned %v; want a HandBackError", err)
+	}
+	if cp.Done || cp.Counts.Failed != 0 || cp.Counts.Completed < 50 || cp.Line != cp.Counts.Completed {
+		t.Fatalf("the hand-back's checkpoint %+v: want not done, nothing failed, the answers before the outage recorded", cp)
+	}
+	final, err := engine(srv, sink, cfg).Run(context.Background(), strings.NewReader(input), cp)
+	if err != nil || !final.Done || final.Counts.Completed != 300 || final.Counts.Failed != 0 {
+		t.Fatalf("the run after the hand-back: %+v, %v", final.Counts, err)
+	}
+	if _, ids := lines(t, sink.merged[0]); len(ids) != 300 {
+		t.Errorf("%d distinct answers; want 300", len(ids))
+	}
+}
+
 // An item the server refuses on its own (a 400) fails at once, and does
 // not make the engine hold.
 func TestItemErrorsAreNotAnOutage(t *testing.T) {

@@ -59,6 +59,18 @@ func (e *CorruptPartError) Error() string {
 	return fmt.Sprintf("batch: part %d (%s) is corrupt: %s", e.Seq, e.Key, e.Why)
 }
 
+// HandBackError ends a run that held for its model server longer than
+// Config.HandBackAfter: its checkpoint is recorded, and the work may go
+// to another node serving the model, which resumes after it.
+type HandBackError struct {
+	// Since is when the model server was held to be down.
+	Since time.Time
+}
+
+func (e *HandBackError) Error() string {
+	return fmt.Sprintf("batch: the model server has been down since %s; handing the work back", e.Since.UTC().Format(time.RFC3339))
+}
+
 // Config tunes the engine. The zero value works.
 type Config struct {
 	// Model, if set, is the only model a line may ask for.
@@ -96,6 +108,10 @@ type Config struct {
 	// server in an outage (defaults 1s and 15s).
 	ProbeBase time.Duration `json:"probe_base,omitempty"`
 	ProbeMax  time.Duration `json:"probe_max,omitempty"`
+	// HandBackAfter ends a run that has held this long for the model
+	// server with ErrHandBack, after its checkpoint, so the work can go
+	// to another node; 0 holds as long as the outage lasts.
+	HandBackAfter time.Duration `json:"hand_back_after,omitempty"`
 }
 
 func (c Config) withDefaults() Config {
@@ -385,13 +401,19 @@ func (r *run) process(ctx context.Context, input io.Reader, skip int) error {
 		case <-tick.C:
 			// A held batch records what it has, so that a worker lost
 			// during a long outage loses nothing.
-			due := time.Since(r.lastSave) >= r.cfg.CheckpointInterval || !r.health.since().IsZero()
+			down := r.health.since()
+			due := time.Since(r.lastSave) >= r.cfg.CheckpointInterval || !down.IsZero()
 			if !r.whole && r.part.Completed+r.part.Failed > 0 && due {
 				if err := r.seal(ctx); err != nil {
 					return err
 				}
 			}
 			r.report()
+			if !down.IsZero() && r.cfg.HandBackAfter > 0 && time.Since(down) >= r.cfg.HandBackAfter {
+				cancelRun()
+				workers.Wait()
+				return r.stop(ctx, pending, next, results, slots, &HandBackError{Since: down})
+			}
 		case <-ctx.Done():
 			cancelRun()
 			workers.Wait()

@@ -55,6 +55,15 @@ type Config struct {
 	// HeartbeatTimeout is how soon the inference of a worker that died is
 	// retried elsewhere.
 	HeartbeatTimeout time.Duration
+	// ContinueAsNewEvents makes a task's waits continue as new once a
+	// run's history reaches this many events; 0 leaves it to the server's
+	// suggestion. For tests and operators who want short histories.
+	ContinueAsNewEvents int
+	// NodeStartTimeout is how long a node's queue may hold a piece of
+	// inference before the task dispatches it again, avoiding that node.
+	NodeStartTimeout time.Duration
+	// Outage are the thresholds of the model server outage hold.
+	Outage Outage
 	// HealthAddr serves /healthz and /metrics; empty turns it off.
 	HealthAddr string
 	LogFormat  string // text or json
@@ -85,21 +94,68 @@ func FromEnv() (Config, error) {
 			APIKey:  e.secret("AUTOGLM_LLM_API_KEY"),
 			Timeout: e.duration("AUTOGLM_LLM_TIMEOUT", 60*time.Second),
 		},
-		Node:               e.str("AUTOGLM_NODE", DefaultNode),
-		Models:             e.list("AUTOGLM_MODELS"),
-		PolicyFile:         e.str("AUTOGLM_POLICY_FILE", ""),
-		Concurrency:        e.int("AUTOGLM_CONCURRENCY", 16),
-		MaxBatches:         e.int("AUTOGLM_MAX_BATCHES", 4),
-		ShardRequests:      e.int("AUTOGLM_SHARD_REQUESTS", 50000),
-		CheckpointInterval: e.duration("AUTOGLM_CHECKPOINT_INTERVAL", 30*time.Second),
-		HeartbeatTimeout:   e.duration("AUTOGLM_HEARTBEAT_TIMEOUT", time.Minute),
-		HealthAddr:         e.str("AUTOGLM_HEALTH_ADDR", ""),
-		LogFormat:          e.str("AUTOGLM_LOG_FORMAT", "text"),
-		LogLevel:           e.str("AUTOGLM_LOG_LEVEL", "info"),
-		AssertionKeys:      e.secret("AUTOGLM_ASSERTION_PUBLIC_KEYS"),
+		Node:                e.str("AUTOGLM_NODE", DefaultNode),
+		Models:              e.list("AUTOGLM_MODELS"),
+		PolicyFile:          e.str("AUTOGLM_POLICY_FILE", ""),
+		Concurrency:         e.int("AUTOGLM_CONCURRENCY", 16),
+		MaxBatches:          e.int("AUTOGLM_MAX_BATCHES", 4),
+		ShardRequests:       e.int("AUTOGLM_SHARD_REQUESTS", 50000),
+		CheckpointInterval:  e.duration("AUTOGLM_CHECKPOINT_INTERVAL", 30*time.Second),
+		HeartbeatTimeout:    e.duration("AUTOGLM_HEARTBEAT_TIMEOUT", time.Minute),
+		ContinueAsNewEvents: e.int("AUTOGLM_CONTINUE_AS_NEW_EVENTS", 0),
+		NodeStartTimeout:    e.duration("AUTOGLM_NODE_START_TIMEOUT", 10*time.Minute),
+		Outage: Outage{
+			After:    e.int("AUTOGLM_OUTAGE_AFTER", 0),
+			ProbeMin: e.duration("AUTOGLM_OUTAGE_PROBE_MIN", time.Second),
+			ProbeMax: e.duration("AUTOGLM_OUTAGE_PROBE_MAX", 15*time.Second),
+			HandBack: e.duration("AUTOGLM_OUTAGE_HAND_BACK", 5*time.Minute),
+		},
+		HealthAddr:    e.str("AUTOGLM_HEALTH_ADDR", ""),
+		LogFormat:     e.str("AUTOGLM_LOG_FORMAT", "text"),
+		LogLevel:      e.str("AUTOGLM_LOG_LEVEL", "info"),
+		AssertionKeys: e.secret("AUTOGLM_ASSERTION_PUBLIC_KEYS"),
 	}
 	c.LLM.MaxIdleConnsPerHost = c.Concurrency
+	if e.err == nil {
+		e.err = c.check()
+	}
 	return c, e.err
+}
+
+// Outage holds the thresholds that tell a model server down as a whole
+// from a bad item (see internal/batch/health.go).
+type Outage struct {
+	// After is how many requests in a row must fail without an answer
+	// (connection refused, reset, timeout) or with a 5xx before the
+	// server is held to be down; 0 picks the concurrency, between 3 and 8.
+	After int
+	// ProbeMin and ProbeMax bound the wait between two probes of a server
+	// that is down; it doubles from ProbeMin.
+	ProbeMin, ProbeMax time.Duration
+	// HandBack is how long a batch holds for its node's model server
+	// before it hands the work back to dispatch, for another node serving
+	// the model; 0 holds for as long as the outage lasts.
+	HandBack time.Duration
+}
+
+// minContinueAsNewEvents keeps a run from continuing as new at once, run
+// after run: a fresh run's history is a dozen events.
+const minContinueAsNewEvents = 30
+
+func (c Config) check() error {
+	switch {
+	case c.ContinueAsNewEvents != 0 && c.ContinueAsNewEvents < minContinueAsNewEvents:
+		return fmt.Errorf("config: AUTOGLM_CONTINUE_AS_NEW_EVENTS=%d: 0 or at least %d", c.ContinueAsNewEvents, minContinueAsNewEvents)
+	case c.NodeStartTimeout <= 0:
+		return fmt.Errorf("config: AUTOGLM_NODE_START_TIMEOUT=%s: want more than 0", c.NodeStartTimeout)
+	case c.Outage.After < 0:
+		return fmt.Errorf("config: AUTOGLM_OUTAGE_AFTER=%d: 0 or more", c.Outage.After)
+	case c.Outage.ProbeMin <= 0 || c.Outage.ProbeMax < c.Outage.ProbeMin:
+		return fmt.Errorf("config: AUTOGLM_OUTAGE_PROBE_MIN=%s, AUTOGLM_OUTAGE_PROBE_MAX=%s: want 0 < min <= max", c.Outage.ProbeMin, c.Outage.ProbeMax)
+	case c.Outage.HandBack < 0:
+		return fmt.Errorf("config: AUTOGLM_OUTAGE_HAND_BACK=%s: 0 or more", c.Outage.HandBack)
+	}
+	return nil
 }
 
 // String describes the config for the start-up log, without secrets.

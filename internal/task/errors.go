@@ -31,6 +31,9 @@ const (
 	// CorruptPart: a stored part of the output no longer matches the size
 	// and sha256 its checkpoint recorded.
 	CorruptPart ErrorType = "CorruptPart"
+	// HandBack: a node's model server stayed down past the hold limit; the
+	// node recorded its checkpoint and gives the work back to dispatch.
+	HandBack ErrorType = "HandBack"
 )
 
 // Error is an error with a stable type. Compare with errors.Is against the

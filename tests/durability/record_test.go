@@ -8,10 +8,6 @@ import (
 	"testing"
 	"time"
 
-	historypb "go.temporal.io/api/history/v1"
-	"go.temporal.io/api/temporalproto"
-	"go.temporal.io/sdk/client"
-
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 )
@@ -174,31 +170,8 @@ func shortDeadlinePolicy(t *testing.T) string {
 	return path
 }
 
-// save writes the task's history to recordDir, when set.
+// save writes the task's history (its newest run) to recordDir, when set.
 func save(t *testing.T, ctx context.Context, id, name string) {
 	t.Helper()
-	if recordDir == "" {
-		return
-	}
-	h := &historypb.History{}
-	it := suite.temporal.GetWorkflowHistory(ctx, task.WorkflowID(id), "", false, 0)
-	for it.HasNext() {
-		e, err := it.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.Events = append(h.Events, e)
-	}
-	b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(recordDir, "task_"+name+".json")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := client.HistoryFromJSON(strings.NewReader(string(b)), client.HistoryJSONOptions{}); err != nil {
-		t.Fatalf("the recorded history does not read back: %v", err)
-	}
-	t.Logf("history of %s recorded in %s (%d events)", id, path, len(h.Events))
+	saveRun(t, ctx, id, "", name)
 }

@@ -1,0 +1,57 @@
+package durability
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+// nodeStartTimeout is the workers' AUTOGLM_NODE_START_TIMEOUT here.
+const nodeStartTimeout = 5 * time.Second
+
+// Two nodes serve the model, and one of them dies (SIGKILL) just before a
+// batch of two shards is submitted; its record still looks alive, so
+// dispatch sends a shard to its queue. Nobody takes the shard from there
+// within the node start timeout: the task dispatches it again, avoiding
+// the dead node, and completes on the live one with exact output.
+func TestDeadNodesShardIsDispatchedAgain(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	m := startModel(t, 20*time.Millisecond, "")
+	opts := func(node string) workerOptions {
+		return workerOptions{node: node, modelURL: m.URL(), concurrency: 2, checkpointInterval: time.Second,
+			env: []string{"AUTOGLM_SHARD_REQUESTS=150", "AUTOGLM_NODE_START_TIMEOUT=" + nodeStartTimeout.String()}}
+	}
+	// Dispatch breaks ties by name: the dead node comes first.
+	suffix := randHex(3)
+	dead := startWorker(t, opts("sd-a-"+suffix))
+	live := startWorker(t, opts("sd-b-"+suffix))
+	dead.signal(t, syscall.SIGKILL)
+	<-dead.done
+	t.Logf("node %s killed; node %s lives", dead.node, live.node)
+
+	in := writeBatch(t, "redispatch", 300)
+	id := submitApproved(t, ctx, "redispatch", in)
+	exact(t, ctx, id, in)
+	st, err := suite.tasks.Status(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audit := auditText(st)
+	if !strings.Contains(audit, "2 shards") || !strings.Contains(audit, "did not start the work within "+nodeStartTimeout.String()) {
+		t.Errorf("the audit trail does not show a shard dispatched again after %s:\n%s", nodeStartTimeout, audit)
+	}
+	var first string
+	for _, tr := range st.Audit {
+		if tr.To == task.Dispatched {
+			first = tr.Reason
+			break
+		}
+	}
+	if !strings.Contains(first, dead.node) || strings.Contains(st.Node, dead.node) {
+		t.Errorf("the task was not first sent to %s and then taken from it (status node %q):\n%s", dead.node, st.Node, audit)
+	}
+	save(t, ctx, id, "redispatched")
+}
