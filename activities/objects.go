@@ -46,7 +46,11 @@ func (a *Activities) putJSON(ctx context.Context, key string, c storage.Category
 // put writes r at key and returns its reference with the sha256 of what
 // was written.
 func (a *Activities) put(ctx context.Context, key string, c storage.Category, r io.Reader, size int64, contentType string) (task.ObjectRef, error) {
-	info, err := a.Store.Put(ctx, key, r, size, storage.PutOptions{ContentType: contentType})
+	return a.putWith(ctx, key, c, r, size, storage.PutOptions{ContentType: contentType})
+}
+
+func (a *Activities) putWith(ctx context.Context, key string, c storage.Category, r io.Reader, size int64, o storage.PutOptions) (task.ObjectRef, error) {
+	info, err := a.Store.Put(ctx, key, r, size, o)
 	if err != nil {
 		return task.ObjectRef{}, fmt.Errorf("writing %s: %w", key, err)
 	}

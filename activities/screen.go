@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"strings"
 
@@ -95,15 +94,19 @@ func (a *Activities) screen(ctx context.Context, in ScreenInput) (ScreenResult, 
 	return ScreenResult{Source: src, Screening: sc, Shards: sh.result()}, nil
 }
 
-// scan reads the input line by line, in constant memory but for the set of
-// custom_ids, which the tenant's batch quota bounds. The set holds an
-// 8-byte hash of each, not the id: 100,000 ids take about 2 MiB whatever
-// their length; two ids sharing a hash (about 1 in 10^9 for a 200,000-line
-// batch) would be refused as duplicates.
+// scan reads the input line by line in memory bounded whatever the
+// batch's size: duplicate custom_ids are found exactly by an external sort
+// (batch.Duplicates), which spills to temporary files past its bound.
 func scan(r io.Reader, rules AuthorizeResult, words []string, model string, sh *sharder, alive func()) (task.Screening, error) {
+	return scanWith(r, rules, words, model, sh, alive, &batch.Duplicates{Alive: alive})
+}
+
+// scanWith is scan with the duplicate finder given, so that tests can set
+// its memory bound.
+func scanWith(r io.Reader, rules AuthorizeResult, words []string, model string, sh *sharder, alive func(), ids *batch.Duplicates) (task.Screening, error) {
+	defer ids.Close()
 	var sc task.Screening
 	lr := batch.NewLineReader(r, rules.MaxRequestBytes)
-	seen := map[uint64]int32{}
 	flagged := map[string]bool{}
 	var problems batch.Problems
 	for {
@@ -136,12 +139,9 @@ func scan(r io.Reader, rules AuthorizeResult, words []string, model string, sh *
 			problems.Add(n, false, "%s", lerr.Message)
 			continue
 		}
-		id := idHash(req.CustomID)
-		if first, dup := seen[id]; dup {
-			problems.Add(n, true, "its custom_id is also the custom_id of line %d; custom_ids must be unique", first)
-			continue
+		if err := ids.Add(req.CustomID, n); err != nil {
+			return sc, err
 		}
-		seen[id] = int32(n)
 		for _, w := range words {
 			if !flagged[w] && containsFold(req.Body, w) {
 				flagged[w] = true
@@ -154,6 +154,17 @@ func scan(r io.Reader, rules AuthorizeResult, words []string, model string, sh *
 	}
 	if sc.Requests == 0 {
 		return sc, task.Errorf(task.InvalidInput, "the input holds no requests")
+	}
+	dups := 0
+	err := ids.Each(func(line, first int) error {
+		problems.Add(line, true, "its custom_id is also the custom_id of line %d; custom_ids must be unique", first)
+		if dups++; dups%10000 == 0 {
+			alive()
+		}
+		return nil
+	})
+	if err != nil {
+		return sc, fmt.Errorf("checking custom_ids: %w", err)
 	}
 	if err := problems.Err(); err != nil {
 		return sc, err
@@ -190,11 +201,3 @@ func (a *Activities) storePrompt(ctx context.Context, t task.Input) (task.Object
 
 // PromptLine is the OpenAI Batch line that asks model one prompt.
 func PromptLine(model, prompt string) ([]byte, error) { return batch.PromptLine(model, prompt) }
-
-// idHash keeps duplicate detection at 12 bytes a line, whatever the
-// custom_ids' length.
-func idHash(id string) uint64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(id))
-	return h.Sum64()
-}

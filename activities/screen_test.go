@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/batch"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
@@ -131,5 +132,38 @@ func TestPickPrefersLiveLeastBusyNodesThatServeTheModel(t *testing.T) {
 	}
 	if _, err := pick(nodes, "nobody-serves", nil, now); err == nil {
 		t.Error("no node for a model must be an error")
+	}
+}
+
+// TestScanNamesEveryDuplicateWithItsFirstLine: past the duplicate
+// finder's memory bound (here a few hundred bytes, so the ids spill to
+// disk), every repeated custom_id is named with the line that had it
+// first, in line order, and distinct ids are never taken for repeats.
+func TestScanNamesEveryDuplicateWithItsFirstLine(t *testing.T) {
+	var b strings.Builder
+	for i := range 2000 {
+		id := fmt.Sprint("id-", i)
+		switch i {
+		case 1500:
+			id = "id-3"
+		case 1999:
+			id = "id-1000"
+		case 1998:
+			id = "id-3"
+		}
+		b.WriteString(line(id, "x"))
+	}
+	big := rules
+	big.MaxBatchRequests = 0
+	_, err := scanWith(strings.NewReader(b.String()), big, nil, "m", &sharder{}, func() {}, &batch.Duplicates{Memory: 256, Dir: t.TempDir()})
+	if !errors.Is(err, task.ErrInvalidInput) {
+		t.Fatalf("want InvalidInput, got %v", err)
+	}
+	want := "the batch file has 3 invalid line(s):\n" +
+		"  line 1501: its custom_id is also the custom_id of line 4; custom_ids must be unique\n" +
+		"  line 1999: its custom_id is also the custom_id of line 4; custom_ids must be unique\n" +
+		"  line 2000: its custom_id is also the custom_id of line 1001; custom_ids must be unique"
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("got:\n%v\nwant:\n%s", err, want)
 	}
 }

@@ -273,7 +273,9 @@ func (s *bucketSink) concat(ctx context.Context, parts []sealed, key string, c s
 		}
 		pw.Close()
 	}()
-	ref, err := s.a.put(ctx, key, c, pr, size, "application/jsonl")
+	// Streamed: the parts are read from the bucket as they are sent, so
+	// no 5 MiB upload part is held in memory, whatever the batch's size.
+	ref, err := s.a.putWith(ctx, key, c, pr, size, storage.PutOptions{ContentType: "application/jsonl", Stream: true})
 	pr.CloseWithError(err) // unblocks the writer if put gave up early
 	var corrupt *batch.CorruptPartError
 	if errors.As(err, &corrupt) {

@@ -131,6 +131,9 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 
 	m.App.NodeLastAnnounce.WithLabelValues(cfg.Node).SetToCurrentTime()
 	g.Go(func() error { return announce(gctx, acts, log, m.App.NodeLastAnnounce.WithLabelValues(cfg.Node)) })
+	if cfg.HeapProfile != "" {
+		go profilePeakHeap(gctx, cfg.HeapProfile, log)
+	}
 	if cfg.HealthAddr != "" {
 		g.Go(func() error { return serveHealth(gctx, cfg.HealthAddr, tc, m.Handler()) })
 	}

@@ -2,8 +2,10 @@ package batch
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
@@ -57,18 +59,25 @@ func looksUTF16(head []byte) bool {
 }
 
 // MaxReportedProblems bounds how many invalid lines a Problems keeps in
-// full; the rest are counted. A batch of millions of bad lines then costs
-// the same memory as one of a hundred.
+// full (those with the lowest line numbers); the rest are counted. A batch
+// of millions of bad lines then costs the same memory as one of a hundred.
 const MaxReportedProblems = 100
 
 // Problems collects the invalid lines of a batch file as validation finds
 // them, so that a refused batch names every bad line at once (as OpenAI's
 // validation does), not only the first. Messages name lines and what is
-// wrong, never their content: they end up in workflow history.
+// wrong, never their content: they end up in workflow history. Lines may
+// be added out of order (duplicates are found after the whole file is
+// read); the report lists them in order.
 type Problems struct {
-	lines []string
+	lines []problem
 	count int
 	fatal int
+}
+
+type problem struct {
+	n   int
+	msg string
 }
 
 // Add records that line n is invalid. A fatal problem (a duplicate
@@ -80,7 +89,18 @@ func (p *Problems) Add(n int, fatal bool, format string, args ...any) {
 		p.fatal++
 	}
 	if len(p.lines) < MaxReportedProblems {
-		p.lines = append(p.lines, fmt.Sprintf("line %d: %s", n, fmt.Sprintf(format, args...)))
+		p.lines = append(p.lines, problem{n, fmt.Sprintf(format, args...)})
+		return
+	}
+	// Full: keep the lowest line numbers, replacing the highest kept.
+	hi := 0
+	for i, q := range p.lines {
+		if q.n > p.lines[hi].n {
+			hi = i
+		}
+	}
+	if n < p.lines[hi].n {
+		p.lines[hi] = problem{n, fmt.Sprintf(format, args...)}
 	}
 }
 
@@ -93,7 +113,12 @@ func (p *Problems) Err() error {
 	if p.fatal == 0 {
 		return nil
 	}
-	msg := fmt.Sprintf("the batch file has %d invalid line(s):\n  %s", p.count, strings.Join(p.lines, "\n  "))
+	sorted := slices.SortedStableFunc(slices.Values(p.lines), func(a, b problem) int { return cmp.Compare(a.n, b.n) })
+	lines := make([]string, len(sorted))
+	for i, q := range sorted {
+		lines[i] = fmt.Sprintf("line %d: %s", q.n, q.msg)
+	}
+	msg := fmt.Sprintf("the batch file has %d invalid line(s):\n  %s", p.count, strings.Join(lines, "\n  "))
 	if more := p.count - len(p.lines); more > 0 {
 		msg += fmt.Sprintf("\n  … and %d more", more)
 	}

@@ -48,10 +48,11 @@ const benchPolicy = `tenants:
 `
 
 func main() {
-	items := flag.Int("items", 10000, "requests in the throughput batch")
+	items := flag.Int("items", 10000, "requests in the throughput batch (0 skips the throughput and overhead figures)")
 	inflight := flag.Int("inflight", 32, "requests in flight")
 	latency := flag.Duration("latency", 20*time.Millisecond, "the test model server's latency")
 	rssItems := flag.Int("rss-items", 100000, "requests in the memory batch (0 skips it)")
+	flag.StringVar(&profileDir, "heap-profiles", "", "a folder where the memory batches' workers keep a heap profile of their peak (heap-<items>.pprof)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -60,6 +61,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// profileDir, if set, is where peakRSS's workers write heap profiles.
+var profileDir string
 
 type bench struct {
 	dir   string
@@ -76,8 +80,20 @@ func run(ctx context.Context, items, inflight int, latency time.Duration, rssIte
 	}
 	defer b.tearDown()
 
-	// Throughput: the same client and concurrency, first in a plain loop,
-	// then through submit -> workflow -> worker -> COMPLETED.
+	if items > 0 {
+		if err := b.throughput(ctx, items, inflight); err != nil {
+			return err
+		}
+	}
+	if rssItems > 0 {
+		return b.memory(ctx, rssItems, latency)
+	}
+	return nil
+}
+
+// throughput: the same client and concurrency, first in a plain loop,
+// then through submit -> workflow -> worker -> COMPLETED.
+func (b *bench) throughput(ctx context.Context, items, inflight int) error {
 	file, err := b.batchFile("throughput", items)
 	if err != nil {
 		return err
@@ -96,35 +112,35 @@ func run(ctx context.Context, items, inflight int, latency time.Duration, rssIte
 
 	// The engine's own overhead where the model is fast: the same figure
 	// at 20,000 items, 64 in flight, the model at 5 ms.
-	if err := b.engineOverhead(ctx, 20000, 64, 5*time.Millisecond); err != nil {
+	return b.engineOverhead(ctx, 20000, 64, 5*time.Millisecond)
+}
+
+// memory reports the worker's peak RSS and the history's length for a
+// large batch against one a hundredth its size, each on a fresh worker.
+func (b *bench) memory(ctx context.Context, rssItems int, latency time.Duration) error {
+	b.model.SetFaults(testmodel.Faults{Latency: latency})
+	small, smallID, err := b.peakRSS(ctx, rssItems/100, 64)
+	if err != nil {
 		return err
 	}
-
-	if rssItems > 0 {
-		b.model.SetFaults(testmodel.Faults{Latency: latency})
-		small, smallID, err := b.peakRSS(ctx, rssItems/100, 64)
-		if err != nil {
-			return err
-		}
-		large, largeID, err := b.peakRSS(ctx, rssItems, 64)
-		if err != nil {
-			return err
-		}
-		// Goal: memory flat in the batch size, at most 1.3 times the
-		// small batch's.
-		report(fmt.Sprintf("worker_peak_rss_%dk_items", rssItems/1000), large, "MiB", small, 1.3)
-		// History: a fixed number of events whatever the batch's size or
-		// duration (progress travels in heartbeats, not signals).
-		smallEvents, err := b.historyEvents(ctx, smallID)
-		if err != nil {
-			return err
-		}
-		largeEvents, err := b.historyEvents(ctx, largeID)
-		if err != nil {
-			return err
-		}
-		report(fmt.Sprintf("history_events_%dk_items", rssItems/1000), largeEvents, "events", smallEvents, 200)
+	large, largeID, err := b.peakRSS(ctx, rssItems, 64)
+	if err != nil {
+		return err
 	}
+	// Goal: memory flat in the batch size, at most 1.3 times the
+	// small batch's.
+	report(fmt.Sprintf("worker_peak_rss_%dk_items", rssItems/1000), large, "MiB", small, 1.3)
+	// History: a fixed number of events whatever the batch's size or
+	// duration (progress travels in heartbeats, not signals).
+	smallEvents, err := b.historyEvents(ctx, smallID)
+	if err != nil {
+		return err
+	}
+	largeEvents, err := b.historyEvents(ctx, largeID)
+	if err != nil {
+		return err
+	}
+	report(fmt.Sprintf("history_events_%dk_items", rssItems/1000), largeEvents, "events", smallEvents, 200)
 	return nil
 }
 
@@ -318,7 +334,11 @@ func (b *bench) peakRSS(ctx context.Context, n, inflight int) (float64, string, 
 	if err != nil {
 		return 0, "", err
 	}
-	w, err := b.startWorker(ctx, inflight)
+	var env []string
+	if profileDir != "" {
+		env = append(env, "AUTOGLM_HEAP_PROFILE="+filepath.Join(profileDir, fmt.Sprintf("heap-%d.pprof", n)))
+	}
+	w, err := b.startWorker(ctx, inflight, env...)
 	if err != nil {
 		return 0, "", err
 	}

@@ -66,8 +66,11 @@ type Config struct {
 	Outage Outage
 	// HealthAddr serves /healthz and /metrics; empty turns it off.
 	HealthAddr string
-	LogFormat  string // text or json
-	LogLevel   string
+	// HeapProfile, if set, is where the worker keeps a heap profile taken
+	// at its peak heap, for finding what holds memory.
+	HeapProfile string
+	LogFormat   string // text or json
+	LogLevel    string
 	// AssertionKeys are the base64 ed25519 public keys (comma-separated)
 	// whose actor assertions the update validators accept: the API
 	// server's, and any break-glass operator key.
@@ -111,6 +114,7 @@ func FromEnv() (Config, error) {
 			HandBack: e.duration("AUTOGLM_OUTAGE_HAND_BACK", 5*time.Minute),
 		},
 		HealthAddr:    e.str("AUTOGLM_HEALTH_ADDR", ""),
+		HeapProfile:   e.str("AUTOGLM_HEAP_PROFILE", ""),
 		LogFormat:     e.str("AUTOGLM_LOG_FORMAT", "text"),
 		LogLevel:      e.str("AUTOGLM_LOG_LEVEL", "info"),
 		AssertionKeys: e.secret("AUTOGLM_ASSERTION_PUBLIC_KEYS"),

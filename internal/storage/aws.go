@@ -140,6 +140,18 @@ func (s *awsStore) putPart(ctx context.Context, req request, uploadID string, n 
 	return aws.ToString(out.ETag), nil
 }
 
+func (s *awsStore) putPartStream(ctx context.Context, req request, uploadID string, n int32, r io.Reader, size int64) (string, error) {
+	in := &s3.UploadPartInput{
+		Bucket: aws.String(s.bucket), Key: aws.String(req.key), UploadId: aws.String(uploadID),
+		PartNumber: aws.Int32(n), Body: r, ContentLength: aws.Int64(size),
+	}
+	out, err := s.client.UploadPart(ctx, in, s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
+	if err != nil {
+		return "", s.writeErr(req, err)
+	}
+	return aws.ToString(out.ETag), nil
+}
+
 func (s *awsStore) complete(ctx context.Context, req request, uploadID string, parts []part) (Info, error) {
 	cps := make([]types.CompletedPart, len(parts))
 	for i, p := range parts {

@@ -37,6 +37,7 @@ var contract = []contractCase{
 	{"ContentTypeIsSniffed", testSniffedContentType},
 	{"StreamOfUnknownSize", testStream},
 	{"StreamMemoryIsBounded", testStreamMemory},
+	{"StreamedPutHoldsNoPart", testStreamedPut},
 	{"RaceCreateOneWins", testRaceCreate},
 	{"RaceReplaceOneWins", testRaceReplace},
 	{"RaceMultipartCreateOneWins", testRaceMultipartCreate},
@@ -375,6 +376,70 @@ func testStreamMemory(t *testing.T, s Store, p string) {
 	t.Logf("heap grew by at most %.1f MiB to stream %d MiB in 5 MiB parts", grew, n>>20)
 	if grew > 20 {
 		t.Errorf("heap grew by %.1f MiB to stream %d MiB: memory grows with the object", grew, n>>20)
+	}
+}
+
+// testStreamedPut: PutOptions.Stream sends a known size as it reads it,
+// so the heap does not grow by a part (5 MiB); the object reads back
+// whole, a second Create of the key conflicts, and a reader that fails
+// half way stores nothing and its error is what the write returns.
+func testStreamedPut(t *testing.T, s Store, p string) {
+	const n = 12<<20 + 777 // three parts, the last short
+	h := sha256.New()
+	io.Copy(h, stream(5, n))
+	want := hex.EncodeToString(h.Sum(nil))
+	opts := PutOptions{ContentType: "application/jsonl", Stream: true}
+
+	defer debug.SetGCPercent(debug.SetGCPercent(10))
+	runtime.GC()
+	base := heapBytes()
+	var peak atomic.Uint64
+	done, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			peak.Store(max(peak.Load(), heapBytes()))
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	info, err := s.Create(testContext(t), p+"merged", stream(5, n), n, opts)
+	close(done)
+	<-sampled
+	if err != nil || info.Size != n || info.SHA256 != want || info.ContentType != "application/jsonl" {
+		t.Fatalf("Create = %+v, %v; want size %d sha256 %s", info, err, n, want)
+	}
+	if grew := float64(peak.Load()-min(base, peak.Load())) / (1 << 20); grew > 4 {
+		t.Errorf("heap grew by %.1f MiB to stream %d MiB: a part was held in memory", grew, n>>20)
+	}
+	rc, gi, err := s.Get(testContext(t), p+"merged")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Reset()
+	got, err := io.Copy(h, rc)
+	rc.Close()
+	if err != nil || got != n || hex.EncodeToString(h.Sum(nil)) != want || gi.ETag != info.ETag {
+		t.Errorf("read back %d bytes (%v), sha256 %x; want %d bytes, %s", got, err, h.Sum(nil), n, want)
+	}
+	if _, err := s.Create(testContext(t), p+"merged", stream(5, n), n, opts); !errors.Is(err, ErrConflict) {
+		t.Errorf("a second streamed Create of the key: want Conflict, got %v", err)
+	}
+
+	broken := errors.New("part 3 is corrupt")
+	pr, pw := io.Pipe()
+	go func() {
+		io.CopyN(pw, stream(6, n), 7<<20)
+		pw.CloseWithError(broken)
+	}()
+	if _, err := s.Put(testContext(t), p+"broken", pr, n, opts); !errors.Is(err, broken) {
+		t.Errorf("a reader failing half way: want its error, got %v", err)
+	}
+	if _, err := s.Stat(testContext(t), p+"broken"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a failed streamed write left an object: %v", err)
 	}
 }
 

@@ -115,6 +115,14 @@ func (s *minioStore) putPart(ctx context.Context, req request, uploadID string, 
 	return p.ETag, nil
 }
 
+func (s *minioStore) putPartStream(ctx context.Context, req request, uploadID string, n int32, r io.Reader, size int64) (string, error) {
+	p, err := s.core.PutObjectPart(ctx, s.bucket, req.key, uploadID, int(n), r, size, minio.PutObjectPartOptions{DisableContentSha256: true})
+	if err != nil {
+		return "", s.writeErr(req, err)
+	}
+	return p.ETag, nil
+}
+
 func (s *minioStore) complete(ctx context.Context, req request, uploadID string, parts []part) (Info, error) {
 	cps := make([]minio.CompletePart, len(parts))
 	for i, p := range parts {

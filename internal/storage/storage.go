@@ -85,6 +85,12 @@ type PutOptions struct {
 	// (see Retention): the key's category alone cannot tell a log archive
 	// from an uploaded zip.
 	Tags map[string]string
+	// Stream sends a body of known size past 1 MiB as it is read, in
+	// parts of 5 MiB sent one at a time, holding none in memory: for a
+	// body that is itself a stream from the store (a merge), where memory
+	// matters more than sending parts in parallel. Like every multipart
+	// write, its sha256 comes back in Info, not in the object's metadata.
+	Stream bool
 }
 
 // MetaSHA256 is the user-metadata key that holds the sha256 of an object

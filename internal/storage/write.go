@@ -62,6 +62,14 @@ type uploader interface {
 	abort(ctx context.Context, req request, uploadID string) error
 }
 
+// streamUploader also sends a part as it reads it, for PutOptions.Stream.
+type streamUploader interface {
+	uploader
+	// putPartStream sends part p of size bytes read from r, unsigned, as
+	// putPart does; r cannot be read again, so the driver does not retry.
+	putPartStream(ctx context.Context, req request, uploadID string, p int32, r io.Reader, size int64) (etag string, err error)
+}
+
 // maxParts is S3's limit of parts in one upload.
 const maxParts = 10000
 
@@ -71,6 +79,9 @@ const maxParts = 10000
 func write(ctx context.Context, u uploader, partSize int64, key string, r io.Reader, size int64, o PutOptions, cond precondition) (Info, error) {
 	if size < -1 {
 		return Info{}, fmt.Errorf("storage: write %s: negative size %d", key, size)
+	}
+	if su, ok := u.(streamUploader); ok && o.Stream && size > streamAbove {
+		return writeStream(ctx, su, key, r, size, o, cond)
 	}
 	full := partSize
 	if size < 0 || size > partSize {
