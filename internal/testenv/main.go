@@ -59,6 +59,7 @@ type Env struct {
 	Bucket   string
 
 	cleanups []func()
+	workers  workers
 }
 
 // Defer has f run after the tests, before the Temporal client closes and
@@ -161,6 +162,9 @@ func Main(m *testing.M, name string, opts Options, setUp func(*Env) error) (code
 		return fail(fmt.Errorf("opening the bucket: %w", err))
 	}
 	defer e.runCleanups()
+	// Worker processes stop last, after what the package's setUp started
+	// (a model server they may still be calling).
+	e.Defer(e.stopWorkers)
 	if setUp != nil {
 		if err := setUp(e); err != nil {
 			return fail(err)

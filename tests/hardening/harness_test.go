@@ -63,6 +63,7 @@ screening:
 `
 
 var suite struct {
+	env      *testenv.Env
 	dir      string
 	bin      string // the pinned tools: temporal, minio
 	cli      string // the autoglm binary built from ./starter
@@ -88,7 +89,7 @@ func TestMain(m *testing.M) {
 // the environment at it, the policy and the node (this process, the worker
 // and the CLI read it) and starts the worker.
 func setUp(e *testenv.Env) error {
-	suite.dir, suite.bin, suite.stack, suite.cli = e.Dir, e.Bin, e.Stack, e.CLI
+	suite.env, suite.dir, suite.bin, suite.stack, suite.cli = e, e.Dir, e.Bin, e.Stack, e.CLI
 	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
 	model := testmodel.New(testmodel.Options{})
 	if err := model.Start(); err != nil {

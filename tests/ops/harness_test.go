@@ -39,6 +39,7 @@ const (
 )
 
 var suite struct {
+	env      *testenv.Env
 	dir      string
 	root     string // the module's root
 	bin      string // the pinned tools
@@ -78,7 +79,7 @@ func setCodecKeys(*testenv.Env) error {
 
 // setUp takes what testenv.Main started and starts the shared model server.
 func setUp(e *testenv.Env) error {
-	suite.dir, suite.root, suite.bin, suite.stack, suite.cli = e.Dir, e.Root, e.Bin, e.Stack, e.CLI
+	suite.env, suite.dir, suite.root, suite.bin, suite.stack, suite.cli = e, e.Dir, e.Root, e.Bin, e.Stack, e.CLI
 	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
 	suite.model = testmodel.New(testmodel.Options{})
 	if err := suite.model.Start(); err != nil {
