@@ -178,10 +178,14 @@ func (e *Env) WaitAnnounced(t testing.TB, node string, since time.Time, limit ti
 	}
 }
 
-// NodeRecord is the record a node keeps in the bucket.
+// NodeRecord is the record a node keeps in the suite's bucket.
 func (e *Env) NodeRecord(ctx context.Context, node string) (activities.Node, error) {
+	return nodeRecord(ctx, e.Store, node)
+}
+
+func nodeRecord(ctx context.Context, store storage.Store, node string) (activities.Node, error) {
 	var n activities.Node
-	rc, _, err := e.Store.Get(ctx, storage.NodeRecordPrefix+node+".json")
+	rc, _, err := store.Get(ctx, storage.NodeRecordPrefix+node+".json")
 	if err != nil {
 		return n, err
 	}

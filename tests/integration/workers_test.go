@@ -3,10 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,8 +13,6 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
-	"github.com/autoglm-flow/autoglm-flow/internal/logging"
-	"github.com/autoglm-flow/autoglm-flow/worker"
 )
 
 // workerOptions configure one worker, that is one node of the fleet.
@@ -92,16 +87,11 @@ func newNode(t *testing.T) string {
 
 func nodeKey(node string) string { return "fleet/nodes/" + node + ".json" }
 
-func logPath(t *testing.T, what string) string { return suite.env.LogPath(t, what) }
-
 // inProcWorker is a worker running in this process: worker.Run on a
 // goroutine, stopped by cancelling its context.
 type inProcWorker struct {
-	node   string
-	log    string
-	cancel context.CancelFunc
-	done   chan struct{} // closed when worker.Run has returned
-	err    error         // what worker.Run returned, valid after done
+	*testenv.InProcess
+	node string
 }
 
 // startWorker runs a worker in this process until the test ends.
@@ -130,53 +120,7 @@ func startWorker(t *testing.T, o workerOptions) *inProcWorker {
 	if o.ShardRequests > 0 {
 		cfg.ShardRequests = o.ShardRequests
 	}
-	w := &inProcWorker{node: o.Node, done: make(chan struct{}), log: logPath(t, "worker-"+o.Node)}
-	f, err := os.Create(w.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, err := logging.New(f, "text", "info")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w.cancel = cancel
-	since := time.Now()
-	go func() {
-		w.err = worker.Run(ctx, cfg, log)
-		f.Close()
-		close(w.done)
-	}()
-	t.Cleanup(func() {
-		if err := w.stop(); err != nil {
-			t.Errorf("worker %s: %v", w.node, err)
-		}
-		if t.Failed() {
-			t.Logf("log of in-process worker %s:\n%s", w.node, devstack.Tail(w.log, 60))
-		}
-	})
-	suite.env.WaitAnnounced(t, o.Node, since, 60*time.Second, w.exited, w.log)
-	return w
-}
-
-func (w *inProcWorker) exited() error {
-	select {
-	case <-w.done:
-		return fmt.Errorf("worker.Run returned %v", w.err)
-	default:
-		return nil
-	}
-}
-
-// stop cancels the worker and waits for worker.Run to return.
-func (w *inProcWorker) stop() error {
-	w.cancel()
-	select {
-	case <-w.done:
-		return w.err
-	case <-time.After(60 * time.Second):
-		return errors.New("worker.Run did not return within 60s of its context ending")
-	}
+	return &inProcWorker{suite.env.StartWorkerInProcess(t, cfg, 60*time.Second), o.Node}
 }
 
 // procWorker is `autoglm worker` running as a process of its own, so a

@@ -24,12 +24,10 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
-	"github.com/autoglm-flow/autoglm-flow/internal/logging"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
-	"github.com/autoglm-flow/autoglm-flow/worker"
 )
 
 const (
@@ -94,9 +92,8 @@ func setUp(e *testenv.Env) error {
 // runningWorker is a worker.Run in this process, serving /healthz and
 // /metrics on its own port.
 type runningWorker struct {
+	*testenv.InProcess
 	node, addr string
-	cancel     context.CancelFunc
-	done       chan error
 }
 
 // startWorker runs a worker under a node name of its own and waits until
@@ -111,47 +108,12 @@ func startWorker(t *testing.T) *runningWorker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &runningWorker{node: "ops-" + randHex(3), addr: fmt.Sprintf("127.0.0.1:%d", port), done: make(chan error, 1)}
-	cfg.Node, cfg.HealthAddr = w.node, w.addr
-	f, err := os.Create(filepath.Join(suite.dir, "worker-"+w.node+".log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, err := logging.New(f, "text", "info")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w.cancel = cancel
-	go func() { w.done <- worker.Run(ctx, cfg, log); f.Close() }()
-	store, err := storage.Open(context.Background(), cfg.S3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-w.done:
-			if err != nil {
-				t.Errorf("worker %s: %v", w.node, err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Errorf("worker %s did not stop", w.node)
-		}
-		// Dispatch counts a node alive for 45 s after its last record: a
-		// later test's task must not be sent to this stopped one.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := store.Delete(ctx, storage.NodeRecordPrefix+w.node+".json"); err != nil {
-			t.Logf("removing the node record of %s: %v", w.node, err)
-		}
-	})
+	cfg.Node, cfg.HealthAddr = "ops-"+randHex(3), fmt.Sprintf("127.0.0.1:%d", port)
+	w := &runningWorker{InProcess: suite.env.StartWorkerInProcess(t, cfg, 60*time.Second), node: cfg.Node, addr: cfg.HealthAddr}
 	wctx := testCtx(t, 60*time.Second)
 	eventually(t, wctx, "the worker's /healthz", func() (bool, error) {
-		select {
-		case err := <-w.done:
-			t.Fatalf("worker %s exited: %v", w.node, err)
-		default:
+		if err := w.Exited(); err != nil {
+			t.Fatalf("worker %s: %v", w.node, err)
 		}
 		resp, err := http.Get("http://" + w.addr + "/healthz")
 		if err != nil {

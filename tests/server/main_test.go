@@ -27,13 +27,11 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
-	"github.com/autoglm-flow/autoglm-flow/internal/logging"
 	"github.com/autoglm-flow/autoglm-flow/internal/model/testhub"
 	"github.com/autoglm-flow/autoglm-flow/internal/server"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
-	"github.com/autoglm-flow/autoglm-flow/worker"
 )
 
 const bucket = "autoglm"
@@ -88,7 +86,7 @@ var suite struct {
 	cli      string // the autoglm binary built from ./starter
 	url      string // the API server's root
 	keys     map[string]string
-	worker   *runningWorker
+	worker   *testenv.InProcess
 }
 
 func TestMain(m *testing.M) {
@@ -158,72 +156,19 @@ func setUp(e *testenv.Env) error {
 	if suite.worker, err = startWorker("server-test"); err != nil {
 		return err
 	}
-	e.Defer(func() { suite.worker.stop() })
+	e.Defer(func() { suite.worker.Stop() })
 	return nil
 }
 
-// runningWorker is worker.Run on a goroutine of this process.
-type runningWorker struct {
-	cancel  context.CancelFunc
-	done    chan error
-	stopped bool
-	err     error
-}
-
-func startWorker(node string) (*runningWorker, error) {
+// startWorker runs a worker for node in this process until it is
+// stopped; a test may stop it and start it again under the same name.
+func startWorker(node string) (*testenv.InProcess, error) {
 	cfg, err := config.FromEnv()
 	if err != nil {
 		return nil, err
 	}
 	cfg.Node = node
-	f, err := os.OpenFile(filepath.Join(suite.dir, "worker-"+node+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	log, err := logging.New(f, "text", "info")
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &runningWorker{cancel: cancel, done: make(chan error, 1)}
-	since := time.Now().Add(-time.Second)
-	go func() {
-		err := worker.Run(ctx, cfg, log)
-		f.Close()
-		w.done <- err
-	}()
-	// Ready once it has announced itself in the bucket, as dispatch
-	// needs, which it does after connecting to Temporal.
-	deadline := time.After(2 * time.Minute)
-	for {
-		info, err := suite.store.Stat(context.Background(), "fleet/nodes/"+node+".json")
-		if err == nil && info.LastModified.After(since) {
-			return w, nil
-		}
-		select {
-		case err := <-w.done:
-			return nil, fmt.Errorf("worker %s stopped before it announced itself: %v", node, err)
-		case <-deadline:
-			w.stop()
-			return nil, fmt.Errorf("worker %s did not announce itself within 2 minutes", node)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// stop stops the worker once; later calls return the same.
-func (w *runningWorker) stop() error {
-	if w.stopped {
-		return w.err
-	}
-	w.stopped = true
-	w.cancel()
-	select {
-	case w.err = <-w.done:
-	case <-time.After(60 * time.Second):
-		w.err = fmt.Errorf("worker.Run did not return within 60s")
-	}
-	return w.err
+	return testenv.RunWorker(cfg, filepath.Join(suite.dir, "worker-"+node+".log"), 2*time.Minute)
 }
 
 // call sends an API request as user ("" for none) and returns the status
