@@ -19,6 +19,7 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
+	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
 	"github.com/autoglm-flow/autoglm-flow/internal/logging"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 )
@@ -182,4 +183,17 @@ func Main(m *testing.M, name string, opts Options, setUp func(*Env) error) (code
 		fmt.Fprintln(os.Stderr, name+":", opts.Interrupted)
 		return 130
 	}
+}
+
+// StartModel starts the suite's test model server, the one stand-in, and
+// points this process and the workers it starts at it
+// (AUTOGLM_LLM_BASE_URL); it is closed after the tests.
+func (e *Env) StartModel() (*testmodel.Server, error) {
+	m := testmodel.New(testmodel.Options{})
+	if err := m.Start(); err != nil {
+		return nil, err
+	}
+	e.Defer(func() { m.Close() })
+	os.Setenv("AUTOGLM_LLM_BASE_URL", m.URL())
+	return m, nil
 }

@@ -145,15 +145,7 @@ func writeBatch(t *testing.T, prefix string, n int) input {
 // submitApproved submits the batch and has bob approve it.
 func submitApproved(t *testing.T, ctx context.Context, prefix string, in input) string {
 	t.Helper()
-	id := prefix + "-" + taskclient.NewID()
-	if _, err := suite.tasks.Submit(ctx, taskclient.SubmitRequest{ID: id, Tenant: tenant, Submitter: "alice", File: in.path}); err != nil {
-		t.Fatalf("submitting %s: %v", id, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = suite.temporal.TerminateWorkflow(ctx, task.WorkflowID(id), "", "durability test cleanup")
-	})
+	id := submit(t, ctx, prefix, in)
 	waitState(t, ctx, id, task.AwaitingApproval)
 	if _, err := suite.tasks.Decide(ctx, id, task.UpdateApprove, task.DecisionRequest{Actor: "bob"}); err != nil {
 		t.Fatalf("bob's approval of %s: %v", id, err)

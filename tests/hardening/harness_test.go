@@ -86,18 +86,15 @@ func TestMain(m *testing.M) {
 func setUp(e *testenv.Env) error {
 	suite.env, suite.dir, suite.bin, suite.stack, suite.cli = e, e.Dir, e.Bin, e.Stack, e.CLI
 	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
-	model := testmodel.New(testmodel.Options{})
-	if err := model.Start(); err != nil {
+	var err error
+	if suite.model, err = e.StartModel(); err != nil {
 		return err
 	}
-	e.Defer(func() { model.Close() })
-	suite.model = model
 	policyFile := filepath.Join(suite.dir, "policy.yaml")
 	if err := os.WriteFile(policyFile, []byte(policy), 0o644); err != nil {
 		return err
 	}
 	os.Setenv("AUTOGLM_POLICY_FILE", policyFile)
-	os.Setenv("AUTOGLM_LLM_BASE_URL", model.URL())
 	os.Setenv("AUTOGLM_NODE", node)
 	cfg, err := config.FromEnv()
 	if err != nil {

@@ -60,12 +60,10 @@ func TestMain(m *testing.M) {
 func setUp(e *testenv.Env) error {
 	suite.env, suite.dir, suite.stack, suite.cli = e, e.Dir, e.Stack, e.CLI
 	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
-	suite.model = testmodel.New(testmodel.Options{})
-	if err := suite.model.Start(); err != nil {
+	var err error
+	if suite.model, err = e.StartModel(); err != nil {
 		return err
 	}
-	e.Defer(func() { suite.model.Close() })
-	os.Setenv("AUTOGLM_LLM_BASE_URL", suite.model.URL())
 	os.Setenv("AUTOGLM_LOG_LEVEL", "info")
 	suite.tasks = &taskclient.Client{Temporal: suite.temporal, Store: suite.store, Signer: suite.signer}
 	fmt.Printf("integration: stack up in %s (temporal %s, minio %s, model %s)\n",

@@ -79,12 +79,10 @@ func setCodecKeys(*testenv.Env) error {
 func setUp(e *testenv.Env) error {
 	suite.env, suite.dir, suite.root, suite.bin, suite.stack, suite.cli = e, e.Dir, e.Root, e.Bin, e.Stack, e.CLI
 	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
-	suite.model = testmodel.New(testmodel.Options{})
-	if err := suite.model.Start(); err != nil {
+	var err error
+	if suite.model, err = e.StartModel(); err != nil {
 		return err
 	}
-	e.Defer(func() { suite.model.Close() })
-	os.Setenv("AUTOGLM_LLM_BASE_URL", suite.model.URL())
 	suite.tasks = &taskclient.Client{Signer: suite.signer, Temporal: suite.temporal, Store: suite.store}
 	return nil
 }

@@ -106,12 +106,10 @@ func TestMain(m *testing.M) {
 func setUp(e *testenv.Env) error {
 	suite.env, suite.dir, suite.bin, suite.stack, suite.cli = e, e.Dir, e.Bin, e.Stack, e.CLI
 	suite.temporal, suite.store = e.Temporal, e.Store
-	suite.model = testmodel.New(testmodel.Options{})
-	if err := suite.model.Start(); err != nil {
+	var err error
+	if suite.model, err = e.StartModel(); err != nil {
 		return err
 	}
-	e.Defer(func() { suite.model.Close() })
-	os.Setenv("AUTOGLM_LLM_BASE_URL", suite.model.URL())
 	suite.hub = testhub.New("")
 	e.Defer(func() { suite.hub.Close() })
 	os.Setenv("AUTOGLM_HF_ENDPOINT", suite.hub.URL())
