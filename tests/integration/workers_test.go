@@ -64,28 +64,17 @@ func (o workerOptions) env() []string {
 
 var unsafeChars = regexp.MustCompile(`[^a-z0-9]+`)
 
-// newNode is a node name of this test's own. Once the test's workers have
-// stopped (cleanups run last-registered first), its record is removed from
-// the bucket, so that dispatch never picks it for a later test's task in
-// the 45 s it would still count as alive.
+// newNode is a node name of this test's own. The worker helpers remove a
+// stopped node's record, so that dispatch never picks it for a later
+// test's task in the 45 s it would still count as alive.
 func newNode(t *testing.T) string {
 	t.Helper()
 	name := unsafeChars.ReplaceAllString(strings.ToLower(t.Name()), "-")
 	if len(name) > 30 {
 		name = name[:30]
 	}
-	node := "it-" + strings.Trim(name, "-") + "-" + randHex(3)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := suite.store.Delete(ctx, nodeKey(node)); err != nil {
-			t.Logf("removing node record %s: %v", node, err)
-		}
-	})
-	return node
+	return "it-" + strings.Trim(name, "-") + "-" + randHex(3)
 }
-
-func nodeKey(node string) string { return "fleet/nodes/" + node + ".json" }
 
 // inProcWorker is a worker running in this process: worker.Run on a
 // goroutine, stopped by cancelling its context.
