@@ -88,7 +88,7 @@ func (e *Env) StartWorker(t testing.TB, o WorkerOptions) *Worker {
 	w.cmd = exec.Command(e.CLI, "worker")
 	w.cmd.Env = append(append(os.Environ(), "AUTOGLM_NODE="+o.Node), o.Env...)
 	w.cmd.Stdout, w.cmd.Stderr = f, f
-	w.cmd.SysProcAttr = procAttr()
+	w.cmd.SysProcAttr = devstack.SysProcAttr()
 	since := time.Now()
 	if err := e.track(w); err != nil {
 		f.Close()
