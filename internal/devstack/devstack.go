@@ -178,20 +178,26 @@ func (s *Stack) startMinIO(ctx context.Context, opts Options) error {
 		return err
 	}
 	return waitFor(ctx, p, "minio", 60*time.Second, func(ctx context.Context) error {
-		for _, b := range opts.Buckets {
-			ok, err := mc.BucketExists(ctx, b)
-			if err != nil {
+		return makeBuckets(ctx, mc, opts.Buckets)
+	})
+}
+
+// makeBuckets creates the buckets missing; an S3 server still starting
+// answers with an error, so waitFor calls it until it succeeds.
+func makeBuckets(ctx context.Context, mc *minio.Client, buckets []string) error {
+	for _, b := range buckets {
+		ok, err := mc.BucketExists(ctx, b)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if err := mc.MakeBucket(ctx, b, minio.MakeBucketOptions{}); err != nil {
 				return err
 			}
-			if !ok {
-				if err := mc.MakeBucket(ctx, b, minio.MakeBucketOptions{}); err != nil {
-					return err
-				}
-			}
 		}
-		_, err := mc.ListBuckets(ctx)
-		return err
-	})
+	}
+	_, err := mc.ListBuckets(ctx)
+	return err
 }
 
 // S3Client is a minio-go client for the stack's MinIO.

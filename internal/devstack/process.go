@@ -33,7 +33,7 @@ func startProcess(bin string, args, env []string, logPath string) (*process, err
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("devstack: start %s: %w", filepath.Base(bin), err)
@@ -47,10 +47,11 @@ func startProcess(bin string, args, env []string, logPath string) (*process, err
 	return p, nil
 }
 
-// sysProcAttr puts the server in its own process group (so a Ctrl-C in a
-// terminal reaches us, and we stop it in order) and, on Linux, asks the
-// kernel to kill it if we die without stopping it.
-func sysProcAttr() *syscall.SysProcAttr {
+// SysProcAttr puts a process we start (a server, a test's worker) in its
+// own process group (so a Ctrl-C in a terminal reaches us, and we stop it
+// in order) and, on Linux, asks the kernel to kill it if we die without
+// stopping it (a `go test -timeout` panic).
+func SysProcAttr() *syscall.SysProcAttr {
 	a := &syscall.SysProcAttr{Setpgid: true}
 	if runtime.GOOS == "linux" {
 		setPdeathsig(a)

@@ -7,8 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/minio/minio-go/v7"
 )
 
 // StartVersity starts versitygw (a maintained S3 gateway on a POSIX
@@ -55,18 +53,6 @@ func StartVersity(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	return s, waitFor(ctx, p, "versitygw", 60*time.Second, func(ctx context.Context) error {
-		for _, b := range opts.Buckets {
-			ok, err := mc.BucketExists(ctx, b)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				if err := mc.MakeBucket(ctx, b, minio.MakeBucketOptions{}); err != nil {
-					return err
-				}
-			}
-		}
-		_, err := mc.ListBuckets(ctx)
-		return err
+		return makeBuckets(ctx, mc, opts.Buckets)
 	})
 }

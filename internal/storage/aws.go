@@ -25,12 +25,8 @@ import (
 
 // awsStore is the aws-sdk-go-v2 driver.
 type awsStore struct {
-	client   *s3.Client
-	bucket   string
-	region   string
-	partSize int64
-	// statBeforeReplace: see Config.StatBeforeReplace.
-	statBeforeReplace bool
+	client *s3.Client
+	writes
 }
 
 func openAWS(ctx context.Context, cfg Config) (*awsStore, error) {
@@ -63,29 +59,9 @@ func openAWS(ctx context.Context, cfg Config) (*awsStore, error) {
 			o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		}
 	})
-	return &awsStore{client: client, bucket: cfg.Bucket, region: cfg.region(), partSize: cfg.partSize, statBeforeReplace: cfg.StatBeforeReplace}, nil
-}
-
-func (s *awsStore) Bucket() string { return s.bucket }
-
-func (s *awsStore) Create(ctx context.Context, key string, r io.Reader, size int64, o PutOptions) (Info, error) {
-	return write(ctx, s, s.partSize, key, r, size, o, precondition{absent: true})
-}
-
-func (s *awsStore) Replace(ctx context.Context, key, etag string, r io.Reader, size int64, o PutOptions) (Info, error) {
-	if etag == "" {
-		return Info{}, fmt.Errorf("storage: replace %s: empty etag", key)
-	}
-	if s.statBeforeReplace {
-		if err := currentIs(ctx, s, key, etag); err != nil {
-			return Info{}, err
-		}
-	}
-	return write(ctx, s, s.partSize, key, r, size, o, precondition{ifMatch: etag})
-}
-
-func (s *awsStore) Put(ctx context.Context, key string, r io.Reader, size int64, o PutOptions) (Info, error) {
-	return write(ctx, s, s.partSize, key, r, size, o, precondition{})
+	s := &awsStore{client: client, writes: newWrites(cfg)}
+	s.drv = s
+	return s, nil
 }
 
 // conditions are the If-None-Match and If-Match values of req.

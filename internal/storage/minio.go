@@ -17,12 +17,8 @@ import (
 
 // minioStore is the minio-go driver.
 type minioStore struct {
-	core     *minio.Core
-	bucket   string
-	region   string
-	partSize int64
-	// statBeforeReplace: see Config.StatBeforeReplace.
-	statBeforeReplace bool
+	core *minio.Core
+	writes
 }
 
 func openMinIO(cfg Config) (*minioStore, error) {
@@ -41,29 +37,9 @@ func openMinIO(cfg Config) (*minioStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: minio client: %w", err)
 	}
-	return &minioStore{core: core, bucket: cfg.Bucket, region: cfg.region(), partSize: cfg.partSize, statBeforeReplace: cfg.StatBeforeReplace}, nil
-}
-
-func (s *minioStore) Bucket() string { return s.bucket }
-
-func (s *minioStore) Create(ctx context.Context, key string, r io.Reader, size int64, o PutOptions) (Info, error) {
-	return write(ctx, s, s.partSize, key, r, size, o, precondition{absent: true})
-}
-
-func (s *minioStore) Replace(ctx context.Context, key, etag string, r io.Reader, size int64, o PutOptions) (Info, error) {
-	if etag == "" {
-		return Info{}, fmt.Errorf("storage: replace %s: empty etag", key)
-	}
-	if s.statBeforeReplace {
-		if err := currentIs(ctx, s, key, etag); err != nil {
-			return Info{}, err
-		}
-	}
-	return write(ctx, s, s.partSize, key, r, size, o, precondition{ifMatch: etag})
-}
-
-func (s *minioStore) Put(ctx context.Context, key string, r io.Reader, size int64, o PutOptions) (Info, error) {
-	return write(ctx, s, s.partSize, key, r, size, o, precondition{})
+	s := &minioStore{core: core, writes: newWrites(cfg)}
+	s.drv = s
+	return s, nil
 }
 
 // putOptions carries the object's headers and, when withCond, the

@@ -345,6 +345,44 @@ func readChunk(r io.Reader, buf []byte, limit int) ([]byte, error) {
 	return buf, nil
 }
 
+// writes are a Store's Bucket, Create, Replace and Put, the same on both
+// drivers: the preconditions and the multipart logic are write's, and the
+// driver (drv, the store that embeds these) only makes the S3 calls.
+type writes struct {
+	drv      multipartStore
+	bucket   string
+	region   string
+	partSize int64
+	// statBeforeReplace: see Config.StatBeforeReplace.
+	statBeforeReplace bool
+}
+
+func newWrites(cfg Config) writes {
+	return writes{bucket: cfg.Bucket, region: cfg.region(), partSize: cfg.partSize, statBeforeReplace: cfg.StatBeforeReplace}
+}
+
+func (s *writes) Bucket() string { return s.bucket }
+
+func (s *writes) Create(ctx context.Context, key string, r io.Reader, size int64, o PutOptions) (Info, error) {
+	return write(ctx, s.drv, s.partSize, key, r, size, o, precondition{absent: true})
+}
+
+func (s *writes) Replace(ctx context.Context, key, etag string, r io.Reader, size int64, o PutOptions) (Info, error) {
+	if etag == "" {
+		return Info{}, fmt.Errorf("storage: replace %s: empty etag", key)
+	}
+	if s.statBeforeReplace {
+		if err := currentIs(ctx, s.drv, key, etag); err != nil {
+			return Info{}, err
+		}
+	}
+	return write(ctx, s.drv, s.partSize, key, r, size, o, precondition{ifMatch: etag})
+}
+
+func (s *writes) Put(ctx context.Context, key string, r io.Reader, size int64, o PutOptions) (Info, error) {
+	return write(ctx, s.drv, s.partSize, key, r, size, o, precondition{})
+}
+
 // currentIs refuses a replace whose object is gone or was replaced, for
 // stores whose If-Match does not see deletes (Config.StatBeforeReplace).
 func currentIs(ctx context.Context, s Store, key, etag string) error {

@@ -19,6 +19,7 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
+	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
 	"github.com/autoglm-flow/autoglm-flow/internal/logging"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 )
@@ -59,6 +60,7 @@ type Env struct {
 	Bucket   string
 
 	cleanups []func()
+	workers  workers
 }
 
 // Defer has f run after the tests, before the Temporal client closes and
@@ -161,6 +163,9 @@ func Main(m *testing.M, name string, opts Options, setUp func(*Env) error) (code
 		return fail(fmt.Errorf("opening the bucket: %w", err))
 	}
 	defer e.runCleanups()
+	// Worker processes stop last, after what the package's setUp started
+	// (a model server they may still be calling).
+	e.Defer(e.stopWorkers)
 	if setUp != nil {
 		if err := setUp(e); err != nil {
 			return fail(err)
@@ -178,4 +183,17 @@ func Main(m *testing.M, name string, opts Options, setUp func(*Env) error) (code
 		fmt.Fprintln(os.Stderr, name+":", opts.Interrupted)
 		return 130
 	}
+}
+
+// StartModel starts the suite's test model server, the one stand-in, and
+// points this process and the workers it starts at it
+// (AUTOGLM_LLM_BASE_URL); it is closed after the tests.
+func (e *Env) StartModel() (*testmodel.Server, error) {
+	m := testmodel.New(testmodel.Options{})
+	if err := m.Start(); err != nil {
+		return nil, err
+	}
+	e.Defer(func() { m.Close() })
+	os.Setenv("AUTOGLM_LLM_BASE_URL", m.URL())
+	return m, nil
 }

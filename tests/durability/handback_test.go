@@ -27,19 +27,19 @@ func TestLongOutageHandsTheWorkToAnotherNode(t *testing.T) {
 	in := writeBatch(t, "handback", 800)
 	id := submitApproved(t, ctx, "handback", in)
 	waitDone(t, ctx, id, 100)
-	if pa, err := pendingInfer(ctx, id); err != nil || pa == nil || pidOf(pa.GetLastWorkerIdentity()) != a.pid() {
-		t.Fatalf("the inference is not running on node %s: %v, %v", a.node, pa, err)
+	if pa, err := pendingInfer(ctx, id); err != nil || pa == nil || pidOf(pa.GetLastWorkerIdentity()) != a.PID() {
+		t.Fatalf("the inference is not running on node %s: %v, %v", a.Node, pa, err)
 	}
 	// The second node comes up only now, so the first dispatch could not
 	// have picked it.
 	mb := startModel(t, 20*time.Millisecond, "")
 	b := startWorker(t, workerOptions{node: "hb-b-" + randHex(3), modelURL: mb.URL(), concurrency: 2, checkpointInterval: time.Second, env: env})
 	ma.Close()
-	t.Logf("node %s's model server down after %d answers; node %s stands by", a.node, ma.Stats().OK, b.node)
+	t.Logf("node %s's model server down after %d answers; node %s stands by", a.Node, ma.Stats().OK, b.Node)
 
 	eventually(t, ctx, "the status to say the task waits for the model server", func() (bool, error) {
 		st, err := suite.tasks.Status(ctx, id)
-		return err == nil && (!st.Progress.WaitingSince.IsZero() || st.Node == b.node), err
+		return err == nil && (!st.Progress.WaitingSince.IsZero() || st.Node == b.Node), err
 	})
 	exact(t, ctx, id, in)
 	st, err := suite.tasks.Status(ctx, id)
@@ -52,12 +52,12 @@ func TestLongOutageHandsTheWorkToAnotherNode(t *testing.T) {
 			why = tr.Reason
 		}
 	}
-	if !strings.Contains(why, a.node) {
-		t.Errorf("no transition says node %s handed the work back:\n%s", a.node, auditText(st))
+	if !strings.Contains(why, a.Node) {
+		t.Errorf("no transition says node %s handed the work back:\n%s", a.Node, auditText(st))
 	}
-	if st.Node != b.node || mb.Stats().OK == 0 {
-		t.Errorf("the status shows node %q and node %s's model server answered %d; want the rest answered on %s", st.Node, b.node, mb.Stats().OK, b.node)
+	if st.Node != b.Node || mb.Stats().OK == 0 {
+		t.Errorf("the status shows node %q and node %s's model server answered %d; want the rest answered on %s", st.Node, b.Node, mb.Stats().OK, b.Node)
 	}
-	t.Logf("%s; node %s answered %d, node %s %d", why, a.node, ma.Stats().OK, b.node, mb.Stats().OK)
+	t.Logf("%s; node %s answered %d, node %s %d", why, a.Node, ma.Stats().OK, b.Node, mb.Stats().OK)
 	save(t, ctx, id, "handed_back")
 }

@@ -16,11 +16,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,6 +40,7 @@ const (
 )
 
 var suite struct {
+	env      *testenv.Env
 	dir      string
 	stack    *devstack.Stack
 	cli      string
@@ -62,30 +60,18 @@ func TestMain(m *testing.M) {
 	}, setUp))
 }
 
-// setUp takes what testenv.Main started; the worker processes the tests
-// start are stopped after them, before the stack.
+// setUp takes what testenv.Main started; testenv stops the worker
+// processes the tests start after them, before the stack.
 func setUp(e *testenv.Env) error {
-	suite.dir, suite.stack, suite.cli = e.Dir, e.Stack, e.CLI
+	suite.env, suite.dir, suite.stack, suite.cli = e, e.Dir, e.Stack, e.CLI
 	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
-	e.Defer(stopWorkers)
 	os.Setenv("AUTOGLM_LOG_LEVEL", "info")
 	suite.tasks = &taskclient.Client{Signer: suite.signer, Temporal: suite.temporal, Store: suite.store}
 	return nil
 }
 
 // worker is `autoglm worker` as a process of its own.
-type worker struct {
-	node string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error
-}
-
-var workers struct {
-	sync.Mutex
-	all []*worker
-}
+type worker = testenv.Worker
 
 type workerOptions struct {
 	node               string
@@ -100,13 +86,7 @@ type workerOptions struct {
 // its node; the test's cleanup stops it.
 func startWorker(t *testing.T, o workerOptions) *worker {
 	t.Helper()
-	w := &worker{node: o.node, done: make(chan struct{})}
-	w.log = filepath.Join(suite.dir, fmt.Sprintf("worker-%s-%s.log", o.node, randHex(2)))
-	f, err := os.Create(w.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := append(os.Environ(), "AUTOGLM_NODE="+o.node, "AUTOGLM_LLM_BASE_URL="+o.modelURL, "AUTOGLM_MODELS="+model)
+	env := []string{"AUTOGLM_LLM_BASE_URL=" + o.modelURL, "AUTOGLM_MODELS=" + model}
 	if o.concurrency > 0 {
 		env = append(env, "AUTOGLM_CONCURRENCY="+strconv.Itoa(o.concurrency))
 	}
@@ -116,84 +96,7 @@ func startWorker(t *testing.T, o workerOptions) *worker {
 	if o.checkpointInterval > 0 {
 		env = append(env, "AUTOGLM_CHECKPOINT_INTERVAL="+o.checkpointInterval.String())
 	}
-	env = append(env, o.env...)
-	w.cmd = exec.Command(suite.cli, "worker")
-	w.cmd.Env = env
-	w.cmd.Stdout, w.cmd.Stderr = f, f
-	w.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	since := time.Now()
-	if err := w.cmd.Start(); err != nil {
-		t.Fatalf("starting autoglm worker: %v", err)
-	}
-	workers.Lock()
-	workers.all = append(workers.all, w)
-	workers.Unlock()
-	go func() {
-		w.err = w.cmd.Wait()
-		f.Close()
-		close(w.done)
-	}()
-	t.Cleanup(func() {
-		w.stop()
-		// A stopped node's record would still count as alive for a while,
-		// and dispatch could send the next test's task to it.
-		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = suite.store.Delete(dctx, "fleet/nodes/"+o.node+".json")
-		if t.Failed() {
-			t.Logf("log of worker %d (node %s):\n%s", w.pid(), w.node, devstack.Tail(w.log, 60))
-		}
-	})
-	ctx := testCtx(t, time.Minute)
-	eventually(t, ctx, "worker "+o.node+" to announce itself", func() (bool, error) {
-		select {
-		case <-w.done:
-			t.Fatalf("worker exited: %v\n%s", w.err, devstack.Tail(w.log, 40))
-		default:
-		}
-		var n struct {
-			LastSeen time.Time `json:"last_seen"`
-		}
-		err := getJSON(ctx, "fleet/nodes/"+o.node+".json", &n)
-		return err == nil && !n.LastSeen.Before(since), err
-	})
-	return w
-}
-
-func (w *worker) pid() int { return w.cmd.Process.Pid }
-
-func (w *worker) signal(t *testing.T, sig syscall.Signal) {
-	t.Helper()
-	if err := w.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("sending %s to worker %d: %v", sig, w.pid(), err)
-	}
-}
-
-// stop sends SIGCONT (a stopped process cannot act on SIGTERM), SIGTERM
-// and, after a grace period, SIGKILL, all by PID.
-func (w *worker) stop() {
-	select {
-	case <-w.done:
-		return
-	default:
-	}
-	_ = w.cmd.Process.Signal(syscall.SIGCONT)
-	_ = w.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-w.done:
-	case <-time.After(30 * time.Second):
-		_ = w.cmd.Process.Signal(syscall.SIGKILL)
-		<-w.done
-	}
-}
-
-func stopWorkers() {
-	workers.Lock()
-	all := workers.all
-	workers.Unlock()
-	for _, w := range all {
-		w.stop()
-	}
+	return suite.env.StartWorker(t, testenv.WorkerOptions{Node: o.node, Env: append(env, o.env...), Announce: time.Minute})
 }
 
 func getJSON(ctx context.Context, key string, v any) error {
@@ -242,15 +145,7 @@ func writeBatch(t *testing.T, prefix string, n int) input {
 // submitApproved submits the batch and has bob approve it.
 func submitApproved(t *testing.T, ctx context.Context, prefix string, in input) string {
 	t.Helper()
-	id := prefix + "-" + taskclient.NewID()
-	if _, err := suite.tasks.Submit(ctx, taskclient.SubmitRequest{ID: id, Tenant: tenant, Submitter: "alice", File: in.path}); err != nil {
-		t.Fatalf("submitting %s: %v", id, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = suite.temporal.TerminateWorkflow(ctx, task.WorkflowID(id), "", "durability test cleanup")
-	})
+	id := submit(t, ctx, prefix, in)
 	waitState(t, ctx, id, task.AwaitingApproval)
 	if _, err := suite.tasks.Decide(ctx, id, task.UpdateApprove, task.DecisionRequest{Actor: "bob"}); err != nil {
 		t.Fatalf("bob's approval of %s: %v", id, err)

@@ -28,9 +28,9 @@ func TestDeadNodesShardIsDispatchedAgain(t *testing.T) {
 	suffix := randHex(3)
 	dead := startWorker(t, opts("sd-a-"+suffix))
 	live := startWorker(t, opts("sd-b-"+suffix))
-	dead.signal(t, syscall.SIGKILL)
-	<-dead.done
-	t.Logf("node %s killed; node %s lives", dead.node, live.node)
+	dead.Signal(t, syscall.SIGKILL)
+	<-dead.Done()
+	t.Logf("node %s killed; node %s lives", dead.Node, live.Node)
 
 	in := writeBatch(t, "redispatch", 300)
 	id := submitApproved(t, ctx, "redispatch", in)
@@ -50,8 +50,8 @@ func TestDeadNodesShardIsDispatchedAgain(t *testing.T) {
 			break
 		}
 	}
-	if !strings.Contains(first, dead.node) || strings.Contains(st.Node, dead.node) {
-		t.Errorf("the task was not first sent to %s and then taken from it (status node %q):\n%s", dead.node, st.Node, audit)
+	if !strings.Contains(first, dead.Node) || strings.Contains(st.Node, dead.Node) {
+		t.Errorf("the task was not first sent to %s and then taken from it (status node %q):\n%s", dead.Node, st.Node, audit)
 	}
 	save(t, ctx, id, "redispatched")
 }

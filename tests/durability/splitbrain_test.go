@@ -51,9 +51,9 @@ func splitBrain(t *testing.T, ws []*worker, record bool) {
 		return err == nil && pa != nil && pa.GetLastWorkerIdentity() != "" && head(ctx, id) >= 1, err
 	})
 	victim, other := byIdentity(t, ws, pa.GetLastWorkerIdentity())
-	victim.signal(t, syscall.SIGSTOP)
+	victim.Signal(t, syscall.SIGSTOP)
 	frozenAt := head(ctx, id)
-	t.Logf("worker %d frozen (SIGSTOP) at checkpoint %d; worker %d takes over", victim.pid(), frozenAt, other.pid())
+	t.Logf("worker %d frozen (SIGSTOP) at checkpoint %d; worker %d takes over", victim.PID(), frozenAt, other.PID())
 
 	// The retry runs on the other worker and records past the frozen one.
 	eventually(t, ctx, "the retry to run on the other worker and record checkpoints", func() (bool, error) {
@@ -61,10 +61,10 @@ func splitBrain(t *testing.T, ws []*worker, record bool) {
 		if err != nil || pa == nil {
 			return false, err
 		}
-		return pa.GetAttempt() >= 2 && pidOf(pa.GetLastWorkerIdentity()) == other.pid() && head(ctx, id) >= frozenAt+2, nil
+		return pa.GetAttempt() >= 2 && pidOf(pa.GetLastWorkerIdentity()) == other.PID() && head(ctx, id) >= frozenAt+2, nil
 	})
-	victim.signal(t, syscall.SIGCONT)
-	t.Logf("worker %d thawed (SIGCONT) with the replacement at checkpoint %d", victim.pid(), head(ctx, id))
+	victim.Signal(t, syscall.SIGCONT)
+	t.Logf("worker %d thawed (SIGCONT) with the replacement at checkpoint %d", victim.PID(), head(ctx, id))
 
 	res := exact(t, ctx, id, in)
 	if st, err := suite.tasks.Status(ctx, id); err == nil && st.Attempts < 2 {
@@ -100,11 +100,11 @@ func byIdentity(t *testing.T, ws []*worker, identity string) (running, other *wo
 	t.Helper()
 	pid := pidOf(identity)
 	switch pid {
-	case ws[0].pid():
+	case ws[0].PID():
 		return ws[0], ws[1]
-	case ws[1].pid():
+	case ws[1].PID():
 		return ws[1], ws[0]
 	}
-	t.Fatalf("the inference runs on %q, neither worker %d nor %d", identity, ws[0].pid(), ws[1].pid())
+	t.Fatalf("the inference runs on %q, neither worker %d nor %d", identity, ws[0].PID(), ws[1].PID())
 	return nil, nil
 }

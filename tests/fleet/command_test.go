@@ -184,7 +184,7 @@ func TestFleetCommandAcrossThreeNodes(t *testing.T) {
 		t.Fatalf("the task ran on %q (%v); want node %s, the one holding the model cached", st.Node, err, a.name)
 	}
 
-	b.kill()
+	b.Kill()
 	res, code = fleetExec(t, ctx, "olga", "--selector", "pool="+group, "--timeout", "5s", "health")
 	nodes = byNode(res)
 	if code != 6 || nodes[a.name].Status != task.NodeOK || nodes[b.name].Status != task.NodeTimedOut || nodes[c.name].Status != task.NodeFailed {

@@ -190,7 +190,7 @@ func TestThreeNodesServeTheirModelsAndSurviveAKillAndADrain(t *testing.T) {
 	before = counts()
 	id := submit("kill", "glm-4-test", 400)
 	victim := running(before, a, b, c)
-	nodes[victim].kill()
+	nodes[victim].Kill()
 	t.Logf("killed node %s mid-batch (%d requests in)", victim, counts()[victim]-before[victim])
 	res, err = tc.Wait(ctx, id)
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 const bucket = "autoglm"
 
 var suite struct {
+	env      *testenv.Env
 	dir      string
 	stack    *devstack.Stack
 	temporal client.Client
@@ -47,15 +48,12 @@ func TestMain(m *testing.M) {
 // signs the actor assertions of updates (task decisions, access decisions)
 // with the key testenv trusts, which the nodes trust too.
 func setUp(e *testenv.Env) error {
-	suite.dir, suite.stack, suite.cli = e.Dir, e.Stack, e.CLI
+	suite.env, suite.dir, suite.stack, suite.cli = e, e.Dir, e.Stack, e.CLI
 	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
-	e.Defer(stopProcWorkers)
-	suite.model = testmodel.New(testmodel.Options{})
-	if err := suite.model.Start(); err != nil {
+	var err error
+	if suite.model, err = e.StartModel(); err != nil {
 		return err
 	}
-	e.Defer(func() { suite.model.Close() })
-	os.Setenv("AUTOGLM_LLM_BASE_URL", suite.model.URL())
 	return nil
 }
 

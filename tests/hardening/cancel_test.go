@@ -29,7 +29,7 @@ func TestCancelledTaskKeepsItsInputsTotal(t *testing.T) {
 	}
 	cfg.Node, cfg.LLM.BaseURL, cfg.Models = "slow", slow.URL(), []string{slowModel}
 	cfg.Concurrency, cfg.LLM.MaxIdleConnsPerHost = 1, 1
-	stop, err := startWorker(ctx, cfg)
+	stop, err := startWorker(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

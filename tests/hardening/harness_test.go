@@ -11,8 +11,6 @@
 package hardening
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -20,17 +18,14 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/autoglm-flow/autoglm-flow/activities"
 	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
-	"github.com/autoglm-flow/autoglm-flow/internal/logging"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
-	"github.com/autoglm-flow/autoglm-flow/worker"
 )
 
 const (
@@ -63,6 +58,7 @@ screening:
 `
 
 var suite struct {
+	env      *testenv.Env
 	dir      string
 	bin      string // the pinned tools: temporal, minio
 	cli      string // the autoglm binary built from ./starter
@@ -88,20 +84,17 @@ func TestMain(m *testing.M) {
 // the environment at it, the policy and the node (this process, the worker
 // and the CLI read it) and starts the worker.
 func setUp(e *testenv.Env) error {
-	suite.dir, suite.bin, suite.stack, suite.cli = e.Dir, e.Bin, e.Stack, e.CLI
+	suite.env, suite.dir, suite.bin, suite.stack, suite.cli = e, e.Dir, e.Bin, e.Stack, e.CLI
 	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
-	model := testmodel.New(testmodel.Options{})
-	if err := model.Start(); err != nil {
+	var err error
+	if suite.model, err = e.StartModel(); err != nil {
 		return err
 	}
-	e.Defer(func() { model.Close() })
-	suite.model = model
 	policyFile := filepath.Join(suite.dir, "policy.yaml")
 	if err := os.WriteFile(policyFile, []byte(policy), 0o644); err != nil {
 		return err
 	}
 	os.Setenv("AUTOGLM_POLICY_FILE", policyFile)
-	os.Setenv("AUTOGLM_LLM_BASE_URL", model.URL())
 	os.Setenv("AUTOGLM_NODE", node)
 	cfg, err := config.FromEnv()
 	if err != nil {
@@ -112,7 +105,7 @@ func setUp(e *testenv.Env) error {
 		return err
 	}
 	suite.tasks = &taskclient.Client{Signer: suite.signer, Temporal: suite.temporal, Store: suite.store, Policy: src}
-	stopWorker, err := startWorker(e.Ctx, cfg)
+	stopWorker, err := startWorker(cfg)
 	if err != nil {
 		return err
 	}
@@ -122,39 +115,10 @@ func setUp(e *testenv.Env) error {
 
 // startWorker runs a worker for cfg.Node in this process and waits until
 // it has announced itself, so that submit finds a node serving its models.
-func startWorker(ctx context.Context, cfg config.Config) (func(), error) {
-	logFile, err := os.Create(filepath.Join(suite.dir, "worker-"+cfg.Node+".log"))
+func startWorker(cfg config.Config) (func(), error) {
+	w, err := testenv.RunWorker(cfg, filepath.Join(suite.dir, "worker-"+cfg.Node+".log"), 90*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	log, err := logging.New(logFile, "text", "info")
-	if err != nil {
-		return nil, err
-	}
-	wctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	since := time.Now()
-	go func() { done <- worker.Run(wctx, cfg, log) }()
-	stop := func() {
-		cancel()
-		<-done
-		logFile.Close()
-	}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		var n activities.Node
-		if err := getJSON(ctx, "fleet/nodes/"+cfg.Node+".json", &n); err == nil && !n.LastSeen.Before(since.Add(-time.Second)) {
-			return stop, nil
-		}
-		select {
-		case err := <-done:
-			logFile.Close()
-			return nil, fmt.Errorf("the worker exited before it announced itself: %v\n%s", err, devstack.Tail(logFile.Name(), 40))
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, fmt.Errorf("the worker did not announce itself within 90s\n%s", devstack.Tail(logFile.Name(), 40))
-		}
-	}
+	return func() { w.Stop() }, nil
 }

@@ -1,10 +1,8 @@
 package hardening
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 	"io"
@@ -79,20 +77,8 @@ func batchFile(t *testing.T, n int) string {
 // standard output, standard error and exit code.
 func autoglm(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(suite.cli, args...)
-	cmd.Env = os.Environ()
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return out.String(), errb.String(), 0
-	case errors.As(err, &ee):
-		return out.String(), errb.String(), ee.ExitCode()
-	}
-	t.Fatalf("autoglm %v: %v", args, err)
-	return "", "", -1
+	r := suite.env.RunCLI(t, context.Background(), testenv.CLIOptions{}, args...)
+	return r.Stdout, r.Stderr, r.Code
 }
 
 // submit submits through the CLI's library and terminates the task's

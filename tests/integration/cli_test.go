@@ -1,37 +1,23 @@
 package integration
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
-	"errors"
 	"os"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
+	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 )
 
 // autoglm runs the built CLI with the suite's environment and returns its
 // standard output and exit code.
 func autoglm(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(suite.cli, args...)
-	cmd.Env = os.Environ()
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return out.String(), 0
-	case errors.As(err, &ee):
-		t.Logf("autoglm %v: exit %d: %s", args, ee.ExitCode(), errb.String())
-		return out.String(), ee.ExitCode()
-	}
-	t.Fatalf("autoglm %v: %v", args, err)
-	return "", -1
+	r := suite.env.RunCLI(t, context.Background(), testenv.CLIOptions{}, args...)
+	return r.Stdout, r.Code
 }
 
 // TestCLIExitCodesAndJSON drives the real binary as a person or a script

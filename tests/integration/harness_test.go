@@ -31,6 +31,7 @@ const bucket = "autoglm"
 
 // suite is what TestMain starts once and every test shares.
 var suite struct {
+	env      *testenv.Env
 	dir      string          // scratch folder: server data, logs, the CLI
 	stack    *devstack.Stack // Temporal dev server and MinIO
 	cli      string          // the autoglm binary built from ./starter
@@ -54,18 +55,15 @@ func TestMain(m *testing.M) {
 // setUp takes what testenv.Main started (the stack, the environment
 // pointed at it, the CLI, the clients and a trusted break-glass key: these
 // tests drive Temporal directly, as an operator on that path does) and
-// starts the shared test model server. Worker processes are stopped
-// after the tests, before the stack.
+// starts the shared test model server. testenv stops the worker
+// processes after the tests, before the stack.
 func setUp(e *testenv.Env) error {
-	suite.dir, suite.stack, suite.cli = e.Dir, e.Stack, e.CLI
+	suite.env, suite.dir, suite.stack, suite.cli = e, e.Dir, e.Stack, e.CLI
 	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
-	e.Defer(stopProcWorkers)
-	suite.model = testmodel.New(testmodel.Options{})
-	if err := suite.model.Start(); err != nil {
+	var err error
+	if suite.model, err = e.StartModel(); err != nil {
 		return err
 	}
-	e.Defer(func() { suite.model.Close() })
-	os.Setenv("AUTOGLM_LLM_BASE_URL", suite.model.URL())
 	os.Setenv("AUTOGLM_LOG_LEVEL", "info")
 	suite.tasks = &taskclient.Client{Temporal: suite.temporal, Store: suite.store, Signer: suite.signer}
 	fmt.Printf("integration: stack up in %s (temporal %s, minio %s, model %s)\n",

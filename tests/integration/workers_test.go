@@ -3,26 +3,16 @@ package integration
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/autoglm-flow/autoglm-flow/activities"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
-	"github.com/autoglm-flow/autoglm-flow/internal/logging"
-	"github.com/autoglm-flow/autoglm-flow/worker"
 )
 
 // workerOptions configure one worker, that is one node of the fleet.
@@ -56,10 +46,10 @@ func (o workerOptions) modelURL() string {
 	return o.Model.URL()
 }
 
-// env is the environment of a worker process: the suite's (set by
-// TestMain) with this worker's settings after it, which win.
+// env is what a worker process's environment has after the suite's (set
+// by TestMain): this worker's settings, which win.
 func (o workerOptions) env() []string {
-	env := append(os.Environ(), "AUTOGLM_NODE="+o.Node, "AUTOGLM_LLM_BASE_URL="+o.modelURL())
+	env := []string{"AUTOGLM_LLM_BASE_URL=" + o.modelURL()}
 	if o.Concurrency > 0 {
 		env = append(env, "AUTOGLM_CONCURRENCY="+strconv.Itoa(o.Concurrency))
 	}
@@ -74,66 +64,23 @@ func (o workerOptions) env() []string {
 
 var unsafeChars = regexp.MustCompile(`[^a-z0-9]+`)
 
-// newNode is a node name of this test's own. Once the test's workers have
-// stopped (cleanups run last-registered first), its record is removed from
-// the bucket, so that dispatch never picks it for a later test's task in
-// the 45 s it would still count as alive.
+// newNode is a node name of this test's own. The worker helpers remove a
+// stopped node's record, so that dispatch never picks it for a later
+// test's task in the 45 s it would still count as alive.
 func newNode(t *testing.T) string {
 	t.Helper()
 	name := unsafeChars.ReplaceAllString(strings.ToLower(t.Name()), "-")
 	if len(name) > 30 {
 		name = name[:30]
 	}
-	node := "it-" + strings.Trim(name, "-") + "-" + randHex(3)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := suite.store.Delete(ctx, nodeKey(node)); err != nil {
-			t.Logf("removing node record %s: %v", node, err)
-		}
-	})
-	return node
-}
-
-func nodeKey(node string) string { return "fleet/nodes/" + node + ".json" }
-
-func logPath(t *testing.T, what string) string {
-	dir := filepath.Join(suite.dir, "logs")
-	_ = os.MkdirAll(dir, 0o755)
-	return filepath.Join(dir, unsafeChars.ReplaceAllString(strings.ToLower(t.Name()), "-")+"-"+what+".log")
-}
-
-// waitAnnounced waits until the node has written its record since since:
-// the worker is connected to Temporal and the bucket, and dispatch can
-// pick it. exited reports a worker that gave up before that.
-func waitAnnounced(t *testing.T, node string, since time.Time, exited func() error, log string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for {
-		var n activities.Node
-		if err := getJSON(ctx, nodeKey(node), &n); err == nil && !n.LastSeen.Before(since) {
-			return
-		}
-		if err := exited(); err != nil {
-			t.Fatalf("worker %s exited before it announced itself: %v\n%s", node, err, devstack.Tail(log, 40))
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("worker %s did not announce itself within 60s\n%s", node, devstack.Tail(log, 40))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return "it-" + strings.Trim(name, "-") + "-" + randHex(3)
 }
 
 // inProcWorker is a worker running in this process: worker.Run on a
 // goroutine, stopped by cancelling its context.
 type inProcWorker struct {
-	node   string
-	log    string
-	cancel context.CancelFunc
-	done   chan struct{} // closed when worker.Run has returned
-	err    error         // what worker.Run returned, valid after done
+	*testenv.InProcess
+	node string
 }
 
 // startWorker runs a worker in this process until the test ends.
@@ -162,91 +109,12 @@ func startWorker(t *testing.T, o workerOptions) *inProcWorker {
 	if o.ShardRequests > 0 {
 		cfg.ShardRequests = o.ShardRequests
 	}
-	w := &inProcWorker{node: o.Node, done: make(chan struct{}), log: logPath(t, "worker-"+o.Node)}
-	f, err := os.Create(w.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, err := logging.New(f, "text", "info")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w.cancel = cancel
-	since := time.Now()
-	go func() {
-		w.err = worker.Run(ctx, cfg, log)
-		f.Close()
-		close(w.done)
-	}()
-	t.Cleanup(func() {
-		if err := w.stop(); err != nil {
-			t.Errorf("worker %s: %v", w.node, err)
-		}
-		if t.Failed() {
-			t.Logf("log of in-process worker %s:\n%s", w.node, devstack.Tail(w.log, 60))
-		}
-	})
-	waitAnnounced(t, o.Node, since, w.exited, w.log)
-	return w
-}
-
-func (w *inProcWorker) exited() error {
-	select {
-	case <-w.done:
-		return fmt.Errorf("worker.Run returned %v", w.err)
-	default:
-		return nil
-	}
-}
-
-// stop cancels the worker and waits for worker.Run to return.
-func (w *inProcWorker) stop() error {
-	w.cancel()
-	select {
-	case <-w.done:
-		return w.err
-	case <-time.After(60 * time.Second):
-		return errors.New("worker.Run did not return within 60s of its context ending")
-	}
+	return &inProcWorker{suite.env.StartWorkerInProcess(t, cfg, 60*time.Second), o.Node}
 }
 
 // procWorker is `autoglm worker` running as a process of its own, so a
 // test can stop it with SIGTERM or kill it with SIGKILL.
-type procWorker struct {
-	node string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{} // closed when the process has exited and been reaped
-	err  error         // what Wait said, valid after done
-	exit time.Time     // when Wait returned, valid after done
-}
-
-// procWorkers are the worker processes running, so that an interrupted
-// run stops them too; once closed, no more start.
-var procWorkers struct {
-	sync.Mutex
-	m      map[*procWorker]struct{}
-	closed bool
-}
-
-// startTracked starts w's process and records it, unless the run is
-// being interrupted.
-func startTracked(w *procWorker) error {
-	procWorkers.Lock()
-	defer procWorkers.Unlock()
-	if procWorkers.closed {
-		return errors.New("the test run is being interrupted")
-	}
-	if err := w.cmd.Start(); err != nil {
-		return err
-	}
-	if procWorkers.m == nil {
-		procWorkers.m = map[*procWorker]struct{}{}
-	}
-	procWorkers.m[w] = struct{}{}
-	return nil
-}
+type procWorker struct{ *testenv.Worker }
 
 // startProcWorker starts `autoglm worker` and waits until it has
 // announced its node. The test's cleanup stops it if it still runs.
@@ -255,110 +123,30 @@ func startProcWorker(t *testing.T, o workerOptions) *procWorker {
 	if o.Node == "" {
 		o.Node = newNode(t)
 	}
-	w := &procWorker{node: o.Node, done: make(chan struct{})}
-	w.log = logPath(t, fmt.Sprintf("process-%s-%s", o.Node, randHex(2)))
-	f, err := os.Create(w.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.cmd = exec.Command(suite.cli, "worker")
-	w.cmd.Env = o.env()
-	w.cmd.Stdout, w.cmd.Stderr = f, f
-	w.cmd.SysProcAttr = procAttr()
-	since := time.Now()
-	if err := startTracked(w); err != nil {
-		f.Close()
-		t.Fatalf("starting autoglm worker: %v", err)
-	}
-	go func() {
-		w.err = w.cmd.Wait()
-		w.exit = time.Now()
-		f.Close()
-		procWorkers.Lock()
-		delete(procWorkers.m, w)
-		procWorkers.Unlock()
-		close(w.done)
-	}()
-	t.Logf("worker process %d started as node %s", w.cmd.Process.Pid, o.Node)
-	t.Cleanup(func() {
-		w.stop(40 * time.Second)
-		if t.Failed() {
-			t.Logf("log of worker process %d (node %s):\n%s", w.cmd.Process.Pid, w.node, devstack.Tail(w.log, 80))
-		}
-	})
-	waitAnnounced(t, o.Node, since, w.exited, w.log)
-	return w
-}
-
-func (w *procWorker) exited() error {
-	select {
-	case <-w.done:
-		return fmt.Errorf("exited: %v", w.err)
-	default:
-		return nil
-	}
+	w := suite.env.StartWorker(t, testenv.WorkerOptions{Node: o.Node, Env: o.env(), Grace: 40 * time.Second, Announce: 60 * time.Second})
+	return &procWorker{w}
 }
 
 // kill sends SIGKILL, as a crash or an OOM kill would, and waits for the
 // process to be gone.
 func (w *procWorker) kill(t *testing.T) {
 	t.Helper()
-	_ = w.cmd.Process.Signal(syscall.SIGKILL)
-	<-w.done
-	t.Logf("worker process %d killed (SIGKILL)", w.cmd.Process.Pid)
+	w.Kill()
+	t.Logf("worker process %d killed (SIGKILL)", w.PID())
 }
 
 // term sends SIGTERM, as a rolling deploy would, and waits up to grace for
 // the process to exit by itself. It returns when the process exited.
 func (w *procWorker) term(t *testing.T, grace time.Duration) time.Time {
 	t.Helper()
-	_ = w.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-w.done:
-	case <-time.After(grace):
-		t.Fatalf("worker process %d did not exit within %s of SIGTERM\n%s", w.cmd.Process.Pid, grace, devstack.Tail(w.log, 40))
+	exit, err := w.Term(grace)
+	if err != nil {
+		if exit.IsZero() {
+			t.Fatalf("%v\n%s", err, devstack.Tail(w.Log, 40))
+		}
+		t.Errorf("%v\n%s", err, devstack.Tail(w.Log, 40))
 	}
-	if w.err != nil {
-		t.Errorf("worker process %d exited with %v after SIGTERM; want a clean exit\n%s", w.cmd.Process.Pid, w.err, devstack.Tail(w.log, 40))
-	}
-	return w.exit
-}
-
-// stop sends SIGTERM and, after grace, SIGKILL, by the process's PID.
-func (w *procWorker) stop(grace time.Duration) {
-	select {
-	case <-w.done:
-		return
-	default:
-	}
-	_ = w.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-w.done:
-	case <-time.After(grace):
-		_ = w.cmd.Process.Signal(syscall.SIGKILL)
-		<-w.done
-	}
-}
-
-// stopProcWorkers stops every worker process still running, for an
-// interrupted run.
-func stopProcWorkers() {
-	procWorkers.Lock()
-	procWorkers.closed = true
-	var ws []*procWorker
-	for w := range procWorkers.m {
-		ws = append(ws, w)
-	}
-	procWorkers.Unlock()
-	var wg sync.WaitGroup
-	for _, w := range ws {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.stop(10 * time.Second)
-		}()
-	}
-	wg.Wait()
+	return exit
 }
 
 // getJSON reads a JSON document from the bucket.

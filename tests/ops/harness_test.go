@@ -24,12 +24,10 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
-	"github.com/autoglm-flow/autoglm-flow/internal/logging"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
-	"github.com/autoglm-flow/autoglm-flow/worker"
 )
 
 const (
@@ -39,6 +37,7 @@ const (
 )
 
 var suite struct {
+	env      *testenv.Env
 	dir      string
 	root     string // the module's root
 	bin      string // the pinned tools
@@ -78,14 +77,12 @@ func setCodecKeys(*testenv.Env) error {
 
 // setUp takes what testenv.Main started and starts the shared model server.
 func setUp(e *testenv.Env) error {
-	suite.dir, suite.root, suite.bin, suite.stack, suite.cli = e.Dir, e.Root, e.Bin, e.Stack, e.CLI
+	suite.env, suite.dir, suite.root, suite.bin, suite.stack, suite.cli = e, e.Dir, e.Root, e.Bin, e.Stack, e.CLI
 	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
-	suite.model = testmodel.New(testmodel.Options{})
-	if err := suite.model.Start(); err != nil {
+	var err error
+	if suite.model, err = e.StartModel(); err != nil {
 		return err
 	}
-	e.Defer(func() { suite.model.Close() })
-	os.Setenv("AUTOGLM_LLM_BASE_URL", suite.model.URL())
 	suite.tasks = &taskclient.Client{Signer: suite.signer, Temporal: suite.temporal, Store: suite.store}
 	return nil
 }
@@ -93,9 +90,8 @@ func setUp(e *testenv.Env) error {
 // runningWorker is a worker.Run in this process, serving /healthz and
 // /metrics on its own port.
 type runningWorker struct {
+	*testenv.InProcess
 	node, addr string
-	cancel     context.CancelFunc
-	done       chan error
 }
 
 // startWorker runs a worker under a node name of its own and waits until
@@ -110,47 +106,12 @@ func startWorker(t *testing.T) *runningWorker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &runningWorker{node: "ops-" + randHex(3), addr: fmt.Sprintf("127.0.0.1:%d", port), done: make(chan error, 1)}
-	cfg.Node, cfg.HealthAddr = w.node, w.addr
-	f, err := os.Create(filepath.Join(suite.dir, "worker-"+w.node+".log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, err := logging.New(f, "text", "info")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w.cancel = cancel
-	go func() { w.done <- worker.Run(ctx, cfg, log); f.Close() }()
-	store, err := storage.Open(context.Background(), cfg.S3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-w.done:
-			if err != nil {
-				t.Errorf("worker %s: %v", w.node, err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Errorf("worker %s did not stop", w.node)
-		}
-		// Dispatch counts a node alive for 45 s after its last record: a
-		// later test's task must not be sent to this stopped one.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := store.Delete(ctx, storage.NodeRecordPrefix+w.node+".json"); err != nil {
-			t.Logf("removing the node record of %s: %v", w.node, err)
-		}
-	})
+	cfg.Node, cfg.HealthAddr = "ops-"+randHex(3), fmt.Sprintf("127.0.0.1:%d", port)
+	w := &runningWorker{InProcess: suite.env.StartWorkerInProcess(t, cfg, 60*time.Second), node: cfg.Node, addr: cfg.HealthAddr}
 	wctx := testCtx(t, 60*time.Second)
 	eventually(t, wctx, "the worker's /healthz", func() (bool, error) {
-		select {
-		case err := <-w.done:
-			t.Fatalf("worker %s exited: %v", w.node, err)
-		default:
+		if err := w.Exited(); err != nil {
+			t.Fatalf("worker %s: %v", w.node, err)
 		}
 		resp, err := http.Get("http://" + w.addr + "/healthz")
 		if err != nil {

@@ -1,11 +1,9 @@
 package ops
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,33 +18,15 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
+	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 )
 
 // run runs the autoglm binary with env on top of this process's, and
 // returns its combined output and exit code.
 func run(t *testing.T, ctx context.Context, env []string, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, suite.cli, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return out.String(), 0
-	case errorsAs(err, &ee):
-		return out.String(), ee.ExitCode()
-	default:
-		t.Fatalf("autoglm %v: %v\n%s", args, err, out.String())
-		return "", -1
-	}
-}
-
-func errorsAs(err error, ee **exec.ExitError) bool {
-	e, ok := err.(*exec.ExitError)
-	*ee = e
-	return ok
+	r := suite.env.RunCLI(t, ctx, testenv.CLIOptions{Env: append(os.Environ(), env...)}, args...)
+	return r.Output, r.Code
 }
 
 // A dev server started the way a real cluster comes (no search

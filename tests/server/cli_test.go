@@ -1,18 +1,16 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 )
 
 // cliEnv is the environment of a user's machine: the server's address and
@@ -36,24 +34,8 @@ func cliEnv(t *testing.T, home string, extra ...string) []string {
 // code.
 func autoglm(t *testing.T, ctx context.Context, env []string, stdin string, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, suite.cli, args...)
-	cmd.Env = env
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		t.Fatalf("autoglm %v: %v", args, err)
-	}
-	code := 0
-	if ee != nil {
-		code = ee.ExitCode()
-	}
-	if code != 0 {
-		t.Logf("autoglm %s: exit %d: %s", strings.Join(args, " "), code, strings.TrimSpace(errb.String()))
-	}
-	return out.String(), code
+	r := suite.env.RunCLI(t, ctx, testenv.CLIOptions{Env: env, Stdin: stdin}, args...)
+	return r.Stdout, r.Code
 }
 
 // TestCLIThroughServer: the CLI on a user's machine needs the server and a

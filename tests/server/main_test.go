@@ -9,36 +9,29 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"go.temporal.io/sdk/client"
 
-	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
-	"github.com/autoglm-flow/autoglm-flow/internal/logging"
 	"github.com/autoglm-flow/autoglm-flow/internal/model/testhub"
 	"github.com/autoglm-flow/autoglm-flow/internal/server"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
-	"github.com/autoglm-flow/autoglm-flow/worker"
 )
 
 const bucket = "autoglm"
@@ -80,6 +73,7 @@ sensitive:
 `
 
 var suite struct {
+	env      *testenv.Env
 	dir      string
 	stack    *devstack.Stack
 	bin      string // the folder of the temporal binary
@@ -92,82 +86,32 @@ var suite struct {
 	cli      string // the autoglm binary built from ./starter
 	url      string // the API server's root
 	keys     map[string]string
-	worker   *runningWorker
+	worker   *testenv.InProcess
 }
 
-func TestMain(m *testing.M) { os.Exit(runMain(m)) }
-
-func runMain(m *testing.M) (code int) {
-	flag.Parse()
-	if testing.Short() {
-		fmt.Println("server: skipped in -short mode: these tests start Temporal, MinIO, a worker and the API server")
-		return 0
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	dir, err := os.MkdirTemp("", "autoglm-server-it-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "server:", err)
-		return 1
-	}
-	suite.dir = dir
-	defer func() {
-		if code == 0 {
-			os.RemoveAll(dir)
-		} else {
-			fmt.Fprintln(os.Stderr, "server: logs are kept in", dir)
-		}
-	}()
-	bin, err := devstack.BinDir()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "server:", err)
-		return 1
-	}
-	suite.bin = bin
-	stack, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), BinDir: bin, Buckets: []string{bucket}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "server: starting the stack:", err)
-		return 1
-	}
-	suite.stack = stack
-	defer func() {
-		if suite.worker != nil {
-			suite.worker.stop()
-		}
-		if err := stack.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "server: stopping the stack:", err)
-		}
-	}()
-	closeAll, err := setUp(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "server:", err)
-		return 1
-	}
-	defer closeAll()
-	done := make(chan int, 1)
-	go func() { done <- m.Run() }()
-	select {
-	case code = <-done:
-		return code
-	case <-ctx.Done():
-		fmt.Fprintln(os.Stderr, "server: interrupted; stopping the worker and servers")
-		return 130
-	}
+func TestMain(m *testing.M) {
+	os.Exit(testenv.Main(m, "server", testenv.Options{
+		Skip:        "these tests start Temporal, MinIO, a worker and the API server",
+		TempPrefix:  "autoglm-server-it-",
+		Kept:        "logs are kept in",
+		Interrupted: "interrupted; stopping the worker and servers",
+		Bucket:      bucket,
+	}, setUp))
 }
 
-// setUp writes the policy with a key per user, makes the assertion key
-// pair, and starts the test model, a worker and the API server.
-func setUp(ctx context.Context) (func(), error) {
-	for _, kv := range suite.stack.Env(bucket) {
-		k, v, _ := strings.Cut(kv, "=")
-		os.Setenv(k, v)
+// setUp takes what testenv.Main started, writes the policy with a key per
+// user, and starts the test model, the model hub, a worker and the API
+// server. The API server signs the actors of the users it authenticated
+// with the key testenv trusts.
+func setUp(e *testenv.Env) error {
+	suite.env, suite.dir, suite.bin, suite.stack, suite.cli = e, e.Dir, e.Bin, e.Stack, e.CLI
+	suite.temporal, suite.store = e.Temporal, e.Store
+	var err error
+	if suite.model, err = e.StartModel(); err != nil {
+		return err
 	}
-	suite.model = testmodel.New(testmodel.Options{})
-	if err := suite.model.Start(); err != nil {
-		return nil, err
-	}
-	os.Setenv("AUTOGLM_LLM_BASE_URL", suite.model.URL())
 	suite.hub = testhub.New("")
+	e.Defer(func() { suite.hub.Close() })
 	os.Setenv("AUTOGLM_HF_ENDPOINT", suite.hub.URL())
 	os.Setenv("AUTOGLM_MIRROR_STAGING_DIR", filepath.Join(suite.dir, "staging"))
 	os.Setenv("AUTOGLM_CACHE_DIR", filepath.Join(suite.dir, "cache"))
@@ -177,7 +121,7 @@ func setUp(ctx context.Context) (func(), error) {
 	for user, tenant := range users {
 		key, e, err := authz.NewAPIKey(user, tenant, "test")
 		if err != nil {
-			return nil, err
+			return err
 		}
 		suite.keys[user], entries = key, append(entries, e)
 	}
@@ -187,125 +131,42 @@ func setUp(ctx context.Context) (func(), error) {
 	}
 	policyFile := filepath.Join(suite.dir, "policy.yaml")
 	if err := os.WriteFile(policyFile, []byte(policy), 0o600); err != nil {
-		return nil, err
+		return err
 	}
 	os.Setenv("AUTOGLM_POLICY_FILE", policyFile)
-	_, priv, err := assertion.GenerateKey()
+	src, err := authz.Load(policyFile)
 	if err != nil {
-		return nil, err
-	}
-	signer := assertion.NewSigner(priv)
-	os.Setenv("AUTOGLM_ASSERTION_PUBLIC_KEYS", assertion.EncodePublic(signer.Public()))
-
-	cfg, err := config.FromEnv()
-	if err != nil {
-		return nil, err
+		return err
 	}
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
-	opts, err := config.TemporalOptions(logging.NewSDK(log))
-	if err != nil {
-		return nil, err
-	}
-	if suite.temporal, err = client.DialContext(ctx, opts); err != nil {
-		return nil, err
-	}
-	if suite.store, err = storage.Open(ctx, cfg.S3); err != nil {
-		return nil, err
-	}
-	src, err := authz.Load(policyFile)
-	if err != nil {
-		return nil, err
-	}
-	suite.tasks = &taskclient.Client{Temporal: suite.temporal, Store: suite.store, Signer: signer}
+	suite.tasks = &taskclient.Client{Temporal: suite.temporal, Store: suite.store, Signer: e.Signer}
 	suite.api = &server.Server{Tasks: suite.tasks, Policy: src, TempDir: suite.dir, Log: log}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	hs := &http.Server{Handler: suite.api.Handler()}
 	go hs.Serve(ln)
+	e.Defer(func() { hs.Close() })
 	suite.url = "http://" + ln.Addr().String()
 
-	suite.cli = filepath.Join(suite.dir, "autoglm")
-	build := exec.CommandContext(ctx, "go", "build", "-o", suite.cli, "./starter")
-	build.Dir = filepath.Join("..", "..") // the module root, from tests/server
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the CLI: %v\n%s", err, out)
-	}
 	if suite.worker, err = startWorker("server-test"); err != nil {
-		return nil, err
+		return err
 	}
-	return func() {
-		hs.Close()
-		suite.model.Close()
-		suite.hub.Close()
-		suite.temporal.Close()
-	}, nil
+	e.Defer(func() { suite.worker.Stop() })
+	return nil
 }
 
-// runningWorker is worker.Run on a goroutine of this process.
-type runningWorker struct {
-	cancel  context.CancelFunc
-	done    chan error
-	stopped bool
-	err     error
-}
-
-func startWorker(node string) (*runningWorker, error) {
+// startWorker runs a worker for node in this process until it is
+// stopped; a test may stop it and start it again under the same name.
+func startWorker(node string) (*testenv.InProcess, error) {
 	cfg, err := config.FromEnv()
 	if err != nil {
 		return nil, err
 	}
 	cfg.Node = node
-	f, err := os.OpenFile(filepath.Join(suite.dir, "worker-"+node+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	log, err := logging.New(f, "text", "info")
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &runningWorker{cancel: cancel, done: make(chan error, 1)}
-	since := time.Now().Add(-time.Second)
-	go func() {
-		err := worker.Run(ctx, cfg, log)
-		f.Close()
-		w.done <- err
-	}()
-	// Ready once it has announced itself in the bucket, as dispatch
-	// needs, which it does after connecting to Temporal.
-	deadline := time.After(2 * time.Minute)
-	for {
-		info, err := suite.store.Stat(context.Background(), "fleet/nodes/"+node+".json")
-		if err == nil && info.LastModified.After(since) {
-			return w, nil
-		}
-		select {
-		case err := <-w.done:
-			return nil, fmt.Errorf("worker %s stopped before it announced itself: %v", node, err)
-		case <-deadline:
-			w.stop()
-			return nil, fmt.Errorf("worker %s did not announce itself within 2 minutes", node)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// stop stops the worker once; later calls return the same.
-func (w *runningWorker) stop() error {
-	if w.stopped {
-		return w.err
-	}
-	w.stopped = true
-	w.cancel()
-	select {
-	case w.err = <-w.done:
-	case <-time.After(60 * time.Second):
-		w.err = fmt.Errorf("worker.Run did not return within 60s")
-	}
-	return w.err
+	return testenv.RunWorker(cfg, filepath.Join(suite.dir, "worker-"+node+".log"), 2*time.Minute)
 }
 
 // call sends an API request as user ("" for none) and returns the status

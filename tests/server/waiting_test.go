@@ -12,6 +12,7 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/apiclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
+	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 )
 
 // TestWaitingWithoutWorkers: users waiting on their tasks (submit --wait
@@ -23,12 +24,12 @@ import (
 func TestWaitingWithoutWorkers(t *testing.T) {
 	ctx := testCtx(t, 5*time.Minute)
 	const users, watchers = 60, 20
-	if err := suite.worker.stop(); err != nil {
+	if err := suite.worker.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		// The next tests need the worker back, whatever happened here.
-		if suite.worker.stopped {
+		if suite.worker.Stopped() {
 			w, err := startWorker("server-test")
 			if err != nil {
 				t.Fatal(err)
@@ -85,7 +86,7 @@ func TestWaitingWithoutWorkers(t *testing.T) {
 		t.Fatalf("a wait with no worker: %d %s", code, body)
 	}
 
-	restart := func() *runningWorker {
+	restart := func() *testenv.InProcess {
 		w, err := startWorker("server-test")
 		if err != nil {
 			t.Fatal(err)
@@ -94,7 +95,7 @@ func TestWaitingWithoutWorkers(t *testing.T) {
 	}
 	suite.worker = restart()
 	eventually(t, ctx, "the first tasks to complete", func() (bool, error) { return completed.Load() >= 5, nil })
-	if err := suite.worker.stop(); err != nil {
+	if err := suite.worker.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	suite.worker = restart()
