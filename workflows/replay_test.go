@@ -42,6 +42,10 @@ import (
 //     durability paths after perf-local-control-stages (authorize, the
 //     first dispatch and archive as local activities),
 //     recorded by tests/durability.
+//   - task_localscreen_{shards_completed,paused_resumed,failed,expired,cancelled_running_partial}.json:
+//     the same paths after speed-local-screen (a small input screened in a
+//     local activity, in the first workflow task with authorize), recorded
+//     by tests/durability.
 //
 // tests/hardening and tests/durability record theirs with
 // AUTOGLM_RECORD_HISTORIES=$PWD/workflows/testdata (an absolute path).

@@ -133,14 +133,15 @@ func (w *taskRun) authorize(ctx workflow.Context) error {
 
 func (w *taskRun) screen(ctx workflow.Context) error {
 	var res activities.ScreenResult
-	// Screen stays a regular activity: its heartbeats show a large input
-	// is still being read, and a screen run locally in the first workflow
-	// task made a refused approval leave a workflow task in the history
-	// (tests/integration TestBatchOverLimitWaitsForAReviewersApproval).
-	sctx := w.stage(ctx, "screen", "count requests, check size and words")
-	sctx = workflow.WithStartToCloseTimeout(sctx, 30*time.Minute)
-	sctx = workflow.WithHeartbeatTimeout(sctx, time.Minute)
-	err := workflow.ExecuteActivity(sctx, a.Screen, activities.ScreenInput{Task: w.in, Rules: screeningRules(*w.rules)}).Get(ctx, &res)
+	// A small input is screened in a local activity, in the first workflow
+	// task with authorize; a large one keeps the regular activity, whose
+	// heartbeats show it is still reading. Tasks on the task-queue path,
+	// and those started before changeLocalScreen, screen on the queue.
+	local := w.local && w.in.Source.Size <= maxLocalScreenBytes &&
+		workflow.GetVersion(ctx, changeLocalScreen, workflow.DefaultVersion, 1) >= 1
+	err := w.control(ctx, "screen", "count requests, check size and words", local, func(o *workflow.ActivityOptions) {
+		o.StartToCloseTimeout, o.HeartbeatTimeout = 30*time.Minute, time.Minute
+	}, a.Screen, activities.ScreenInput{Task: w.in, Rules: screeningRules(*w.rules)}).Get(ctx, &res)
 	if err != nil {
 		return err
 	}
@@ -249,7 +250,15 @@ const (
 	// changeLocalControlStages: authorize, the first dispatch and archive
 	// run as local activities.
 	changeLocalControlStages = "perf-local-control-stages"
+	// changeLocalScreen: on the local path, a small input's screen runs
+	// as a local activity too.
+	changeLocalScreen = "speed-local-screen"
 )
+
+// maxLocalScreenBytes is the largest input screened in a local activity:
+// read in well under the workflow task timeout, so the first workflow
+// task needs no heartbeat.
+const maxLocalScreenBytes = 1 << 20
 
 func (w *taskRun) pieces() []*piece {
 	if len(w.shards) == 0 {
