@@ -46,6 +46,10 @@ import (
 //     the same paths after speed-local-screen (a small input screened in a
 //     local activity, in the first workflow task with authorize), recorded
 //     by tests/durability.
+//   - task_speed_{shards_completed,paused_resumed,failed,expired,cancelled_running_partial}.json:
+//     the same after speed-local-screen version 2 (the end's announcement
+//     local too; passing states set no search attribute), recorded by
+//     tests/durability.
 //
 // tests/hardening and tests/durability record theirs with
 // AUTOGLM_RECORD_HISTORIES=$PWD/workflows/testdata (an absolute path).

@@ -88,6 +88,11 @@ type taskRun struct {
 	// local: the short control-plane stages run as local activities
 	// (changeLocalControlStages).
 	local bool
+	// speed is the changeLocalScreen version: 1, a small input's screen
+	// is local; 2, also the end's announcement, and the transitions
+	// that the next one follows in the same workflow task set no search
+	// attribute (passThrough).
+	speed workflow.Version
 }
 
 func (w *taskRun) run(ctx workflow.Context) (task.Result, error) {
@@ -115,7 +120,8 @@ func (w *taskRun) run(ctx workflow.Context) (task.Result, error) {
 			return w.end(ctx, nil)
 		}
 	}
-	w.transition(ctx, task.Archiving, "autoglm", "archiving outputs and report")
+	// end's COMPLETED follows at once.
+	w.passThrough(ctx, task.Archiving, "autoglm", "archiving outputs and report")
 	return w.end(ctx, nil)
 }
 
@@ -127,19 +133,21 @@ func (w *taskRun) authorize(ctx workflow.Context) error {
 	}
 	w.rules = &res
 	w.status.Quorum = res.Grant.Quorum
-	w.transition(ctx, task.Authorized, "policy", fmt.Sprintf("%s may submit to tenant %s with model %s", w.in.Submitter, w.in.Tenant, w.in.Model))
+	if w.local {
+		w.speed = workflow.GetVersion(ctx, changeLocalScreen, workflow.DefaultVersion, 2)
+	}
+	// A local screen follows in this same workflow task.
+	to := w.transition
+	if w.localScreen() {
+		to = w.passThrough
+	}
+	to(ctx, task.Authorized, "policy", fmt.Sprintf("%s may submit to tenant %s with model %s", w.in.Submitter, w.in.Tenant, w.in.Model))
 	return nil
 }
 
 func (w *taskRun) screen(ctx workflow.Context) error {
 	var res activities.ScreenResult
-	// A small input is screened in a local activity, in the first workflow
-	// task with authorize; a large one keeps the regular activity, whose
-	// heartbeats show it is still reading. Tasks on the task-queue path,
-	// and those started before changeLocalScreen, screen on the queue.
-	local := w.local && w.in.Source.Size <= maxLocalScreenBytes &&
-		workflow.GetVersion(ctx, changeLocalScreen, workflow.DefaultVersion, 1) >= 1
-	err := w.control(ctx, "screen", "count requests, check size and words", local, func(o *workflow.ActivityOptions) {
+	err := w.control(ctx, "screen", "count requests, check size and words", w.localScreen(), func(o *workflow.ActivityOptions) {
 		o.StartToCloseTimeout, o.HeartbeatTimeout = 30*time.Minute, time.Minute
 	}, a.Screen, activities.ScreenInput{Task: w.in, Rules: screeningRules(*w.rules)}).Get(ctx, &res)
 	if err != nil {
@@ -153,8 +161,21 @@ func (w *taskRun) screen(ctx workflow.Context) error {
 	if len(res.Shards) > 0 {
 		reason += fmt.Sprintf(", in %d shards", len(res.Shards))
 	}
-	w.transition(ctx, task.Screened, "screening", reason)
+	// Approval by policy follows at once.
+	to := w.transition
+	if res.Screening.AutoApprove {
+		to = w.passThrough
+	}
+	to(ctx, task.Screened, "screening", reason)
 	return nil
+}
+
+// localScreen tells whether the input is screened in a local activity, in
+// the first workflow task with authorize: a small one, on the local path
+// since changeLocalScreen. A large one keeps the regular activity, whose
+// heartbeats show it is still reading.
+func (w *taskRun) localScreen() bool {
+	return w.local && w.speed >= 1 && w.in.Source.Size <= maxLocalScreenBytes
 }
 
 // approval lets policy approve low-risk work, and otherwise waits for a
@@ -164,7 +185,12 @@ func (w *taskRun) approval(ctx workflow.Context) error {
 	deadline := w.rules.Grant.ApprovalDeadline
 	if w.carried == nil {
 		if sc.AutoApprove {
-			w.transition(ctx, task.Approved, "policy", lastOr(sc.Reasons, "auto-approved"))
+			// The first dispatch, local, and the run follow at once.
+			to := w.transition
+			if w.local {
+				to = w.passThrough
+			}
+			to(ctx, task.Approved, "policy", lastOr(sc.Reasons, "auto-approved"))
 			return nil
 		}
 		w.transition(ctx, task.AwaitingApproval, "screening", fmt.Sprintf("waiting for %d approval(s) within %s", w.rules.Grant.Quorum, deadline))
@@ -251,7 +277,8 @@ const (
 	// run as local activities.
 	changeLocalControlStages = "perf-local-control-stages"
 	// changeLocalScreen: on the local path, a small input's screen runs
-	// as a local activity too.
+	// as a local activity too (1); so does the end's announcement, and
+	// passing states set no search attribute (2).
 	changeLocalScreen = "speed-local-screen"
 )
 
@@ -301,7 +328,8 @@ func (w *taskRun) dispatchAll(ctx workflow.Context, pieces []*piece) error {
 		}
 	}
 	w.status.Node = strings.Join(names, ", ")
-	w.transition(ctx, task.Dispatched, "dispatch", fmt.Sprintf("%d piece(s) on node %s", len(chosen), w.status.Node))
+	// runAll's RUNNING follows at once.
+	w.passThrough(ctx, task.Dispatched, "dispatch", fmt.Sprintf("%d piece(s) on node %s", len(chosen), w.status.Node))
 	return nil
 }
 
@@ -575,6 +603,23 @@ func (w *taskRun) transition(ctx workflow.Context, to task.State, actor, reason 
 	})
 	w.status.State = to
 	_ = workflow.UpsertTypedSearchAttributes(ctx, task.AttrState.ValueSet(string(to)))
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — %s\n\n%s", to, reason, auditDetails(w.status.Audit)))
+}
+
+// passThrough is transition for a state the task leaves again within the
+// same workflow task (nothing but local activities in between): the
+// search attribute, committed together with the next state's, would never
+// be seen, and each upsert is a history event and a visibility write. On
+// paths before changeLocalScreen version 2 it upserts as transition does.
+func (w *taskRun) passThrough(ctx workflow.Context, to task.State, actor, reason string) {
+	if w.speed < 2 {
+		w.transition(ctx, to, actor, reason)
+		return
+	}
+	w.status.Audit = append(w.status.Audit, task.Transition{
+		Time: workflow.Now(ctx).UTC(), From: w.status.State, To: to, Actor: actor, Reason: reason,
+	})
+	w.status.State = to
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — %s\n\n%s", to, reason, auditDetails(w.status.Audit)))
 }
 
