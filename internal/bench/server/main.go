@@ -221,18 +221,13 @@ api_keys:
 		return err
 	}
 
-	serverMedian, err := median(sequential, viaServer)
+	// One of each in turn, so that the three medians see the same
+	// background load on a shared machine.
+	medians, err := interleavedMedians(sequential, viaServer, viaBare, viaDirect)
 	if err != nil {
 		return err
 	}
-	bareMedian, err := median(sequential, viaBare)
-	if err != nil {
-		return err
-	}
-	directMedian, err := median(sequential, viaDirect)
-	if err != nil {
-		return err
-	}
+	serverMedian, bareMedian, directMedian := medians[0], medians[1], medians[2]
 	for _, w := range []struct {
 		what string
 		id   any
@@ -300,18 +295,25 @@ func warmUp(ctx context.Context, fns ...func(int) error) error {
 	return nil
 }
 
-// median runs f n times one after another and returns the median time.
-func median(n int, f func(int) error) (time.Duration, error) {
-	var times []time.Duration
+// interleavedMedians runs each of fs n times, one call at a time, taking
+// the fs in turn, and returns the median time of each.
+func interleavedMedians(n int, fs ...func(int) error) ([]time.Duration, error) {
+	times := make([][]time.Duration, len(fs))
 	for i := range n {
-		start := time.Now()
-		if err := f(i); err != nil {
-			return 0, err
+		for j, f := range fs {
+			start := time.Now()
+			if err := f(i); err != nil {
+				return nil, err
+			}
+			times[j] = append(times[j], time.Since(start))
 		}
-		times = append(times, time.Since(start))
 	}
-	slices.Sort(times)
-	return times[len(times)/2], nil
+	medians := make([]time.Duration, len(fs))
+	for j := range fs {
+		slices.Sort(times[j])
+		medians[j] = times[j][len(times[j])/2]
+	}
+	return medians, nil
 }
 
 // throughput runs f n times, inflight at once, and returns the rate and
