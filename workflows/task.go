@@ -598,12 +598,7 @@ var nonRetryable = []string{
 // transition moves the task to state, appends it to the audit trail, and
 // updates the search attribute the Web UI and `autoglm list` filter on.
 func (w *taskRun) transition(ctx workflow.Context, to task.State, actor, reason string) {
-	w.status.Audit = append(w.status.Audit, task.Transition{
-		Time: workflow.Now(ctx).UTC(), From: w.status.State, To: to, Actor: actor, Reason: reason,
-	})
-	w.status.State = to
-	_ = workflow.UpsertTypedSearchAttributes(ctx, task.AttrState.ValueSet(string(to)))
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — %s\n\n%s", to, reason, auditDetails(w.status.Audit)))
+	w.record(ctx, to, actor, reason, true)
 }
 
 // passThrough is transition for a state the task leaves again within the
@@ -612,14 +607,19 @@ func (w *taskRun) transition(ctx workflow.Context, to task.State, actor, reason 
 // be seen, and each upsert is a history event and a visibility write. On
 // paths before changeLocalScreen version 2 it upserts as transition does.
 func (w *taskRun) passThrough(ctx workflow.Context, to task.State, actor, reason string) {
-	if w.speed < 2 {
-		w.transition(ctx, to, actor, reason)
-		return
-	}
+	w.record(ctx, to, actor, reason, w.speed < 2)
+}
+
+// record moves the task to state to in the audit trail, the status and the
+// Web UI's details, and in the TaskState search attribute if upsert.
+func (w *taskRun) record(ctx workflow.Context, to task.State, actor, reason string, upsert bool) {
 	w.status.Audit = append(w.status.Audit, task.Transition{
 		Time: workflow.Now(ctx).UTC(), From: w.status.State, To: to, Actor: actor, Reason: reason,
 	})
 	w.status.State = to
+	if upsert {
+		_ = workflow.UpsertTypedSearchAttributes(ctx, task.AttrState.ValueSet(string(to)))
+	}
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — %s\n\n%s", to, reason, auditDetails(w.status.Audit)))
 }
 
