@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,7 +53,23 @@ type TaskLogs struct {
 
 	mu      sync.Mutex
 	tenants map[string]string // task ID -> tenant, learned on the way
+
+	pmu sync.Mutex
+	// held are the lines of local activities not written yet, by task ID
+	// (see hold).
+	held map[string]*heldLog
 }
+
+// heldLog is one task's lines of local activities, waiting for the task's
+// next chunk.
+type heldLog struct {
+	tenant string
+	lines  bytes.Buffer
+}
+
+// logLinger is how long the lines of a task's local activities wait for
+// the task's next chunk before they are written on their own.
+const logLinger = time.Second
 
 var _ interceptor.WorkerInterceptor = (*TaskLogs)(nil)
 
@@ -114,6 +131,16 @@ func (i *taskLogInbound) ExecuteActivity(ctx context.Context, in *interceptor.Ex
 		i.buf.add("info", "activity completed", fields)
 	}
 	// The activity's context may be cancelled; the log is still written.
+	if info.IsLocalActivity {
+		// The short control-plane stages of one workflow task share a
+		// chunk, written with the task's next activity or a moment later:
+		// one PUT instead of one each, and none on the workflow task's
+		// path. A crash in that moment loses their lines; a crash before
+		// the workflow task completed runs them again anyway.
+		i.l.hold(i.buf.tenant, taskID, i.buf.take())
+		return res, err
+	}
+	i.buf.prepend(i.l.takeHeld(taskID))
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if ferr := i.buf.flush(fctx); ferr != nil {
@@ -312,6 +339,99 @@ func (b *logBuffer) flush(ctx context.Context) error {
 	}
 	b.lines.Reset()
 	return nil
+}
+
+// take returns the buffered lines (with a note of any dropped) and empties
+// the buffer.
+func (b *logBuffer) take() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.dropped > 0 {
+		fmt.Fprintf(&b.lines, `{"time":%q,"level":"warn","msg":"log lines dropped: the bucket did not take them","dropped":%d,"task_id":%q}`+"\n",
+			time.Now().UTC().Format(time.RFC3339Nano), b.dropped, b.taskID)
+		b.dropped = 0
+	}
+	out := bytes.Clone(b.lines.Bytes())
+	b.lines.Reset()
+	return out
+}
+
+// prepend puts earlier lines before the buffered ones.
+func (b *logBuffer) prepend(earlier []byte) {
+	if len(earlier) == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rest := bytes.Clone(b.lines.Bytes())
+	b.lines.Reset()
+	b.lines.Write(earlier)
+	b.lines.Write(rest)
+}
+
+// hold keeps a local activity's lines for the task's next chunk, and
+// writes them after logLinger if no activity of the task comes first.
+func (l *TaskLogs) hold(tenant, taskID string, lines []byte) {
+	if len(lines) == 0 {
+		return
+	}
+	l.pmu.Lock()
+	defer l.pmu.Unlock()
+	if l.held == nil {
+		l.held = map[string]*heldLog{}
+	}
+	h := l.held[taskID]
+	if h == nil {
+		h = &heldLog{tenant: tenant}
+		l.held[taskID] = h
+		time.AfterFunc(logLinger, func() { l.writeHeld(taskID, true) })
+	}
+	if h.lines.Len()+len(lines) <= maxLogBuffer {
+		h.lines.Write(lines)
+	}
+}
+
+// takeHeld returns the task's held lines, which the caller writes.
+func (l *TaskLogs) takeHeld(taskID string) []byte {
+	l.pmu.Lock()
+	defer l.pmu.Unlock()
+	h := l.held[taskID]
+	delete(l.held, taskID)
+	if h == nil {
+		return nil
+	}
+	return h.lines.Bytes()
+}
+
+// writeHeld writes the task's held lines as a chunk of their own; when
+// again, lines the bucket did not take are held for another try.
+func (l *TaskLogs) writeHeld(taskID string, again bool) error {
+	l.pmu.Lock()
+	h := l.held[taskID]
+	delete(l.held, taskID)
+	l.pmu.Unlock()
+	if h == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := l.writeChunk(ctx, h.tenant, taskID, h.lines.Bytes())
+	if err != nil && again {
+		l.hold(h.tenant, taskID, h.lines.Bytes())
+	}
+	return err
+}
+
+// Flush writes every task's held lines: when the worker stops.
+func (l *TaskLogs) Flush() error {
+	l.pmu.Lock()
+	ids := slices.Collect(maps.Keys(l.held))
+	l.pmu.Unlock()
+	var errs []error
+	for _, id := range ids {
+		errs = append(errs, l.writeHeld(id, false))
+	}
+	return errors.Join(errs...)
 }
 
 // chunkName is the name of a log chunk: the UTC time it was written, to the

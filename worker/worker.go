@@ -98,9 +98,10 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 		return fmt.Errorf("worker: announcing node %s: %w", cfg.Node, err)
 	}
 
+	taskLogs := &activities.TaskLogs{Store: acts.Store, Temporal: tc, Node: cfg.Node}
 	opts := sdkworker.Options{WorkerStopTimeout: StopTimeout, MaxHeartbeatThrottleInterval: heartbeatEvery,
 		// Each task's log goes to the bucket as its activities run.
-		Interceptors: []interceptor.WorkerInterceptor{&activities.TaskLogs{Store: acts.Store, Temporal: tc, Node: cfg.Node}},
+		Interceptors: []interceptor.WorkerInterceptor{taskLogs},
 	}
 	shared := sdkworker.New(tc, task.TaskQueue, opts)
 	shared.RegisterWorkflowWithOptions(workflows.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowType})
@@ -117,6 +118,13 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	// Last, once the workers have stopped: the lines of local activities
+	// still held for their task's next chunk.
+	defer func() {
+		if err := taskLogs.Flush(); err != nil {
+			log.WithError(err).Warn("task log lines not written at stop")
+		}
+	}()
 	for _, w := range []sdkworker.Worker{shared, node} {
 		if err := w.Start(); err != nil {
 			return fmt.Errorf("worker: %w", err)

@@ -84,7 +84,17 @@ func (w *taskRun) announce(ctx workflow.Context) {
 			MaximumAttempts: 20, NonRetryableErrorTypes: nonRetryable,
 		},
 	})
-	if err := workflow.ExecuteActivity(ectx, a.EmitEvent, ev).Get(ectx, nil); err != nil {
+	f := workflow.ExecuteActivity
+	if w.speed >= 2 {
+		// Short (a policy look-up, at most one workflow start): local,
+		// in the closing workflow task, not one more round trip.
+		opts := workflow.GetActivityOptions(ectx)
+		ectx = workflow.WithLocalActivityOptions(ectx, workflow.LocalActivityOptions{
+			StartToCloseTimeout: opts.StartToCloseTimeout, RetryPolicy: opts.RetryPolicy, Summary: opts.Summary,
+		})
+		f = workflow.ExecuteLocalActivity
+	}
+	if err := f(ectx, a.EmitEvent, ev).Get(ectx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("task end not announced to webhooks", "event", ev.ID, "error", err)
 	}
 }

@@ -64,6 +64,14 @@ import (
 //     the durability paths after replay-outage-hand-back (its marker
 //     before the first dispatch; an expiry closed as a failed
 //     execution), recorded by tests/durability TestLifecyclePaths.
+//   - task_localscreen_{shards_completed,paused_resumed,failed,expired,cancelled_running_partial}.json:
+//     the same paths after speed-local-screen (a small input screened in a
+//     local activity, in the first workflow task with authorize), recorded
+//     by tests/durability.
+//   - task_speed_{shards_completed,paused_resumed,failed,expired,cancelled_running_partial}.json:
+//     the same after speed-local-screen version 2 (the end's announcement
+//     local too; passing states set no search attribute), recorded by
+//     tests/durability.
 //
 // tests/hardening and tests/durability record theirs with
 // AUTOGLM_RECORD_HISTORIES=$PWD/workflows/testdata (an absolute path).

@@ -90,6 +90,11 @@ type taskRun struct {
 	local bool
 	// handBack: a node may hand the inference back (changeHandBack).
 	handBack bool
+	// speed is the changeLocalScreen version: 1, a small input's screen
+	// is local; 2, also the end's announcement, and the transitions
+	// that the next one follows in the same workflow task set no search
+	// attribute (passThrough).
+	speed workflow.Version
 }
 
 func (w *taskRun) run(ctx workflow.Context) (task.Result, error) {
@@ -117,7 +122,8 @@ func (w *taskRun) run(ctx workflow.Context) (task.Result, error) {
 			return w.end(ctx, nil)
 		}
 	}
-	w.transition(ctx, task.Archiving, "autoglm", "archiving outputs and report")
+	// end's COMPLETED follows at once.
+	w.passThrough(ctx, task.Archiving, "autoglm", "archiving outputs and report")
 	return w.end(ctx, nil)
 }
 
@@ -129,20 +135,23 @@ func (w *taskRun) authorize(ctx workflow.Context) error {
 	}
 	w.rules = &res
 	w.status.Quorum = res.Quorum
-	w.transition(ctx, task.Authorized, "policy", fmt.Sprintf("%s may submit to tenant %s with model %s", w.in.Submitter, w.in.Tenant, w.in.Model))
+	if w.local {
+		w.speed = workflow.GetVersion(ctx, changeLocalScreen, workflow.DefaultVersion, 2)
+	}
+	// A local screen follows in this same workflow task.
+	to := w.transition
+	if w.localScreen() {
+		to = w.passThrough
+	}
+	to(ctx, task.Authorized, "policy", fmt.Sprintf("%s may submit to tenant %s with model %s", w.in.Submitter, w.in.Tenant, w.in.Model))
 	return nil
 }
 
 func (w *taskRun) screen(ctx workflow.Context) error {
 	var res activities.ScreenResult
-	// Screen stays a regular activity: its heartbeats show a large input
-	// is still being read, and a screen run locally in the first workflow
-	// task made a refused approval leave a workflow task in the history
-	// (tests/integration TestBatchOverLimitWaitsForAReviewersApproval).
-	sctx := w.stage(ctx, "screen", "count requests, check size and words")
-	sctx = workflow.WithStartToCloseTimeout(sctx, 30*time.Minute)
-	sctx = workflow.WithHeartbeatTimeout(sctx, time.Minute)
-	err := workflow.ExecuteActivity(sctx, a.Screen, activities.ScreenInput{Task: w.in, Rules: *w.rules}).Get(ctx, &res)
+	err := w.control(ctx, "screen", "count requests, check size and words", w.localScreen(), func(o *workflow.ActivityOptions) {
+		o.StartToCloseTimeout, o.HeartbeatTimeout = 30*time.Minute, time.Minute
+	}, a.Screen, activities.ScreenInput{Task: w.in, Rules: *w.rules}).Get(ctx, &res)
 	if err != nil {
 		return err
 	}
@@ -154,8 +163,21 @@ func (w *taskRun) screen(ctx workflow.Context) error {
 	if len(res.Shards) > 0 {
 		reason += fmt.Sprintf(", in %d shards", len(res.Shards))
 	}
-	w.transition(ctx, task.Screened, "screening", reason)
+	// Approval by policy follows at once.
+	to := w.transition
+	if res.Screening.AutoApprove {
+		to = w.passThrough
+	}
+	to(ctx, task.Screened, "screening", reason)
 	return nil
+}
+
+// localScreen tells whether the input is screened in a local activity, in
+// the first workflow task with authorize: a small one, on the local path
+// since changeLocalScreen. A large one keeps the regular activity, whose
+// heartbeats show it is still reading.
+func (w *taskRun) localScreen() bool {
+	return w.local && w.speed >= 1 && w.in.Source.Size <= maxLocalScreenBytes
 }
 
 // approval lets policy approve low-risk work, and otherwise waits for a
@@ -165,7 +187,12 @@ func (w *taskRun) approval(ctx workflow.Context) error {
 	deadline := w.rules.ApprovalDeadline
 	if w.carried == nil {
 		if sc.AutoApprove {
-			w.transition(ctx, task.Approved, "policy", lastOr(sc.Reasons, "auto-approved"))
+			// The first dispatch, local, and the run follow at once.
+			to := w.transition
+			if w.local {
+				to = w.passThrough
+			}
+			to(ctx, task.Approved, "policy", lastOr(sc.Reasons, "auto-approved"))
 			return nil
 		}
 		w.transition(ctx, task.AwaitingApproval, "screening", fmt.Sprintf("waiting for %d approval(s) within %s", w.rules.Quorum, deadline))
@@ -258,7 +285,16 @@ const (
 	// node's model server down past the worker's limit), and the piece is
 	// dispatched again, avoiding that node.
 	changeHandBack = "replay-outage-hand-back"
+	// changeLocalScreen: on the local path, a small input's screen runs
+	// as a local activity too (1); so does the end's announcement, and
+	// passing states set no search attribute (2).
+	changeLocalScreen = "speed-local-screen"
 )
+
+// maxLocalScreenBytes is the largest input screened in a local activity:
+// read in well under the workflow task timeout, so the first workflow
+// task needs no heartbeat.
+const maxLocalScreenBytes = 1 << 20
 
 func (w *taskRun) pieces() []*piece {
 	if len(w.shards) == 0 {
@@ -301,7 +337,8 @@ func (w *taskRun) dispatchAll(ctx workflow.Context, pieces []*piece) error {
 		}
 	}
 	w.status.Node = strings.Join(names, ", ")
-	w.transition(ctx, task.Dispatched, "dispatch", fmt.Sprintf("%d piece(s) on node %s", len(chosen), w.status.Node))
+	// runAll's RUNNING follows at once.
+	w.passThrough(ctx, task.Dispatched, "dispatch", fmt.Sprintf("%d piece(s) on node %s", len(chosen), w.status.Node))
 	return nil
 }
 
@@ -598,11 +635,28 @@ var nonRetryable = []string{
 // transition moves the task to state, appends it to the audit trail, and
 // updates the search attribute the Web UI and `autoglm list` filter on.
 func (w *taskRun) transition(ctx workflow.Context, to task.State, actor, reason string) {
+	w.record(ctx, to, actor, reason, true)
+}
+
+// passThrough is transition for a state the task leaves again within the
+// same workflow task (nothing but local activities in between): the
+// search attribute, committed together with the next state's, would never
+// be seen, and each upsert is a history event and a visibility write. On
+// paths before changeLocalScreen version 2 it upserts as transition does.
+func (w *taskRun) passThrough(ctx workflow.Context, to task.State, actor, reason string) {
+	w.record(ctx, to, actor, reason, w.speed < 2)
+}
+
+// record moves the task to state to in the audit trail, the status and the
+// Web UI's details, and in the TaskState search attribute if upsert.
+func (w *taskRun) record(ctx workflow.Context, to task.State, actor, reason string, upsert bool) {
 	w.status.Audit = append(w.status.Audit, task.Transition{
 		Time: workflow.Now(ctx).UTC(), From: w.status.State, To: to, Actor: actor, Reason: reason,
 	})
 	w.status.State = to
-	_ = workflow.UpsertTypedSearchAttributes(ctx, task.AttrState.ValueSet(string(to)))
+	if upsert {
+		_ = workflow.UpsertTypedSearchAttributes(ctx, task.AttrState.ValueSet(string(to)))
+	}
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — %s\n\n%s", to, reason, auditDetails(w.status.Audit)))
 }
 

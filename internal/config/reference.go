@@ -21,6 +21,7 @@ type Var struct {
 var Reference = []Var{
 	{Name: "TEMPORAL_ADDRESS", Default: "127.0.0.1:7233", Doc: "the Temporal frontend; with TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE read by the SDK's envconfig"},
 	{Name: "TEMPORAL_NAMESPACE", Default: "default", Doc: "the Temporal namespace"},
+	{Name: "AUTOGLM_TEMPORAL_COMPRESSION", Default: "auto", Doc: "gRPC compression to Temporal: gzip, none, or auto (none on a loopback address, where gzip only costs CPU; gzip elsewhere)"},
 	{Name: "AUTOGLM_S3_DRIVER", Default: "minio", Doc: "minio (minio-go) or aws (aws-sdk-go-v2)"},
 	{Name: "AUTOGLM_S3_ENDPOINT", Default: "127.0.0.1:9000", Doc: "the S3 store, host:port or URL"},
 	{Name: "AUTOGLM_S3_BUCKET", Default: DefaultBucket, Doc: "the bucket"},

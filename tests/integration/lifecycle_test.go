@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,11 +9,15 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/autoglm-flow/autoglm-flow/activities"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
@@ -77,6 +82,8 @@ func TestPromptIsAutoApprovedCompletesAndIsArchived(t *testing.T) {
 	// A finished task cannot be cancelled, not even by an operator.
 	_, err := suite.tasks.Decide(ctx, id, task.UpdateCancel, task.DecisionRequest{Actor: "olga"})
 	wantErrType(t, err, task.WrongState)
+
+	checkLean(t, history(t, ctx, id), prompt)
 
 	wid := task.WorkflowID(id)
 	listed(t, ctx, fmt.Sprintf("WorkflowId = '%s'", wid), wid)
@@ -152,4 +159,43 @@ func listed(t *testing.T, ctx context.Context, query, wid string) map[string]str
 		}
 	})
 	return attrs
+}
+
+// checkLean wants a one-prompt task to cost the Temporal server no more
+// than it must: the inference as its one activity task (authorize, screen,
+// dispatch, archive and the end's announcement run as local activities),
+// two workflow tasks (the first, and the one after the inference), and the
+// TaskState search attribute set only to the states a list can see between
+// workflow tasks (SUBMITTED, RUNNING, COMPLETED), not to each state the
+// task passes within one. The prompt is nowhere in the history.
+func checkLean(t *testing.T, events []*historypb.HistoryEvent, prompt string) {
+	t.Helper()
+	var acts, workflowTasks []string
+	var states []string
+	for _, e := range events {
+		switch e.GetEventType() {
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			acts = append(acts, e.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName())
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+			workflowTasks = append(workflowTasks, fmt.Sprint(e.GetEventId()))
+		case enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+			if p := e.GetUpsertWorkflowSearchAttributesEventAttributes().GetSearchAttributes().GetIndexedFields()[task.AttrState.GetName()]; p != nil {
+				states = append(states, strings.Trim(string(p.GetData()), `"`))
+			}
+		}
+		if b, err := proto.Marshal(e); err != nil {
+			t.Fatal(err)
+		} else if bytes.Contains(b, []byte(prompt)) {
+			t.Errorf("event %d %s holds the prompt", e.GetEventId(), e.GetEventType())
+		}
+	}
+	if !slices.Equal(acts, []string{"Infer"}) {
+		t.Errorf("activity tasks %v; want only Infer (the control-plane stages local)", acts)
+	}
+	if len(workflowTasks) != 2 {
+		t.Errorf("%d workflow tasks (completed at events %v); want 2", len(workflowTasks), workflowTasks)
+	}
+	if want := []string{string(task.Submitted), string(task.Running), string(task.Completed)}; !slices.Equal(states, want) {
+		t.Errorf("TaskState set to %v; want %v", states, want)
+	}
 }

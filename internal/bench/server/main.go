@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	sdkworker "go.temporal.io/sdk/worker"
@@ -51,11 +53,16 @@ import (
 
 const bareQueue = "bench-bare"
 
+// cpuProfile, when set, is where the throughput run through the server
+// writes its CPU profile: to see where the queueing's CPU goes.
+var cpuProfile string
+
 func main() {
 	sequential := flag.Int("sequential", 20, "one-prompt tasks run one after another for the latency figure")
 	tasks := flag.Int("tasks", 1000, "one-prompt tasks for the throughput figure (0 skips it)")
 	inflight := flag.Int("inflight", 100, "tasks in flight for the throughput figure")
 	latency := flag.Duration("latency", 20*time.Millisecond, "the test model server's latency")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process (server and worker) during the server's throughput run to this file")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -173,11 +180,13 @@ api_keys:
 	api := apiclient.New("http://"+ln.Addr().String(), key)
 	api.HTTP.Transport = &http.Transport{MaxIdleConnsPerHost: inflight}
 
+	var lastTask, lastBare atomic.Value // workflow IDs, for the history cost
 	viaServer := func(i int) error {
 		sub, err := api.Submit(ctx, taskclient.SubmitRequest{Model: "glm-4-test", Prompt: fmt.Sprintf("question number %d", i)}, nil)
 		if err != nil {
 			return err
 		}
+		lastTask.Store(task.WorkflowID(sub.ID))
 		res, err := api.Wait(ctx, sub.ID)
 		if err == nil && res.State != task.Completed {
 			err = fmt.Errorf("task %s ended %s: %s", sub.ID, res.State, res.Reason)
@@ -189,6 +198,7 @@ api_keys:
 		if err != nil {
 			return err
 		}
+		lastBare.Store(run.GetID())
 		return run.Get(ctx, nil)
 	}
 	// The same task, submitted and awaited with taskclient itself, as the
@@ -211,25 +221,41 @@ api_keys:
 		return err
 	}
 
-	serverMedian, err := median(sequential, viaServer)
+	// One of each in turn, so that the three medians see the same
+	// background load on a shared machine.
+	medians, err := interleavedMedians(sequential, viaServer, viaBare, viaDirect)
 	if err != nil {
 		return err
 	}
-	bareMedian, err := median(sequential, viaBare)
-	if err != nil {
-		return err
-	}
-	directMedian, err := median(sequential, viaDirect)
-	if err != nil {
-		return err
+	serverMedian, bareMedian, directMedian := medians[0], medians[1], medians[2]
+	for _, w := range []struct {
+		what string
+		id   any
+	}{{"a one-prompt task", lastTask.Load()}, {"a bare workflow", lastBare.Load()}} {
+		if c, err := historyCost(ctx, tc, w.id.(string)); err == nil {
+			fmt.Printf("bench server: %s's history: %s\n", w.what, c)
+		}
 	}
 	report("server_prompt_latency", ms(serverMedian), "ms", ms(bareMedian), 2)
 	report("server_prompt_latency_vs_taskclient", ms(serverMedian), "ms", ms(directMedian), 1.1)
 
 	if tasks > 0 {
+		stopProfile, err := startProfile(cpuProfile)
+		if err != nil {
+			return err
+		}
+		// The phases' times on stderr, to match with a CPU sampler's.
+		phase := func(what string) {
+			fmt.Fprintf(os.Stderr, "bench server: %s at %s\n", what, time.Now().UTC().Format(time.RFC3339Nano))
+		}
+		phase("throughput through the server starts")
 		sRate, sFail := throughput(tasks, inflight, viaServer)
+		stopProfile()
+		phase("throughput of bare workflows starts")
 		bRate, bFail := throughput(tasks, inflight, viaBare)
+		phase("throughput through taskclient starts")
 		dRate, _ := throughput(tasks/5, inflight, viaDirect)
+		phase("throughput runs end")
 		report(fmt.Sprintf("server_%d_prompts_%d_in_flight", tasks, inflight), sRate, "tasks/s", bRate, 0.5)
 		report(fmt.Sprintf("server_%d_prompts_%d_in_flight_vs_taskclient", tasks, inflight), sRate, "tasks/s", dRate, 0.9)
 		fmt.Printf("bench server: %d of %d tasks through the server failed, %d of %d bare workflows failed\n", sFail, tasks, bFail, tasks)
@@ -269,18 +295,25 @@ func warmUp(ctx context.Context, fns ...func(int) error) error {
 	return nil
 }
 
-// median runs f n times one after another and returns the median time.
-func median(n int, f func(int) error) (time.Duration, error) {
-	var times []time.Duration
+// interleavedMedians runs each of fs n times, one call at a time, taking
+// the fs in turn, and returns the median time of each.
+func interleavedMedians(n int, fs ...func(int) error) ([]time.Duration, error) {
+	times := make([][]time.Duration, len(fs))
 	for i := range n {
-		start := time.Now()
-		if err := f(i); err != nil {
-			return 0, err
+		for j, f := range fs {
+			start := time.Now()
+			if err := f(i); err != nil {
+				return nil, err
+			}
+			times[j] = append(times[j], time.Since(start))
 		}
-		times = append(times, time.Since(start))
 	}
-	slices.Sort(times)
-	return times[len(times)/2], nil
+	medians := make([]time.Duration, len(fs))
+	for j := range fs {
+		slices.Sort(times[j])
+		medians[j] = times[j][len(times[j])/2]
+	}
+	return medians, nil
 }
 
 // throughput runs f n times, inflight at once, and returns the rate and
@@ -312,6 +345,45 @@ func throughput(n, inflight int, f func(int) error) (float64, int) {
 		fmt.Fprintln(os.Stderr, "bench server: first failure:", err)
 	}
 	return float64(n) / time.Since(start).Seconds(), int(failed.Load())
+}
+
+// historyCost counts what one workflow cost the Temporal server: its
+// history events, workflow tasks (each a round trip to a worker) and
+// activity tasks (each another).
+func historyCost(ctx context.Context, tc client.Client, id string) (string, error) {
+	var events, wfts, acts, markers int
+	it := tc.GetWorkflowHistory(ctx, id, "", false, 0)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			return "", err
+		}
+		events++
+		switch e.GetEventType() {
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+			wfts++
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			acts++
+		case enumspb.EVENT_TYPE_MARKER_RECORDED:
+			markers++
+		}
+	}
+	return fmt.Sprintf("%d events, %d workflow tasks, %d activity tasks, %d markers", events, wfts, acts, markers), nil
+}
+
+func startProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
