@@ -72,6 +72,9 @@ import (
 //     the same after speed-local-screen version 2 (the end's announcement
 //     local too; passing states set no search attribute), recorded by
 //     tests/durability.
+//   - task_speed_handback_*.json: the lifecycle paths with both
+//     speed-local-screen 2 and replay-outage-hand-back, as the merged
+//     code runs them, recorded by tests/durability TestLifecyclePaths.
 //
 // tests/hardening and tests/durability record theirs with
 // AUTOGLM_RECORD_HISTORIES=$PWD/workflows/testdata (an absolute path).
