@@ -322,15 +322,21 @@ func jsonValue(v any) any {
 	return v
 }
 
-// flush writes the buffered lines as the task's next log chunk.
-func (b *logBuffer) flush(ctx context.Context) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// noteDropped adds a line saying how many lines were dropped since the
+// last chunk, so a reader of the log knows it has a gap. b.mu is held.
+func (b *logBuffer) noteDropped() {
 	if b.dropped > 0 {
 		fmt.Fprintf(&b.lines, `{"time":%q,"level":"warn","msg":"log lines dropped: the bucket did not take them","dropped":%d,"task_id":%q}`+"\n",
 			time.Now().UTC().Format(time.RFC3339Nano), b.dropped, b.taskID)
 		b.dropped = 0
 	}
+}
+
+// flush writes the buffered lines as the task's next log chunk.
+func (b *logBuffer) flush(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.noteDropped()
 	if b.lines.Len() == 0 {
 		return nil
 	}
@@ -346,11 +352,7 @@ func (b *logBuffer) flush(ctx context.Context) error {
 func (b *logBuffer) take() []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.dropped > 0 {
-		fmt.Fprintf(&b.lines, `{"time":%q,"level":"warn","msg":"log lines dropped: the bucket did not take them","dropped":%d,"task_id":%q}`+"\n",
-			time.Now().UTC().Format(time.RFC3339Nano), b.dropped, b.taskID)
-		b.dropped = 0
-	}
+	b.noteDropped()
 	out := bytes.Clone(b.lines.Bytes())
 	b.lines.Reset()
 	return out

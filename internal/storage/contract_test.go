@@ -349,30 +349,12 @@ func testStream(t *testing.T, s Store, p string) {
 func testStreamMemory(t *testing.T, s Store, p string) {
 	ms := openTestStore(t, driverOf(s), s.Bucket(), minPartSize)
 	const n = 30 << 20
-	defer debug.SetGCPercent(debug.SetGCPercent(10))
-	runtime.GC()
-	base := heapBytes()
-	var peak atomic.Uint64
-	done := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			peak.Store(max(peak.Load(), heapBytes()))
-			select {
-			case <-done:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-		}
-	}()
-	info, err := ms.Put(testContext(t), p+"big", stream(3, n), -1, PutOptions{})
-	close(done)
-	<-sampled
+	var info Info
+	var err error
+	grew := heapGrowth(func() { info, err = ms.Put(testContext(t), p+"big", stream(3, n), -1, PutOptions{}) })
 	if err != nil || info.Size != n {
 		t.Fatalf("Put = %+v, %v", info, err)
 	}
-	grew := float64(peak.Load()-min(base, peak.Load())) / (1 << 20)
 	t.Logf("heap grew by at most %.1f MiB to stream %d MiB in 5 MiB parts", grew, n>>20)
 	if grew > 20 {
 		t.Errorf("heap grew by %.1f MiB to stream %d MiB: memory grows with the object", grew, n>>20)
@@ -390,29 +372,13 @@ func testStreamedPut(t *testing.T, s Store, p string) {
 	want := hex.EncodeToString(h.Sum(nil))
 	opts := PutOptions{ContentType: "application/jsonl", Stream: true}
 
-	defer debug.SetGCPercent(debug.SetGCPercent(10))
-	runtime.GC()
-	base := heapBytes()
-	var peak atomic.Uint64
-	done, sampled := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			peak.Store(max(peak.Load(), heapBytes()))
-			select {
-			case <-done:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-		}
-	}()
-	info, err := s.Create(testContext(t), p+"merged", stream(5, n), n, opts)
-	close(done)
-	<-sampled
+	var info Info
+	var err error
+	grew := heapGrowth(func() { info, err = s.Create(testContext(t), p+"merged", stream(5, n), n, opts) })
 	if err != nil || info.Size != n || info.SHA256 != want || info.ContentType != "application/jsonl" {
 		t.Fatalf("Create = %+v, %v; want size %d sha256 %s", info, err, n, want)
 	}
-	if grew := float64(peak.Load()-min(base, peak.Load())) / (1 << 20); grew > 4 {
+	if grew > 4 {
 		t.Errorf("heap grew by %.1f MiB to stream %d MiB: a part was held in memory", grew, n>>20)
 	}
 	rc, gi, err := s.Get(testContext(t), p+"merged")
@@ -444,6 +410,32 @@ func testStreamedPut(t *testing.T, s Store, p string) {
 }
 
 // heapBytes is the memory of heap objects, live or not yet swept.
+// heapGrowth runs f and returns by how many MiB, at most, the heap's live
+// objects grew meanwhile, sampled every 2 ms with the GC made eager so that
+// garbage does not hide what is live.
+func heapGrowth(f func()) float64 {
+	defer debug.SetGCPercent(debug.SetGCPercent(10))
+	runtime.GC()
+	base := heapBytes()
+	var peak atomic.Uint64
+	done, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			peak.Store(max(peak.Load(), heapBytes()))
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	f()
+	close(done)
+	<-sampled
+	return float64(peak.Load()-min(base, peak.Load())) / (1 << 20)
+}
+
 func heapBytes() uint64 {
 	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	metrics.Read(s)

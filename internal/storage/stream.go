@@ -4,11 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"time"
 )
 
 // streamAbove is the size past which a PutOptions.Stream write goes as a
@@ -41,16 +39,7 @@ func writeStream(ctx context.Context, u streamUploader, key string, r io.Reader,
 	if err != nil {
 		return Info{}, err
 	}
-	defer func() {
-		if err == nil {
-			return
-		}
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if aerr := u.abort(actx, req, id); aerr != nil {
-			err = errors.Join(err, aerr)
-		}
-	}()
+	defer abortOnError(ctx, u, req, id, &err)
 	var parts []part
 	for n, off := int32(1), int64(0); off < size; n, off = n+1, off+partSize {
 		l := min(partSize, size-off)

@@ -157,6 +157,20 @@ const partsInFlight = 2
 // minPartSize before the rest go at defaultPartSize.
 const streamedSmallParts = 1000
 
+// abortOnError aborts the multipart upload id when *err is set. It aborts
+// even when ctx is done, or the parts would linger until a lifecycle rule
+// removes them; an abort that fails joins *err.
+func abortOnError(ctx context.Context, u uploader, req request, id string, err *error) {
+	if *err == nil {
+		return
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if aerr := u.abort(actx, req, id); aerr != nil {
+		*err = errors.Join(*err, aerr)
+	}
+}
+
 // writeParts uploads first and the rest of src as parts and completes the
 // upload; on any error it aborts it. A stream of unknown size goes on in
 // parts of full bytes after streamedSmallParts. Parts are read and hashed in order,
@@ -166,18 +180,7 @@ func writeParts(ctx context.Context, u uploader, req request, first []byte, src 
 	if err != nil {
 		return Info{}, 0, err
 	}
-	defer func() {
-		if err == nil {
-			return
-		}
-		// Abort even when ctx is done, or the parts linger until a
-		// lifecycle rule removes them.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if aerr := u.abort(actx, req, id); aerr != nil {
-			err = errors.Join(err, aerr)
-		}
-	}()
+	defer abortOnError(ctx, u, req, id, &err)
 	ps := newPartSender(ctx, u, req, id, len(first))
 	buf := first // full: len(first) is the part size
 	limit := len(first)
