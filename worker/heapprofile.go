@@ -62,3 +62,21 @@ func writeHeapProfile(path string, ms runtime.MemStats) error {
 		float64(ms.HeapInuse)/mib, float64(ms.HeapAlloc)/mib, float64(ms.HeapSys)/mib, float64(ms.HeapReleased)/mib, float64(ms.StackSys)/mib, float64(ms.Sys)/mib, ms.NumGC, runtime.NumGoroutine())
 	return os.WriteFile(path+".txt", []byte(stats), 0o644)
 }
+
+// profileCPU profiles the worker's CPU until the returned stop, which
+// writes the profile; the worker calls it on its way out, after running
+// batches have recorded their checkpoints.
+func profileCPU(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("worker: the CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("worker: the CPU profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}

@@ -65,6 +65,13 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 	if err != nil {
 		return err
 	}
+	if cfg.CPUProfile != "" {
+		stop, err := profileCPU(cfg.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	m, err := metrics.New()
 	if err != nil {
 		return err

@@ -462,7 +462,8 @@ func (r *run) read(ctx context.Context, input io.Reader, skip int, work chan<- i
 			results <- r.failure(it, nil, it.lineErr)
 			continue
 		}
-		it.req.Body = bytes.Clone(it.req.Body)
+		// it.req.Body is already a copy (json.RawMessage copies what it
+		// decodes), so raw's buffer may be reused by the next line.
 		select {
 		case work <- it:
 		case <-ctx.Done():

@@ -18,6 +18,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,6 +55,8 @@ func main() {
 	latency := flag.Duration("latency", 20*time.Millisecond, "the test model server's latency")
 	rssItems := flag.Int("rss-items", 100000, "requests in the memory batch (0 skips it)")
 	flag.StringVar(&profileDir, "heap-profiles", "", "a folder where the memory batches' workers keep a heap profile of their peak (heap-<items>.pprof)")
+	flag.StringVar(&cpuProfileDir, "cpu-profiles", "", "a folder for CPU profiles of the overhead figure: the worker's (cpu-worker.pprof) and the plain loop's (cpu-plain.pprof)")
+	flag.BoolVar(&overheadOnly, "overhead-only", false, "measure only the engine's overhead figures")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -64,6 +68,11 @@ func main() {
 
 // profileDir, if set, is where peakRSS's workers write heap profiles.
 var profileDir string
+
+// cpuProfileDir, if set, is where engineOverhead writes CPU profiles.
+var cpuProfileDir string
+
+var overheadOnly bool
 
 type bench struct {
 	dir   string
@@ -80,6 +89,9 @@ func run(ctx context.Context, items, inflight int, latency time.Duration, rssIte
 	}
 	defer b.tearDown()
 
+	if overheadOnly {
+		return b.engineOverhead(ctx, 20000, 64, 5*time.Millisecond)
+	}
 	if items > 0 {
 		if err := b.throughput(ctx, items, inflight); err != nil {
 			return err
@@ -144,8 +156,16 @@ func (b *bench) memory(ctx context.Context, rssItems int, latency time.Duration)
 	return nil
 }
 
-// engineOverhead reports the inference stage's rate against the plain
-// loop, both on a model server of their own at latency.
+// engineOverhead reports the engine's own rate against the plain loop,
+// both on a model server of their own at latency. The engine's window is
+// the Infer activity's start (from the history) to its last sealed part
+// (that checkpoint record's time): reading, asking, writing answers in
+// order, sealing parts and checkpoints, which the plain loop does not do.
+// The merge of the parts into output.jsonl that follows is a stage of its
+// own, proportional to the output's bytes, not to the requests: it is
+// reported apart (engine_merge), and the whole stage as the audit trail
+// shows it (RUNNING to ARCHIVING, which adds the merge, the final
+// checkpoint and a workflow task) as inference_stage.
 func (b *bench) engineOverhead(ctx context.Context, items, inflight int, latency time.Duration) error {
 	fast := testmodel.New(testmodel.Options{Faults: testmodel.Faults{Latency: latency}})
 	if err := fast.Start(); err != nil {
@@ -156,19 +176,107 @@ func (b *bench) engineOverhead(ctx context.Context, items, inflight int, latency
 	if err != nil {
 		return err
 	}
+	var env []string
+	stopCPU := func() {}
+	if cpuProfileDir != "" {
+		env = append(env, "AUTOGLM_CPU_PROFILE="+filepath.Join(cpuProfileDir, "cpu-worker.pprof"))
+		f, err := os.Create(filepath.Join(cpuProfileDir, "cpu-plain.pprof"))
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return err
+		}
+		stopCPU = func() { pprof.StopCPUProfile(); f.Close() }
+	}
 	base := plainLoop(ctx, fast.URL(), items, inflight)
-	w, err := b.startWorker(ctx, inflight, "AUTOGLM_LLM_BASE_URL="+fast.URL())
+	stopCPU()
+	w, err := b.startWorker(ctx, inflight, append(env, "AUTOGLM_LLM_BASE_URL="+fast.URL())...)
 	if err != nil {
 		return err
 	}
 	defer w.stop()
-	st, _, err := b.runTask(ctx, file)
+	st, id, err := b.runTask(ctx, file)
 	if err != nil {
 		return err
 	}
+	started, _, err := b.inferWindow(ctx, id)
+	if err != nil {
+		return err
+	}
+	lastSeal, final, err := b.lastRecords(ctx, id)
+	if err != nil {
+		return err
+	}
+	name := fmt.Sprintf("%dk_%d_inflight_%s", items/1000, inflight, latency)
+	report("engine_overhead_"+name, float64(items)/lastSeal.Sub(started).Seconds(), "req/s", base, 0.95)
+	// The merge against the time the plain loop takes for the same items:
+	// the share of the stage that is not the engine's.
+	report("engine_merge_"+name, float64(final.Sub(lastSeal).Milliseconds()), "ms", 1000*float64(items)/base, 0)
 	running, archiving := st.EnteredAt(task.Running), st.EnteredAt(task.Archiving)
-	report(fmt.Sprintf("engine_overhead_%dk_%d_inflight_%s", items/1000, inflight, latency), float64(items)/archiving.Sub(running).Seconds(), "req/s", base, 0.95)
+	report("inference_stage_"+name, float64(items)/archiving.Sub(running).Seconds(), "req/s", base, 0)
 	return nil
+}
+
+// inferWindow is when the task's Infer activity started and completed,
+// from its workflow history.
+func (b *bench) inferWindow(ctx context.Context, id string) (started, completed time.Time, err error) {
+	var scheduled int64
+	it := b.tc.Temporal.GetWorkflowHistory(ctx, task.WorkflowID(id), "", false, 0)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return started, completed, err
+		}
+		switch {
+		case ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == "Infer":
+			scheduled = ev.GetEventId()
+		case scheduled != 0 && ev.GetActivityTaskStartedEventAttributes().GetScheduledEventId() == scheduled:
+			started = ev.GetEventTime().AsTime()
+		case scheduled != 0 && ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId() == scheduled:
+			completed = ev.GetEventTime().AsTime()
+		}
+	}
+	if started.IsZero() || completed.IsZero() {
+		return started, completed, fmt.Errorf("task %s: no completed Infer activity in its history", id)
+	}
+	return started, completed, nil
+}
+
+// lastRecords are the times of a batch's last two checkpoint records: the
+// one after its last sealed part, and the final one, after the merge.
+func (b *bench) lastRecords(ctx context.Context, id string) (lastSeal, final time.Time, err error) {
+	infos, err := b.tc.Store.List(ctx, storage.TaskPrefix(storage.Checkpoint, "bench", id)+"checkpoints/")
+	if err != nil {
+		return lastSeal, final, err
+	}
+	var keys []string
+	for _, in := range infos {
+		if strings.HasSuffix(in.Key, "/metadata.json") {
+			keys = append(keys, in.Key)
+		}
+	}
+	sort.Strings(keys)
+	if len(keys) < 2 {
+		return lastSeal, final, fmt.Errorf("task %s: %d checkpoint record(s), want at least 2", id, len(keys))
+	}
+	read := func(key string) (time.Time, error) {
+		rc, _, err := b.tc.Store.Get(ctx, key)
+		if err != nil {
+			return time.Time{}, err
+		}
+		defer rc.Close()
+		var rec struct {
+			Time time.Time `json:"time"`
+		}
+		return rec.Time, json.NewDecoder(rc).Decode(&rec)
+	}
+	if lastSeal, err = read(keys[len(keys)-2]); err != nil {
+		return lastSeal, final, err
+	}
+	final, err = read(keys[len(keys)-1])
+	return lastSeal, final, err
 }
 
 // historyEvents counts the events in a task's workflow history.

@@ -70,8 +70,11 @@ type Config struct {
 	// HeapProfile, if set, is where the worker keeps a heap profile taken
 	// at its peak heap, for finding what holds memory.
 	HeapProfile string
-	LogFormat   string // text or json
-	LogLevel    string
+	// CPUProfile, if set, is where the worker writes a CPU profile of its
+	// whole run, for finding where the engine's time goes (bench only).
+	CPUProfile string
+	LogFormat  string // text or json
+	LogLevel   string
 	// AssertionKeys are the base64 ed25519 public keys (comma-separated)
 	// whose actor assertions the update validators accept: the API
 	// server's, and any break-glass operator key.
@@ -116,6 +119,7 @@ func FromEnv() (Config, error) {
 		},
 		HealthAddr:    e.str("AUTOGLM_HEALTH_ADDR", ""),
 		HeapProfile:   e.str("AUTOGLM_HEAP_PROFILE", ""),
+		CPUProfile:    e.str("AUTOGLM_CPU_PROFILE", ""),
 		LogFormat:     e.str("AUTOGLM_LOG_FORMAT", "text"),
 		LogLevel:      e.str("AUTOGLM_LOG_LEVEL", "info"),
 		AssertionKeys: e.secret("AUTOGLM_ASSERTION_PUBLIC_KEYS"),

@@ -49,6 +49,7 @@ var Reference = []Var{
 	{Name: "AUTOGLM_POLICY_FILE", Default: "embedded default", Doc: "the tenant policy (YAML)"},
 	{Name: "AUTOGLM_HEALTH_ADDR", Default: "off", Doc: "serves /healthz and /metrics (Prometheus: SDK and app metrics)"},
 	{Name: "AUTOGLM_HEAP_PROFILE", Default: "off", Doc: "worker: a file where it keeps a heap profile (pprof) taken at its peak heap, to see what holds memory"},
+	{Name: "AUTOGLM_CPU_PROFILE", Default: "off", Doc: "worker: a file where it writes a CPU profile (pprof) of its whole run, written when it stops, to see where the time goes"},
 	{Name: "AUTOGLM_LOG_FORMAT", Default: "text", Doc: "text or json"},
 	{Name: "AUTOGLM_LOG_LEVEL", Default: "info", Doc: "logrus level, also the SDK's"},
 	{Name: "AUTOGLM_CODEC_KEYS", Secret: true, Doc: "turns payload encryption on: AES-256-GCM keys as id:base64key,... (workers, server and CLI share them)"},

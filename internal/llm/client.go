@@ -69,6 +69,16 @@ type Response struct {
 	// Body is the upstream's answer as it was sent. For Chat it is a JSON
 	// object with a choices array.
 	Body json.RawMessage
+	// Usage is the answer's token counts (zero when it reports none),
+	// read in the same parse that checks the answer, so that the metrics
+	// do not parse every answer again.
+	Usage Usage
+}
+
+// Usage is the token counts a chat-completions answer reports.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
 }
 
 // New makes a client for the model server described by cfg. A BaseURL that
@@ -119,9 +129,13 @@ func (c *Client) Chat(ctx context.Context, body json.RawMessage) (*Response, err
 	}
 	var doc struct {
 		Choices json.RawMessage `json:"choices"`
+		Usage   *Usage          `json:"usage"`
 	}
 	if !isObject(resp.Body) || json.Unmarshal(resp.Body, &doc) != nil || !bytes.HasPrefix(doc.Choices, []byte("[")) {
 		return nil, c.malformed(resp.StatusCode, resp.Body, resp.RequestID, "answer is not a JSON object with a choices array")
+	}
+	if doc.Usage != nil {
+		resp.Usage = *doc.Usage
 	}
 	return resp, nil
 }

@@ -100,6 +100,10 @@ func TestChatAnswersDeterministically(t *testing.T) {
 	if got.Usage.PromptTokens != 9 || got.Usage.TotalTokens != got.Usage.PromptTokens+got.Usage.CompletionTokens || got.Usage.CompletionTokens == 0 {
 		t.Errorf("usage = %+v", got.Usage)
 	}
+	// The client's own reading of the counts, which the metrics use.
+	if first.Usage.PromptTokens != got.Usage.PromptTokens || first.Usage.CompletionTokens != got.Usage.CompletionTokens {
+		t.Errorf("Response.Usage = %+v, want the body's %+v", first.Usage, got.Usage)
+	}
 
 	second, err := c.Chat(context.Background(), body)
 	if err != nil {

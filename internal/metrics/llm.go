@@ -36,16 +36,8 @@ func (c Chatter) Chat(ctx context.Context, body json.RawMessage) (*llm.Response,
 	c.App.Requests.WithLabelValues(outcome).Inc()
 	c.App.RequestSeconds.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
 	if resp != nil {
-		var doc struct {
-			Usage struct {
-				Prompt     int `json:"prompt_tokens"`
-				Completion int `json:"completion_tokens"`
-			} `json:"usage"`
-		}
-		if json.Unmarshal(resp.Body, &doc) == nil {
-			c.App.Tokens.WithLabelValues("in").Add(float64(doc.Usage.Prompt))
-			c.App.Tokens.WithLabelValues("out").Add(float64(doc.Usage.Completion))
-		}
+		c.App.Tokens.WithLabelValues("in").Add(float64(resp.Usage.PromptTokens))
+		c.App.Tokens.WithLabelValues("out").Add(float64(resp.Usage.CompletionTokens))
 	}
 	return resp, err
 }
