@@ -28,13 +28,9 @@ import (
 type Options struct {
 	// Skip is printed after "<name>: skipped in -short mode: ".
 	Skip string
-	// TempPrefix names the scratch folder (os.MkdirTemp pattern).
-	TempPrefix string
-	// Kept is printed after "<name>: " with the folder on failure, e.g.
-	// "server logs are kept in".
+	// Kept is printed after "<name>: " with the scratch folder
+	// (autoglm-<name>-*) when the run fails; "logs are kept in" if empty.
 	Kept string
-	// Interrupted is printed after "<name>: " on SIGINT or SIGTERM.
-	Interrupted string
 	// Bucket is the bucket created and opened; "autoglm" if empty.
 	Bucket string
 	// UI starts the Temporal Web UI with the dev server.
@@ -89,6 +85,9 @@ func Main(m *testing.M, name string, opts Options, setUp func(*Env) error) (code
 	if opts.Bucket == "" {
 		opts.Bucket = "autoglm"
 	}
+	if opts.Kept == "" {
+		opts.Kept = "logs are kept in"
+	}
 	fail := func(err error) int {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		return 1
@@ -96,7 +95,7 @@ func Main(m *testing.M, name string, opts Options, setUp func(*Env) error) (code
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	dir, err := os.MkdirTemp("", opts.TempPrefix)
+	dir, err := os.MkdirTemp("", "autoglm-"+name+"-")
 	if err != nil {
 		return fail(err)
 	}
@@ -180,7 +179,7 @@ func Main(m *testing.M, name string, opts Options, setUp func(*Env) error) (code
 	case code = <-done:
 		return code
 	case <-ctx.Done():
-		fmt.Fprintln(os.Stderr, name+":", opts.Interrupted)
+		fmt.Fprintln(os.Stderr, name+": interrupted; stopping workers and servers")
 		return 130
 	}
 }

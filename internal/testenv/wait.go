@@ -4,8 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 )
 
 // Context is a test's context with a guard: a hang fails the test at the
@@ -44,4 +48,22 @@ func RandHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// WaitState polls the task's status until it is in state, failing the test
+// at once if the task reaches another final state, and when ctx ends.
+func WaitState(t *testing.T, ctx context.Context, tasks *taskclient.Client, id string, state task.State) task.Status {
+	t.Helper()
+	var st task.Status
+	Eventually(t, ctx, fmt.Sprintf("task %s to be %s", id, state), 100*time.Millisecond, func() (bool, error) {
+		var err error
+		if st, err = tasks.Status(ctx, id); err != nil {
+			return false, err
+		}
+		if st.State != state && st.State.Final() {
+			t.Fatalf("task %s ended %s while waiting for %s: %s", id, st.State, state, st.LastError)
+		}
+		return st.State == state, nil
+	})
+	return st
 }

@@ -95,7 +95,7 @@ func submit(t *testing.T, ctx context.Context, prefix string, in input) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = suite.temporal.TerminateWorkflow(ctx, task.WorkflowID(id), "", "durability test cleanup")
+		_ = suite.Temporal.TerminateWorkflow(ctx, task.WorkflowID(id), "", "durability test cleanup")
 	})
 	return id
 }
@@ -110,7 +110,7 @@ func approve(t *testing.T, ctx context.Context, id, reviewer string) {
 // runID is the task's current run.
 func runID(t *testing.T, ctx context.Context, id string) string {
 	t.Helper()
-	d, err := suite.temporal.DescribeWorkflowExecution(ctx, task.WorkflowID(id), "")
+	d, err := suite.Temporal.DescribeWorkflowExecution(ctx, task.WorkflowID(id), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func continuedRun(t *testing.T, ctx context.Context, id, run, name string) {
 func history(t *testing.T, ctx context.Context, id, run string) *historypb.History {
 	t.Helper()
 	h := &historypb.History{}
-	it := suite.temporal.GetWorkflowHistory(ctx, task.WorkflowID(id), run, false, 0)
+	it := suite.Temporal.GetWorkflowHistory(ctx, task.WorkflowID(id), run, false, 0)
 	for it.HasNext() {
 		e, err := it.Next()
 		if err != nil {

@@ -35,7 +35,7 @@ func TestCorruptedPartIsRecomputed(t *testing.T) {
 		t.Fatalf("checkpoint record 1 of %s holds no part", id)
 	}
 	garbage := bytes.Repeat([]byte("x"), int(part.Output.Size))
-	if _, err := suite.store.Put(ctx, part.Output.Key, bytes.NewReader(garbage), int64(len(garbage)), storage.PutOptions{}); err != nil {
+	if _, err := suite.Store.Put(ctx, part.Output.Key, bytes.NewReader(garbage), int64(len(garbage)), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	before := m.Stats().Requests

@@ -21,11 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
-	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/batch"
-	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
@@ -40,33 +36,23 @@ const (
 )
 
 var suite struct {
-	env      *testenv.Env
-	dir      string
-	stack    *devstack.Stack
-	cli      string
-	temporal client.Client
-	store    storage.Store
-	tasks    *taskclient.Client
-	signer   *assertion.Signer // the break-glass key the tests sign updates with
+	*testenv.Env // what testenv.Main started: Dir, Stack, CLI, Temporal, Store, Signer, …
+	tasks        *taskclient.Client
 }
 
 func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m, "durability", testenv.Options{
-		Skip:        "these tests start Temporal, MinIO and worker processes",
-		TempPrefix:  "autoglm-durability-",
-		Kept:        "server and worker logs are kept in",
-		Interrupted: "interrupted; stopping workers and servers",
-		Bucket:      bucket,
+		Skip:   "these tests start Temporal, MinIO and worker processes",
+		Bucket: bucket,
 	}, setUp))
 }
 
 // setUp takes what testenv.Main started; testenv stops the worker
 // processes the tests start after them, before the stack.
 func setUp(e *testenv.Env) error {
-	suite.env, suite.dir, suite.stack, suite.cli = e, e.Dir, e.Stack, e.CLI
-	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
+	suite.Env = e
 	os.Setenv("AUTOGLM_LOG_LEVEL", "info")
-	suite.tasks = &taskclient.Client{Signer: suite.signer, Temporal: suite.temporal, Store: suite.store}
+	suite.tasks = &taskclient.Client{Signer: suite.Signer, Temporal: suite.Temporal, Store: suite.Store}
 	return nil
 }
 
@@ -96,11 +82,11 @@ func startWorker(t *testing.T, o workerOptions) *worker {
 	if o.checkpointInterval > 0 {
 		env = append(env, "AUTOGLM_CHECKPOINT_INTERVAL="+o.checkpointInterval.String())
 	}
-	return suite.env.StartWorker(t, testenv.WorkerOptions{Node: o.node, Env: append(env, o.env...), Announce: time.Minute})
+	return suite.StartWorker(t, testenv.WorkerOptions{Node: o.node, Env: append(env, o.env...), Announce: time.Minute})
 }
 
 func getJSON(ctx context.Context, key string, v any) error {
-	rc, _, err := suite.store.Get(ctx, key)
+	rc, _, err := suite.Store.Get(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -155,18 +141,7 @@ func submitApproved(t *testing.T, ctx context.Context, prefix string, in input) 
 
 func waitState(t *testing.T, ctx context.Context, id string, state task.State) task.Status {
 	t.Helper()
-	var st task.Status
-	eventually(t, ctx, fmt.Sprintf("task %s to be %s", id, state), func() (bool, error) {
-		var err error
-		if st, err = suite.tasks.Status(ctx, id); err != nil {
-			return false, err
-		}
-		if st.State != state && st.State.Final() {
-			t.Fatalf("task %s ended %s while waiting for %s: %s", id, st.State, state, st.LastError)
-		}
-		return st.State == state, nil
-	})
-	return st
+	return testenv.WaitState(t, ctx, suite.tasks, id, state)
 }
 
 // waitDone waits until the status shows at least n answered.

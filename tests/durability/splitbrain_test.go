@@ -78,7 +78,7 @@ func splitBrain(t *testing.T, ws []*worker, record bool) {
 
 // pendingInfer is the task's pending inference activity, nil if none.
 func pendingInfer(ctx context.Context, id string) (*workflowpb.PendingActivityInfo, error) {
-	d, err := suite.temporal.DescribeWorkflowExecution(ctx, task.WorkflowID(id), "")
+	d, err := suite.Temporal.DescribeWorkflowExecution(ctx, task.WorkflowID(id), "")
 	if err != nil {
 		return nil, err
 	}

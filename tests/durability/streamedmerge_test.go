@@ -41,7 +41,7 @@ func TestStreamedMergeRecomputesACorruptPart(t *testing.T) {
 		t.Fatalf("checkpoint record %d of %s holds no part", corrupt, id)
 	}
 	garbage := bytes.Repeat([]byte("x"), int(part.Output.Size))
-	if _, err := suite.store.Put(ctx, part.Output.Key, bytes.NewReader(garbage), int64(len(garbage)), storage.PutOptions{}); err != nil {
+	if _, err := suite.Store.Put(ctx, part.Output.Key, bytes.NewReader(garbage), int64(len(garbage)), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	before := m.Stats().Requests

@@ -92,7 +92,7 @@ func TestFleetCommandAcrossThreeNodes(t *testing.T) {
 		t.Fatalf("node c failed with %q; want the reason to name its model server", r)
 	}
 	var wfRes task.FleetResult
-	if err := suite.temporal.GetWorkflow(ctx, task.FleetWorkflowID(res.ID), "").Get(ctx, &wfRes); err != nil {
+	if err := suite.Temporal.GetWorkflow(ctx, task.FleetWorkflowID(res.ID), "").Get(ctx, &wfRes); err != nil {
 		t.Fatal(err)
 	}
 	if wfRes.OK != 2 || wfRes.Failed != 1 || wfRes.Actor != "olga" || byNode(wfRes)[c.name].Reason != nodes[c.name].Reason {
@@ -100,7 +100,7 @@ func TestFleetCommandAcrossThreeNodes(t *testing.T) {
 	}
 	saveHistory(t, history(t, task.FleetWorkflowID(res.ID), ""), *recordFleet)
 	var audit task.FleetResult
-	if r, _, err := suite.store.Get(ctx, res.Audit.Key); err != nil {
+	if r, _, err := suite.Store.Get(ctx, res.Audit.Key); err != nil {
 		t.Fatalf("audit record %s: %v", res.Audit.Key, err)
 	} else {
 		err = json.NewDecoder(r).Decode(&audit)
@@ -121,7 +121,7 @@ func TestFleetCommandAcrossThreeNodes(t *testing.T) {
 		t.Fatalf("collect-logs: exit %d, %+v", code, res)
 	}
 	logKey := res.Nodes[0].Detail[strings.Index(res.Nodes[0].Detail, "s3://")+len("s3://"+bucket+"/"):]
-	if r, _, err := suite.store.Get(ctx, logKey); err != nil {
+	if r, _, err := suite.Store.Get(ctx, logKey); err != nil {
 		t.Fatalf("collected log %s: %v", logKey, err)
 	} else {
 		b, _ := io.ReadAll(r)
@@ -172,7 +172,7 @@ func TestFleetCommandAcrossThreeNodes(t *testing.T) {
 		rec, err := nodeRecord(ctx, a.name)
 		return err == nil && slices.Contains(rec.Cached, in.Name+"@"+in.Revision), err
 	})
-	tc := &taskclient.Client{Temporal: suite.temporal, Store: suite.store, Signer: suite.signer}
+	tc := &taskclient.Client{Temporal: suite.Temporal, Store: suite.Store, Signer: suite.Signer}
 	sub, err := tc.Submit(ctx, taskclient.SubmitRequest{Tenant: "demo", Submitter: "alice", Model: "glm-4-test", Prompt: "hello"})
 	if err != nil {
 		t.Fatal(err)

@@ -124,7 +124,7 @@ func TestThreeNodesServeTheirModelsAndSurviveAKillAndADrain(t *testing.T) {
 		}
 		return out
 	}
-	tc := &taskclient.Client{Temporal: suite.temporal, Store: suite.store, Signer: suite.signer}
+	tc := &taskclient.Client{Temporal: suite.Temporal, Store: suite.Store, Signer: suite.Signer}
 	submit := func(prefix, model string, n int) string {
 		in, err := tc.Submit(ctx, taskclient.SubmitRequest{Tenant: "fl", Submitter: "alice", Model: model, File: writeBatch(t, prefix, model, n)})
 		if err != nil {

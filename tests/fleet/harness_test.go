@@ -11,35 +11,21 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
-	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
-	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
-	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 )
 
 const bucket = "autoglm"
 
 var suite struct {
-	env      *testenv.Env
-	dir      string
-	stack    *devstack.Stack
-	temporal client.Client
-	store    storage.Store
-	cli      string // the autoglm binary built from ./starter
-	model    *testmodel.Server
-	signer   *assertion.Signer // the break-glass key the tests sign updates with
+	*testenv.Env // what testenv.Main started: Dir, Stack, CLI, Temporal, Store, Signer, …
+	model        *testmodel.Server
 }
 
 func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m, "fleet", testenv.Options{
-		Skip:        "these tests start Temporal and MinIO",
-		TempPrefix:  "autoglm-fleet-",
-		Kept:        "server logs are kept in",
-		Interrupted: "interrupted; stopping the servers",
-		Bucket:      bucket,
+		Skip:   "these tests start Temporal and MinIO",
+		Bucket: bucket,
 	}, setUp))
 }
 
@@ -48,8 +34,7 @@ func TestMain(m *testing.M) {
 // signs the actor assertions of updates (task decisions, access decisions)
 // with the key testenv trusts, which the nodes trust too.
 func setUp(e *testenv.Env) error {
-	suite.env, suite.dir, suite.stack, suite.cli = e, e.Dir, e.Stack, e.CLI
-	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
+	suite.Env = e
 	var err error
 	if suite.model, err = e.StartModel(); err != nil {
 		return err

@@ -34,9 +34,9 @@ var recordMirror = flag.String("record-mirror", "", "save the history of the res
 // the test's own, with a staging folder of its own.
 func startMirrorWorker(t *testing.T, queue string, up model.Upstream) {
 	t.Helper()
-	w := sdkworker.New(suite.temporal, queue, sdkworker.Options{})
+	w := sdkworker.New(suite.Temporal, queue, sdkworker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.MirrorWorkflow, workflow.RegisterOptions{Name: task.MirrorWorkflowType})
-	w.RegisterActivity(&activities.Mirror{Store: suite.store, Upstream: up, StagingDir: t.TempDir()})
+	w.RegisterActivity(&activities.Mirror{Store: suite.Store, Upstream: up, StagingDir: t.TempDir()})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestMirrorResumesAndVerifies(t *testing.T) {
 	queue := "fleet-mirror-" + t.Name()
 	startMirrorWorker(t, queue, model.Upstream{HubURL: hub.URL(), Token: "hf_test_token"})
 	in := task.MirrorInput{Name: "tiny-glm", Repo: "acme/tiny-glm", Revision: "rev1", Actor: "olga"}
-	run, err := suite.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: task.MirrorWorkflowID(in.Name, in.Revision), TaskQueue: queue}, task.MirrorWorkflowType, in)
+	run, err := suite.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: task.MirrorWorkflowID(in.Name, in.Revision), TaskQueue: queue}, task.MirrorWorkflowType, in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,14 +79,14 @@ func TestMirrorResumesAndVerifies(t *testing.T) {
 		t.Fatalf("result %+v: want 3 files copied, none skipped", res)
 	}
 	tk := task.ModelPrefix("tiny-glm", "rev1") + "tokenizer.safetensors"
-	if vs, err := suite.store.Versions(ctx, tk); err != nil || len(vs) != 1 {
+	if vs, err := suite.Store.Versions(ctx, tk); err != nil || len(vs) != 1 {
 		t.Fatalf("%s has %d version(s) (%v); want 1: the corrupted copy must never have completed", tk, len(vs), err)
 	}
 	if got := objectSHA256(t, tk); got != testhubSHA(tokenizer) {
 		t.Fatalf("%s in the bucket hashes to %s, want %s", tk, got, testhubSHA(tokenizer))
 	}
 
-	r, info, err := suite.store.Get(ctx, task.ModelPrefix("tiny-glm", "rev1")+"model.safetensors")
+	r, info, err := suite.Store.Get(ctx, task.ModelPrefix("tiny-glm", "rev1")+"model.safetensors")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestMirrorResumesAndVerifies(t *testing.T) {
 		t.Fatalf("bucket copy sha256 %x (metadata %q), want %s (err %v)", h.Sum(nil), info.Metadata["sha256"], want, err)
 	}
 	var meta task.CacheMeta
-	mr, _, err := suite.store.Get(ctx, task.ModelPrefix("tiny-glm", "rev1")+task.CacheMetaName)
+	mr, _, err := suite.Store.Get(ctx, task.ModelPrefix("tiny-glm", "rev1")+task.CacheMetaName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestMirrorResumesAndVerifies(t *testing.T) {
 	t.Logf("mirror: %d files, %d bytes, sha256 %s verified; %d ranged requests, %d bytes sent by the hub", res.Files, res.Bytes, want[:12], ranged, sent)
 
 	before := len(hub.Requests())
-	run2, err := suite.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: task.MirrorWorkflowID(in.Name, in.Revision), TaskQueue: queue}, task.MirrorWorkflowType, in)
+	run2, err := suite.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: task.MirrorWorkflowID(in.Name, in.Revision), TaskQueue: queue}, task.MirrorWorkflowType, in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestMirrorResumesAndVerifies(t *testing.T) {
 
 func objectSHA256(t *testing.T, key string) string {
 	t.Helper()
-	r, _, err := suite.store.Get(testCtx(t, time.Minute), key)
+	r, _, err := suite.Store.Get(testCtx(t, time.Minute), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func maxActivityAttempt(t *testing.T, wid, rid string) int32 {
 func history(t *testing.T, wid, rid string) *historypb.History {
 	t.Helper()
 	ctx := testCtx(t, time.Minute)
-	iter := suite.temporal.GetWorkflowHistory(ctx, wid, rid, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	iter := suite.Temporal.GetWorkflowHistory(ctx, wid, rid, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	h := &historypb.History{}
 	for iter.HasNext() {
 		ev, err := iter.Next()

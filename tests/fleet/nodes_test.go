@@ -40,18 +40,18 @@ func startNode(t *testing.T, short string, o nodeOptions) *node {
 	}
 	env := append([]string{"AUTOGLM_LLM_BASE_URL=" + modelURL, "AUTOGLM_MODELS=" + o.Models,
 		"AUTOGLM_LABELS=" + o.Labels, "AUTOGLM_CACHE_DIR=" + cache, "AUTOGLM_MIRROR_STAGING_DIR=" + filepath.Join(t.TempDir(), "staging")}, o.Env...)
-	w := suite.env.StartWorker(t, testenv.WorkerOptions{Node: name, Env: env})
+	w := suite.StartWorker(t, testenv.WorkerOptions{Node: name, Env: env})
 	return &node{Worker: w, name: name, cache: cache}
 }
 
 func nodeRecord(ctx context.Context, name string) (activities.Node, error) {
-	return suite.env.NodeRecord(ctx, name)
+	return suite.NodeRecord(ctx, name)
 }
 
 // runCLI runs the autoglm binary and returns its stdout and exit code.
 func runCLI(t *testing.T, ctx context.Context, args ...string) (string, int) {
 	t.Helper()
-	r := suite.env.RunCLI(t, ctx, testenv.CLIOptions{}, args...)
+	r := suite.RunCLI(t, ctx, testenv.CLIOptions{}, args...)
 	return r.Stdout, r.Code
 }
 

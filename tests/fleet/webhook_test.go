@@ -118,7 +118,7 @@ func webhookPolicy(t *testing.T, url string) string {
 // installOpenAI installs the official openai npm package into a folder of
 // the test's own.
 func installOpenAI(t *testing.T, ctx context.Context) (string, error) {
-	dir := filepath.Join(suite.dir, "npm")
+	dir := filepath.Join(suite.Dir, "npm")
 	cmd := exec.CommandContext(ctx, "npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", dir, "openai")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -227,7 +227,7 @@ func TestWebhooks(t *testing.T) {
 	// least twice, as the workflows' pending activities show.
 	eventually(t, ctx, "every event to be refused twice while the receiver is down", func() (bool, error) {
 		for _, id := range ids {
-			d, err := suite.temporal.DescribeWorkflowExecution(ctx, task.NotifyWorkflowID("evt_"+id+"_COMPLETED"), "")
+			d, err := suite.Temporal.DescribeWorkflowExecution(ctx, task.NotifyWorkflowID("evt_"+id+"_COMPLETED"), "")
 			if err != nil {
 				return false, err
 			}
@@ -243,14 +243,14 @@ func TestWebhooks(t *testing.T) {
 	for _, id := range ids {
 		evID := "evt_" + id + "_COMPLETED"
 		var res task.NotifyResult
-		if err := suite.temporal.GetWorkflow(ctx, task.NotifyWorkflowID(evID), "").Get(ctx, &res); err != nil {
+		if err := suite.Temporal.GetWorkflow(ctx, task.NotifyWorkflowID(evID), "").Get(ctx, &res); err != nil {
 			t.Fatal(err)
 		}
 		rc, ok := rcv.event(evID)
 		if !ok || !rc.Verified || len(res.Deliveries) != 1 || !res.Deliveries[0].Delivered || res.Deliveries[0].Attempts < 3 {
 			t.Fatalf("event %s: received %v (verified %v), deliveries %+v", evID, ok, rc.Verified, res.Deliveries)
 		}
-		if _, err := suite.store.Stat(ctx, "audit/webhooks/hooks/"+evID+"/receiver.json"); err != nil {
+		if _, err := suite.Store.Stat(ctx, "audit/webhooks/hooks/"+evID+"/receiver.json"); err != nil {
 			t.Fatalf("no audit record of delivering %s: %v", evID, err)
 		}
 		t.Logf("%s delivered on attempt %d", evID, res.Deliveries[0].Attempts)

@@ -36,7 +36,7 @@ func TestCLIAnswersNewUsersMistakes(t *testing.T) {
 			t.Fatalf("exit %d, want 5 naming the existing task: %s", code, errOut)
 		}
 		for _, c := range storage.Categories {
-			infos, err := suite.store.List(ctx, storage.TaskPrefix(c, "acme", done.ID)+"attachments/")
+			infos, err := suite.Store.List(ctx, storage.TaskPrefix(c, "acme", done.ID)+"attachments/")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -44,7 +44,7 @@ func TestCLIAnswersNewUsersMistakes(t *testing.T) {
 				t.Errorf("the refused submit attached %s", infos[0].Key)
 			}
 		}
-		m, _, err := storage.ReadManifest(ctx, suite.store, "acme", done.ID)
+		m, _, err := storage.ReadManifest(ctx, suite.Store, "acme", done.ID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,14 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
-	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
-	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
-	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 )
@@ -58,25 +53,15 @@ screening:
 `
 
 var suite struct {
-	env      *testenv.Env
-	dir      string
-	bin      string // the pinned tools: temporal, minio
-	cli      string // the autoglm binary built from ./starter
-	stack    *devstack.Stack
-	temporal client.Client
-	store    storage.Store
-	tasks    *taskclient.Client
-	signer   *assertion.Signer // the break-glass key the tests sign updates with
-	model    *testmodel.Server // the stand-in model server
+	*testenv.Env // what testenv.Main started: Dir, Stack, CLI, Temporal, Store, Signer, …
+	tasks        *taskclient.Client
+	model        *testmodel.Server // the stand-in model server
 }
 
 func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m, "hardening", testenv.Options{
-		Skip:        "these tests start Temporal, MinIO and a worker",
-		TempPrefix:  "autoglm-hardening-",
-		Kept:        "server and worker logs are kept in",
-		Interrupted: "interrupted; stopping the worker and servers",
-		Bucket:      bucket,
+		Skip:   "these tests start Temporal, MinIO and a worker",
+		Bucket: bucket,
 	}, setUp))
 }
 
@@ -84,13 +69,12 @@ func TestMain(m *testing.M) {
 // the environment at it, the policy and the node (this process, the worker
 // and the CLI read it) and starts the worker.
 func setUp(e *testenv.Env) error {
-	suite.env, suite.dir, suite.bin, suite.stack, suite.cli = e, e.Dir, e.Bin, e.Stack, e.CLI
-	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
+	suite.Env = e
 	var err error
 	if suite.model, err = e.StartModel(); err != nil {
 		return err
 	}
-	policyFile := filepath.Join(suite.dir, "policy.yaml")
+	policyFile := filepath.Join(suite.Dir, "policy.yaml")
 	if err := os.WriteFile(policyFile, []byte(policy), 0o644); err != nil {
 		return err
 	}
@@ -104,7 +88,7 @@ func setUp(e *testenv.Env) error {
 	if err != nil {
 		return err
 	}
-	suite.tasks = &taskclient.Client{Signer: suite.signer, Temporal: suite.temporal, Store: suite.store, Policy: src}
+	suite.tasks = &taskclient.Client{Signer: suite.Signer, Temporal: suite.Temporal, Store: suite.Store, Policy: src}
 	stopWorker, err := startWorker(cfg)
 	if err != nil {
 		return err
@@ -116,7 +100,7 @@ func setUp(e *testenv.Env) error {
 // startWorker runs a worker for cfg.Node in this process and waits until
 // it has announced itself, so that submit finds a node serving its models.
 func startWorker(cfg config.Config) (func(), error) {
-	w, err := testenv.RunWorker(cfg, filepath.Join(suite.dir, "worker-"+cfg.Node+".log"), 90*time.Second)
+	w, err := testenv.RunWorker(cfg, filepath.Join(suite.Dir, "worker-"+cfg.Node+".log"), 90*time.Second)
 	if err != nil {
 		return nil, err
 	}

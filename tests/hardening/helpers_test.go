@@ -18,7 +18,7 @@ import (
 )
 
 func getJSON(ctx context.Context, key string, v any) error {
-	rc, _, err := suite.store.Get(ctx, key)
+	rc, _, err := suite.Store.Get(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -28,7 +28,7 @@ func getJSON(ctx context.Context, key string, v any) error {
 
 func getObject(t *testing.T, ctx context.Context, key string) []byte {
 	t.Helper()
-	rc, _, err := suite.store.Get(ctx, key)
+	rc, _, err := suite.Store.Get(ctx, key)
 	if err != nil {
 		t.Fatalf("reading %s: %v", key, err)
 	}
@@ -77,7 +77,7 @@ func batchFile(t *testing.T, n int) string {
 // standard output, standard error and exit code.
 func autoglm(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	r := suite.env.RunCLI(t, context.Background(), testenv.CLIOptions{}, args...)
+	r := suite.RunCLI(t, context.Background(), testenv.CLIOptions{}, args...)
 	return r.Stdout, r.Stderr, r.Code
 }
 
@@ -97,32 +97,14 @@ func cleanUp(t *testing.T, id string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = suite.temporal.TerminateWorkflow(ctx, task.WorkflowID(id), "", "hardening test cleanup")
+		_ = suite.Temporal.TerminateWorkflow(ctx, task.WorkflowID(id), "", "hardening test cleanup")
 	})
 }
 
-// waitState polls the status query until the task is in state (or has
-// ended in another), with the test's deadline.
+// waitState waits on the status query until the task is in state.
 func waitState(t *testing.T, ctx context.Context, id string, want task.State) task.Status {
 	t.Helper()
-	var last error
-	for {
-		st, err := suite.tasks.Status(ctx, id)
-		if err == nil && st.State == want {
-			return st
-		}
-		if err == nil && st.State.Final() {
-			t.Fatalf("task %s ended %s (%s); want %s", id, st.State, st.LastError, want)
-		}
-		if err != nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for task %s to be %s: %v (last error %v)", id, want, ctx.Err(), last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return testenv.WaitState(t, ctx, suite.tasks, id, want)
 }
 
 // record writes the task's history where AUTOGLM_RECORD_HISTORIES points
@@ -134,8 +116,8 @@ func record(t *testing.T, id, name string) {
 	if dir == "" {
 		return
 	}
-	cmd := exec.Command(filepath.Join(suite.bin, "temporal"), "workflow", "show",
-		"--address", suite.stack.TemporalAddress, "--namespace", suite.stack.Namespace,
+	cmd := exec.Command(filepath.Join(suite.Bin, "temporal"), "workflow", "show",
+		"--address", suite.Stack.TemporalAddress, "--namespace", suite.Stack.Namespace,
 		"-w", task.WorkflowID(id), "--output", "json")
 	out, err := cmd.Output()
 	if err != nil {

@@ -49,7 +49,7 @@ func TestCanaryPromptIsInNoWorkflowHistory(t *testing.T) {
 	// histories replay), runs and has the prompt in its history.
 	control := "control" + randHex(8)
 	old := task.Input{ID: newID("old"), Tenant: "acme", Submitter: "alice", Model: model, Kind: task.KindPrompt, Priority: 3, Prompt: "old way " + control}
-	run, err := suite.temporal.ExecuteWorkflow(ctx, taskclient.StartOptions(old), task.WorkflowType, old)
+	run, err := suite.Temporal.ExecuteWorkflow(ctx, taskclient.StartOptions(old), task.WorkflowType, old)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func searchHistories(t *testing.T, ctx context.Context, needle []byte, mustList 
 	var found []string
 	events := 0
 	for _, wid := range execs {
-		it := suite.temporal.GetWorkflowHistory(ctx, wid, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		it := suite.Temporal.GetWorkflowHistory(ctx, wid, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 		for it.HasNext() {
 			ev, err := it.Next()
 			if err != nil {
@@ -115,8 +115,8 @@ func listAll(t *testing.T, ctx context.Context) []string {
 	var ids []string
 	var token []byte
 	for {
-		resp, err := suite.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Namespace: suite.stack.Namespace, PageSize: 1000, NextPageToken: token,
+		resp, err := suite.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Namespace: suite.Stack.Namespace, PageSize: 1000, NextPageToken: token,
 		})
 		if err != nil {
 			t.Fatalf("listing workflows: %v", err)

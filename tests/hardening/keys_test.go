@@ -43,7 +43,7 @@ func TestAnotherTenantsSourceKeyIsRefusedAndNothingRead(t *testing.T) {
 			}
 			startWithTemporalCLI(t, ctx, in)
 
-			err := suite.temporal.GetWorkflow(ctx, task.WorkflowID(id), "").Get(ctx, nil)
+			err := suite.Temporal.GetWorkflow(ctx, task.WorkflowID(id), "").Get(ctx, nil)
 			var ae *temporal.ApplicationError
 			if !errors.As(err, &ae) || ae.Type() != string(task.PermissionDenied) {
 				t.Fatalf("the workflow ended with %v; want a PermissionDenied failure", err)
@@ -55,7 +55,7 @@ func TestAnotherTenantsSourceKeyIsRefusedAndNothingRead(t *testing.T) {
 				}
 			}
 			for _, c := range storage.Categories {
-				infos, err := suite.store.List(ctx, storage.TaskPrefix(c, "globex", id))
+				infos, err := suite.Store.List(ctx, storage.TaskPrefix(c, "globex", id))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -82,8 +82,8 @@ func startWithTemporalCLI(t *testing.T, ctx context.Context, in task.Input) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(suite.bin, "temporal"), "workflow", "start",
-		"--address", suite.stack.TemporalAddress, "--namespace", suite.stack.Namespace,
+	cmd := exec.CommandContext(ctx, filepath.Join(suite.Bin, "temporal"), "workflow", "start",
+		"--address", suite.Stack.TemporalAddress, "--namespace", suite.Stack.Namespace,
 		"--type", task.WorkflowType, "--task-queue", task.TaskQueue,
 		"--workflow-id", task.WorkflowID(in.ID), "--input", string(js))
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -97,7 +97,7 @@ func startWithTemporalCLI(t *testing.T, ctx context.Context, in task.Input) {
 func activitiesRun(t *testing.T, ctx context.Context, wid string) []string {
 	t.Helper()
 	var types []string
-	it := suite.temporal.GetWorkflowHistory(ctx, wid, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := suite.Temporal.GetWorkflowHistory(ctx, wid, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {
@@ -132,7 +132,7 @@ func TestInferenceReadsTheVersionScreeningSaw(t *testing.T) {
 	for i := range autoApprove + 2 {
 		fmt.Fprintln(&swapped, requestLine(fmt.Sprintf("swap-%d", i), "REPLACED AFTER REVIEW"))
 	}
-	if _, err := suite.store.Put(ctx, in.Source.Key, strings.NewReader(swapped.String()), int64(swapped.Len()), storage.PutOptions{}); err != nil {
+	if _, err := suite.Store.Put(ctx, in.Source.Key, strings.NewReader(swapped.String()), int64(swapped.Len()), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	before := suite.model.Stats().Requests
@@ -155,16 +155,16 @@ func TestManifestListsOnlyTheTasksOwnObjects(t *testing.T) {
 	ctx := testCtx(t, 60*time.Second)
 	victim := submit(t, ctx, taskclient.SubmitRequest{Tenant: "acme", Submitter: "alice", File: batchFile(t, autoApprove+2)})
 	waitState(t, ctx, victim.ID, task.AwaitingApproval)
-	e, err := storage.Describe(ctx, suite.store, victim.Source.Key, "")
+	e, err := storage.Describe(ctx, suite.Store, victim.Source.Key, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := newID("manifest")
-	_, _, err = storage.AddToManifest(ctx, suite.store, "globex", id, e)
+	_, _, err = storage.AddToManifest(ctx, suite.Store, "globex", id, e)
 	if !errors.Is(err, task.ErrPermissionDenied) {
 		t.Fatalf("adding acme's input to a globex task's manifest: %v; want PermissionDenied", err)
 	}
-	if infos, err := suite.store.List(ctx, storage.TaskPrefix(storage.Data, "globex", id)); err != nil || len(infos) != 0 {
+	if infos, err := suite.Store.List(ctx, storage.TaskPrefix(storage.Data, "globex", id)); err != nil || len(infos) != 0 {
 		t.Errorf("the refused manifest update wrote %v (%v)", infos, err)
 	}
 }

@@ -59,10 +59,10 @@ func TestBatchOverLimitWaitsForAReviewersApproval(t *testing.T) {
 
 	// bob, through Temporal itself: an update by name with the documented
 	// argument, and the status query by name.
-	h, err := suite.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+	h, err := suite.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   task.WorkflowID(id),
 		UpdateName:   task.UpdateApprove,
-		Args:         []any{task.DecisionRequest{Actor: "bob", Reason: "reviewed the prompts", Assertion: suite.signer.Sign(id, task.UpdateApprove, "bob", authz.Default().RolesOf(tenant, "bob"), 0)}},
+		Args:         []any{task.DecisionRequest{Actor: "bob", Reason: "reviewed the prompts", Assertion: suite.Signer.Sign(id, task.UpdateApprove, "bob", authz.Default().RolesOf(tenant, "bob"), 0)}},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err != nil {
@@ -75,7 +75,7 @@ func TestBatchOverLimitWaitsForAReviewersApproval(t *testing.T) {
 	if len(approved.Approvals) != 1 || approved.Approvals[0].Actor != "bob" || approved.State != task.Approved {
 		t.Errorf("the approve update answered state %s, approvals %+v; want APPROVED by bob", approved.State, approved.Approvals)
 	}
-	v, err := suite.temporal.QueryWorkflow(ctx, task.WorkflowID(id), "", task.QueryStatus)
+	v, err := suite.Temporal.QueryWorkflow(ctx, task.WorkflowID(id), "", task.QueryStatus)
 	if err != nil {
 		t.Fatalf("status query: %v", err)
 	}
@@ -156,7 +156,7 @@ func hasTransition(audit []task.Transition, to task.State, actor, reason string)
 func history(t *testing.T, ctx context.Context, id string) []*historypb.HistoryEvent {
 	t.Helper()
 	var events []*historypb.HistoryEvent
-	it := suite.temporal.GetWorkflowHistory(ctx, task.WorkflowID(id), "", false, 0)
+	it := suite.Temporal.GetWorkflowHistory(ctx, task.WorkflowID(id), "", false, 0)
 	for it.HasNext() {
 		e, err := it.Next()
 		if err != nil {

@@ -16,7 +16,7 @@ import (
 // standard output and exit code.
 func autoglm(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	r := suite.env.RunCLI(t, context.Background(), testenv.CLIOptions{}, args...)
+	r := suite.RunCLI(t, context.Background(), testenv.CLIOptions{}, args...)
 	return r.Stdout, r.Code
 }
 

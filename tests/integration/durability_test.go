@@ -127,7 +127,7 @@ func waitProgress(t *testing.T, ctx context.Context, id string, attempt, target 
 // oldest first.
 func checkpointRecords(t *testing.T, ctx context.Context, id string) []batch.Checkpoint {
 	t.Helper()
-	infos, err := suite.store.List(ctx, storage.TaskPrefix(storage.Checkpoint, tenant, id)+"checkpoints/")
+	infos, err := suite.Store.List(ctx, storage.TaskPrefix(storage.Checkpoint, tenant, id)+"checkpoints/")
 	if err != nil {
 		t.Fatal(err)
 	}

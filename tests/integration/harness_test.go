@@ -16,12 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
-	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
-	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
-	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 )
@@ -31,24 +26,15 @@ const bucket = "autoglm"
 
 // suite is what TestMain starts once and every test shares.
 var suite struct {
-	env      *testenv.Env
-	dir      string          // scratch folder: server data, logs, the CLI
-	stack    *devstack.Stack // Temporal dev server and MinIO
-	cli      string          // the autoglm binary built from ./starter
-	model    *testmodel.Server
-	temporal client.Client
-	store    storage.Store
-	tasks    *taskclient.Client // what the CLI uses: submit, status, decide, wait
-	signer   *assertion.Signer  // vouches for the actors of the tests' updates
+	*testenv.Env // what testenv.Main started: Dir, Stack, CLI, Temporal, Store, Signer, …
+	model        *testmodel.Server
+	tasks        *taskclient.Client // what the CLI uses: submit, status, decide, wait
 }
 
 func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m, "integration", testenv.Options{
-		Skip:        "these tests start Temporal, MinIO and worker processes",
-		TempPrefix:  "autoglm-it-",
-		Kept:        "server logs and worker logs are kept in",
-		Interrupted: "interrupted; stopping workers and servers",
-		Bucket:      bucket,
+		Skip:   "these tests start Temporal, MinIO and worker processes",
+		Bucket: bucket,
 	}, setUp))
 }
 
@@ -58,14 +44,13 @@ func TestMain(m *testing.M) {
 // starts the shared test model server. testenv stops the worker
 // processes after the tests, before the stack.
 func setUp(e *testenv.Env) error {
-	suite.env, suite.dir, suite.stack, suite.cli = e, e.Dir, e.Stack, e.CLI
-	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
+	suite.Env = e
 	var err error
 	if suite.model, err = e.StartModel(); err != nil {
 		return err
 	}
 	os.Setenv("AUTOGLM_LOG_LEVEL", "info")
-	suite.tasks = &taskclient.Client{Temporal: suite.temporal, Store: suite.store, Signer: suite.signer}
+	suite.tasks = &taskclient.Client{Temporal: suite.Temporal, Store: suite.Store, Signer: suite.Signer}
 	fmt.Printf("integration: stack up in %s (temporal %s, minio %s, model %s)\n",
 		time.Since(e.Started).Round(100*time.Millisecond), e.Stack.TemporalAddress, e.Stack.S3Endpoint, suite.model.URL())
 	return nil

@@ -73,7 +73,7 @@ func TestBadInputIsRefusedWithAStableType(t *testing.T) {
 			t.Errorf("the refusal %q does not say the file is binary", err)
 		}
 		for _, c := range storage.Categories {
-			infos, err := suite.store.List(ctx, storage.TaskPrefix(c, tenant, id))
+			infos, err := suite.Store.List(ctx, storage.TaskPrefix(c, tenant, id))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +81,7 @@ func TestBadInputIsRefusedWithAStableType(t *testing.T) {
 				t.Errorf("the refused file left %d object(s) under %s", len(infos), storage.TaskPrefix(c, tenant, id))
 			}
 		}
-		_, err = suite.temporal.DescribeWorkflowExecution(ctx, task.WorkflowID(id), "")
+		_, err = suite.Temporal.DescribeWorkflowExecution(ctx, task.WorkflowID(id), "")
 		var nf *serviceerror.NotFound
 		if !errors.As(err, &nf) {
 			t.Errorf("describing the refused task's workflow: %v; want NotFound (it must never have started)", err)

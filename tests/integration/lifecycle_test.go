@@ -55,7 +55,7 @@ func TestPromptIsAutoApprovedCompletesAndIsArchived(t *testing.T) {
 	}
 	prefix := fmt.Sprintf("data/%s/%s/%s/", shard, tenant, id)
 	for _, name := range []string{"input.jsonl", "output.jsonl", "errors.jsonl", "report.json", "manifest.json"} {
-		if _, err := suite.store.Stat(ctx, prefix+name); err != nil {
+		if _, err := suite.Store.Stat(ctx, prefix+name); err != nil {
 			t.Errorf("%s%s is not in MinIO: %v", prefix, name, err)
 		}
 	}
@@ -110,7 +110,7 @@ func checkManifest(t *testing.T, ctx context.Context, prefix string, names ...st
 		}
 	}
 	for _, r := range m.Objects {
-		rc, _, err := suite.store.Get(ctx, r.Key)
+		rc, _, err := suite.Store.Get(ctx, r.Key)
 		if err != nil {
 			t.Errorf("manifest lists %s, which MinIO does not have: %v", r.Key, err)
 			continue
@@ -134,9 +134,9 @@ func listed(t *testing.T, ctx context.Context, query, wid string) map[string]str
 	t.Helper()
 	attrs := map[string]string{}
 	eventually(t, ctx, "the Temporal server to list "+wid+" for "+query, 200*time.Millisecond, func() (bool, error) {
-		req := &workflowservice.ListWorkflowExecutionsRequest{Namespace: suite.stack.Namespace, Query: query}
+		req := &workflowservice.ListWorkflowExecutionsRequest{Namespace: suite.Stack.Namespace, Query: query}
 		for {
-			resp, err := suite.temporal.ListWorkflow(ctx, req)
+			resp, err := suite.Temporal.ListWorkflow(ctx, req)
 			if err != nil {
 				return false, err
 			}

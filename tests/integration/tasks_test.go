@@ -19,6 +19,7 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
+	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 )
 
 // The default policy's tenant and people (internal/authz/default.yaml).
@@ -47,7 +48,7 @@ func submit(t *testing.T, ctx context.Context, r taskclient.SubmitRequest) task.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		// Terminating a closed workflow is refused, which is fine.
-		_ = suite.temporal.TerminateWorkflow(ctx, task.WorkflowID(in.ID), "", "integration test cleanup")
+		_ = suite.Temporal.TerminateWorkflow(ctx, task.WorkflowID(in.ID), "", "integration test cleanup")
 	})
 	return in
 }
@@ -62,22 +63,10 @@ func status(t *testing.T, ctx context.Context, id string) task.Status {
 	return st
 }
 
-// waitState polls the status query until the task is in state, failing at
-// once if it reaches another final state.
+// waitState waits on the status query until the task is in state.
 func waitState(t *testing.T, ctx context.Context, id string, state task.State) task.Status {
 	t.Helper()
-	var st task.Status
-	eventually(t, ctx, fmt.Sprintf("task %s to be %s", id, state), 100*time.Millisecond, func() (bool, error) {
-		var err error
-		if st, err = suite.tasks.Status(ctx, id); err != nil {
-			return false, err
-		}
-		if st.State != state && st.State.Final() {
-			t.Fatalf("task %s ended %s while waiting for %s: %s", id, st.State, state, st.LastError)
-		}
-		return st.State == state, nil
-	})
-	return st
+	return testenv.WaitState(t, ctx, suite.tasks, id, state)
 }
 
 // wait waits for the task to end and wants it to have ended well.

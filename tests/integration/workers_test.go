@@ -109,7 +109,7 @@ func startWorker(t *testing.T, o workerOptions) *inProcWorker {
 	if o.ShardRequests > 0 {
 		cfg.ShardRequests = o.ShardRequests
 	}
-	return &inProcWorker{suite.env.StartWorkerInProcess(t, cfg, 60*time.Second), o.Node}
+	return &inProcWorker{suite.StartWorkerInProcess(t, cfg, 60*time.Second), o.Node}
 }
 
 // procWorker is `autoglm worker` running as a process of its own, so a
@@ -123,7 +123,7 @@ func startProcWorker(t *testing.T, o workerOptions) *procWorker {
 	if o.Node == "" {
 		o.Node = newNode(t)
 	}
-	w := suite.env.StartWorker(t, testenv.WorkerOptions{Node: o.Node, Env: o.env(), Grace: 40 * time.Second, Announce: 60 * time.Second})
+	w := suite.StartWorker(t, testenv.WorkerOptions{Node: o.Node, Env: o.env(), Grace: 40 * time.Second, Announce: 60 * time.Second})
 	return &procWorker{w}
 }
 
@@ -151,7 +151,7 @@ func (w *procWorker) term(t *testing.T, grace time.Duration) time.Time {
 
 // getJSON reads a JSON document from the bucket.
 func getJSON(ctx context.Context, key string, v any) error {
-	rc, _, err := suite.store.Get(ctx, key)
+	rc, _, err := suite.Store.Get(ctx, key)
 	if err != nil {
 		return err
 	}

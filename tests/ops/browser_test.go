@@ -114,7 +114,7 @@ func rowOf(text, workflowID string) string {
 func TestWebUIShowsOutcomesAndNoOpenTimers(t *testing.T) {
 	ctx := testCtx(t, 5*time.Minute)
 	bctx := browser(t)
-	shots := filepath.Join(suite.dir, "screenshots")
+	shots := filepath.Join(suite.Dir, "screenshots")
 	if err := os.MkdirAll(shots, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestWebUIShowsOutcomesAndNoOpenTimers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tc.Close()
-	tasks := &taskclient.Client{Temporal: tc, Store: suite.store, Signer: suite.signer}
+	tasks := &taskclient.Client{Temporal: tc, Store: suite.Store, Signer: suite.Signer}
 	start := func(r taskclient.SubmitRequest) string {
 		r.ID, r.Tenant, r.Submitter, r.Model = "ui-"+randHex(4), tenant, "alice", model
 		if _, err := tasks.Submit(ctx, r); err != nil {
@@ -162,7 +162,7 @@ func TestWebUIShowsOutcomesAndNoOpenTimers(t *testing.T) {
 		}
 	}
 
-	ns := suite.stack.UIURL + "/namespaces/" + suite.stack.Namespace
+	ns := suite.Stack.UIURL + "/namespaces/" + suite.Stack.Namespace
 	list := page(t, bctx, shots, "list", ns+"/workflows", task.WorkflowID(completed), task.WorkflowID(rejected), task.WorkflowID(cancelled))
 	for id, want := range map[string]string{completed: "Completed", rejected: "Failed", cancelled: "Failed"} {
 		row := rowOf(list, task.WorkflowID(id))

@@ -35,7 +35,7 @@ func TestEncryptedHistoryHoldsNoCanaryAndTheCodecEndpointOpensIt(t *testing.T) {
 		t.Fatalf("task ended %+v, %v; want COMPLETED", res, err)
 	}
 
-	raw, err := client.DialContext(ctx, client.Options{HostPort: suite.stack.TemporalAddress, Namespace: suite.stack.Namespace})
+	raw, err := client.DialContext(ctx, client.Options{HostPort: suite.Stack.TemporalAddress, Namespace: suite.Stack.Namespace})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestEncryptedHistoryHoldsNoCanaryAndTheCodecEndpointOpensIt(t *testing.T) {
 		t.Fatalf("config.Codec() = %v, %v; the suite sets AUTOGLM_CODEC_KEYS", c, err)
 	}
 	srv := httptest.NewServer(codec.Handler(codec.HandlerOptions{
-		Codec: c, Namespace: suite.stack.Namespace, Origins: []string{suite.stack.UIURL},
+		Codec: c, Namespace: suite.Stack.Namespace, Origins: []string{suite.Stack.UIURL},
 		Authenticate: func(r *http.Request) (string, error) {
 			if r.Header.Get("Authorization") == "Bearer bob-key" {
 				return "bob", nil
@@ -112,14 +112,14 @@ func TestEncryptedHistoryHoldsNoCanaryAndTheCodecEndpointOpensIt(t *testing.T) {
 	if bytes.Contains(input.Payloads[0].Data, plain) {
 		t.Fatalf("the raw workflow input shows %s in plain text", plain)
 	}
-	status, out := decode("bob-key", suite.stack.Namespace)
+	status, out := decode("bob-key", suite.Stack.Namespace)
 	var opened commonpb.Payloads
 	if status != http.StatusOK || protojson.Unmarshal([]byte(out), &opened) != nil || len(opened.Payloads) == 0 || !bytes.Contains(opened.Payloads[0].Data, plain) {
 		t.Fatalf("authorized decode: %d %.200s; want the task's input opened", status, out)
 	}
 	for _, tc := range []struct{ name, token, ns string }{
-		{"missing token", "", suite.stack.Namespace},
-		{"wrong token", "eve-key", suite.stack.Namespace},
+		{"missing token", "", suite.Stack.Namespace},
+		{"wrong token", "eve-key", suite.Stack.Namespace},
 		{"foreign namespace", "bob-key", "finance"},
 	} {
 		if status, out := decode(tc.token, tc.ns); status == http.StatusOK || strings.Contains(out, id) {

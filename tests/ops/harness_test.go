@@ -18,13 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
-	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
-	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
@@ -37,28 +33,18 @@ const (
 )
 
 var suite struct {
-	env      *testenv.Env
-	dir      string
-	root     string // the module's root
-	bin      string // the pinned tools
-	stack    *devstack.Stack
-	cli      string
-	model    *testmodel.Server
-	temporal client.Client
-	store    storage.Store
-	tasks    *taskclient.Client
-	signer   *assertion.Signer // the break-glass key the tests sign updates with
+	*testenv.Env // what testenv.Main started: Dir, Stack, CLI, Temporal, Store, Signer, …
+	model        *testmodel.Server
+	tasks        *taskclient.Client
 }
 
 func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m, "ops", testenv.Options{
-		Skip:        "these tests start Temporal, MinIO, workers and a browser",
-		TempPrefix:  "autoglm-ops-",
-		Kept:        "logs and screenshots are kept in",
-		Interrupted: "interrupted; stopping the servers",
-		Bucket:      bucket,
-		UI:          true,
-		Prepare:     setCodecKeys,
+		Skip:    "these tests start Temporal, MinIO, workers and a browser",
+		Kept:    "logs and screenshots are kept in",
+		Bucket:  bucket,
+		UI:      true,
+		Prepare: setCodecKeys,
 	}, setUp))
 }
 
@@ -77,13 +63,12 @@ func setCodecKeys(*testenv.Env) error {
 
 // setUp takes what testenv.Main started and starts the shared model server.
 func setUp(e *testenv.Env) error {
-	suite.env, suite.dir, suite.root, suite.bin, suite.stack, suite.cli = e, e.Dir, e.Root, e.Bin, e.Stack, e.CLI
-	suite.temporal, suite.store, suite.signer = e.Temporal, e.Store, e.Signer
+	suite.Env = e
 	var err error
 	if suite.model, err = e.StartModel(); err != nil {
 		return err
 	}
-	suite.tasks = &taskclient.Client{Signer: suite.signer, Temporal: suite.temporal, Store: suite.store}
+	suite.tasks = &taskclient.Client{Signer: suite.Signer, Temporal: suite.Temporal, Store: suite.Store}
 	return nil
 }
 
@@ -107,7 +92,7 @@ func startWorker(t *testing.T) *runningWorker {
 		t.Fatal(err)
 	}
 	cfg.Node, cfg.HealthAddr = "ops-"+randHex(3), fmt.Sprintf("127.0.0.1:%d", port)
-	w := &runningWorker{InProcess: suite.env.StartWorkerInProcess(t, cfg, 60*time.Second), node: cfg.Node, addr: cfg.HealthAddr}
+	w := &runningWorker{InProcess: suite.StartWorkerInProcess(t, cfg, 60*time.Second), node: cfg.Node, addr: cfg.HealthAddr}
 	wctx := testCtx(t, 60*time.Second)
 	eventually(t, wctx, "the worker's /healthz", func() (bool, error) {
 		if err := w.Exited(); err != nil {

@@ -24,13 +24,13 @@ import (
 // lifecycle, reach another bucket).
 func TestWorkerBucketCredentialsAreLeastPrivilege(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
-	v, err := devstack.StartVersity(ctx, devstack.Options{Dir: filepath.Join(suite.dir, "versity-lp"), BinDir: suite.bin, Buckets: []string{bucket, "other"}})
+	v, err := devstack.StartVersity(ctx, devstack.Options{Dir: filepath.Join(suite.Dir, "versity-lp"), BinDir: suite.Bin, Buckets: []string{bucket, "other"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { v.Stop() })
 	const workerKey, workerSecret = "autoglm-worker", "worker-secret-1234"
-	admin := exec.CommandContext(ctx, filepath.Join(suite.bin, "versitygw"), "admin",
+	admin := exec.CommandContext(ctx, filepath.Join(suite.Bin, "versitygw"), "admin",
 		"--er", "http://"+v.S3Endpoint, "create-user", "-a", workerKey, "-s", workerSecret, "-r", "user")
 	admin.Env = append(os.Environ(), "ADMIN_ACCESS_KEY="+v.AccessKey, "ADMIN_SECRET_KEY="+v.SecretKey)
 	if out, err := admin.CombinedOutput(); err != nil {
@@ -40,8 +40,8 @@ func TestWorkerBucketCredentialsAreLeastPrivilege(t *testing.T) {
 	// policy docker/ uses; versitygw has no lifecycle, which setup reports
 	// as missing (exit 1) rather than hiding.
 	env := append(v.Env(bucket), "WORKER_ACCESS_KEY="+workerKey, "AUTOGLM_S3_STAT_BEFORE_REPLACE=true",
-		"TEMPORAL_ADDRESS="+suite.stack.TemporalAddress, "TEMPORAL_NAMESPACE="+suite.stack.Namespace)
-	out, code := run(t, ctx, env, "setup", "--bucket-policy", filepath.Join(suite.root, "docker", "worker-bucket-policy.json"))
+		"TEMPORAL_ADDRESS="+suite.Stack.TemporalAddress, "TEMPORAL_NAMESPACE="+suite.Stack.Namespace)
+	out, code := run(t, ctx, env, "setup", "--bucket-policy", filepath.Join(suite.Root, "docker", "worker-bucket-policy.json"))
 	if code != 1 || !strings.Contains(out, "ok      bucket policy") || !strings.Contains(out, "MISSING lifecycle rules") || !strings.Contains(strings.ToLower(out), "not implemented") && !strings.Contains(out, "NotImplemented") {
 		t.Fatalf("setup on versitygw: exit %d\n%s\nwant the policy set and the lifecycle reported missing", code, out)
 	}

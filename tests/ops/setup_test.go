@@ -25,7 +25,7 @@ import (
 // returns its combined output and exit code.
 func run(t *testing.T, ctx context.Context, env []string, args ...string) (string, int) {
 	t.Helper()
-	r := suite.env.RunCLI(t, ctx, testenv.CLIOptions{Env: append(os.Environ(), env...)}, args...)
+	r := suite.RunCLI(t, ctx, testenv.CLIOptions{Env: append(os.Environ(), env...)}, args...)
 	return r.Output, r.Code
 }
 
@@ -35,7 +35,7 @@ func run(t *testing.T, ctx context.Context, env []string, args ...string) (strin
 // a worker starts and a task completes.
 func TestSetupMakesAFreshClusterWork(t *testing.T) {
 	ctx := testCtx(t, 4*time.Minute)
-	fresh, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(suite.dir, "fresh"), BinDir: suite.bin, NoSearchAttributes: true})
+	fresh, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(suite.Dir, "fresh"), BinDir: suite.Bin, NoSearchAttributes: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestSetupMakesAFreshClusterWork(t *testing.T) {
 	}
 	t.Logf("the worker's refusal: %s", lastLine(out))
 
-	dyn := filepath.Join(suite.root, "docker", "temporal-dynamicconfig.yaml")
+	dyn := filepath.Join(suite.Root, "docker", "temporal-dynamicconfig.yaml")
 	out, code = run(t, ctx, env, "setup", "--json", "--dynamic-config", dyn)
 	var rep setup.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 {
@@ -106,7 +106,7 @@ func TestSetupMakesAFreshClusterWork(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tc.Close()
-	tasks := &taskclient.Client{Temporal: tc, Store: store, Signer: suite.signer}
+	tasks := &taskclient.Client{Temporal: tc, Store: store, Signer: suite.Signer}
 	id := "ops-fresh-" + randHex(4)
 	if _, err := tasks.Submit(ctx, taskclient.SubmitRequest{ID: id, Tenant: tenant, Submitter: "alice", Model: model, Prompt: "hello from a fresh cluster"}); err != nil {
 		t.Fatal(err)

@@ -148,7 +148,7 @@ func history(t *testing.T, ctx context.Context, id string) (raw, opened []byte) 
 	if err != nil || c == nil {
 		t.Fatalf("config.Codec() = %v, %v; the suite sets AUTOGLM_CODEC_KEYS", c, err)
 	}
-	plain, err := client.DialContext(ctx, client.Options{HostPort: suite.stack.TemporalAddress, Namespace: suite.stack.Namespace})
+	plain, err := client.DialContext(ctx, client.Options{HostPort: suite.Stack.TemporalAddress, Namespace: suite.Stack.Namespace})
 	if err != nil {
 		t.Fatal(err)
 	}

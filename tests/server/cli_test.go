@@ -34,7 +34,7 @@ func cliEnv(t *testing.T, home string, extra ...string) []string {
 // code.
 func autoglm(t *testing.T, ctx context.Context, env []string, stdin string, args ...string) (string, int) {
 	t.Helper()
-	r := suite.env.RunCLI(t, ctx, testenv.CLIOptions{Env: env, Stdin: stdin}, args...)
+	r := suite.RunCLI(t, ctx, testenv.CLIOptions{Env: env, Stdin: stdin}, args...)
 	return r.Stdout, r.Code
 }
 

@@ -69,7 +69,7 @@ func TestFleetThroughServer(t *testing.T) {
 	if res.Audit.Key == "" {
 		t.Fatalf("the health check has no audit record: %+v", res)
 	}
-	if _, err := suite.store.Stat(ctx, res.Audit.Key); err != nil {
+	if _, err := suite.Store.Stat(ctx, res.Audit.Key); err != nil {
 		t.Fatalf("the audit record %s is not in the bucket: %v", res.Audit.Key, err)
 	}
 	// The actor is the key's user: a body that names one is refused.
@@ -223,7 +223,7 @@ func TestModelAccessThroughServer(t *testing.T) {
 	if st.State != task.Completed || !slices.Equal(states, want) || approver != "bob" || st.Mirror.Files != 2 {
 		t.Fatalf("approved request: %s, audit %v (approved by %q), mirror %+v; want %v approved by bob", st.State, states, approver, st.Mirror, want)
 	}
-	if _, err := suite.store.Stat(ctx, task.ModelPrefix("tiny-approved", "main")+"model.safetensors"); err != nil {
+	if _, err := suite.Store.Stat(ctx, task.ModelPrefix("tiny-approved", "main")+"model.safetensors"); err != nil {
 		t.Fatalf("the approved model is not in the bucket: %v", err)
 	}
 	refused(t, ctx, http.StatusConflict, string(task.WrongState), "bob", "POST", approve, nil)
@@ -252,7 +252,7 @@ func TestModelAccessThroughServer(t *testing.T) {
 	}
 	// Straight to Temporal, without the server's assertion: refused by
 	// the workflow, whoever it claims to be.
-	direct := &fleetclient.Client{Temporal: suite.temporal, Store: suite.store, Policy: suite.api.Policy}
+	direct := &fleetclient.Client{Temporal: suite.Temporal, Store: suite.Store, Policy: suite.api.Policy}
 	if _, err := direct.DecideAccess(ctx, "rita", id, true, "unsigned"); err == nil || !strings.Contains(err.Error(), "assertion") {
 		t.Fatalf("an unsigned approval straight to Temporal: %v; want refused for its missing assertion", err)
 	}
@@ -276,7 +276,7 @@ func TestModelAccessThroughServer(t *testing.T) {
 	if mr.Name != "tiny-mirrored" || mr.Files != 2 {
 		t.Fatalf("olga's mirror: %+v; want 2 files", mr)
 	}
-	if _, err := suite.store.Stat(ctx, task.ModelPrefix("tiny-mirrored", "main")+"config.json"); err != nil {
+	if _, err := suite.Store.Stat(ctx, task.ModelPrefix("tiny-mirrored", "main")+"config.json"); err != nil {
 		t.Fatalf("the mirrored model is not in the bucket: %v", err)
 	}
 }
@@ -285,7 +285,7 @@ func TestModelAccessThroughServer(t *testing.T) {
 func historyBytes(t *testing.T, ctx context.Context, workflowID string) []byte {
 	t.Helper()
 	var out []byte
-	it := suite.temporal.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := suite.Temporal.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {

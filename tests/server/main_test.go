@@ -21,15 +21,12 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"go.temporal.io/sdk/client"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
-	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
 	"github.com/autoglm-flow/autoglm-flow/internal/model/testhub"
 	"github.com/autoglm-flow/autoglm-flow/internal/server"
-	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 )
@@ -73,29 +70,20 @@ sensitive:
 `
 
 var suite struct {
-	env      *testenv.Env
-	dir      string
-	stack    *devstack.Stack
-	bin      string // the folder of the temporal binary
-	model    *testmodel.Server
-	hub      *testhub.Hub // the model hub of access requests and mirrors
-	temporal client.Client
-	store    storage.Store
-	tasks    *taskclient.Client
-	api      *server.Server
-	cli      string // the autoglm binary built from ./starter
-	url      string // the API server's root
-	keys     map[string]string
-	worker   *testenv.InProcess
+	*testenv.Env // what testenv.Main started: Dir, Stack, CLI, Temporal, Store, Signer, …
+	model        *testmodel.Server
+	hub          *testhub.Hub // the model hub of access requests and mirrors
+	tasks        *taskclient.Client
+	api          *server.Server
+	url          string // the API server's root
+	keys         map[string]string
+	worker       *testenv.InProcess
 }
 
 func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m, "server", testenv.Options{
-		Skip:        "these tests start Temporal, MinIO, a worker and the API server",
-		TempPrefix:  "autoglm-server-it-",
-		Kept:        "logs are kept in",
-		Interrupted: "interrupted; stopping the worker and servers",
-		Bucket:      bucket,
+		Skip:   "these tests start Temporal, MinIO, a worker and the API server",
+		Bucket: bucket,
 	}, setUp))
 }
 
@@ -104,8 +92,7 @@ func TestMain(m *testing.M) {
 // server. The API server signs the actors of the users it authenticated
 // with the key testenv trusts.
 func setUp(e *testenv.Env) error {
-	suite.env, suite.dir, suite.bin, suite.stack, suite.cli = e, e.Dir, e.Bin, e.Stack, e.CLI
-	suite.temporal, suite.store = e.Temporal, e.Store
+	suite.Env = e
 	var err error
 	if suite.model, err = e.StartModel(); err != nil {
 		return err
@@ -113,8 +100,8 @@ func setUp(e *testenv.Env) error {
 	suite.hub = testhub.New("")
 	e.Defer(func() { suite.hub.Close() })
 	os.Setenv("AUTOGLM_HF_ENDPOINT", suite.hub.URL())
-	os.Setenv("AUTOGLM_MIRROR_STAGING_DIR", filepath.Join(suite.dir, "staging"))
-	os.Setenv("AUTOGLM_CACHE_DIR", filepath.Join(suite.dir, "cache"))
+	os.Setenv("AUTOGLM_MIRROR_STAGING_DIR", filepath.Join(suite.Dir, "staging"))
+	os.Setenv("AUTOGLM_CACHE_DIR", filepath.Join(suite.Dir, "cache"))
 
 	suite.keys = map[string]string{}
 	var entries []authz.APIKey
@@ -129,7 +116,7 @@ func setUp(e *testenv.Env) error {
 	for _, e := range entries {
 		policy += fmt.Sprintf("  - {user: %s, tenant: %s, sha256: %s}\n", e.User, e.Tenant, e.SHA256)
 	}
-	policyFile := filepath.Join(suite.dir, "policy.yaml")
+	policyFile := filepath.Join(suite.Dir, "policy.yaml")
 	if err := os.WriteFile(policyFile, []byte(policy), 0o600); err != nil {
 		return err
 	}
@@ -140,8 +127,8 @@ func setUp(e *testenv.Env) error {
 	}
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
-	suite.tasks = &taskclient.Client{Temporal: suite.temporal, Store: suite.store, Signer: e.Signer}
-	suite.api = &server.Server{Tasks: suite.tasks, Policy: src, TempDir: suite.dir, Log: log}
+	suite.tasks = &taskclient.Client{Temporal: suite.Temporal, Store: suite.Store, Signer: e.Signer}
+	suite.api = &server.Server{Tasks: suite.tasks, Policy: src, TempDir: suite.Dir, Log: log}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -166,7 +153,7 @@ func startWorker(node string) (*testenv.InProcess, error) {
 		return nil, err
 	}
 	cfg.Node = node
-	return testenv.RunWorker(cfg, filepath.Join(suite.dir, "worker-"+node+".log"), 2*time.Minute)
+	return testenv.RunWorker(cfg, filepath.Join(suite.Dir, "worker-"+node+".log"), 2*time.Minute)
 }
 
 // call sends an API request as user ("" for none) and returns the status

@@ -20,14 +20,14 @@ import (
 func TestPlainTemporalUpdateRefused(t *testing.T) {
 	ctx := testCtx(t, 3*time.Minute)
 	id := submitBatch(t, ctx, "alice", 12)
-	temporal := filepath.Join(suite.bin, "temporal")
+	temporal := filepath.Join(suite.Bin, "temporal")
 	for _, input := range []string{
 		`{"actor":"bob","reason":"trust me"}`,
 		`{"actor":"carol"}`,
 		`{"actor":"bob","assertion":"eyJ0YXNrIjoieCJ9.AAAA"}`,
 	} {
 		cmd := exec.CommandContext(ctx, temporal, "workflow", "update", "execute",
-			"--address", suite.stack.TemporalAddress, "--namespace", suite.stack.Namespace,
+			"--address", suite.Stack.TemporalAddress, "--namespace", suite.Stack.Namespace,
 			"-w", task.WorkflowID(id), "--name", task.UpdateApprove, "--input", input)
 		out, err := cmd.CombinedOutput()
 		if err == nil {
