@@ -34,9 +34,9 @@ type bucketSink struct {
 	shard string
 	// attempt names this attempt's part keys.
 	attempt string
-	// head is the ETag of checkpoints/head.json as this attempt last
-	// wrote or read it; empty when there is none yet.
-	head string
+	// head is checkpoints/head.json, at the version this attempt last
+	// wrote or read.
+	head *storage.Head
 }
 
 func newSink(a *Activities, tenant, taskID string, shard *Shard) *bucketSink {
@@ -44,6 +44,7 @@ func newSink(a *Activities, tenant, taskID string, shard *Shard) *bucketSink {
 	if shard != nil {
 		s.shard = fmt.Sprintf("s%03d-", shard.Index)
 	}
+	s.head = &storage.Head{Store: a.Store, Key: s.headKey()}
 	return s
 }
 
@@ -76,8 +77,11 @@ func (s *bucketSink) recordKey(seq int) (string, error) {
 	return s.key(storage.Checkpoint, fmt.Sprintf("%s%s%06d/metadata.json", checkpointsDir, s.shard, seq))
 }
 
-func (s *bucketSink) headKey() (string, error) {
-	return s.key(storage.Checkpoint, checkpointsDir+s.shard+"head.json")
+// headKey is the key of the head; a sink's tenant and task are checked
+// before any write, by recordKey and the part keys, so an invalid one
+// here only names a key under "invalid/" that nothing writes.
+func (s *bucketSink) headKey() string {
+	return storage.TaskPrefix(storage.Checkpoint, s.tenant, s.taskID) + checkpointsDir + s.shard + "head.json"
 }
 
 // checkpointHead is what checkpoints/head.json holds.
@@ -97,39 +101,16 @@ func (s *bucketSink) SaveCheckpoint(ctx context.Context, cp batch.Checkpoint) er
 	if err != nil {
 		return err
 	}
-	if _, err := s.a.Store.Create(ctx, key, bytes.NewReader(b), int64(len(b)), storage.PutOptions{ContentType: "application/json"}); err != nil {
-		if !errors.Is(err, task.ErrConflict) || !s.ours(ctx, key, b) {
-			return s.fenced(err, "checkpoint %d was recorded by another attempt", cp.Seq)
-		}
+	if err := storage.CreateRecord(ctx, s.a.Store, key, b); err != nil {
+		return s.fenced(err, "checkpoint %d was recorded by another attempt", cp.Seq)
 	}
 	return s.moveHead(ctx, cp.Seq)
 }
 
-// ours reports whether key holds b: a create whose response was lost and
-// that the client retried finds its own record.
-func (s *bucketSink) ours(ctx context.Context, key string, b []byte) bool {
-	info, err := s.a.Store.Stat(ctx, key)
-	sum := sha256.Sum256(b)
-	return err == nil && info.SHA256 == hex.EncodeToString(sum[:])
-}
-
 func (s *bucketSink) moveHead(ctx context.Context, seq int) error {
-	key, err := s.headKey()
-	if err != nil {
-		return err
-	}
-	b, _ := json.Marshal(checkpointHead{Seq: seq})
-	opts := storage.PutOptions{ContentType: "application/json"}
-	var info storage.Info
-	if s.head == "" {
-		info, err = s.a.Store.Create(ctx, key, bytes.NewReader(b), int64(len(b)), opts)
-	} else {
-		info, err = s.a.Store.Replace(ctx, key, s.head, bytes.NewReader(b), int64(len(b)), opts)
-	}
-	if err != nil {
+	if err := s.head.Move(ctx, checkpointHead{Seq: seq}); err != nil {
 		return s.fenced(err, "the checkpoint head moved past %d under another attempt", seq-1)
 	}
-	s.head = info.ETag
 	return nil
 }
 
@@ -192,23 +173,9 @@ func (s *bucketSink) latest(ctx context.Context) (batch.Checkpoint, error) {
 // claim takes the head for this attempt at cp: it reads the head's ETag
 // and, if the head lags the newest record, moves it there.
 func (s *bucketSink) claim(ctx context.Context, cp batch.Checkpoint) error {
-	key, err := s.headKey()
-	if err != nil {
-		return err
-	}
 	var h checkpointHead
-	rc, info, err := s.a.Store.Get(ctx, key)
-	switch {
-	case errors.Is(err, task.ErrNotFound):
-	case err != nil:
+	if _, err := s.head.Read(ctx, &h); err != nil {
 		return err
-	default:
-		err = json.NewDecoder(io.LimitReader(rc, 1<<10)).Decode(&h)
-		rc.Close()
-		if err != nil {
-			return fmt.Errorf("reading %s: %w", key, err)
-		}
-		s.head = info.ETag
 	}
 	if h.Seq < cp.Seq {
 		return s.moveHead(ctx, cp.Seq)
