@@ -81,8 +81,8 @@ type killPoint struct{ reached, committed int }
 
 // checkResume waits for the attempt to resume and checks it resumed from
 // the newest committed checkpoint: the steps it redoes are exactly those
-// since that checkpoint.
-func checkResume(t *testing.T, a *agent, lastKill killPoint) {
+// since that checkpoint. It returns the attempt's first progress line.
+func checkResume(t *testing.T, a *agent, lastKill killPoint) line {
 	t.Helper()
 	first := a.waitFor("its first step", func(l line) bool { return l.Progress != nil })
 	from := resumedFrom(a)
@@ -97,6 +97,7 @@ func checkResume(t *testing.T, a *agent, lastKill killPoint) {
 		t.Fatalf("%s redoes %d steps, more than the %d since the newest checkpoint", a.name, redone, lastKill.reached-lastKill.committed)
 	}
 	t.Logf("%s resumed from step %d and redoes %d step(s)", a.name, from, redone)
+	return first
 }
 
 func TestKillMidWriteResumesFromThePreviousCheckpoint(t *testing.T) {
