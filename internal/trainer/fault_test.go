@@ -34,6 +34,7 @@ func resumedFrom(a *agent) int {
 }
 
 func TestKilledThreeTimesEndsWithIdenticalWeights(t *testing.T) {
+	needStack(t)
 	flags := jobFlags(t, "-interval", "150ms")
 	want := reference(t, flags)
 	rng := rand.New(rand.NewPCG(16, 3))
@@ -101,6 +102,7 @@ func checkResume(t *testing.T, a *agent, lastKill killPoint) line {
 }
 
 func TestKillMidWriteResumesFromThePreviousCheckpoint(t *testing.T) {
+	needStack(t)
 	flags := jobFlags(t)
 	want := reference(t, flags)
 	const task = "ft-midwrite"
@@ -124,6 +126,7 @@ func TestKillMidWriteResumesFromThePreviousCheckpoint(t *testing.T) {
 }
 
 func TestKillMidUploadResumesFromThePreviousCheckpoint(t *testing.T) {
+	needStack(t)
 	flags := jobFlags(t)
 	want := reference(t, flags)
 	const task = "ft-midupload"
@@ -185,6 +188,7 @@ func children(t *testing.T, pid int) []int {
 }
 
 func TestSplitBrainCommitsNothing(t *testing.T) {
+	needStack(t)
 	flags := jobFlags(t)
 	want := reference(t, flags)
 	const task = "ft-split"
@@ -235,6 +239,7 @@ func TestSplitBrainCommitsNothing(t *testing.T) {
 }
 
 func TestMaxKeepBoundsDiskAndBucket(t *testing.T) {
+	needStack(t)
 	const task = "ft-disk"
 	flags := jobFlags(t, "-save-steps", "5", "-max-keep", "2", "-slow-upload", "40ms")
 	a := startAgent(t, agentOptions{task: task, attempt: "a1", flags: flags, env: []string{"AUTOGLM_TEST_STEP_DELAY=1ms"}})

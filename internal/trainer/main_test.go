@@ -100,6 +100,14 @@ func runTests(m *testing.M) int {
 	return code
 }
 
+// needStack skips a test that needs MinIO in -short mode.
+func needStack(t *testing.T) {
+	t.Helper()
+	if stack == nil {
+		t.Skip("needs MinIO; skipped in -short mode")
+	}
+}
+
 // trainingFile writes a chat fine-tuning file of n examples.
 func trainingFile(t *testing.T, n int) string {
 	t.Helper()

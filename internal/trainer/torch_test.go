@@ -14,6 +14,7 @@ import (
 const python = "/usr/bin/python3"
 
 func TestPyTorchTrainerResumesFromItsCheckpoint(t *testing.T) {
+	needStack(t)
 	if out, err := exec.Command(python, "-c", "import torch").CombinedOutput(); err != nil {
 		t.Skipf("the PyTorch trainer needs Debian's python3-torch (apt-get install python3-torch, as .ci/run does): %s -c 'import torch': %v: %s", python, err, out)
 	}
