@@ -83,7 +83,9 @@ type Runner struct {
 	Config      Config
 	Checkpoints *Checkpoints
 	// Progress, if set, is told every progress line of the trainer, with
-	// the newest committed checkpoint's step.
+	// the newest committed checkpoint's step, and the last of them again
+	// at least every second: a trainer that waits for an upload or writes
+	// a long checkpoint prints nothing, and a heartbeat must still go.
 	Progress func(Progress)
 	// Events, if set, is told what the runner does.
 	Events func(Event)
@@ -230,6 +232,7 @@ type session struct {
 	uploading int    // step being uploaded; 0 when none
 	lastSave  time.Time
 	progress  Progress
+	reported  time.Time
 }
 
 type uploadDone struct {
@@ -276,6 +279,9 @@ func (s *session) run(ctx context.Context, spec Spec) (Result, error) {
 				s.killGroup()
 				<-exited
 				return Result{}, err
+			}
+			if time.Since(s.reported) >= time.Second {
+				s.report()
 			}
 			if iv := s.Config.Interval; iv > 0 && !stopping && time.Since(s.lastSave) >= iv {
 				s.signal(SaveAndGoOn)
@@ -346,6 +352,7 @@ func exitCode(err error) int {
 }
 
 func (s *session) report() {
+	s.reported = time.Now()
 	if s.Progress != nil {
 		p := s.progress
 		p.Checkpoint = s.committed.Step

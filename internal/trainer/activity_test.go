@@ -1,0 +1,110 @@
+package trainer_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/autoglm-flow/autoglm-flow/activities"
+	"github.com/autoglm-flow/autoglm-flow/internal/authz"
+	"github.com/autoglm-flow/autoglm-flow/internal/storage"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/trainer"
+)
+
+// TestTrainActivityScreensTrainsAndHeartbeats runs the node-side
+// activities through the SDK's activity environment on the real bucket:
+// the training file is screened, then trained on by the test trainer,
+// with progress in heartbeat details and the model returned by reference.
+func TestTrainActivityScreensTrainsAndHeartbeats(t *testing.T) {
+	needStack(t)
+	want := reference(t, jobFlags(t))
+	const taskID = "ft-activity"
+	ctx := context.Background()
+	b, err := os.ReadFile(trainingFile(t, 40))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := storage.Key(storage.Data, "acme", taskID, "training.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := store.Put(ctx, key, strings.NewReader(string(b)), int64(len(b)), storage.PutOptions{ContentType: "application/jsonl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := task.ObjectRef{Bucket: store.Bucket(), Key: key, Size: info.Size, SHA256: info.SHA256}
+	a := &activities.Activities{
+		Store:  store,
+		Policy: authz.Static(&authz.Policy{Screening: authz.Screening{SensitiveWords: []string{"plus 13 is"}}}),
+		Node:   "node-1",
+		Trainer: trainer.Config{
+			Command:   []string{filepath.Join(bins, "testtrainer")},
+			WorkDir:   filepath.Join(scratch, "nodes", "activity"),
+			SaveSteps: 20,
+		},
+	}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+
+	v, err := env.ExecuteActivity(a.ScreenTraining, activities.ScreenTrainingInput{TaskID: taskID, Tenant: "acme", TrainingFile: ref, AutoApproveMaxExamples: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var screened activities.ScreenTrainingResult
+	if err := v.Get(&screened); err != nil {
+		t.Fatal(err)
+	}
+	if screened.Training.Examples != 40 || screened.Screening.AutoApprove || len(screened.Training.Flagged) != 1 || screened.TrainingFile.ETag == "" {
+		t.Fatalf("screening: %+v; want 40 examples, example 12 flagged (so no auto-approval), the file pinned", screened)
+	}
+
+	var mu sync.Mutex
+	var beats []activities.TrainProgress
+	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) {
+		var p activities.TrainProgress
+		if details.Get(&p) == nil {
+			mu.Lock()
+			beats = append(beats, p)
+			mu.Unlock()
+		}
+	})
+	v, err = env.ExecuteActivity(a.Train, activities.TrainInput{
+		TaskID: taskID, Tenant: "acme", Model: "charlm", TrainingFile: screened.TrainingFile,
+		Hyperparameters: trainer.Resolved{NEpochs: 1, BatchSize: 8, LearningRateMultiplier: 1}, Seed: 7,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res activities.TrainResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	if err := storage.CheckOwnKey("acme", taskID, res.Model.Key); err != nil || res.Model.SHA256 == "" {
+		t.Fatalf("the model's reference %+v is not a manifest under the task's prefix: %v", res.Model, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(beats) == 0 {
+		t.Fatal("no heartbeat carried progress")
+	}
+	lastBeat := beats[len(beats)-1]
+	if lastBeat.Step == 0 || lastBeat.Loss == 0 || lastBeat.Epoch == 0 || lastBeat.Node != "node-1" {
+		t.Fatalf("the last heartbeat is %+v; want step, epoch, loss and node", lastBeat)
+	}
+	if first := beats[0]; first.Loss <= res.Loss {
+		t.Fatalf("the loss did not fall: %v at step %d, %v at the end", first.Loss, first.Step, res.Loss)
+	}
+	if got := finalWeights(t, trainer.Record{Manifest: res.Model}); got != want {
+		t.Fatalf("the activity's model is not the one the same job trains elsewhere: %s, want %s", got, want)
+	}
+	t.Logf("%d heartbeats; trained %d steps, loss %.3f → %.3f", len(beats), res.Step, beats[0].Loss, res.Loss)
+}
