@@ -66,12 +66,20 @@ const (
 	EnvSpec            = "AUTOGLM_TRAINER_SPEC"
 	specFileName       = "autoglm-spec.json"
 	checkpointPrefix   = "checkpoint-"
-	defaultSaveSteps   = 50
+	defaultSaveSteps   = 500
 	defaultMaxKeep     = 2
 	defaultEpochs      = 3
 	defaultBatchSize   = 8
 	defaultLRMultipler = 1.0
 )
+
+// ContractEnv are the variables the runner sets for a trainer: the
+// contract's, not settings of autoglm-flow (the configuration reference
+// leaves them to the README's trainer contract).
+var ContractEnv = []string{
+	EnvModelPath, EnvTrainingFile, EnvValidationFile, EnvOutputDir, EnvResumeFrom,
+	EnvEpochs, EnvBatchSize, EnvLearningRate, EnvSeed, EnvSaveSteps, EnvMaxLocal, EnvSpec,
+}
 
 // Auto is a hyperparameter as OpenAI's method.supervised takes it: a
 // number, or "auto" (the zero value), which the runner resolves before

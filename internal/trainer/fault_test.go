@@ -18,7 +18,7 @@ import (
 
 // slowSteps makes the test trainer's run last long enough to be killed at
 // a chosen step: about a second for one epoch.
-var slowSteps = []string{"AUTOGLM_TEST_STEP_DELAY=3ms"}
+var slowSteps = []string{"TESTTRAINER_STEP_DELAY=3ms"}
 
 func jobFlags(t *testing.T, more ...string) []string {
 	return append([]string{"-training-file", trainingFile(t, 40), "-seed", "7", "-epochs", "1", "-batch-size", "8", "-save-steps", "20"}, more...)
@@ -106,7 +106,7 @@ func TestKillMidWriteResumesFromThePreviousCheckpoint(t *testing.T) {
 	flags := jobFlags(t)
 	want := reference(t, flags)
 	const task = "ft-midwrite"
-	env := append(slices.Clone(slowSteps), "AUTOGLM_TEST_SLOW_SAVE=150ms")
+	env := append(slices.Clone(slowSteps), "TESTTRAINER_SLOW_SAVE=150ms")
 	a := startAgent(t, agentOptions{task: task, attempt: "a1", flags: flags, env: env})
 	c := a.waitFor("a committed checkpoint", func(l line) bool { return l.Event == "committed" })
 	cut := a.waitFor("the next save", func(l line) bool { return l.Saving > c.Step })
@@ -242,7 +242,7 @@ func TestMaxKeepBoundsDiskAndBucket(t *testing.T) {
 	needStack(t)
 	const task = "ft-disk"
 	flags := jobFlags(t, "-save-steps", "5", "-max-keep", "2", "-slow-upload", "40ms")
-	a := startAgent(t, agentOptions{task: task, attempt: "a1", flags: flags, env: []string{"AUTOGLM_TEST_STEP_DELAY=1ms"}})
+	a := startAgent(t, agentOptions{task: task, attempt: "a1", flags: flags, env: []string{"TESTTRAINER_STEP_DELAY=1ms"}})
 	waited := false
 	for l := range a.lines {
 		if l.Folders > 3 {

@@ -8,11 +8,11 @@
 //
 // Programmable faults, from the environment:
 //
-//	AUTOGLM_TEST_CRASH_AT_STEP=N   exit 3 when step N is reached
-//	AUTOGLM_TEST_SLOW_SAVE=D       wait D between the files of a save
-//	AUTOGLM_TEST_IGNORE_SIGTERM=1  keep training on SIGTERM
-//	AUTOGLM_TEST_STEP_DELAY=D      wait D after every step
-//	AUTOGLM_TEST_HIDDEN=H          hidden layer width (default 64)
+//	TESTTRAINER_CRASH_AT_STEP=N   exit 3 when step N is reached
+//	TESTTRAINER_SLOW_SAVE=D       wait D between the files of a save
+//	TESTTRAINER_IGNORE_SIGTERM=1  keep training on SIGTERM
+//	TESTTRAINER_STEP_DELAY=D      wait D after every step
+//	TESTTRAINER_HIDDEN=H          hidden layer width (default 64)
 package main
 
 import (
@@ -73,7 +73,7 @@ func train() error {
 	if len(text) < 2 {
 		return errors.New("the training file holds no text")
 	}
-	hidden := envInt("AUTOGLM_TEST_HIDDEN", 64)
+	hidden := envInt("TESTTRAINER_HIDDEN", 64)
 	vocab := vocabOf(text)
 	r := &training{spec: spec, data: encode(text, vocab), pos: position{Seed: spec.Seed}}
 	r.m = newModel(vocab, hidden, rand.New(rand.NewPCG(uint64(spec.Seed), 0)))
@@ -81,9 +81,9 @@ func train() error {
 	b := spec.Hyperparameters.BatchSize
 	r.perEp = (len(r.data) + b - 1) / b
 	r.steps = r.perEp * spec.Hyperparameters.NEpochs
-	r.slowSave, _ = time.ParseDuration(os.Getenv("AUTOGLM_TEST_SLOW_SAVE"))
-	delay, _ := time.ParseDuration(os.Getenv("AUTOGLM_TEST_STEP_DELAY"))
-	crashAt := envInt("AUTOGLM_TEST_CRASH_AT_STEP", -1)
+	r.slowSave, _ = time.ParseDuration(os.Getenv("TESTTRAINER_SLOW_SAVE"))
+	delay, _ := time.ParseDuration(os.Getenv("TESTTRAINER_STEP_DELAY"))
+	crashAt := envInt("TESTTRAINER_CRASH_AT_STEP", -1)
 
 	if spec.ResumeFrom != "" {
 		if err := r.load(spec.ResumeFrom); err != nil {
@@ -95,7 +95,7 @@ func train() error {
 	var saveNow, stop atomic.Bool
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, trainer.SaveAndGoOn, trainer.SaveAndExit)
-	ignoreTerm := os.Getenv("AUTOGLM_TEST_IGNORE_SIGTERM") == "1"
+	ignoreTerm := os.Getenv("TESTTRAINER_IGNORE_SIGTERM") == "1"
 	go func() {
 		for s := range sigs {
 			switch {
