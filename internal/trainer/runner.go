@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -87,7 +88,8 @@ type Runner struct {
 	// at least every second: a trainer that waits for an upload or writes
 	// a long checkpoint prints nothing, and a heartbeat must still go.
 	Progress func(Progress)
-	// Events, if set, is told what the runner does.
+	// Events, if set, is told what the runner does, from more than one
+	// goroutine.
 	Events func(Event)
 	// Log receives the trainer's stderr and its stdout lines that are not
 	// progress; nil discards them.
@@ -233,6 +235,33 @@ type session struct {
 	lastSave  time.Time
 	progress  Progress
 	reported  time.Time
+	tail      *tailWriter
+}
+
+// tailWriter passes writes on and keeps the last tailBytes of them, for
+// the error of a trainer that failed.
+type tailWriter struct {
+	w   io.Writer
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailBytes = 2048
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > tailBytes {
+		t.buf = t.buf[len(t.buf)-tailBytes:]
+	}
+	t.mu.Unlock()
+	return t.w.Write(p)
+}
+
+func (t *tailWriter) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.buf))
 }
 
 type uploadDone struct {
@@ -321,7 +350,7 @@ func (s *session) run(ctx context.Context, spec Spec) (Result, error) {
 	if stopping {
 		return Result{}, context.Cause(ctx)
 	}
-	te := &TrainerError{ExitCode: exitCode(exitErr), Why: "exited without writing " + FinalDir + "/"}
+	te := &TrainerError{ExitCode: exitCode(exitErr), Why: "exited without writing " + FinalDir + "/", Tail: s.tail.String()}
 	if exitErr != nil {
 		te.Why = "failed"
 	}
@@ -485,6 +514,8 @@ func (s *session) start(spec Spec) (*exec.Cmd, <-chan Progress, <-chan error, er
 	if logw == nil {
 		logw = io.Discard
 	}
+	s.tail = &tailWriter{w: logw}
+	logw = s.tail
 	cmd.Stderr = logw
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
