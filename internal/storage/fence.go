@@ -89,3 +89,17 @@ func (h *Head) Move(ctx context.Context, v any) error {
 	h.etag = info.ETag
 	return nil
 }
+
+// Held reports whether the head is still at the version this holder last
+// read or wrote: false once another holder has moved it. A holder whose
+// write failed asks, to tell a takeover from a fault of its own.
+func (h *Head) Held(ctx context.Context) (bool, error) {
+	info, err := h.Store.Stat(ctx, h.Key)
+	if errors.Is(err, ErrNotFound) {
+		return h.etag == "", nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return info.ETag == h.etag, nil
+}

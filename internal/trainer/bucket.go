@@ -239,6 +239,16 @@ func (c *Checkpoints) deleteExcept(ctx context.Context, keep []string) error {
 	return nil
 }
 
+// Fenced tells why an upload of this attempt failed: it is ErrFenced when
+// another attempt has taken the head (and may have deleted this attempt's
+// objects as orphans), and err otherwise.
+func (c *Checkpoints) Fenced(ctx context.Context, err error) error {
+	if held, herr := c.head.Held(ctx); herr == nil && !held {
+		return fmt.Errorf("%w (attempt %s): %v", ErrFenced, c.Attempt, err)
+	}
+	return err
+}
+
 // Upload stores every file of the checkpoint folder dir under this
 // attempt's keys, checks what the store holds against each file's size and
 // sha256, and writes the manifest. It returns the manifest's reference.

@@ -85,7 +85,9 @@ type killPoint struct{ reached, committed int }
 // since that checkpoint. It returns the attempt's first progress line.
 func checkResume(t *testing.T, a *agent, lastKill killPoint) line {
 	t.Helper()
-	first := a.waitFor("its first step", func(l line) bool { return l.Progress != nil })
+	// Before the trainer's first step the runner reports the resume point
+	// (a heartbeat must go while a trainer loads its model).
+	first := a.waitFor("its first step", func(l line) bool { return l.Progress != nil && l.Progress.Step != resumedFrom(a) })
 	from := resumedFrom(a)
 	if from != lastKill.committed {
 		t.Fatalf("%s resumed from step %d, want the newest committed checkpoint, step %d", a.name, from, lastKill.committed)

@@ -169,7 +169,9 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 	}
 	s := &session{Runner: r, job: job, out: out}
 	if resumed != nil {
+		// Until the trainer's first step, progress is the checkpoint's.
 		s.committed = *resumed
+		s.progress = Progress{Step: resumed.Step, Epoch: resumed.Epoch, Loss: resumed.Loss}
 	}
 	res, err := s.run(ctx, spec)
 	if resumed != nil {
@@ -435,7 +437,7 @@ func (s *session) tend(ctx context.Context, uploads chan<- uploadDone) error {
 func (s *session) commit(ctx context.Context, dir string, st State, final bool) (Record, error) {
 	ref, err := s.Checkpoints.Upload(ctx, dir, st.GlobalStep, final)
 	if err != nil {
-		return Record{}, err
+		return Record{}, s.Checkpoints.Fenced(ctx, err)
 	}
 	rec, err := s.Checkpoints.Commit(ctx, Record{
 		Step: st.GlobalStep, Epoch: st.Epoch, Loss: st.LastLoss(), Final: final,
