@@ -7,10 +7,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 
 	"github.com/autoglm-flow/autoglm-flow/activities"
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
@@ -53,6 +55,8 @@ func TestTrainActivityScreensTrainsAndHeartbeats(t *testing.T) {
 	}
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
+	// Every heartbeat reaches the listener: no throttling in the test.
+	env.SetWorkerOptions(worker.Options{DefaultHeartbeatThrottleInterval: time.Millisecond, MaxHeartbeatThrottleInterval: time.Millisecond})
 	env.RegisterActivity(a)
 
 	v, err := env.ExecuteActivity(a.ScreenTraining, activities.ScreenTrainingInput{TaskID: taskID, Tenant: "acme", TrainingFile: ref, AutoApproveMaxExamples: 100})
