@@ -4,13 +4,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 
@@ -55,8 +54,16 @@ func TestTrainActivityScreensTrainsAndHeartbeats(t *testing.T) {
 	}
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
-	// Every heartbeat reaches the listener: no throttling in the test.
-	env.SetWorkerOptions(worker.Options{DefaultHeartbeatThrottleInterval: time.Millisecond, MaxHeartbeatThrottleInterval: time.Millisecond})
+	var mu sync.Mutex
+	var beats []activities.TrainProgress
+	// Every heartbeat the activity records, before the SDK's throttling.
+	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{&beatRecorder{record: func(details []any) {
+		if p, ok := details[0].(activities.TrainProgress); ok {
+			mu.Lock()
+			beats = append(beats, p)
+			mu.Unlock()
+		}
+	}}}})
 	env.RegisterActivity(a)
 
 	v, err := env.ExecuteActivity(a.ScreenTraining, activities.ScreenTrainingInput{TaskID: taskID, Tenant: "acme", TrainingFile: ref, AutoApproveMaxExamples: 100})
@@ -71,16 +78,6 @@ func TestTrainActivityScreensTrainsAndHeartbeats(t *testing.T) {
 		t.Fatalf("screening: %+v; want 40 examples, example 12 flagged (so no auto-approval), the file pinned", screened)
 	}
 
-	var mu sync.Mutex
-	var beats []activities.TrainProgress
-	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) {
-		var p activities.TrainProgress
-		if details.Get(&p) == nil {
-			mu.Lock()
-			beats = append(beats, p)
-			mu.Unlock()
-		}
-	})
 	v, err = env.ExecuteActivity(a.Train, activities.TrainInput{
 		TaskID: taskID, Tenant: "acme", Model: "charlm", TrainingFile: screened.TrainingFile,
 		Hyperparameters: trainer.Resolved{NEpochs: 1, BatchSize: 8, LearningRateMultiplier: 1}, Seed: 7,
@@ -104,11 +101,48 @@ func TestTrainActivityScreensTrainsAndHeartbeats(t *testing.T) {
 	if lastBeat.Step == 0 || lastBeat.Loss == 0 || lastBeat.Epoch == 0 || lastBeat.Node != "node-1" {
 		t.Fatalf("the last heartbeat is %+v; want step, epoch, loss and node", lastBeat)
 	}
-	if first := beats[0]; first.Loss <= res.Loss {
+	first := beats[slices.IndexFunc(beats, func(p activities.TrainProgress) bool { return p.Step > 0 })]
+	if first.Loss <= res.Loss {
 		t.Fatalf("the loss did not fall: %v at step %d, %v at the end", first.Loss, first.Step, res.Loss)
 	}
 	if got := finalWeights(t, trainer.Record{Manifest: res.Model}); got != want {
 		t.Fatalf("the activity's model is not the one the same job trains elsewhere: %s, want %s", got, want)
 	}
-	t.Logf("%d heartbeats; trained %d steps, loss %.3f → %.3f", len(beats), res.Step, beats[0].Loss, res.Loss)
+	t.Logf("%d heartbeats; trained %d steps, loss %.3f → %.3f", len(beats), res.Step, first.Loss, res.Loss)
+}
+
+// beatRecorder is a worker interceptor that sees every heartbeat an
+// activity records.
+type beatRecorder struct {
+	interceptor.WorkerInterceptorBase
+	record func(details []any)
+}
+
+func (b *beatRecorder) InterceptActivity(ctx context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
+	i := &beatInbound{root: b}
+	i.Next = next
+	return i
+}
+
+type beatInbound struct {
+	interceptor.ActivityInboundInterceptorBase
+	root *beatRecorder
+}
+
+func (i *beatInbound) Init(outbound interceptor.ActivityOutboundInterceptor) error {
+	o := &beatOutbound{root: i.root}
+	o.Next = outbound
+	return i.Next.Init(o)
+}
+
+type beatOutbound struct {
+	interceptor.ActivityOutboundInterceptorBase
+	root *beatRecorder
+}
+
+func (o *beatOutbound) RecordHeartbeat(ctx context.Context, details ...any) {
+	if len(details) > 0 {
+		o.root.record(details)
+	}
+	o.Next.RecordHeartbeat(ctx, details...)
 }
