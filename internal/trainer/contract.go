@@ -50,27 +50,31 @@ const (
 	SaveAndGoOn = syscall.SIGUSR1
 )
 
-// The environment of a trainer command.
+// The environment of a trainer command (see Spec).
 const (
-	EnvModelPath       = "AUTOGLM_MODEL_PATH"
-	EnvTrainingFile    = "AUTOGLM_TRAINING_FILE"
-	EnvValidationFile  = "AUTOGLM_VALIDATION_FILE"
-	EnvOutputDir       = "AUTOGLM_OUTPUT_DIR"
-	EnvResumeFrom      = "AUTOGLM_RESUME_FROM"
-	EnvEpochs          = "AUTOGLM_N_EPOCHS"
-	EnvBatchSize       = "AUTOGLM_BATCH_SIZE"
-	EnvLearningRate    = "AUTOGLM_LEARNING_RATE_MULTIPLIER"
-	EnvSeed            = "AUTOGLM_SEED"
-	EnvSaveSteps       = "AUTOGLM_SAVE_STEPS"
-	EnvMaxLocal        = "AUTOGLM_MAX_LOCAL_CHECKPOINTS"
-	EnvSpec            = "AUTOGLM_TRAINER_SPEC"
-	specFileName       = "autoglm-spec.json"
-	checkpointPrefix   = "checkpoint-"
-	defaultSaveSteps   = 500
-	defaultMaxKeep     = 2
-	defaultEpochs      = 3
-	defaultBatchSize   = 8
-	defaultLRMultipler = 1.0
+	EnvModelPath      = "AUTOGLM_MODEL_PATH"
+	EnvTrainingFile   = "AUTOGLM_TRAINING_FILE"
+	EnvValidationFile = "AUTOGLM_VALIDATION_FILE"
+	EnvOutputDir      = "AUTOGLM_OUTPUT_DIR"
+	EnvResumeFrom     = "AUTOGLM_RESUME_FROM"
+	EnvEpochs         = "AUTOGLM_N_EPOCHS"
+	EnvBatchSize      = "AUTOGLM_BATCH_SIZE"
+	EnvLearningRate   = "AUTOGLM_LEARNING_RATE_MULTIPLIER"
+	EnvSeed           = "AUTOGLM_SEED"
+	EnvSaveSteps      = "AUTOGLM_SAVE_STEPS"
+	EnvMaxLocal       = "AUTOGLM_MAX_LOCAL_CHECKPOINTS"
+	EnvSpec           = "AUTOGLM_TRAINER_SPEC"
+)
+
+const (
+	specFileName     = "autoglm-spec.json"
+	checkpointPrefix = "checkpoint-"
+	defaultSaveSteps = 500
+	defaultMaxKeep   = 2
+	// What "auto" means.
+	defaultEpochs       = 3
+	defaultBatchSize    = 8
+	defaultLRMultiplier = 1.0
 )
 
 // ContractEnv are the variables the runner sets for a trainer: the
@@ -146,7 +150,7 @@ func (h Hyperparameters) Resolve(examples int) (Resolved, error) {
 	r := Resolved{
 		NEpochs:                int(h.NEpochs.or(defaultEpochs)),
 		BatchSize:              int(h.BatchSize.or(float64(min(defaultBatchSize, max(1, examples))))),
-		LearningRateMultiplier: h.LearningRateMultiplier.or(defaultLRMultipler),
+		LearningRateMultiplier: h.LearningRateMultiplier.or(defaultLRMultiplier),
 	}
 	switch {
 	case r.NEpochs < 1 || r.NEpochs > 50:
