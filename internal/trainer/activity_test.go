@@ -2,6 +2,7 @@ package trainer_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"go.temporal.io/sdk/interceptor"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 
@@ -145,4 +147,78 @@ func (o *beatOutbound) RecordHeartbeat(ctx context.Context, details ...any) {
 		o.root.record(details)
 	}
 	o.Next.RecordHeartbeat(ctx, details...)
+}
+
+// TestTrainActivityStopsOnWorkerShutdownAndResumes closes the worker's stop
+// channel mid-run, as a graceful shutdown or a drain does: the trainer
+// saves where it is, the activity fails WorkerStopping (retryable), and
+// the next attempt resumes from that step and ends with the same weights.
+func TestTrainActivityStopsOnWorkerShutdownAndResumes(t *testing.T) {
+	needStack(t)
+	want := reference(t, jobFlags(t))
+	const taskID = "ft-activity-stop"
+	ctx := context.Background()
+	b, err := os.ReadFile(trainingFile(t, 40))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := storage.Key(storage.Data, "acme", taskID, "training.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := store.Put(ctx, key, strings.NewReader(string(b)), int64(len(b)), storage.PutOptions{ContentType: "application/jsonl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := activities.TrainInput{
+		TaskID: taskID, Tenant: "acme", Model: "charlm",
+		TrainingFile:    task.ObjectRef{Bucket: store.Bucket(), Key: key, Size: info.Size, SHA256: info.SHA256},
+		Hyperparameters: trainer.Resolved{NEpochs: 1, BatchSize: 8, LearningRateMultiplier: 1}, Seed: 7,
+	}
+	a := &activities.Activities{
+		Store: store, Node: "node-1",
+		Trainer: trainer.Config{
+			Command: []string{filepath.Join(bins, "testtrainer")}, Env: slowSteps,
+			WorkDir: filepath.Join(scratch, "nodes", "activity-stop"), SaveSteps: 1000,
+		},
+	}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	stop := make(chan struct{})
+	var once sync.Once
+	reached := 0
+	env.SetWorkerStopChannel(stop)
+	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{&beatRecorder{record: func(details []any) {
+		if p, ok := details[0].(activities.TrainProgress); ok && p.Step >= 100 {
+			once.Do(func() { reached = p.Step; close(stop) })
+		}
+	}}}})
+	env.RegisterActivity(a)
+	_, err = env.ExecuteActivity(a.Train, in)
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != "WorkerStopping" || appErr.NonRetryable() {
+		t.Fatalf("want a retryable WorkerStopping error, got %v", err)
+	}
+	head := headRecord(t, taskID)
+	if head == nil || head.Step < reached || head.Step%1000 == 0 {
+		t.Fatalf("the head is %+v; want the checkpoint the stop asked for, at step %d or just after", head, reached)
+	}
+
+	env = suite.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	v, err := env.ExecuteActivity(a.Train, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res activities.TrainResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.ResumedFrom != head.Step {
+		t.Fatalf("the next attempt resumed from step %d, want %d", res.ResumedFrom, head.Step)
+	}
+	if got := finalWeights(t, trainer.Record{Manifest: res.Model}); got != want {
+		t.Fatalf("final weights %s, want %s", got, want)
+	}
+	t.Logf("stopped at step %d, checkpoint at step %d, resumed there", reached, head.Step)
 }

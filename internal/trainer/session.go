@@ -107,6 +107,7 @@ func (s *session) run(ctx context.Context, spec Spec) (Result, error) {
 	if err := s.commitNewest(uctx); err != nil {
 		return Result{}, err
 	}
+	s.report() // the checkpoint the stop committed, for the caller's last word
 	if stopping {
 		return Result{}, context.Cause(ctx)
 	}
