@@ -29,7 +29,7 @@ import (
 func TestTrainActivityScreensTrainsAndHeartbeats(t *testing.T) {
 	needStack(t)
 	want := reference(t, jobFlags(t))
-	const taskID = "ft-activity"
+	taskID := unique("ft-activity")
 	ctx := context.Background()
 	b, err := os.ReadFile(trainingFile(t, 40))
 	if err != nil {
@@ -156,7 +156,7 @@ func (o *beatOutbound) RecordHeartbeat(ctx context.Context, details ...any) {
 func TestTrainActivityStopsOnWorkerShutdownAndResumes(t *testing.T) {
 	needStack(t)
 	want := reference(t, jobFlags(t))
-	const taskID = "ft-activity-stop"
+	taskID := unique("ft-activity-stop")
 	ctx := context.Background()
 	b, err := os.ReadFile(trainingFile(t, 40))
 	if err != nil {

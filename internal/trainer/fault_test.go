@@ -48,7 +48,7 @@ func TestKilledThreeTimesEndsWithIdenticalWeights(t *testing.T) {
 	slices.Sort(kills)
 	t.Logf("killing the node at steps %v", kills)
 
-	const task = "ft-kill3"
+	task := unique("ft-kill3")
 	var lastKill killPoint
 	for i, k := range kills {
 		a := startAgent(t, agentOptions{task: task, attempt: fmt.Sprintf("a%d", i+1), flags: flags, env: slowSteps})
@@ -107,7 +107,7 @@ func TestKillMidWriteResumesFromThePreviousCheckpoint(t *testing.T) {
 	needStack(t)
 	flags := jobFlags(t)
 	want := reference(t, flags)
-	const task = "ft-midwrite"
+	task := unique("ft-midwrite")
 	env := append(slices.Clone(slowSteps), "TESTTRAINER_SLOW_SAVE=150ms")
 	a := startAgent(t, agentOptions{task: task, attempt: "a1", flags: flags, env: env})
 	c := a.waitFor("a committed checkpoint", func(l line) bool { return l.Event == "committed" })
@@ -131,7 +131,7 @@ func TestKillMidUploadResumesFromThePreviousCheckpoint(t *testing.T) {
 	needStack(t)
 	flags := jobFlags(t)
 	want := reference(t, flags)
-	const task = "ft-midupload"
+	task := unique("ft-midupload")
 	a := startAgent(t, agentOptions{task: task, attempt: "a1", flags: append(slices.Clone(flags), "-slow-upload", "100ms"), env: slowSteps})
 	c := a.waitFor("a committed checkpoint", func(l line) bool { return l.Event == "committed" })
 	up := a.waitFor("the next upload", func(l line) bool { return l.Event == "uploading" && l.Step > c.Step })
@@ -193,7 +193,7 @@ func TestSplitBrainCommitsNothing(t *testing.T) {
 	needStack(t)
 	flags := jobFlags(t)
 	want := reference(t, flags)
-	const task = "ft-split"
+	task := unique("ft-split")
 	a := startAgent(t, agentOptions{task: task, attempt: "a1", flags: flags, env: slowSteps})
 	a.waitFor("a committed checkpoint", func(l line) bool { return l.Event == "committed" })
 	// The node hangs: the agent and its trainer stop, as a paused VM.
@@ -242,7 +242,7 @@ func TestSplitBrainCommitsNothing(t *testing.T) {
 
 func TestMaxKeepBoundsDiskAndBucket(t *testing.T) {
 	needStack(t)
-	const task = "ft-disk"
+	task := unique("ft-disk")
 	flags := jobFlags(t, "-save-steps", "5", "-max-keep", "2", "-slow-upload", "40ms")
 	a := startAgent(t, agentOptions{task: task, attempt: "a1", flags: flags, env: []string{"TESTTRAINER_STEP_DELAY=1ms"}})
 	waited := false

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -98,6 +99,14 @@ func runTests(m *testing.M) int {
 	}
 	code = m.Run()
 	return code
+}
+
+var runs atomic.Int64
+
+// unique names a job for one run of a test: the bucket outlives -count
+// repetitions, and a job that already ended would only return its result.
+func unique(name string) string {
+	return fmt.Sprintf("%s-%d", name, runs.Add(1))
 }
 
 // needStack skips a test that needs MinIO in -short mode.

@@ -17,7 +17,7 @@ func TestStopSavesAndTheNextNodeResumesThere(t *testing.T) {
 	needStack(t)
 	flags := jobFlags(t, "-save-steps", "100000", "-interval", "200ms")
 	want := reference(t, flags)
-	const task = "ft-stop"
+	task := unique("ft-stop")
 	a := startAgent(t, agentOptions{task: task, attempt: "a1", flags: flags, env: slowSteps})
 	c := a.waitFor("a checkpoint asked by the interval", func(l line) bool { return l.Event == "committed" })
 	if c.Step%100000 == 0 {
@@ -47,7 +47,7 @@ func TestStopSavesAndTheNextNodeResumesThere(t *testing.T) {
 func TestTrainerRefusingToStopIsKilledAndLosesOnlyItsLastSteps(t *testing.T) {
 	needStack(t)
 	flags := jobFlags(t, "-stop-timeout", "300ms")
-	const task = "ft-refuse"
+	task := unique("ft-refuse")
 	a := startAgent(t, agentOptions{task: task, attempt: "a1", flags: flags, env: append(slices.Clone(slowSteps), "TESTTRAINER_IGNORE_SIGTERM=1")})
 	c := a.waitFor("a committed checkpoint", func(l line) bool { return l.Event == "committed" })
 	if err := syscall.Kill(a.cmd.Process.Pid, syscall.SIGTERM); err != nil {
@@ -73,7 +73,7 @@ func TestCrashedTrainerResumesFromItsLastCheckpoint(t *testing.T) {
 	needStack(t)
 	flags := jobFlags(t)
 	want := reference(t, flags)
-	const task = "ft-crash"
+	task := unique("ft-crash")
 	a := startAgent(t, agentOptions{task: task, attempt: "a1", flags: flags, env: append(slices.Clone(slowSteps), "TESTTRAINER_CRASH_AT_STEP=70")})
 	end, code := a.wait()
 	if code != 1 || !strings.Contains(end.Error, "exit code 3") {

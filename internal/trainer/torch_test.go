@@ -18,7 +18,7 @@ func TestPyTorchTrainerResumesFromItsCheckpoint(t *testing.T) {
 	if out, err := exec.Command(python, "-c", "import torch").CombinedOutput(); err != nil {
 		t.Skipf("the PyTorch trainer needs Debian's python3-torch (apt-get install python3-torch, as .ci/run does): %s -c 'import torch': %v: %s", python, err, out)
 	}
-	const task = "ft-torch"
+	task := unique("ft-torch")
 	script := []string{python, filepath.Join(root, "trainers", "torch", "charlm.py")}
 	// A slow bucket and max_keep 2 pace the trainer by its uploads, so
 	// the run is still going when the node dies.
