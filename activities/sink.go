@@ -150,6 +150,11 @@ func (s *bucketSink) SaveCheckpoint(ctx context.Context, cp batch.Checkpoint) er
 	if err := s.moveHead(ctx, cp.Seq); err != nil {
 		return err
 	}
+	// A process frozen right after the head moved may wake up with a
+	// newer attempt holding the head: it must not write the record.
+	if err := s.check(); err != nil {
+		return err
+	}
 	if _, err := s.a.Store.Create(ctx, key, bytes.NewReader(b), int64(len(b)), storage.PutOptions{ContentType: "application/json"}); err != nil {
 		if !errors.Is(err, task.ErrConflict) {
 			return outage(err)

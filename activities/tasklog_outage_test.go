@@ -21,27 +21,9 @@ import (
 // logged more than a buffer holds, and its chunk says exactly how many
 // lines past the bound were dropped, and no more.
 func TestTaskLogSurvivesABucketOutage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts MinIO")
-	}
-	bin, err := devstack.BinDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(bin, "minio")); err != nil {
-		t.Fatalf("MinIO is not built in %s: run `make tools`", bin)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	stack, err := devstack.Start(ctx, devstack.Options{Dir: t.TempDir(), BinDir: bin, Buckets: []string{"tasklog"}, NoTemporal: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stack.Stop()
-	store, err := storage.Open(ctx, storage.Config{Endpoint: stack.S3Endpoint, Bucket: "tasklog", AccessKey: stack.AccessKey, SecretKey: stack.SecretKey, Insecure: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	stack, store := startMinIO(t, ctx)
 	// No chunk is written early: every line waits for the activity's end.
 	l := &TaskLogs{Store: store, FlushBytes: 1 << 30}
 
@@ -94,6 +76,32 @@ func TestTaskLogSurvivesABucketOutage(t *testing.T) {
 		t.Errorf("the big task's log kept %d of %d lines with %d note(s) of %d dropped; want one note of the %d dropped past the bound, the rest kept", kept, added, notes, noted, dropped)
 	}
 	t.Logf("bucket outage: the small task kept %d of 100 lines; the big one %d of %d, %d dropped past the %d MiB bound and noted", len(smallLines), kept, added, noted, maxLogBuffer>>20)
+}
+
+// startMinIO starts a real MinIO with one bucket for the test, stopped by
+// its PID when the test ends; it skips the test in -short mode.
+func startMinIO(t *testing.T, ctx context.Context) (*devstack.Stack, storage.Store) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts MinIO")
+	}
+	bin, err := devstack.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(bin, "minio")); err != nil {
+		t.Fatalf("MinIO is not built in %s: run `make tools`", bin)
+	}
+	stack, err := devstack.Start(ctx, devstack.Options{Dir: t.TempDir(), BinDir: bin, Buckets: []string{"test"}, NoTemporal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stack.Stop() })
+	store, err := storage.Open(ctx, storage.Config{Endpoint: stack.S3Endpoint, Bucket: "test", AccessKey: stack.AccessKey, SecretKey: stack.SecretKey, Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stack, store
 }
 
 // logLine is what the test reads of a task log line.
