@@ -93,7 +93,7 @@ func splitBrain(t *testing.T, ws []*worker, record bool) {
 		return f.stale > 0, nil
 	})
 	t.Logf("split brain: %d lines, each once; task %s; %d checkpoint records, none by an older attempt than the one before", res.Counts.Done(), res.State, len(recs))
-	t.Logf("split brain: items fencing made the live attempt redo: %d (goal 0); stale attempts fenced: %d, holding %d unrecorded answer(s)", f.liveRedo, f.stale, f.staleUnrecorded)
+	t.Logf("split brain: items fencing made the live attempt redo: %d (goal 0); stale attempts fenced: %d, holding %d unrecorded answer(s); fenced by: %v", f.liveRedo, f.stale, f.staleUnrecorded, f.by)
 	if f.liveRedo != 0 || f.liveFenced != 0 {
 		t.Errorf("the live attempt was fenced %d time(s) by an older one and redid %d item(s); want 0", f.liveFenced, f.liveRedo)
 	}
@@ -136,6 +136,8 @@ type fencings struct {
 	// stale and staleUnrecorded: attempts fenced by a newer attempt or by
 	// the server, and the answers they held.
 	stale, staleUnrecorded int
+	// by counts the fenced attempts by what fenced them.
+	by map[string]int
 }
 
 // fenced reads the task's log for the lines "attempt fenced".
@@ -145,7 +147,7 @@ func fenced(t *testing.T, ctx context.Context, id string) fencings {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var f fencings
+	f := fencings{by: map[string]int{}}
 	for _, in := range infos {
 		rc, _, err := suite.Store.Get(ctx, in.Key)
 		if err != nil {
@@ -162,6 +164,7 @@ func fenced(t *testing.T, ctx context.Context, id string) fencings {
 			if json.Unmarshal(sc.Bytes(), &l) != nil || l.Msg != "attempt fenced" {
 				continue
 			}
+			f.by[l.By]++
 			if l.By == "an older attempt" {
 				f.liveFenced++
 				f.liveRedo += l.Unrecorded
