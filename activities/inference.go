@@ -99,9 +99,13 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 	if err := a.checkSource(in.Tenant, in.TaskID, in.Source); err != nil {
 		return InferResult{}, asApplicationError(err)
 	}
-	// The engine reopens the input to recompute a corrupt part: every read
-	// is of the version screening saw.
-	open := func(ctx context.Context) (io.ReadCloser, error) { return a.openPinned(ctx, in.Source, offset) }
+	// The engine reopens the input to recompute a corrupt part, and to
+	// read on after the bucket cut the stream: every read is of the
+	// version screening saw.
+	open := func(ctx context.Context) (io.ReadCloser, error) {
+		rc, err := a.openPinned(ctx, in.Source, offset)
+		return rc, outage(err)
+	}
 	rc, err := open(ctx)
 	if err != nil {
 		return InferResult{}, err
