@@ -79,6 +79,9 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 	// ones): an attempt the server has already given up (it sat in a
 	// frozen worker's poll) learns it here, before it reads anything.
 	rep.resend()
+	beatCtx, stopBeating := context.WithCancel(ctx)
+	defer stopBeating()
+	go rep.keepBeating(beatCtx)
 	sink := newSink(a, in.Tenant, in.TaskID, in.Shard)
 	sink.me = batch.Attempt{Scheduled: info.ScheduledTime.UTC(), Number: info.Attempt, ID: fmt.Sprintf("a%d%s", info.Attempt, randomHex(3))}
 	sink.live = rep.live
@@ -125,7 +128,6 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 		}
 	}()
 
-	go rep.keepBeating(runCtx)
 	eng := &batch.Engine{Client: a.LLM, Sink: sink, Config: cfg, Progress: rep.report, Reopen: open}
 	cp, err := eng.Run(runCtx, rc, from)
 	if err != nil && !errors.Is(err, batch.ErrFenced) && ctx.Err() != nil && !errors.Is(err, batch.ErrStopped) {
