@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -132,6 +133,7 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 	cp, err := eng.Run(runCtx, rc, from)
 	if err != nil && !errors.Is(err, batch.ErrFenced) && ctx.Err() != nil && !errors.Is(err, batch.ErrStopped) {
 		if refused(ctx) != nil {
+			sink.fencedBy = cmp.Or(sink.fencedBy, "the server (heartbeat refused)")
 			return InferResult{}, a.inferError(ctx, sink, fmt.Errorf("%w: %w", batch.ErrFenced, err), cp)
 		}
 		// Cancelled by a pause or a cancel: tell the workflow how far the
@@ -157,7 +159,8 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 // "attempt fenced".
 type FencedDetails struct {
 	// By is what fenced the attempt: "a newer attempt", "an older
-	// attempt" (a live attempt fenced by a stale one) or the server.
+	// attempt" (a live attempt fenced by a stale one), the server, or the
+	// attempt's own heartbeat lapse.
 	By string `json:"by"`
 	// Unrecorded is how many answers the attempt held that no record
 	// names: the next attempt answers them again.
@@ -285,13 +288,16 @@ func (r *reporter) live() error {
 	}
 	r.mu.Unlock()
 	if lapse > 0 {
-		return fmt.Errorf("%w: this attempt went %s without a heartbeat, past its timeout of %s", batch.ErrFenced, lapse.Round(time.Millisecond), r.timeout)
+		return fmt.Errorf("%w: %w: this attempt went %s without a heartbeat, past its timeout of %s", batch.ErrFenced, errLapsed, lapse.Round(time.Millisecond), r.timeout)
 	}
 	if err := refused(r.ctx); err != nil {
 		return fmt.Errorf("%w: the server refused this attempt's heartbeat: %w", batch.ErrFenced, err)
 	}
 	return nil
 }
+
+// errLapsed marks an attempt fenced by its own heartbeat lapse.
+var errLapsed = errors.New("heartbeat lapsed")
 
 // refused is why the activity's context ended, when it is not a request
 // to cancel (a pause, a cancel, an activity paused or reset): a heartbeat

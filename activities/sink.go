@@ -49,7 +49,8 @@ type bucketSink struct {
 	attempts int
 	// fencedBy says what fenced this attempt: "a newer attempt", "an
 	// older attempt" (a live attempt fenced by a stale one: what fencing
-	// exists to prevent), or "" while it is not fenced.
+	// exists to prevent), the server or its own heartbeat lapse; "" while
+	// it is not fenced.
 	fencedBy string
 }
 
@@ -93,7 +94,10 @@ func (s *bucketSink) check() error {
 		return nil
 	}
 	if err := s.live(); err != nil {
-		s.fencedBy = "the server (heartbeat refused or timed out)"
+		s.fencedBy = "the server (heartbeat refused)"
+		if errors.Is(err, errLapsed) {
+			s.fencedBy = "its heartbeat lapse (stalled past the timeout)"
+		}
 		return err
 	}
 	return nil
