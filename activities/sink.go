@@ -312,7 +312,8 @@ const claimTries = 5
 // before reading any record, when a newer attempt holds the head: a stale
 // attempt that wakes up never resumes from the live attempt's records.
 // Writing the head over the ETag it read fences every older attempt,
-// which must move the head before it may record.
+// which must move the head before it may record; on a piece with no head
+// yet, the create of the first one does.
 func (s *bucketSink) claim(ctx context.Context) (batch.Checkpoint, error) {
 	for try := 1; ; try++ {
 		if err := s.check(); err != nil {
@@ -327,6 +328,12 @@ func (s *bucketSink) claim(ctx context.Context) (batch.Checkpoint, error) {
 			return batch.Checkpoint{}, fmt.Errorf("%w: %s holds the checkpoint head; this is %s", batch.ErrFenced, h.Attempt, s.me)
 		}
 		s.head, s.attempts = etag, max(h.Attempts+1, int(s.me.Number))
+		if etag == "" {
+			// A fresh piece: the first record's head is a create, which
+			// only one attempt wins; a write here would be one more PUT on
+			// the path of every one-prompt task.
+			break
+		}
 		err = s.moveHead(ctx, h.Seq)
 		if err == nil {
 			break
