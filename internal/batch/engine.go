@@ -46,12 +46,6 @@ type Sink interface {
 	Merge(ctx context.Context, parts []Part) (output, errs task.ObjectRef, err error)
 }
 
-// ErrStoreUnavailable marks a write the store did not take because it
-// could not be reached (refused, reset, a 5xx): an outage of the bucket,
-// which the engine holds through, keeping its answers, as it does through
-// an outage of the model server.
-var ErrStoreUnavailable = errors.New("batch: the bucket is unreachable")
-
 // CorruptPartError is a sealed part whose stored bytes no longer match the
 // size and sha256 its checkpoint record holds.
 type CorruptPartError struct {
@@ -518,19 +512,6 @@ func (r *run) read(ctx context.Context, input io.Reader, skip int, work chan<- i
 	}
 }
 
-// reopen opens the input again, holding while the bucket is out of reach.
-func (r *run) reopen(ctx context.Context) (io.ReadCloser, error) {
-	for try := 1; ; try++ {
-		in, err := r.Reopen(ctx)
-		if err == nil || !errors.Is(err, ErrStoreUnavailable) {
-			return in, err
-		}
-		if !sleep(ctx, llm.Backoff(try, r.cfg.ProbeBase, r.cfg.ProbeMax, 0)) {
-			return nil, err
-		}
-	}
-}
-
 // collect writes every result that is next in input order, sealing parts
 // as they fill, and returns the new next.
 func (r *run) collect(ctx context.Context, pending map[int]result, next int, slots <-chan struct{}) (int, error) {
@@ -627,31 +608,6 @@ func (r *run) save(ctx context.Context) error {
 	r.lastSave = time.Now()
 	r.report()
 	return nil
-}
-
-// holdStore runs write until the bucket takes it. While the bucket is
-// out of reach the answers stay where they are (the part being sealed,
-// the window of results), nothing is answered twice, and the progress
-// report goes on, so the attempt is not taken for dead; new work waits
-// for the window to drain, as it waits for a model server that is down.
-func (r *run) holdStore(ctx context.Context, write func() error) error {
-	for try := 1; ; try++ {
-		err := write()
-		if err == nil || !errors.Is(err, ErrStoreUnavailable) || ctx.Err() != nil {
-			if err == nil && !r.storeDown.IsZero() {
-				r.storeDown = time.Time{}
-				r.report()
-			}
-			return err
-		}
-		if r.storeDown.IsZero() {
-			r.storeDown = time.Now().UTC()
-		}
-		r.report()
-		if !sleep(ctx, llm.Backoff(try, r.cfg.ProbeBase, r.cfg.ProbeMax, 0)) {
-			return err
-		}
-	}
 }
 
 func (r *run) resetPart() {
