@@ -83,25 +83,10 @@ type taskRun struct {
 	carried *carry
 	// approvalBy is when the approval wait expires.
 	approvalBy time.Time
-	// canVersion is the changeContinueAsNew version, once asked.
-	canVersion *workflow.Version
-	// local: the short control-plane stages run as local activities
-	// (changeLocalControlStages).
-	local bool
-	// handBack: a node may hand the inference back (changeHandBack).
-	handBack bool
-	// speed is the changeLocalScreen version: 1, a small input's screen
-	// is local; 2, also the end's announcement, and the transitions
-	// that the next one follows in the same workflow task set no search
-	// attribute (passThrough).
-	speed workflow.Version
 }
 
 func (w *taskRun) run(ctx workflow.Context) (task.Result, error) {
 	w.result = task.Result{ID: w.in.ID}
-	// Tasks started since this change run the short control-plane stages
-	// as local activities; older histories replay the task-queue path.
-	w.local = workflow.GetVersion(ctx, changeLocalControlStages, workflow.DefaultVersion, 1) >= 1
 	steps := []func(workflow.Context) error{w.authorize, w.screen, w.approval, w.infer}
 	if w.carried != nil {
 		if w.cancelled != nil {
@@ -135,9 +120,6 @@ func (w *taskRun) authorize(ctx workflow.Context) error {
 	}
 	w.rules = &res
 	w.status.Quorum = res.Quorum
-	if w.local {
-		w.speed = workflow.GetVersion(ctx, changeLocalScreen, workflow.DefaultVersion, 2)
-	}
 	// A local screen follows in this same workflow task.
 	to := w.transition
 	if w.localScreen() {
@@ -173,11 +155,12 @@ func (w *taskRun) screen(ctx workflow.Context) error {
 }
 
 // localScreen tells whether the input is screened in a local activity, in
-// the first workflow task with authorize: a small one, on the local path
-// since changeLocalScreen. A large one keeps the regular activity, whose
-// heartbeats show it is still reading.
+// the first workflow task with authorize: a small one. A large one keeps
+// the regular activity, whose heartbeats show it is still reading. It
+// depends on the start's input alone, so every run of a task decides it
+// the same way.
 func (w *taskRun) localScreen() bool {
-	return w.local && w.speed >= 1 && w.in.Source.Size <= maxLocalScreenBytes
+	return w.in.Source.Size <= maxLocalScreenBytes
 }
 
 // approval lets policy approve low-risk work, and otherwise waits for a
@@ -188,11 +171,7 @@ func (w *taskRun) approval(ctx workflow.Context) error {
 	if w.carried == nil {
 		if sc.AutoApprove {
 			// The first dispatch, local, and the run follow at once.
-			to := w.transition
-			if w.local {
-				to = w.passThrough
-			}
-			to(ctx, task.Approved, "policy", lastOr(sc.Reasons, "auto-approved"))
+			w.passThrough(ctx, task.Approved, "policy", lastOr(sc.Reasons, "auto-approved"))
 			return nil
 		}
 		w.transition(ctx, task.AwaitingApproval, "screening", fmt.Sprintf("waiting for %d approval(s) within %s", w.rules.Quorum, deadline))
@@ -225,9 +204,6 @@ type piece struct {
 // replaced; a piece that fails stops the others. Every new attempt resumes
 // from the last checkpoint, and a finished shard is not run again.
 func (w *taskRun) infer(ctx workflow.Context) error {
-	// A node whose model server stays down hands the work back, for
-	// another node (changeHandBack); older tasks hold as long as it lasts.
-	w.handBack = workflow.GetVersion(ctx, changeHandBack, workflow.DefaultVersion, 1) >= 1
 	pieces := w.carriedPieces()
 	if pieces == nil {
 		pieces = w.pieces()
@@ -241,7 +217,7 @@ func (w *taskRun) infer(ctx workflow.Context) error {
 	for again := false; ; again = true {
 		// The re-dispatch loop continues as new when the server suggests
 		// it, before it dispatches again.
-		if again && w.continueAsNewNow(ctx) {
+		if again && w.suggested(ctx) {
 			return w.continueAsNew(ctx, carryInfer, pieces)
 		}
 		// A pause may stop the dispatch as well as the run: a re-dispatch
@@ -258,8 +234,7 @@ func (w *taskRun) infer(ctx workflow.Context) error {
 			w.transition(ctx, task.Dispatched, "dispatch", redispatch)
 		case w.cancelled != nil:
 			return err
-		case !w.paused && w.pauses != pauses && temporal.IsCanceledError(err) &&
-			workflow.GetVersion(ctx, changePauseResumeRace, workflow.DefaultVersion, 1) >= 1:
+		case !w.paused && w.pauses != pauses && temporal.IsCanceledError(err):
 			// Paused and resumed before the stage had stopped: run again
 			// from the checkpoint, as after any resume.
 		case w.paused && temporal.IsCanceledError(err):
@@ -271,25 +246,6 @@ func (w *taskRun) infer(ctx workflow.Context) error {
 		}
 	}
 }
-
-// Change IDs of TaskWorkflow, for workflow.GetVersion: each names the
-// change it guards (see the README's versioning policy).
-const (
-	// changePauseResumeRace: a resume that lands before the paused stage
-	// has stopped runs the stage again instead of failing the task.
-	changePauseResumeRace = "durability-pause-resume-race"
-	// changeLocalControlStages: authorize, the first dispatch and archive
-	// run as local activities.
-	changeLocalControlStages = "perf-local-control-stages"
-	// changeHandBack: the inference may end with a HandBack error (its
-	// node's model server down past the worker's limit), and the piece is
-	// dispatched again, avoiding that node.
-	changeHandBack = "replay-outage-hand-back"
-	// changeLocalScreen: on the local path, a small input's screen runs
-	// as a local activity too (1); so does the end's announcement, and
-	// passing states set no search attribute (2).
-	changeLocalScreen = "speed-local-screen"
-)
 
 // maxLocalScreenBytes is the largest input screened in a local activity:
 // read in well under the workflow task timeout, so the first workflow
@@ -373,7 +329,7 @@ func (w *taskRun) runAll(ctx workflow.Context, pieces []*piece) (firstErr error,
 			case isScheduleToStartTimeout(err):
 				p.avoid, p.node = append(p.avoid, p.node.Node), activities.DispatchResult{}
 				redispatch = fmt.Sprintf("a node did not start the work within %s; dispatching again", w.nodeStartTimeout())
-			case w.handBack && handedBack(err) != nil:
+			case handedBack(err) != nil:
 				hb := handedBack(err)
 				if !slices.Contains(p.avoid, hb.Node) {
 					p.avoid = append(p.avoid, hb.Node)
@@ -471,7 +427,7 @@ func (w *taskRun) runOn(ctx workflow.Context, p *piece) workflow.Future {
 	})
 	return workflow.ExecuteActivity(ctx, a.Infer, activities.InferInput{
 		TaskID: w.in.ID, Tenant: w.in.Tenant, Model: w.in.Model, Source: w.source, Total: p.total, Shard: p.shard,
-		HandBack: w.handBack,
+		HandBack: true,
 	})
 }
 
@@ -600,8 +556,8 @@ func (w *taskRun) stage(ctx workflow.Context, name, summary string) workflow.Con
 
 // control runs one short control-plane stage's activity with the options of
 // stage (changed by tune, if given): as a local activity, in the worker
-// that runs the workflow, when the task runs that path and the stage may
-// (local), else through the shared task queue. Local activities keep the
+// that runs the workflow, when the stage may (local), else through the
+// shared task queue. Local activities keep the
 // stage's timeout, retry policy and typed errors; they have no heartbeat
 // and no priority, which a short stage does not need.
 func (w *taskRun) control(ctx workflow.Context, name, summary string, local bool, tune func(*workflow.ActivityOptions), fn, arg any) workflow.Future {
@@ -611,7 +567,7 @@ func (w *taskRun) control(ctx workflow.Context, name, summary string, local bool
 		tune(&opts)
 		ctx = workflow.WithActivityOptions(ctx, opts)
 	}
-	if !w.local || !local {
+	if !local {
 		return workflow.ExecuteActivity(ctx, fn, arg)
 	}
 	opts := workflow.GetActivityOptions(ctx)
@@ -641,10 +597,9 @@ func (w *taskRun) transition(ctx workflow.Context, to task.State, actor, reason 
 // passThrough is transition for a state the task leaves again within the
 // same workflow task (nothing but local activities in between): the
 // search attribute, committed together with the next state's, would never
-// be seen, and each upsert is a history event and a visibility write. On
-// paths before changeLocalScreen version 2 it upserts as transition does.
+// be seen, and each upsert is a history event and a visibility write.
 func (w *taskRun) passThrough(ctx workflow.Context, to task.State, actor, reason string) {
-	w.record(ctx, to, actor, reason, w.speed < 2)
+	w.record(ctx, to, actor, reason, false)
 }
 
 // record moves the task to state to in the audit trail, the status and the
