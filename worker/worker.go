@@ -61,6 +61,11 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 		log.Warn("no AUTOGLM_ASSERTION_PUBLIC_KEYS: every approve, reject, cancel, pause, resume and set-priority will be refused")
 	}
 	workflows.SetAssertionKeys(trusted)
+	breakGlass, err := assertion.ParsePublicKeys(cfg.BreakGlassKeys)
+	if err != nil {
+		return fmt.Errorf("worker: AUTOGLM_BREAK_GLASS_PUBLIC_KEYS: %w", err)
+	}
+	workflows.SetBreakGlassKeys(breakGlass)
 	copts, err := config.TemporalOptions(logging.NewSDK(log))
 	if err != nil {
 		return err
@@ -110,10 +115,17 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 		// Each task's log goes to the bucket as its activities run.
 		Interceptors: []interceptor.WorkerInterceptor{taskLogs},
 	}
-	shared := sdkworker.New(tc, task.TaskQueue, opts)
-	shared.RegisterWorkflowWithOptions(workflows.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowType})
+	buildID, err := BuildID(cfg)
+	if err != nil {
+		return err
+	}
+	sharedOpts := opts
+	sharedOpts.DeploymentOptions = deploymentOptions(cfg, buildID)
+	shared := sdkworker.New(tc, task.TaskQueue, sharedOpts)
+	shared.RegisterWorkflowWithOptions(workflows.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowType, VersioningBehavior: pinned.VersioningBehavior})
 	shared.RegisterWorkflowWithOptions(workflows.LogArchiveWorkflow, workflow.RegisterOptions{Name: task.LogArchiveWorkflowType})
 	shared.RegisterActivity(acts)
+	// The node's queues hold activities only: unversioned.
 	nodeOpts := opts
 	nodeOpts.MaxConcurrentActivityExecutionSize = max(cfg.MaxBatches, 1)
 	node := sdkworker.New(tc, task.NodeQueue(cfg.Node), nodeOpts)
@@ -142,7 +154,16 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 		return err
 	}
 	defer pollers.stop()
-	log.WithFields(logrus.Fields{"node": cfg.Node, "queues": []string{task.TaskQueue, task.NodeQueue(cfg.Node)}, "models": acts.Models}).Info("worker running")
+	log.WithFields(logrus.Fields{"node": cfg.Node, "queues": []string{task.TaskQueue, task.NodeQueue(cfg.Node)}, "models": acts.Models,
+		"deployment": cfg.Deployment, "build_id": buildID}).Info("worker running")
+	g.Go(func() error {
+		// A build that cannot make itself current still serves the tasks
+		// pinned to it; the operator promotes it by hand.
+		if err := promote(gctx, tc, cfg, buildID, log); err != nil && gctx.Err() == nil {
+			log.WithError(err).Warn("this build did not become the current version; run `temporal worker deployment set-current-version`")
+		}
+		return nil
+	})
 
 	m.App.NodeLastAnnounce.WithLabelValues(cfg.Node).SetToCurrentTime()
 	g.Go(func() error { return announce(gctx, acts, log, m.App.NodeLastAnnounce.WithLabelValues(cfg.Node)) })

@@ -37,6 +37,8 @@ type carry struct {
 	Pauses    int            `json:"pauses,omitempty"`
 	// Runs counts the runs before this one.
 	Runs int `json:"runs"`
+	// Nonces are the update assertions taken that could still verify.
+	Nonces []usedNonce `json:"nonces,omitempty"`
 }
 
 // carryPiece is one inference piece: its node, the nodes to avoid, and
@@ -57,6 +59,7 @@ func (w *taskRun) restore(ctx workflow.Context, c *carry) {
 	w.approvalBy = c.ApprovalBy
 	w.paused, w.pauses = c.Paused, c.Pauses
 	w.cancelled = c.Cancelled
+	w.nonces = restoreNonces(c.Nonces)
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — continued as new (run %d)\n\n%s", w.status.State, c.Runs+1, auditDetails(w.status.Audit)))
 }
 
@@ -98,6 +101,7 @@ func (w *taskRun) continueAsNew(ctx workflow.Context, step string, pieces []*pie
 	c := carry{
 		Step: step, Status: w.status, Rules: *w.rules, Source: w.source, Shards: w.shards,
 		ApprovalBy: w.approvalBy, Paused: w.paused, Pauses: w.pauses, Cancelled: w.cancelled,
+		Nonces: w.nonces.live(workflow.Now(ctx)),
 	}
 	if w.carried != nil {
 		c.Runs = w.carried.Runs + 1

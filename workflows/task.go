@@ -25,6 +25,10 @@ var a *activities.Activities
 // the start; its updates, each vouched for by the API server's signed
 // assertion, let people approve, reject, cancel, pause and resume it.
 func TaskWorkflow(ctx workflow.Context, in task.Input) (task.Result, error) {
+	startKey, err := checkStart(ctx, in)
+	if err != nil {
+		return task.Result{}, err
+	}
 	w := &taskRun{
 		in: in,
 		status: task.Status{
@@ -35,7 +39,6 @@ func TaskWorkflow(ctx workflow.Context, in task.Input) (task.Result, error) {
 	var c *carry
 	if len(in.Carry) > 0 {
 		// A run continued as new: take up where the last one stopped.
-		var err error
 		if c, err = decodeCarry(in.Carry); err != nil {
 			return task.Result{}, temporal.NewNonRetryableApplicationError("unreadable carried state: "+err.Error(), string(task.InvalidInput), err)
 		}
@@ -47,7 +50,7 @@ func TaskWorkflow(ctx workflow.Context, in task.Input) (task.Result, error) {
 		return task.Result{}, err
 	}
 	if c == nil {
-		w.transition(ctx, task.Submitted, in.Submitter, "submitted")
+		w.record(ctx, task.Transition{To: task.Submitted, Actor: in.Submitter, Reason: "submitted", Key: startKey}, true)
 	}
 	res, err := w.run(ctx)
 	if isContinueAsNew(err) {
@@ -70,6 +73,8 @@ type taskRun struct {
 	rejected  *task.Decision
 	cancelled *task.Decision
 	paused    bool
+	// nonces are the update assertions taken, until they expire.
+	nonces nonces
 	// pauses counts pause requests, so that a pause followed at once by a
 	// resume is still known to have stopped the stage.
 	pauses int
@@ -482,7 +487,7 @@ func isScheduleToStartTimeout(err error) bool {
 // EXPIRED were set where they happened.
 func (w *taskRun) end(ctx workflow.Context, err error) (task.Result, error) {
 	if w.cancelled == nil && temporal.IsCanceledError(err) && ctx.Err() != nil {
-		w.cancelled = &task.Decision{Actor: "temporal", Reason: "the workflow was cancelled through Temporal", Time: workflow.Now(ctx).UTC()}
+		w.cancelled = w.cancelledThroughTemporal(ctx)
 	}
 	switch {
 	case w.cancelled != nil && (err == nil || temporal.IsCanceledError(err)):
@@ -518,6 +523,32 @@ func (w *taskRun) end(ctx workflow.Context, err error) (task.Result, error) {
 		return w.result, aerr
 	}
 	return w.result, outcomeError(ctx, w.result)
+}
+
+// cancelledThroughTemporal is the decision behind a cancellation that
+// came through Temporal itself (the Web UI's "Request Cancellation",
+// `temporal workflow cancel`), not through an update: recorded as what it
+// is, with the identity the frontend recorded for the request.
+func (w *taskRun) cancelledThroughTemporal(ctx workflow.Context) *task.Decision {
+	d := &task.Decision{Actor: "temporal", Reason: "cancellation requested through Temporal", Time: workflow.Now(ctx).UTC()}
+	lctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	lctx = workflow.WithLocalActivityOptions(lctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 30 * time.Second, Summary: "who requested the cancellation",
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 5},
+	})
+	var req activities.CancelRequest
+	if err := workflow.ExecuteLocalActivity(lctx, a.CancelRequester).Get(lctx, &req); err != nil {
+		workflow.GetLogger(ctx).Warn("who requested the cancellation is not known", "error", err)
+		return d
+	}
+	if req.Identity != "" {
+		d.Actor = req.Identity
+	}
+	if req.Cause != "" {
+		d.Reason += ": " + req.Cause
+	}
+	return d
 }
 
 // collectPartial merges what inference answered before a cancel or a
@@ -591,7 +622,19 @@ var nonRetryable = []string{
 // transition moves the task to state, appends it to the audit trail, and
 // updates the search attribute the Web UI and `autoglm list` filter on.
 func (w *taskRun) transition(ctx workflow.Context, to task.State, actor, reason string) {
-	w.record(ctx, to, actor, reason, true)
+	w.record(ctx, task.Transition{To: to, Actor: actor, Reason: reason}, true)
+}
+
+// signed is what an update's handler knows of the assertion its
+// validator verified.
+type signed struct {
+	key string // the signing key (assertion.KeyID)
+}
+
+// transitionBy is transition for a person's signed decision: the audit
+// names the key that signed it.
+func (w *taskRun) transitionBy(ctx workflow.Context, to task.State, actor string, by signed, reason string) {
+	w.record(ctx, task.Transition{To: to, Actor: actor, Reason: reason, Key: by.key}, true)
 }
 
 // passThrough is transition for a state the task leaves again within the
@@ -599,20 +642,19 @@ func (w *taskRun) transition(ctx workflow.Context, to task.State, actor, reason 
 // search attribute, committed together with the next state's, would never
 // be seen, and each upsert is a history event and a visibility write.
 func (w *taskRun) passThrough(ctx workflow.Context, to task.State, actor, reason string) {
-	w.record(ctx, to, actor, reason, false)
+	w.record(ctx, task.Transition{To: to, Actor: actor, Reason: reason}, false)
 }
 
-// record moves the task to state to in the audit trail, the status and the
+// record moves the task to tr.To in the audit trail, the status and the
 // Web UI's details, and in the TaskState search attribute if upsert.
-func (w *taskRun) record(ctx workflow.Context, to task.State, actor, reason string, upsert bool) {
-	w.status.Audit = append(w.status.Audit, task.Transition{
-		Time: workflow.Now(ctx).UTC(), From: w.status.State, To: to, Actor: actor, Reason: reason,
-	})
-	w.status.State = to
+func (w *taskRun) record(ctx workflow.Context, tr task.Transition, upsert bool) {
+	tr.Time, tr.From = workflow.Now(ctx).UTC(), w.status.State
+	w.status.Audit = append(w.status.Audit, tr)
+	w.status.State = tr.To
 	if upsert {
-		_ = workflow.UpsertTypedSearchAttributes(ctx, task.AttrState.ValueSet(string(to)))
+		_ = workflow.UpsertTypedSearchAttributes(ctx, task.AttrState.ValueSet(string(tr.To)))
 	}
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — %s\n\n%s", to, reason, auditDetails(w.status.Audit)))
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — %s\n\n%s", tr.To, tr.Reason, auditDetails(w.status.Audit)))
 }
 
 func (w *taskRun) addArtifact(r task.ObjectRef) {

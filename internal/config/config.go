@@ -79,6 +79,21 @@ type Config struct {
 	// whose actor assertions the update validators accept: the API
 	// server's, and any break-glass operator key.
 	AssertionKeys string
+	// BreakGlassKeys are trusted like AssertionKeys but held by operators,
+	// who can sign any actor's name: the approvals one such key signs
+	// count as one person towards a quorum.
+	BreakGlassKeys string
+	// Deployment is the Worker Deployment of the control plane (the task
+	// queue's workflows and local activities); the nodes' queues are
+	// unversioned.
+	Deployment string
+	// BuildID names this build of the control plane within Deployment;
+	// empty: the executable's sha256, so two builds never share one.
+	BuildID string
+	// Promote says when this worker makes its build the deployment's
+	// current version: "always" (dev), "if-none" (the first build a
+	// namespace sees), "never" (an operator rolls out).
+	Promote string
 }
 
 // FromEnv reads AUTOGLM_* variables.
@@ -122,7 +137,11 @@ func FromEnv() (Config, error) {
 		CPUProfile:    e.str("AUTOGLM_CPU_PROFILE", ""),
 		LogFormat:     e.str("AUTOGLM_LOG_FORMAT", "text"),
 		LogLevel:      e.str("AUTOGLM_LOG_LEVEL", "info"),
-		AssertionKeys: e.secret("AUTOGLM_ASSERTION_PUBLIC_KEYS"),
+		AssertionKeys:  e.secret("AUTOGLM_ASSERTION_PUBLIC_KEYS"),
+		BreakGlassKeys: e.secret("AUTOGLM_BREAK_GLASS_PUBLIC_KEYS"),
+		Deployment:     e.str("AUTOGLM_DEPLOYMENT", DefaultDeployment),
+		BuildID:        e.str("AUTOGLM_BUILD_ID", ""),
+		Promote:        e.str("AUTOGLM_PROMOTE", PromoteIfNone),
 	}
 	c.LLM.MaxIdleConnsPerHost = c.Concurrency
 	if e.err == nil {
@@ -130,6 +149,16 @@ func FromEnv() (Config, error) {
 	}
 	return c, e.err
 }
+
+// DefaultDeployment is the Worker Deployment name of the control plane.
+const DefaultDeployment = "autoglm-control"
+
+// The values of AUTOGLM_PROMOTE.
+const (
+	PromoteAlways = "always"
+	PromoteIfNone = "if-none"
+	PromoteNever  = "never"
+)
 
 // Outage holds the thresholds that tell a model server down as a whole
 // from a bad item (see internal/batch/health.go).
@@ -163,6 +192,8 @@ func (c Config) check() error {
 		return fmt.Errorf("config: AUTOGLM_OUTAGE_PROBE_MIN=%s, AUTOGLM_OUTAGE_PROBE_MAX=%s: want 0 < min <= max", c.Outage.ProbeMin, c.Outage.ProbeMax)
 	case c.Outage.HandBack < 0:
 		return fmt.Errorf("config: AUTOGLM_OUTAGE_HAND_BACK=%s: 0 or more", c.Outage.HandBack)
+	case c.Promote != PromoteAlways && c.Promote != PromoteIfNone && c.Promote != PromoteNever:
+		return fmt.Errorf("config: AUTOGLM_PROMOTE=%q: want %s, %s or %s", c.Promote, PromoteAlways, PromoteIfNone, PromoteNever)
 	}
 	return nil
 }

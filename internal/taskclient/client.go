@@ -110,6 +110,11 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (task.Input, error
 			return in, err
 		}
 	}
+	// The workflow runs only a start the server (or a break-glass
+	// operator) signed; without a signer it refuses the start.
+	if c.Signer != nil {
+		in.Assertion = c.Signer.SignStart(assertion.StartOf(in), 0)
+	}
 	_, err = c.Temporal.ExecuteWorkflow(ctx, StartOptions(in), task.WorkflowType, in)
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
@@ -242,7 +247,7 @@ func (c *Client) Decide(ctx context.Context, id, update string, req task.Decisio
 		if err != nil {
 			return st, err
 		}
-		req.Assertion = c.Signer.Sign(id, update, req.Actor, roles, 0)
+		req.Assertion = c.Signer.SignInput(id, update, req.Actor, roles, req.Digest(), 0)
 	}
 	h, err := c.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID: task.WorkflowID(id), UpdateName: update, Args: []any{req},
@@ -254,14 +259,15 @@ func (c *Client) Decide(ctx context.Context, id, update string, req task.Decisio
 	return st, c.ended(ctx, id, update, err)
 }
 
-// Assert is the actor assertion for update on task id by actor, who holds
-// roles in the task's tenant: what the workflow's validator checks the
-// action against. Empty without a signer.
-func (c *Client) Assert(id, update, actor string, roles []authz.Role) string {
+// Assert is the actor assertion for update on task id by req.Actor, who
+// holds roles in the task's tenant, over the rest of req (its reason and
+// priority): what the workflow's validator checks the action against.
+// Empty without a signer.
+func (c *Client) Assert(id, update string, req task.DecisionRequest, roles []authz.Role) string {
 	if c.Signer == nil {
 		return ""
 	}
-	return c.Signer.Sign(id, update, actor, roles, 0)
+	return c.Signer.SignInput(id, update, req.Actor, roles, req.Digest(), 0)
 }
 
 // rolesOn are actor's roles in the tenant of task id, as the policy has
