@@ -38,7 +38,7 @@ type carry struct {
 	// Runs counts the runs before this one.
 	Runs int `json:"runs"`
 	// Nonces are the update assertions taken that could still verify.
-	Nonces []usedNonce `json:"nonces,omitempty"`
+	Nonces nonces `json:"nonces,omitempty"`
 }
 
 // carryPiece is one inference piece: its node, the nodes to avoid, and
@@ -59,7 +59,7 @@ func (w *taskRun) restore(ctx workflow.Context, c *carry) {
 	w.approvalBy = c.ApprovalBy
 	w.paused, w.pauses = c.Paused, c.Pauses
 	w.cancelled = c.Cancelled
-	w.nonces = restoreNonces(c.Nonces)
+	w.nonces = c.Nonces
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — continued as new (run %d)\n\n%s", w.status.State, c.Runs+1, auditDetails(w.status.Audit)))
 }
 

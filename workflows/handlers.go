@@ -44,7 +44,7 @@ func (w *taskRun) registerHandlers(ctx workflow.Context) error {
 				// The validator verified this token; the handler, which
 				// also runs on replay, only reads it.
 				c, _ := assertion.Peek(req.Assertion)
-				w.nonces.use(c.Nonce, c.Expires)
+				w.nonces.use(c.Nonce, c.Expires, workflow.Now(ctx))
 				d.apply(ctx, req, signed{key: c.Key})
 				return w.status, nil
 			},

@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
@@ -11,47 +10,30 @@ import (
 // nonces are the update assertions a task has taken, each until it
 // expires (with assertion.Leeway): a copy of one, read from the history,
 // is refused while it could still verify, and forgotten after, so the
-// set stays as small as the last few minutes' updates.
-type nonces map[string]int64 // nonce -> expiry, Unix seconds
+// set stays as small as the last few minutes' updates. In the order the
+// updates came, which every replay repeats.
+type nonces []usedNonce
 
-// usedNonce is one entry of nonces as a continued run carries it.
+// usedNonce is one taken assertion's nonce and expiry (Unix seconds).
 type usedNonce struct {
 	Nonce   string `json:"n"`
 	Expires int64  `json:"exp"`
 }
 
 func (n nonces) used(nonce string) bool {
-	_, ok := n[nonce]
-	return ok
+	return slices.ContainsFunc(n, func(u usedNonce) bool { return u.Nonce == nonce })
 }
 
-func (n *nonces) use(nonce string, expires int64) {
-	if nonce == "" {
-		return
+// use remembers nonce, and forgets those that can no longer verify at
+// now.
+func (n *nonces) use(nonce string, expires int64, now time.Time) {
+	*n = n.live(now)
+	if nonce != "" {
+		*n = append(*n, usedNonce{Nonce: nonce, Expires: expires})
 	}
-	if *n == nil {
-		*n = nonces{}
-	}
-	(*n)[nonce] = expires
 }
 
-// live are the nonces still able to verify at now, in a stable order
-// (the carried input must be the same bytes on every replay).
-func (n nonces) live(now time.Time) []usedNonce {
-	var out []usedNonce
-	for k, exp := range n { //workflowcheck:ignore the result is sorted below
-		if now.Add(-assertion.Leeway).Unix() <= exp {
-			out = append(out, usedNonce{Nonce: k, Expires: exp})
-		}
-	}
-	slices.SortFunc(out, func(a, b usedNonce) int { return strings.Compare(a.Nonce, b.Nonce) })
-	return out
-}
-
-func restoreNonces(carried []usedNonce) nonces {
-	n := nonces{}
-	for _, u := range carried {
-		n[u.Nonce] = u.Expires
-	}
-	return n
+// live are the nonces still able to verify at now.
+func (n nonces) live(now time.Time) nonces {
+	return slices.DeleteFunc(slices.Clone(n), func(u usedNonce) bool { return now.Add(-assertion.Leeway).Unix() > u.Expires })
 }
