@@ -52,6 +52,9 @@ func TaskWorkflow(ctx workflow.Context, in task.Input) (task.Result, error) {
 	if c == nil {
 		w.record(ctx, task.Transition{To: task.Submitted, Actor: in.Submitter, Reason: "submitted", Key: startKey}, true)
 	}
+	if err := buildChange(ctx); err != nil {
+		return task.Result{}, err
+	}
 	res, err := w.run(ctx)
 	if isContinueAsNew(err) {
 		return res, err

@@ -47,6 +47,9 @@ type WorkerOptions struct {
 	// Announce is how long the worker may take to announce itself; 90 s
 	// if zero. A busy shared machine makes a cold start slow.
 	Announce time.Duration
+	// Binary is the autoglm executable to run; empty is the suite's CLI
+	// (another build, for a rolling upgrade).
+	Binary string
 }
 
 // workers are the worker processes running, so that an interrupted or
@@ -85,7 +88,11 @@ func (e *Env) StartWorker(t testing.TB, o WorkerOptions) *Worker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.cmd = exec.Command(e.CLI, "worker")
+	bin := e.CLI
+	if o.Binary != "" {
+		bin = o.Binary
+	}
+	w.cmd = exec.Command(bin, "worker")
 	w.cmd.Env = append(append(os.Environ(), "AUTOGLM_NODE="+o.Node), o.Env...)
 	w.cmd.Stdout, w.cmd.Stderr = f, f
 	w.cmd.SysProcAttr = devstack.SysProcAttr()
