@@ -64,6 +64,14 @@ func deploymentOptions(cfg config.Config, buildID string) sdkworker.DeploymentOp
 // that started it until it continues as new.
 var pinned = workflow.RegisterOptions{VersioningBehavior: workflow.VersioningBehaviorPinned}
 
+// SetCurrent makes buildID the current version of deployment, waiting
+// until that build's workers have polled: the rollout step of `autoglm
+// setup --current-build`.
+func SetCurrent(ctx context.Context, tc client.Client, deployment, buildID string, log *logrus.Logger) error {
+	cfg := config.Config{Deployment: deployment, Promote: config.PromoteAlways}
+	return promote(ctx, tc, cfg, buildID, log)
+}
+
 // promote makes buildID the deployment's current version as cfg.Promote
 // says. The server learns of a version from its pollers, so promote
 // retries until the version is registered or ctx ends.
