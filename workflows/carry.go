@@ -158,6 +158,11 @@ func (w *taskRun) awaitApproval(ctx workflow.Context, deadline time.Duration) (b
 	if err := workflow.Await(ctx, done); err != nil {
 		return false, err
 	}
+	// A cancellation through Temporal cancels the deadline's timer too,
+	// which makes it ready: that is a cancel, not an expiry.
+	if err := ctx.Err(); err != nil && !decided() {
+		return false, err
+	}
 	return decided(), nil
 }
 

@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"fmt"
+
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -31,14 +33,15 @@ func checkStart(ctx workflow.Context, in task.Input) (string, error) {
 	if len(in.Carry) > 0 {
 		return refuse(task.Errorf(task.PermissionDenied, "carried state is taken only from the task's own previous run, and this run was started, not continued as new"))
 	}
-	if want := task.WorkflowID(in.ID); info.WorkflowExecution.ID != want {
-		return refuse(task.Errorf(task.PermissionDenied, "task %s runs only as workflow %s, not %s", in.ID, want, info.WorkflowExecution.ID))
-	}
 	// Verified in a side effect: its verdict is recorded in the history,
 	// so a replay does not depend on the keys the replaying worker holds
-	// (a rotated key must not fail the tasks it signed).
+	// (a rotated key must not fail the tasks it signed), nor on the
+	// workflow ID a replayer gives it.
 	var v startVerdict
 	err := workflow.SideEffect(ctx, func(workflow.Context) any {
+		if want := task.WorkflowID(in.ID); info.WorkflowExecution.ID != want {
+			return startVerdict{Refused: fmt.Sprintf("task %s runs only as workflow %s, not %s", in.ID, want, info.WorkflowExecution.ID)}
+		}
 		st, err := assertion.VerifyStart(trustedKeys(), in.Assertion, assertion.StartOf(in), info.WorkflowStartTime)
 		if err != nil {
 			return startVerdict{Refused: err.Error()}
