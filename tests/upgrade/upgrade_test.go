@@ -104,7 +104,7 @@ func TestRollingUpgrade(t *testing.T) {
 		return err == nil && n.GetCount() == 0, err
 	})
 	first.Stop(30 * time.Second)
-	last := submit(t, ctx, "after", 10)
+	last := submit(t, ctx, "after", 30)
 	testenv.WaitState(t, ctx, suite.tasks, last.id, task.AwaitingApproval)
 	approve(t, ctx, last.id)
 	exact(t, ctx, last)
