@@ -28,7 +28,7 @@ func checkStart(ctx workflow.Context, in task.Input) (string, error) {
 		return "", nil
 	}
 	refuse := func(err error) (string, error) {
-		return "", temporal.NewNonRetryableApplicationError("task "+in.ID+" was not started: "+err.Error(), string(task.PermissionDenied), err)
+		return "", temporal.NewNonRetryableApplicationError(task.StartRefused(in.ID)+err.Error(), string(task.PermissionDenied), err)
 	}
 	if len(in.Carry) > 0 {
 		return refuse(task.Errorf(task.PermissionDenied, "carried state is taken only from the task's own previous run, and this run was started, not continued as new"))

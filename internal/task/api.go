@@ -47,6 +47,11 @@ const (
 	SignalProgress = "progress"
 )
 
+// StartRefused begins the message of the error a TaskWorkflow run ends
+// with when it refuses its start (no valid start assertion, or carried
+// state in a run that did not continue as new).
+func StartRefused(id string) string { return "task " + id + " was not started: " }
+
 // WorkflowID is the Temporal workflow ID of the task with the given ID, so
 // that anyone who knows a task ID can reach its workflow.
 func WorkflowID(id string) string { return "task-" + id }

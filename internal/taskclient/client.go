@@ -225,6 +225,12 @@ func FirstModel(path string) (string, error) {
 func (c *Client) Status(ctx context.Context, id string) (task.Status, error) {
 	var st task.Status
 	v, err := c.Temporal.QueryWorkflow(ctx, task.WorkflowID(id), "", task.QueryStatus)
+	if err != nil && !isNotFound(err) {
+		// The newest run may be a start the workflow refused.
+		if run, lerr := c.taskRun(ctx, id); lerr == nil && run != "" {
+			v, err = c.Temporal.QueryWorkflow(ctx, task.WorkflowID(id), run, task.QueryStatus)
+		}
+	}
 	if err != nil {
 		return st, notFound(id, err)
 	}
@@ -319,6 +325,11 @@ func (c *Client) ended(ctx context.Context, id, update string, err error) error 
 func (c *Client) Wait(ctx context.Context, id string) (task.Result, error) {
 	var res task.Result
 	err := c.Temporal.GetWorkflow(ctx, task.WorkflowID(id), "").Get(ctx, &res)
+	if refusedStart(err, id) {
+		if run, lerr := c.taskRun(ctx, id); lerr == nil && run != "" {
+			err = c.Temporal.GetWorkflow(ctx, task.WorkflowID(id), run).Get(ctx, &res)
+		}
+	}
 	if out, ok := task.Outcome(err); ok {
 		return out, nil
 	}

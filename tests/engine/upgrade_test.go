@@ -1,10 +1,12 @@
-// Package upgrade tests a rolling upgrade of the control plane with
-// Worker Versioning, on the real stack: the Temporal dev server, MinIO,
-// and two builds of `autoglm worker`, the second built with the
-// upgradetest tag, which changes TaskWorkflow's commands (a timer before
-// the first stage) so that no history of the first build replays on it.
-// The model server is the one stand-in (internal/llm/testmodel).
-package upgrade
+// Package engine tests what the engine itself guarantees about the task
+// lifecycle, on the real stack (the Temporal dev server, MinIO, `autoglm
+// worker` processes): a rolling upgrade of the control plane with Worker
+// Versioning across two builds, the second built with the upgradetest
+// tag, which changes TaskWorkflow's commands (a timer before the first
+// stage) so that no history of the first build replays on it; and starts
+// sent straight to Temporal, which the workflow refuses. The model server
+// is the one stand-in (internal/llm/testmodel).
+package engine
 
 import (
 	"bufio"
@@ -42,7 +44,7 @@ var suite struct {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(testenv.Main(m, "upgrade", testenv.Options{
+	os.Exit(testenv.Main(m, "engine", testenv.Options{
 		Skip: "these tests start Temporal, MinIO and two builds of the worker",
 	}, func(e *testenv.Env) error {
 		suite.Env = e
