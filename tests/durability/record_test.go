@@ -47,6 +47,14 @@ func TestLifecyclePaths(t *testing.T) {
 		save(t, ctx, id, "shards_completed")
 	})
 
+	t.Run("auto-approved", func(t *testing.T) {
+		ctx := testCtx(t, time.Minute)
+		in := writeBatch(t, "auto", 5)
+		id := submit(t, ctx, "auto", in)
+		exact(t, ctx, id, in)
+		save(t, ctx, id, "auto_approved")
+	})
+
 	t.Run("pause and resume", func(t *testing.T) {
 		ctx := testCtx(t, 2*time.Minute)
 		in := writeBatch(t, "pause", 600)
