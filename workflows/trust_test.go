@@ -216,3 +216,33 @@ func TestTemporalCancelOfAWaitingTaskIsCancelled(t *testing.T) {
 		t.Errorf("the report was archived %d time(s); want once", h.called("Archive"))
 	}
 }
+
+// The nonces a task took ride across continue-as-new: an assertion used
+// in one run is refused in the next while it could still verify.
+func TestTakenAssertionRefusedAfterContinueAsNew(t *testing.T) {
+	h := newHarness(t)
+	h.rules.Quorum = 2
+	var token string
+	var first, again *outcome
+	h.at(awaiting, func() {
+		token = h.signer().SignInput(h.in.ID, task.UpdateApprove, "bob", rolesOf("bob"), task.DecisionRequest{}.Digest(), time.Hour)
+		first = h.update(task.UpdateApprove, task.DecisionRequest{Actor: "bob", Assertion: token}, nil)
+	})
+	h.suggestAt(awaiting + time.Minute)
+	h.run()
+	wantAccepted(t, first)
+
+	h2 := h.continued()
+	h2.at(time.Minute, func() {
+		again = h2.update(task.UpdateApprove, task.DecisionRequest{Actor: "bob", Assertion: token}, nil)
+	})
+	h2.at(2*time.Minute, func() { h2.update(task.UpdateApprove, task.DecisionRequest{Actor: "rita"}, nil) })
+	h2.run()
+	wantRefused(t, again, task.PermissionDenied)
+	if again.err == nil || !strings.Contains(again.err.Error(), "has been used already") {
+		t.Errorf("the carried nonce's assertion was refused with %v; want \"has been used already\"", again.err)
+	}
+	if res := h2.result(); res.State != task.Completed {
+		t.Errorf("result %+v; want COMPLETED", res)
+	}
+}
