@@ -94,6 +94,11 @@ type Config struct {
 	// current version: "always" (dev), "if-none" (the first build a
 	// namespace sees), "never" (an operator rolls out).
 	Promote string
+	// Role is what this process polls: "all" (the control plane's task
+	// queue and this node's queues), "control" (the control plane only,
+	// no model server), "node" (a GPU node: its node and model queues
+	// only).
+	Role string
 }
 
 // FromEnv reads AUTOGLM_* variables.
@@ -142,6 +147,7 @@ func FromEnv() (Config, error) {
 		Deployment:     e.str("AUTOGLM_DEPLOYMENT", DefaultDeployment),
 		BuildID:        e.str("AUTOGLM_BUILD_ID", ""),
 		Promote:        e.str("AUTOGLM_PROMOTE", PromoteIfNone),
+		Role:           e.str("AUTOGLM_WORKER_ROLE", RoleAll),
 	}
 	c.LLM.MaxIdleConnsPerHost = c.Concurrency
 	if e.err == nil {
@@ -159,6 +165,19 @@ const (
 	PromoteIfNone = "if-none"
 	PromoteNever  = "never"
 )
+
+// The values of AUTOGLM_WORKER_ROLE.
+const (
+	RoleAll     = "all"
+	RoleControl = "control"
+	RoleNode    = "node"
+)
+
+// Polls tells whether a process of this role runs the control plane
+// (control) and a node (node).
+func (c Config) Polls() (control, node bool) {
+	return c.Role != RoleNode, c.Role != RoleControl
+}
 
 // Outage holds the thresholds that tell a model server down as a whole
 // from a bad item (see internal/batch/health.go).
@@ -194,6 +213,8 @@ func (c Config) check() error {
 		return fmt.Errorf("config: AUTOGLM_OUTAGE_HAND_BACK=%s: 0 or more", c.Outage.HandBack)
 	case c.Promote != PromoteAlways && c.Promote != PromoteIfNone && c.Promote != PromoteNever:
 		return fmt.Errorf("config: AUTOGLM_PROMOTE=%q: want %s, %s or %s", c.Promote, PromoteAlways, PromoteIfNone, PromoteNever)
+	case c.Role != RoleAll && c.Role != RoleControl && c.Role != RoleNode:
+		return fmt.Errorf("config: AUTOGLM_WORKER_ROLE=%q: want %s, %s or %s", c.Role, RoleAll, RoleControl, RoleNode)
 	}
 	return nil
 }

@@ -68,6 +68,7 @@ var Reference = []Var{
 	{Name: "AUTOGLM_DEPLOYMENT", Default: DefaultDeployment, Doc: "workers: the Worker Deployment of the control plane (workflows and local activities on autoglm-tasks); node queues are unversioned"},
 	{Name: "AUTOGLM_BUILD_ID", Default: "the executable's sha256", Doc: "workers: this build's ID within AUTOGLM_DEPLOYMENT; tasks stay pinned to the build that started them"},
 	{Name: "AUTOGLM_PROMOTE", Default: PromoteIfNone, Doc: "workers: when this build becomes the deployment's current version: always (dev), if-none (a namespace's first build), never (an operator runs `temporal worker deployment set-current-version`)"},
+	{Name: "AUTOGLM_WORKER_ROLE", Default: RoleAll, Doc: "workers: all (the control plane and a node), control (workflows and local activities on autoglm-tasks, no model server), node (a GPU node: its node and model queues only)"},
 	{Name: "AUTOGLM_PRESIGN_TTL", Default: "5m", Doc: "how long a presigned results URL works"},
 	{Name: "AUTOGLM_OIDC_JWKS_URL", Default: "off", Doc: "the server also accepts the identity provider's JWTs, checked against this JWKS"},
 	{Name: "AUTOGLM_OIDC_ISSUER", Doc: "the JWTs' exact iss (required with AUTOGLM_OIDC_JWKS_URL)"},
