@@ -59,7 +59,7 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 		return fmt.Errorf("worker: AUTOGLM_ASSERTION_PUBLIC_KEYS: %w", err)
 	}
 	if len(trusted) == 0 {
-		log.Warn("no AUTOGLM_ASSERTION_PUBLIC_KEYS: every approve, reject, cancel, pause, resume and set-priority will be refused")
+		log.Warn("no AUTOGLM_ASSERTION_PUBLIC_KEYS: every task start and every approve, reject, cancel, pause, resume and set-priority will be refused")
 	}
 	workflows.SetAssertionKeys(trusted)
 	breakGlass, err := assertion.ParsePublicKeys(cfg.BreakGlassKeys)
