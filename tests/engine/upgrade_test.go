@@ -81,7 +81,8 @@ func TestRollingUpgrade(t *testing.T) {
 
 	// The rollout as an operator does it: the new build starts beside the
 	// old one without taking new work, then is made current.
-	second := suite.StartWorker(t, testenv.WorkerOptions{Node: "second", Binary: suite.second, Env: append(env, "AUTOGLM_PROMOTE="+config.PromoteNever)})
+	second := suite.StartWorker(t, testenv.WorkerOptions{Node: "second", Binary: suite.second,
+		Env: append(env, "AUTOGLM_PROMOTE="+config.PromoteNever, "AUTOGLM_BUILD_ID=upgradetest-"+testenv.RandHex(4))})
 	secondBuild := setCurrent(t, ctx, firstBuild)
 
 	fresh := submit(t, ctx, "new", 30)
