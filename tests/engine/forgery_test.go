@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -40,6 +41,12 @@ func TestForgedStartsRunNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The task's last lines (its closing local activities) reach its log
+	// a moment after it ends: wait for them, so that what follows is
+	// the forged starts' doing alone.
+	testenv.Eventually(t, ctx, "the rejected task's log to hold its last activity", 200*time.Millisecond, func() (bool, error) {
+		return logged(ctx, rejected.id, `"activity":"EmitEvent"`)
+	})
 	before := objects(t, ctx)
 
 	carry, _ := json.Marshal(map[string]any{
@@ -84,6 +91,29 @@ func wantRefused(t *testing.T, ctx context.Context, in task.Input, msg string) {
 		t.Fatalf("the forged start of %s ended with %v; want PermissionDenied %q", in.ID, err, msg)
 	}
 	t.Logf("refused as the caller sees it: %s", ae.Message())
+}
+
+// logged tells whether a chunk of task id's log holds s.
+func logged(ctx context.Context, id, s string) (bool, error) {
+	infos, err := suite.Store.List(ctx, storage.TaskPrefix(storage.Log, tenant, id))
+	if err != nil {
+		return false, err
+	}
+	for _, i := range infos {
+		rc, _, err := suite.Store.Get(ctx, i.Key)
+		if err != nil {
+			return false, err
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return false, err
+		}
+		if strings.Contains(string(b), s) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // objects are the bucket's objects (key and ETag) but the node records,
