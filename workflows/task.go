@@ -17,10 +17,12 @@ import (
 // a names the activities; its methods are never called through it.
 var a *activities.Activities
 
-// TaskWorkflow runs one task through its lifecycle: authorize, screen,
-// approval, dispatch, inference, archive. Its status query answers from
-// the start; its updates, each vouched for by the API server's signed
-// assertion, let people approve, reject, cancel, pause and resume it.
+// TaskWorkflow runs one task through the lifecycle every kind of task
+// shares, once its start is known to be the server's (start.go):
+// authorize, screen, approval, the kind's run on the nodes (kind.go),
+// archive, the outcome. Its status query answers from the start; its
+// updates, each vouched for by the API server's signed assertion, let
+// people approve, reject, cancel, pause and resume it.
 func TaskWorkflow(ctx workflow.Context, in task.Input) (task.Result, error) {
 	startKey, err := checkStart(ctx, in)
 	if err != nil {
