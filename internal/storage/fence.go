@@ -16,8 +16,8 @@ import (
 // holder last read or wrote. Two attempts of the same work (a worker paused
 // past its heartbeat timeout that wakes up beside its replacement) cannot
 // both move the head from one version: the one that loses gets ErrConflict
-// and stops. The batch engine's sink and the trainer's checkpoints both
-// build on them.
+// and stops. The batch engine's sink creates its records with
+// CreateRecord; the trainer's checkpoints use both.
 
 // CreateRecord writes b at key only if no object has it (If-None-Match).
 // A key that already holds exactly b is success: a create whose response

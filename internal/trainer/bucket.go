@@ -79,10 +79,11 @@ type head struct {
 // head. Each attempt uploads under its own names, so what a stale attempt
 // writes is named by no record.
 //
-// Fencing is the batch engine's (storage.Head, storage.CreateRecord), in
-// the order that lets a stale attempt commit nothing: Claim rewrites the
-// head, so every older attempt's next move fails; Commit moves the head
-// first (If-Match) and creates the record only after.
+// Fencing is the batch engine's (a head moved by If-Match before a record
+// created once), through storage.Head and storage.CreateRecord, in the
+// order that lets a stale attempt commit nothing: Claim rewrites the head,
+// so every older attempt's next move fails; Commit moves the head first
+// and creates the record only after.
 type Checkpoints struct {
 	Store   storage.Store
 	Tenant  string
