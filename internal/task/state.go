@@ -86,6 +86,8 @@ type Status struct {
 	// so a client watching the status exits as for any error of that type.
 	LastErrorType ErrorType    `json:"last_error_type,omitempty"`
 	Audit         []Transition `json:"audit"`
+	// FineTune is a fine-tuning task's own status; nil for other kinds.
+	FineTune *FineTuneStatus `json:"fine_tune,omitempty"`
 }
 
 // Screening is what the screen stage found.
