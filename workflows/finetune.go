@@ -154,7 +154,7 @@ func (f fineTune) trainStopped(err error) {
 }
 
 // publish copies the trained model to models/<tenant>/<fine-tuned name>/
-// with its manifest; the manifest is the task's output.
+// with its manifest; that manifest is the task's output.
 func (f fineTune) publish(ctx workflow.Context, res activities.TrainResult) error {
 	st := f.status.FineTune
 	st.Step, st.Epoch, st.Loss, st.ResumedFrom = res.Step, res.Epoch, res.Loss, res.ResumedFrom
@@ -174,7 +174,8 @@ func (f fineTune) publish(ctx workflow.Context, res activities.TrainResult) erro
 	f.result.FineTunedModel, f.result.Output = name, out
 	f.result.Counts = task.Counts{Total: f.status.Progress.Total, Completed: f.status.Progress.Total}
 	f.setCounts(f.result.Counts)
-	f.addArtifact(out)
+	// Not an artifact: the task's manifest lists objects under the task's
+	// own prefix, and the model lives under models/.
 	return nil
 }
 

@@ -1,0 +1,130 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/apiclient"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
+	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
+)
+
+// useTestTrainer builds the test trainer (internal/trainer/testtrainer, a
+// stand-in that follows the trainer contract: a character-level language
+// model trained by gradient descent) and makes it the trainer of the
+// workers this suite starts.
+func useTestTrainer(e *testenv.Env) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bin := filepath.Join(e.Dir, "bin", "testtrainer")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/autoglm-flow/autoglm-flow/internal/trainer/testtrainer")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("building the test trainer: %v\n%s", err, out)
+	}
+	os.Setenv("AUTOGLM_TRAINER_COMMAND", bin)
+	os.Setenv("AUTOGLM_TRAINER_DIR", filepath.Join(e.Dir, "training"))
+	os.Setenv("AUTOGLM_TRAINER_SAVE_STEPS", "2")
+	return nil
+}
+
+// chatFile writes an OpenAI chat fine-tuning file of n examples.
+func chatFile(t *testing.T, n int) string {
+	t.Helper()
+	var b strings.Builder
+	for i := range n {
+		line, _ := json.Marshal(map[string]any{"messages": []map[string]string{
+			{"role": "system", "content": "You answer sums in words."},
+			{"role": "user", "content": fmt.Sprintf("What is %d plus %d?", i, i+1)},
+			{"role": "assistant", "content": fmt.Sprintf("%d plus %d is %d.", i, i+1, 2*i+1)},
+		}})
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	path := filepath.Join(t.TempDir(), "train.jsonl")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// A fine-tuning task sent through the server (the API client the CLI
+// runs) is screened, auto-approved, trained by the node's test trainer,
+// and ends COMPLETED with its model under models/<tenant>/<ft name>/:
+// every file the model's manifest lists is in the bucket with its
+// sha256, and the status names the model.
+func TestFineTuneThroughTheServerPublishesTheModel(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	api := apiclient.New(suite.url, suite.keys["alice"])
+	train := chatFile(t, 10) // at most the auto-approve limit of 10
+	sub, err := api.FineTune(ctx, taskclient.SubmitRequest{
+		Model: "glm-4-test", File: train, ValidationFile: chatFile(t, 10),
+		FineTune: &task.FineTune{Suffix: "sums", Seed: 7, Hyperparameters: task.Hyperparameters{NEpochs: task.Number(2), BatchSize: task.Number(4)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "ft:glm-4-test:demo:sums:" + sub.ID
+	if sub.Kind != task.KindFineTune || sub.FineTunedModel != want {
+		t.Fatalf("submitted %+v; want a %s task whose model is %s", sub, task.KindFineTune, want)
+	}
+	waitState(t, ctx, sub.ID, task.Completed)
+
+	st, err := api.Status(ctx, sub.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft := st.FineTune
+	if ft == nil || ft.FineTunedModel != want || ft.Step == 0 || ft.Hyperparameters == nil || ft.Hyperparameters.NEpochs != 2 || ft.Hyperparameters.BatchSize != 4 {
+		t.Fatalf("fine-tune status %+v", ft)
+	}
+	// 10 examples, a batch of 4, 2 epochs: the trainer's steps.
+	if ft.Epoch < 2 {
+		t.Errorf("trained %g epoch(s), want 2", ft.Epoch)
+	}
+	prefix := task.FineTunedPrefix("demo", want)
+	rc, _, err := suite.Store.Get(ctx, prefix+task.CacheMetaName)
+	if err != nil {
+		t.Fatalf("the model's manifest: %v", err)
+	}
+	var meta task.CacheMeta
+	err = json.NewDecoder(rc).Decode(&meta)
+	rc.Close()
+	if err != nil || meta.Name != want || len(meta.Files) == 0 {
+		t.Fatalf("manifest %+v, %v", meta, err)
+	}
+	var sawWeights bool
+	for _, f := range meta.Files {
+		rc, _, err := suite.Store.Get(ctx, prefix+f.Name)
+		if err != nil {
+			t.Fatalf("model file %s: %v", f.Name, err)
+		}
+		h := sha256.New()
+		n, err := io.Copy(h, rc)
+		rc.Close()
+		if err != nil || n != f.Size || hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
+			t.Errorf("model file %s: %d bytes, sha256 %x, %v; manifest says %d, %s", f.Name, n, h.Sum(nil), err, f.Size, f.SHA256)
+		}
+		sawWeights = sawWeights || f.Name == "model.bin"
+	}
+	if !sawWeights {
+		t.Errorf("the model's files %+v hold no model.bin", meta.Files)
+	}
+	res, err := api.Wait(ctx, sub.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.FineTunedModel != want || res.Output.Key != prefix+task.CacheMetaName {
+		t.Errorf("result %+v", res)
+	}
+}
