@@ -40,6 +40,7 @@ func (s *Server) openai(mux *http.ServeMux) {
 	h("GET /v1/batches", s.listBatches)
 	h("GET /v1/batches/{id}", s.getBatch)
 	h("POST /v1/batches/{id}/cancel", s.cancelBatch)
+	s.openaiFineTuning(mux)
 }
 
 // OpenAIError is OpenAI's error body.
@@ -151,8 +152,8 @@ func (s *Server) createFile(w http.ResponseWriter, r *http.Request, p principal)
 		}
 		part.Close()
 	}
-	if purpose != "batch" {
-		return task.Errorf(task.InvalidInput, "purpose %q is not supported; this server takes purpose=batch", purpose)
+	if purpose != "batch" && purpose != FineTunePurpose {
+		return task.Errorf(task.InvalidInput, "purpose %q is not supported; this server takes purpose=batch or purpose=%s", purpose, FineTunePurpose)
 	}
 	if tmp == "" {
 		return task.Errorf(task.InvalidInput, "the form has no file")
@@ -267,7 +268,7 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request, p principal)
 	if err != nil {
 		return err
 	}
-	if f.Purpose != "batch" {
+	if f.Purpose != "batch" && f.Purpose != FineTunePurpose {
 		return task.Errorf(task.InvalidInput, "%s is a batch's output; it is kept with its task", id)
 	}
 	if err := p.Policy.Check(p.Tenant, p.User, authz.Submit, p.User); err != nil {

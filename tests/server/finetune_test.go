@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/apiclient"
+	"github.com/autoglm-flow/autoglm-flow/internal/server"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
@@ -126,5 +128,61 @@ func TestFineTuneThroughTheServerPublishesTheModel(t *testing.T) {
 	}
 	if res.FineTunedModel != want || res.Output.Key != prefix+task.CacheMetaName {
 		t.Errorf("result %+v", res)
+	}
+}
+
+// OpenAI's fine-tuning jobs API on the same task: a file uploaded with
+// purpose=fine-tune, a job created, retrieved until it succeeds and
+// listed, in OpenAI's object shape; a user of another tenant finds
+// neither the job nor it in a list.
+func TestOpenAIFineTuningJobsRunAsTasks(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	content, err := os.ReadFile(chatFile(t, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := uploadPurpose(t, ctx, "alice", server.FineTunePurpose, content)
+	var job server.FineTuningJob
+	must(t, ctx, http.StatusOK, "alice", "POST", "/v1/fine_tuning/jobs", map[string]any{
+		"model": "glm-4-test", "training_file": f.ID, "suffix": "oa", "seed": 3,
+		"method": map[string]any{"type": "supervised", "supervised": map[string]any{"hyperparameters": map[string]any{"n_epochs": 1, "batch_size": "auto"}}},
+	}, &job)
+	if job.Object != "fine_tuning.job" || !strings.HasPrefix(job.ID, server.FineTuneJobIDPrefix) || job.TrainingFile != f.ID || job.Model != "glm-4-test" {
+		t.Fatalf("created %+v", job)
+	}
+	path := "/v1/fine_tuning/jobs/" + job.ID
+	eventually(t, ctx, "the job to succeed", func() (bool, error) {
+		must(t, ctx, http.StatusOK, "alice", "GET", path, nil, &job)
+		if job.Status == "failed" || job.Status == "cancelled" {
+			t.Fatalf("job %s: %+v", job.Status, job.Error)
+		}
+		return job.Status == "succeeded", nil
+	})
+	id := strings.TrimPrefix(job.ID, server.FineTuneJobIDPrefix)
+	want := "ft:glm-4-test:demo:oa:" + id
+	if job.FineTunedModel == nil || *job.FineTunedModel != want || job.FinishedAt == nil || job.Seed != 3 {
+		t.Errorf("succeeded job %+v", job)
+	}
+	// "auto" is decided once the examples are counted: a batch of 8.
+	if h := job.Method.Supervised.Hyperparameters; h.NEpochs != task.Number(1) || h.BatchSize != task.Number(8) {
+		t.Errorf("hyperparameters %+v", h)
+	}
+	var list server.FineTuningJobList
+	must(t, ctx, http.StatusOK, "alice", "GET", "/v1/fine_tuning/jobs?limit=100", nil, &list)
+	found := false
+	for _, j := range list.Data {
+		found = found || j.ID == job.ID
+	}
+	if list.Object != "list" || !found {
+		t.Errorf("alice's list %+v lacks %s", list, job.ID)
+	}
+	if code, body := call(t, ctx, "zed", "GET", path, nil); code != http.StatusNotFound {
+		t.Errorf("zed of tenant acme reading demo's job: %d %s", code, body)
+	}
+	must(t, ctx, http.StatusOK, "zed", "GET", "/v1/fine_tuning/jobs", nil, &list)
+	for _, j := range list.Data {
+		if j.OrganizationID != "acme" {
+			t.Errorf("zed's list holds %s of %s", j.ID, j.OrganizationID)
+		}
 	}
 }
