@@ -186,3 +186,40 @@ func TestOpenAIFineTuningJobsRunAsTasks(t *testing.T) {
 		}
 	}
 }
+
+// The CLI through the server: `finetune create` and `finetune status`
+// with --json and as text; bad flags exit 2; a training file of too few
+// examples is refused by screening, which names the rule.
+func TestFineTuneCLI(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	env := cliEnv(t, t.TempDir(), "AUTOGLM_API_KEY="+suite.keys["alice"])
+	train := chatFile(t, 10)
+	if _, code := autoglm(t, ctx, env, "", "finetune", "create", "--file", train, "--model", "glm-4-test", "--epochs", "many"); code != 2 {
+		t.Errorf("--epochs many: exit %d, want 2", code)
+	}
+	out, code := autoglm(t, ctx, env, "", "finetune", "create", "--file", train, "--model", "glm-4-test", "--suffix", "cli", "--epochs", "1", "--seed", "5", "--json")
+	var sub server.FineTuneSubmitted
+	if code != 0 || json.Unmarshal([]byte(out), &sub) != nil || sub.Kind != task.KindFineTune {
+		t.Fatalf("finetune create: exit %d, %s", code, out)
+	}
+	waitState(t, ctx, sub.ID, task.Completed)
+	out, code = autoglm(t, ctx, env, "", "finetune", "status", sub.ID, "--json")
+	var st server.TaskStatus
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.FineTune == nil || st.FineTune.FineTunedModel != sub.FineTunedModel || st.FineTune.Seed != 5 {
+		t.Fatalf("finetune status --json: exit %d, %s", code, out)
+	}
+	if out, _ = autoglm(t, ctx, env, "", "finetune", "status", sub.ID); !strings.Contains(out, "fine-tuned model: "+sub.FineTunedModel) || !strings.Contains(out, "1 epoch(s)") {
+		t.Errorf("finetune status: %s", out)
+	}
+
+	out, code = autoglm(t, ctx, env, "", "finetune", "create", "--file", chatFile(t, 4), "--model", "glm-4-test", "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &sub) != nil {
+		t.Fatalf("finetune create of 4 examples: exit %d, %s", code, out)
+	}
+	waitState(t, ctx, sub.ID, task.Failed)
+	st = server.TaskStatus{}
+	out, _ = autoglm(t, ctx, env, "", "finetune", "status", sub.ID, "--json")
+	if json.Unmarshal([]byte(out), &st) != nil || st.LastErrorType != task.InvalidInput || !strings.Contains(st.LastError, "at least 10") {
+		t.Errorf("a file of 4 examples: %s", out)
+	}
+}
