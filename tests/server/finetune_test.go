@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/temporalproto"
+
 	"github.com/autoglm-flow/autoglm-flow/internal/apiclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/server"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
@@ -129,6 +132,7 @@ func TestFineTuneThroughTheServerPublishesTheModel(t *testing.T) {
 	if res.FineTunedModel != want || res.Output.Key != prefix+task.CacheMetaName {
 		t.Errorf("result %+v", res)
 	}
+	record(t, ctx, sub.ID, "fine_tuned")
 }
 
 // OpenAI's fine-tuning jobs API on the same task: a file uploaded with
@@ -221,5 +225,33 @@ func TestFineTuneCLI(t *testing.T) {
 	out, _ = autoglm(t, ctx, env, "", "finetune", "status", sub.ID, "--json")
 	if json.Unmarshal([]byte(out), &st) != nil || st.LastErrorType != task.InvalidInput || !strings.Contains(st.LastError, "at least 10") {
 		t.Errorf("a file of 4 examples: %s", out)
+	}
+}
+
+// record writes the task's history to AUTOGLM_RECORD_HISTORIES, when set,
+// as workflows/testdata/task_<name>.json for the replay tests:
+//
+//	AUTOGLM_RECORD_HISTORIES=$PWD/workflows/testdata go test -run TestFineTuneThroughTheServer ./tests/server
+func record(t *testing.T, ctx context.Context, id, name string) {
+	t.Helper()
+	dir := os.Getenv("AUTOGLM_RECORD_HISTORIES")
+	if dir == "" {
+		return
+	}
+	h := &historypb.History{}
+	it := suite.Temporal.GetWorkflowHistory(ctx, task.WorkflowID(id), "", false, 0)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Events = append(h.Events, e)
+	}
+	b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "task_"+name+".json"), b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
