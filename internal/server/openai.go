@@ -426,7 +426,8 @@ func batchStatus(s task.State, cancelling bool) string {
 
 func (s *Server) batch(ctx context.Context, p principal, id string) (Batch, error) {
 	ti, roles, err := s.authorize(ctx, p, id, authz.View)
-	if err != nil || ti.Tenant != p.Tenant {
+	// A fine-tuning task is a fine-tuning job, not a batch.
+	if err != nil || ti.Tenant != p.Tenant || ti.Kind == string(task.KindFineTune) {
 		return Batch{}, task.Errorf(task.NotFound, "No such Batch object: %s%s", BatchIDPrefix, id)
 	}
 	var rec batchRecordData

@@ -180,6 +180,9 @@ func TestOpenAIFineTuningJobsRunAsTasks(t *testing.T) {
 	if list.Object != "list" || !found {
 		t.Errorf("alice's list %+v lacks %s", list, job.ID)
 	}
+	if code, body := call(t, ctx, "alice", "GET", "/v1/batches/"+server.BatchIDPrefix+id, nil); code != http.StatusNotFound {
+		t.Errorf("the job read as a batch: %d %s", code, body)
+	}
 	if code, body := call(t, ctx, "zed", "GET", path, nil); code != http.StatusNotFound {
 		t.Errorf("zed of tenant acme reading demo's job: %d %s", code, body)
 	}
