@@ -64,6 +64,7 @@ var Reference = []Var{
 	{Name: "AUTOGLM_SERVER_TLS_KEY", Secret: false, Doc: "see AUTOGLM_SERVER_TLS_CERT (a file path)"},
 	{Name: "AUTOGLM_ASSERTION_PRIVATE_KEY", Secret: true, Doc: "server only: the ed25519 key (base64 seed) that signs actor assertions; `autoglm keys assertion` makes one"},
 	{Name: "AUTOGLM_ASSERTION_PUBLIC_KEYS", Secret: true, Doc: "workers: base64 public keys, comma-separated, whose assertions the update validators accept; with none every update is refused"},
+	{Name: "AUTOGLM_WEBHOOK_HOSTS", Doc: "worker: host=address pairs, comma-separated, used for webhook hosts instead of DNS (as curl's --resolve); the addresses are still checked when dialed"},
 	{Name: "AUTOGLM_SERVER_UPLOADS", Default: "32", Doc: "server: request bodies spooled to disk at once, in all; past it, 429 with Retry-After"},
 	{Name: "AUTOGLM_SERVER_UPLOADS_PER_USER", Default: "4", Doc: "server: request bodies one user may have spooling at once; past it, 429"},
 	{Name: "AUTOGLM_SERVER_SPOOL_BYTES", Default: "4GiB", Doc: "server: bytes of request bodies on its disk at once, in all; past it, 507 Insufficient Storage"},
