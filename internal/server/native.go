@@ -56,6 +56,7 @@ type APIError struct {
 
 func (s *Server) nativeHandler(f func(http.ResponseWriter, *http.Request, principal) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		drain := trackBody(r)
 		p, err := s.authenticate(r)
 		if err == nil {
 			err = f(w, r, p)
@@ -63,6 +64,7 @@ func (s *Server) nativeHandler(f func(http.ResponseWriter, *http.Request, princi
 		if err == nil {
 			return
 		}
+		drain()
 		code := httpStatus(err)
 		if code >= 500 && code != http.StatusInsufficientStorage {
 			s.Log.WithError(err).WithField("path", r.URL.Path).Warn("request failed")

@@ -56,6 +56,7 @@ type OpenAIErrorBody struct {
 
 func (s *Server) openaiHandler(f func(http.ResponseWriter, *http.Request, principal) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		drain := trackBody(r)
 		p, err := s.authenticate(r)
 		if err == nil && p.Tenant == "" {
 			err = task.Errorf(task.PermissionDenied, "this API key has no tenant; the OpenAI API needs one")
@@ -66,6 +67,7 @@ func (s *Server) openaiHandler(f func(http.ResponseWriter, *http.Request, princi
 		if err == nil {
 			return
 		}
+		drain()
 		code := httpStatus(err)
 		setRetryAfter(w, err)
 		body := OpenAIErrorBody{Message: errMessage(err), Type: "invalid_request_error"}

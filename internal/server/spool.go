@@ -111,3 +111,39 @@ func diskError(err error) error {
 	}
 	return err
 }
+
+// drainLimit is how much of a refused request's body the server still
+// reads, and throws away, before it answers: a client that is still
+// sending when the refusal comes (a body cut off at the spool budget, a
+// form with a second file) then reads the answer instead of a reset
+// connection. Past it the connection is closed. It costs the server the
+// network only, never the disk.
+const drainLimit = 64 << 20
+
+// trackedBody tells whether the handler began reading the body: a body
+// it never touched was not asked for (Expect: 100-continue) and must not
+// be drained.
+type trackedBody struct {
+	io.ReadCloser
+	started bool
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	b.started = true
+	return b.ReadCloser.Read(p)
+}
+
+// trackBody wraps r's body; drain reads what is left of it, up to
+// drainLimit, if the handler began reading it.
+func trackBody(r *http.Request) (drain func()) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return func() {}
+	}
+	tb := &trackedBody{ReadCloser: r.Body}
+	r.Body = tb
+	return func() {
+		if tb.started {
+			_, _ = io.CopyN(io.Discard, tb.ReadCloser, drainLimit)
+		}
+	}
+}
