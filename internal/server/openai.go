@@ -380,6 +380,7 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request, p principal
 	}
 	// The task gets its own copy of the input under its own prefix, as
 	// any submitted file, through the same path (taskclient.Submit).
+	extendTransfer(w)
 	sf, err := s.download(r.Context(), p.User, f.key)
 	if err != nil {
 		return err
