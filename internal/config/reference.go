@@ -69,7 +69,7 @@ var Reference = []Var{
 	{Name: "AUTOGLM_SERVER_UPLOADS_PER_USER", Default: "4", Doc: "server: request bodies one user may have spooling at once; past it, 429"},
 	{Name: "AUTOGLM_SERVER_SPOOL_BYTES", Default: "4GiB", Doc: "server: bytes of request bodies on its disk at once, in all; past it, 507 Insufficient Storage"},
 	{Name: "AUTOGLM_SERVER_SPOOL_BYTES_PER_USER", Default: "1GiB", Doc: "server: bytes of one user's request bodies on its disk at once; past it, 507"},
-	{Name: "AUTOGLM_SERVER_LONG_POLLS_PER_USER", Default: "16", Doc: "server: event and result long polls one user may hold open at once; past it, 429"},
+	{Name: "AUTOGLM_SERVER_LONG_POLLS_PER_USER", Default: "64", Doc: "server: event and result long polls one user may hold open at once; past it, 429"},
 	{Name: "AUTOGLM_PRESIGN_TTL", Default: "5m", Doc: "how long a presigned results URL works"},
 	{Name: "AUTOGLM_OIDC_JWKS_URL", Default: "off", Doc: "the server also accepts the identity provider's JWTs, checked against this JWKS"},
 	{Name: "AUTOGLM_OIDC_ISSUER", Doc: "the JWTs' exact iss (required with AUTOGLM_OIDC_JWKS_URL)"},

@@ -25,7 +25,7 @@ type Limits struct {
 	SpoolBytes        int64
 	SpoolBytesPerUser int64
 	// LongPollsPerUser is how many event or result long polls one user
-	// may hold open at once (default 16).
+	// may hold open at once (default 64).
 	LongPollsPerUser int
 }
 
@@ -35,7 +35,7 @@ const (
 	DefaultUploadsPerUser    = 4
 	DefaultSpoolBytes        = 4 << 30
 	DefaultSpoolBytesPerUser = 1 << 30
-	DefaultLongPollsPerUser  = 16
+	DefaultLongPollsPerUser  = 64
 )
 
 // LimitsFromEnv reads the AUTOGLM_SERVER_* limits; an unset one takes
