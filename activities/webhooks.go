@@ -121,6 +121,7 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (task.Deliver
 	}
 	attempt := activity.GetInfo(ctx).Attempt
 	client := webhook.NewClient(webhook.Options{AllowLoopback: w.AllowLoopback, Resolve: webhookResolver()})
+	defer client.CloseIdleConnections()
 	_, err = webhook.CheckURL(w.URL, w.AllowLoopback)
 	var sent webhook.Delivery
 	if err == nil {
