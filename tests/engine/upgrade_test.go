@@ -72,6 +72,16 @@ func TestRollingUpgrade(t *testing.T) {
 	env := []string{"AUTOGLM_MODELS=" + testmodel.DefaultModel}
 	first := suite.StartWorker(t, testenv.WorkerOptions{Node: "first", Env: env})
 	firstBuild := currentBuild(t, ctx, "")
+	// The suite's other tests run the suite's build: leave it current,
+	// as a rollback would, not the second build that stops here.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		h := suite.Temporal.WorkerDeploymentClient().GetHandle(config.DefaultDeployment)
+		if _, err := h.SetCurrentVersion(ctx, client.WorkerDeploymentSetCurrentVersionOptions{BuildID: firstBuild, IgnoreMissingTaskQueues: true}); err != nil {
+			t.Errorf("making the suite's build current again: %v", err)
+		}
+	})
 
 	old := submit(t, ctx, "old", 30)
 	testenv.WaitState(t, ctx, suite.tasks, old.id, task.AwaitingApproval)
