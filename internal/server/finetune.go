@@ -6,7 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -43,17 +43,19 @@ func (s *Server) createFineTune(w http.ResponseWriter, r *http.Request, p princi
 	if err != nil {
 		return task.Errorf(task.InvalidInput, "reading the form: %v", err)
 	}
+	extendTransfer(w)
 	var req SubmitRequest
 	ft := &task.FineTune{}
 	tr := taskclient.SubmitRequest{FineTune: ft}
+	// Both files are on disk before the task starts; each holds one of
+	// the user's upload slots until then.
+	var files [2]*spoolFile
 	defer func() {
-		for _, f := range []string{tr.File, tr.ValidationFile} {
-			if f != "" {
-				os.Remove(f)
-			}
+		for _, f := range files {
+			f.remove()
 		}
 	}()
-	for {
+	for parts := 0; ; parts++ {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
 			break
@@ -61,17 +63,16 @@ func (s *Server) createFineTune(w http.ResponseWriter, r *http.Request, p princi
 		if err != nil {
 			return task.Errorf(task.InvalidInput, "reading the form: %v", err)
 		}
+		if parts == 2*maxFormParts {
+			return task.Errorf(task.InvalidInput, "the form has more than %d parts", 2*maxFormParts)
+		}
 		name := part.FormName()
-		switch name {
-		case FineTuneTrainingFile, FineTuneValidationFile:
-			path, err := s.spool(part, MaxBatchBytes)
-			if err != nil {
-				return fmt.Errorf("%s: %w", name, err)
+		if i := slices.Index([]string{FineTuneTrainingFile, FineTuneValidationFile}, name); i >= 0 {
+			if files[i] != nil {
+				return task.Errorf(task.InvalidInput, "the form has more than one %s", name)
 			}
-			if name == FineTuneTrainingFile {
-				tr.File = path
-			} else {
-				tr.ValidationFile = path
+			if files[i], err = s.spool(p.User, part, MaxBatchBytes); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
 			}
 			continue
 		}
@@ -83,8 +84,12 @@ func (s *Server) createFineTune(w http.ResponseWriter, r *http.Request, p princi
 			return err
 		}
 	}
-	if tr.File == "" {
+	if files[0] == nil {
 		return task.Errorf(task.InvalidInput, "a fine-tuning task needs its %s part", FineTuneTrainingFile)
+	}
+	tr.File = files[0].path
+	if files[1] != nil {
+		tr.ValidationFile = files[1].path
 	}
 	sub, err := s.startTask(r.Context(), p, req, tr)
 	if err != nil {

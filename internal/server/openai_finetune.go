@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -126,32 +125,33 @@ func (s *Server) createFineTuningJob(w http.ResponseWriter, r *http.Request, p p
 		ft.Seed = *req.Seed
 	}
 	tr := taskclient.SubmitRequest{FineTune: ft}
+	var files [2]*spoolFile
 	defer func() {
-		for _, f := range []string{tr.File, tr.ValidationFile} {
-			if f != "" {
-				os.Remove(f)
-			}
+		for _, f := range files {
+			f.remove()
 		}
 	}()
 	// The task gets its own copy of each file under its own prefix, as
 	// any submitted file, through the same path (taskclient.Submit).
-	for _, f := range []struct {
-		id   string
-		path *string
-	}{{req.TrainingFile, &tr.File}, {req.ValidationFile, &tr.ValidationFile}} {
-		if f.id == "" {
+	extendTransfer(w)
+	for i, fid := range []string{req.TrainingFile, req.ValidationFile} {
+		if fid == "" {
 			continue
 		}
-		file, err := s.file(r.Context(), p, f.id)
+		file, err := s.file(r.Context(), p, fid)
 		if err != nil {
 			return err
 		}
 		if file.Purpose != FineTunePurpose {
 			return task.Errorf(task.InvalidInput, "file %s has purpose %s, not %s", file.ID, file.Purpose, FineTunePurpose)
 		}
-		if *f.path, err = s.download(r.Context(), file.key); err != nil {
+		if files[i], err = s.download(r.Context(), p.User, file.key); err != nil {
 			return err
 		}
+	}
+	tr.File = files[0].path
+	if files[1] != nil {
+		tr.ValidationFile = files[1].path
 	}
 	id := taskclient.NewID()
 	rec := fineTuneJobData{TrainingFile: req.TrainingFile, ValidationFile: req.ValidationFile, Hyperparameters: ft.Hyperparameters, Metadata: req.Metadata, CreatedAt: time.Now().Unix()}
