@@ -3,6 +3,9 @@ package taskclient
 import (
 	"context"
 
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/converter"
+
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
@@ -49,4 +52,34 @@ func (c *Client) uploadTraining(ctx context.Context, in *task.Input, r SubmitReq
 		in.FineTune.ValidationFile = &ref
 	}
 	return nil
+}
+
+// trainActivity is the activity type of a fine-tuning task's run, whose
+// heartbeats carry the trainer's progress.
+const trainActivity = "Train"
+
+// trainHeartbeat is what Train's heartbeat details hold
+// (activities.TrainProgress), as far as the status shows it.
+type trainHeartbeat struct {
+	Step       int     `json:"step"`
+	Epoch      float64 `json:"epoch"`
+	Loss       float64 `json:"loss"`
+	Checkpoint int     `json:"checkpoint"`
+	Node       string  `json:"node"`
+}
+
+// trainProgress adds the running attempt's step, epoch and loss to a
+// fine-tuning task's status: they travel in heartbeat details, so
+// training adds no events to the workflow's history.
+func trainProgress(st *task.Status, details []*commonpb.Payload) {
+	var hb trainHeartbeat
+	if st.FineTune == nil || len(details) == 0 || converter.GetDefaultDataConverter().FromPayload(details[0], &hb) != nil || hb.Step == 0 {
+		return
+	}
+	ft := *st.FineTune
+	ft.Step, ft.Epoch, ft.Loss = hb.Step, hb.Epoch, hb.Loss
+	st.FineTune = &ft
+	if hb.Node != "" {
+		st.Node = hb.Node
+	}
 }
