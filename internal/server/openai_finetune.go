@@ -30,6 +30,9 @@ func (s *Server) openaiFineTuning(mux *http.ServeMux) {
 	h("POST /v1/fine_tuning/jobs", s.createFineTuningJob)
 	h("GET /v1/fine_tuning/jobs", s.listFineTuningJobs)
 	h("GET /v1/fine_tuning/jobs/{id}", s.getFineTuningJob)
+	for _, a := range []authz.Action{authz.Cancel, authz.Pause, authz.Resume} {
+		h("POST /v1/fine_tuning/jobs/{id}/"+string(a), s.decideFineTuningJob(a))
+	}
 }
 
 // FineTuningJob is OpenAI's fine_tuning.job object.
@@ -310,4 +313,39 @@ func (s *Server) listFineTuningJobs(w http.ResponseWriter, r *http.Request, p pr
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// decideFineTuningJob is cancel, pause or resume of a job: the task's
+// update of that name, by the key's user, answered with the job. The
+// checkpoints stay; a resumed job trains on from the newest.
+func (s *Server) decideFineTuningJob(a authz.Action) func(http.ResponseWriter, *http.Request, principal) error {
+	return func(w http.ResponseWriter, r *http.Request, p principal) error {
+		id, ok := strings.CutPrefix(r.PathValue("id"), FineTuneJobIDPrefix)
+		notFound := task.Errorf(task.NotFound, "No such fine-tuning job: %s", r.PathValue("id"))
+		if !ok {
+			return notFound
+		}
+		ti, roles, err := s.authorize(r.Context(), p, id, a)
+		if ti.Tenant != p.Tenant || ti.Kind != string(task.KindFineTune) {
+			return notFound
+		}
+		if err != nil {
+			return err
+		}
+		if ti.Closed {
+			return task.Errorf(task.WrongState, "fine-tuning job %s%s has ended (%s)", FineTuneJobIDPrefix, id, ti.State)
+		}
+		req := task.DecisionRequest{Actor: p.User, Reason: string(a) + " through the fine-tuning jobs API"}
+		req.Assertion = s.Tasks.Assert(id, string(a), req, roles)
+		if _, err := s.Tasks.Decide(r.Context(), id, string(a), req); err != nil {
+			return err
+		}
+		s.hub.poke(id)
+		job, err := s.fineTuningJob(r.Context(), p, id)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, job)
+		return nil
+	}
 }

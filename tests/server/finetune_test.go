@@ -258,3 +258,55 @@ func record(t *testing.T, ctx context.Context, id, name string) {
 		t.Fatal(err)
 	}
 }
+
+// Pause, resume and cancel through OpenAI's fine-tuning jobs API, with
+// the roles of the task verbs: a paused job is "queued" with its trainer
+// stopped, a resumed one "running" again, a cancelled one "cancelled";
+// a user of another tenant finds no job to cancel.
+func TestOpenAIFineTuningJobPauseResumeCancel(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	// The test trainer's steps take long enough for a job to be caught
+	// running (the workers' trainers inherit this environment).
+	t.Setenv("TESTTRAINER_STEP_DELAY", "100ms")
+	content, err := os.ReadFile(chatFile(t, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := uploadPurpose(t, ctx, "alice", server.FineTunePurpose, content)
+	var job server.FineTuningJob
+	must(t, ctx, http.StatusOK, "alice", "POST", "/v1/fine_tuning/jobs", map[string]any{
+		"model": "glm-4-test", "training_file": f.ID, "hyperparameters": map[string]any{"n_epochs": 50, "batch_size": 1},
+	}, &job)
+	path := "/v1/fine_tuning/jobs/" + job.ID
+	until := func(status string) {
+		t.Helper()
+		eventually(t, ctx, "the job to be "+status, func() (bool, error) {
+			must(t, ctx, http.StatusOK, "alice", "GET", path, nil, &job)
+			return job.Status == status, nil
+		})
+	}
+	until("running")
+	if code, body := call(t, ctx, "zed", "POST", path+"/cancel", nil); code != http.StatusNotFound {
+		t.Errorf("zed of tenant acme cancelling demo's job: %d %s", code, body)
+	}
+	// Pausing is an operator's, as for any task.
+	if code, body := call(t, ctx, "alice", "POST", path+"/pause", nil); code != http.StatusForbidden {
+		t.Errorf("alice, a submitter, pausing: %d %s", code, body)
+	}
+	must(t, ctx, http.StatusOK, "olga", "POST", path+"/pause", nil, &job)
+	if job.Status != "queued" {
+		t.Errorf("paused job is %s, want queued", job.Status)
+	}
+	id := strings.TrimPrefix(job.ID, server.FineTuneJobIDPrefix)
+	eventually(t, ctx, "the trainer to stop", func() (bool, error) {
+		d, err := suite.Temporal.DescribeWorkflowExecution(ctx, task.WorkflowID(id), "")
+		return err == nil && len(d.GetPendingActivities()) == 0, err
+	})
+	must(t, ctx, http.StatusOK, "olga", "POST", path+"/resume", nil, &job)
+	until("running")
+	must(t, ctx, http.StatusOK, "alice", "POST", path+"/cancel", nil, &job)
+	until("cancelled")
+	if job.FineTunedModel != nil || job.FinishedAt == nil {
+		t.Errorf("cancelled job %+v", job)
+	}
+}
