@@ -10,7 +10,7 @@ import (
 )
 
 func (c *cli) modelsCmd() *cobra.Command {
-	models := &cobra.Command{Use: "models", Short: "Bring models in: access requests (anyone asks, reviewers decide) and mirrors (operators)"}
+	models := &cobra.Command{Use: "models", Short: "Bring models in: access requests (anyone asks, reviewers decide) and mirrors (fleet operators)"}
 	var req task.AccessRequest
 	request := &cobra.Command{
 		Use:   "request NAME --repo OWNER/NAME [--revision REV] --reason WHY",
@@ -78,7 +78,7 @@ func (c *cli) modelsCmd() *cobra.Command {
 	var mir task.MirrorInput
 	mirrorCmd := &cobra.Command{
 		Use:   "mirror NAME --repo OWNER/NAME [--revision REV]",
-		Short: "Copy a model into the bucket, verified, without a review (operators); it allows the model for no tenant",
+		Short: "Copy a model into the bucket, verified, without a review (fleet operators); it allows the model for no tenant",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ops, _, err := c.ops(cmd)

@@ -43,6 +43,8 @@ func accessPolicy(t *testing.T, url string) string {
         url: %s
         secret_env: FLEET_TEST_WEBHOOK_SECRET
         events: [autoglm.access_request.decided]
+fleet:
+  operators: [olga]
 access:
   upstreams: [trusted]
   licences: [apache-2.0, mit]

@@ -107,6 +107,8 @@ func webhookPolicy(t *testing.T, url string) string {
         url: %s
         secret_env: FLEET_TEST_WEBHOOK_SECRET
         events: [batch.completed, batch.failed, batch.cancelled, batch.expired]
+fleet:
+  operators: [olga]
 `, url)
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(path, []byte(p), 0o644); err != nil {

@@ -59,6 +59,8 @@ const policyYAML = `tenants:
     users:
       zed: [admin, submitter]
     auto_approve_max_requests: 10
+fleet:
+  operators: [olga]
 access:
   upstreams: [trusted]
   licences: [apache-2.0]
