@@ -146,7 +146,7 @@ func TestAccessRequests(t *testing.T) {
 		rc, ok := rcv.event("evt_access_" + id + "_APPROVED")
 		return ok && rc.Verified && strings.Contains(string(rc.Body), `"state":"APPROVED"`), nil
 	})
-	if _, err := suite.Store.Stat(ctx, task.ModelPrefix(name, "main")+"model.safetensors"); err != nil {
+	if _, err := suite.Store.Stat(ctx, task.ModelPrefix(name, st.Mirror.Revision)+"model.safetensors"); err != nil {
 		t.Fatalf("the approved model is not in the bucket: %v", err)
 	}
 	if _, code := runCLI(t, ctx, "submit", "--as", "alice", "--tenant", "acc", "--model", name, "--wait", "hello"); code != 0 {
