@@ -28,9 +28,11 @@ func hostilePolicy(t *testing.T) string {
   acc:
     models: [glm-4-test]
     users: {alice: [submitter], bob: [reviewer]}
+    auto_approve_max_requests: 10
   rival:
     models: [glm-4-test]
     users: {mallory: [submitter, operator], rita: [reviewer]}
+    auto_approve_max_requests: 10
 fleet:
   operators: [olga]
 access:
