@@ -236,4 +236,3 @@ func TestHostileUpstream(t *testing.T) {
 	}
 	t.Logf("mirrored %s@%s (2 files, the later pickle left out); refused %s from trusted/other; refused the forged %s", name, commit[:12], name, evilName)
 }
-
