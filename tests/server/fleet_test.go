@@ -219,7 +219,7 @@ func TestModelAccessThroughServer(t *testing.T) {
 	if st.State != task.Completed || !slices.Equal(states, want) || approver != "bob" || st.Mirror.Files != 2 {
 		t.Fatalf("approved request: %s, audit %v (approved by %q), mirror %+v; want %v approved by bob", st.State, states, approver, st.Mirror, want)
 	}
-	if _, err := suite.Store.Stat(ctx, task.ModelPrefix("tiny-approved", "main")+"model.safetensors"); err != nil {
+	if _, err := suite.Store.Stat(ctx, task.ModelPrefix("tiny-approved", st.Mirror.Revision)+"model.safetensors"); err != nil {
 		t.Fatalf("the approved model is not in the bucket: %v", err)
 	}
 	refused(t, ctx, http.StatusConflict, string(task.WrongState), "bob", "POST", approve, nil)
@@ -265,7 +265,7 @@ func TestModelAccessThroughServer(t *testing.T) {
 		t.Fatalf("autoglm models status as dave: exit %d: %s", code, out)
 	}
 
-	// An operator mirrors without a review.
+	// The fleet operator mirrors without a review.
 	var mr task.MirrorResult
 	must(t, ctx, http.StatusOK, "olga", "POST", "/api/v1/models/mirrors",
 		map[string]any{"name": "tiny-mirrored", "repo": "trusted/tiny"}, &mr)
