@@ -115,5 +115,9 @@ func accessText(st task.AccessStatus) string {
 	for _, t := range st.Audit {
 		fmt.Fprintf(&b, "  %s  %-18s %-10s %s\n", t.Time.Format("15:04:05"), t.To, t.Actor, t.Reason)
 	}
+	if st.State == task.Completed && st.Mirror.Revision != "" {
+		// The mirror is kept under the screened commit: what nodes load.
+		fmt.Fprintf(&b, "mirrored at %s; bring it into nodes with: autoglm fleet exec --arg model=%s@%s ensure-model\n", st.Mirror.Revision, st.Model, st.Mirror.Revision)
+	}
 	return strings.TrimRight(b.String(), "\n")
 }

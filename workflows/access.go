@@ -58,7 +58,11 @@ func (w *accessRun) run(ctx workflow.Context) error {
 	if sc.Refused != "" {
 		return w.refuse(ctx, "screening", sc.Refused)
 	}
-	w.move(ctx, task.Screened, task.StageSecurityAudit, "screening", fmt.Sprintf("%s licence, %d files, %d bytes", sc.Licence, len(sc.Files), sc.Bytes))
+	found := fmt.Sprintf("%s licence, %d files, %d bytes", sc.Licence, len(sc.Files), sc.Bytes)
+	if sc.Commit != "" {
+		found += " at commit " + sc.Commit
+	}
+	w.move(ctx, task.Screened, task.StageSecurityAudit, "screening", found)
 
 	var audit activities.AuditResult
 	if err := workflow.ExecuteActivity(actx, mirror.AuditModelFiles, activities.AuditInput{Request: w.req, Files: sc.Files, Commit: sc.Commit}).Get(ctx, &audit); err != nil {
