@@ -66,7 +66,13 @@ func (m *Mirror) screenAccess(ctx context.Context, in task.AccessRequest) (Scree
 		res.Refused = fmt.Sprintf("upstream %s is not on the allow-list %v", in.Model.Repo, rules.Upstreams)
 		return res, nil
 	}
-	info, err := m.Upstream.Info(ctx, in.Model.Upstream, in.Model.Repo, in.Model.Revision)
+	// The commit first: the licence is read at it, so the licence checked
+	// is that of the files recorded.
+	l, err := m.Upstream.List(ctx, in.Model.Upstream, in.Model.Repo, in.Model.Revision)
+	if err != nil {
+		return res, err
+	}
+	info, err := m.Upstream.Info(ctx, in.Model.Upstream, in.Model.Repo, l.Commit)
 	if err != nil {
 		return res, err
 	}
@@ -74,10 +80,6 @@ func (m *Mirror) screenAccess(ctx context.Context, in task.AccessRequest) (Scree
 	if !rules.AllowsLicence(info.Licence) {
 		res.Refused = fmt.Sprintf("licence %q is not on the allow-list %v", info.Licence, rules.Licences)
 		return res, nil
-	}
-	l, err := m.Upstream.List(ctx, in.Model.Upstream, in.Model.Repo, in.Model.Revision)
-	if err != nil {
-		return res, err
 	}
 	res.Commit, res.Files = l.Commit, l.Files
 	for _, f := range res.Files {
