@@ -45,6 +45,7 @@ type HandBackDetails struct {
 // InferResult is the answered batch.
 type InferResult struct {
 	Counts     task.Counts    `json:"request_counts"`
+	Usage      task.Usage     `json:"usage,omitzero"`
 	Output     task.ObjectRef `json:"output"`
 	Errors     task.ObjectRef `json:"errors"`
 	Checkpoint int            `json:"checkpoint"`
@@ -134,7 +135,7 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 	if err != nil {
 		return InferResult{}, inferError(err, cp)
 	}
-	return InferResult{Counts: cp.Counts, Output: cp.Output, Errors: cp.Errors, Checkpoint: cp.Seq, Node: a.Node, Attempt: info.Attempt}, nil
+	return InferResult{Counts: cp.Counts, Usage: cp.Usage, Output: cp.Output, Errors: cp.Errors, Checkpoint: cp.Seq, Node: a.Node, Attempt: info.Attempt}, nil
 }
 
 // inferError gives the engine's errors their types.

@@ -29,7 +29,7 @@ func TaskWorkflow(ctx workflow.Context, in task.Input) (task.Result, error) {
 		in: in,
 		status: task.Status{
 			ID: in.ID, Tenant: in.Tenant, Submitter: in.Submitter, Model: in.Model,
-			Kind: in.Kind, Priority: in.Priority, Audit: []task.Transition{},
+			Kind: in.Kind, Priority: in.Priority, Origin: in.Origin, Audit: []task.Transition{},
 		},
 	}
 	var c *carry
@@ -492,6 +492,7 @@ func (w *taskRun) mergeShards(ctx workflow.Context, pieces []*piece) error {
 	}
 	w.setCounts(res.Counts)
 	w.result.Counts, w.result.Output, w.result.Errors = res.Counts, res.Output, res.Errors
+	w.result.Usage, w.status.Usage = res.Usage, res.Usage
 	w.addArtifact(res.Output)
 	w.addArtifact(res.Errors)
 	return nil
@@ -577,6 +578,7 @@ func (w *taskRun) collectPartial(ctx workflow.Context) {
 	w.setCounts(res.Counts)
 	w.result.Counts, w.result.Output, w.result.Errors = res.Counts, res.Output, res.Errors
 	w.result.Counts.Total = max(w.status.Progress.Total, res.Counts.Done())
+	w.result.Usage, w.status.Usage = res.Usage, res.Usage
 	w.addArtifact(res.Output)
 	w.addArtifact(res.Errors)
 }

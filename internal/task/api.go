@@ -117,6 +117,9 @@ type Input struct {
 	Prompt   string    `json:"prompt,omitempty"`
 	Source   ObjectRef `json:"source,omitempty"` // the uploaded JSONL, under the task's own prefix
 	Priority int       `json:"priority,omitempty"`
+	// Origin is the task this one was resubmitted from (its failed or
+	// unanswered items), if any.
+	Origin string `json:"origin,omitempty"`
 	// Carry is the state a run of TaskWorkflow hands to the run it
 	// continues as new (status with its audit trail, limits, screened
 	// source, shards, finished pieces); empty on the first run. Its
@@ -212,4 +215,6 @@ type Result struct {
 	Errors ObjectRef `json:"errors,omitempty"`
 	Report ObjectRef `json:"report,omitempty"`
 	Reason string    `json:"reason,omitempty"`
+	// Usage is the tokens of every answered item, summed.
+	Usage Usage `json:"usage,omitzero"`
 }
