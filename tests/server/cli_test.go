@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/batch"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 )
@@ -69,8 +70,9 @@ func TestCLIThroughServer(t *testing.T) {
 	}
 
 	out, code = autoglm(t, ctx, alice, "", "submit", "--model", "glm-4-test", "--wait", "--json", "one line on durable execution")
-	var res task.Result
-	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.State != task.Completed {
+	// A prompt's --wait --json is its whole output line.
+	var line batch.OutputLine
+	if code != 0 || json.Unmarshal([]byte(out), &line) != nil || line.Response == nil || line.Response.StatusCode != 200 {
 		t.Fatalf("submit --wait: exit %d: %s", code, out)
 	}
 

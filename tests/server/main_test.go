@@ -33,8 +33,9 @@ import (
 
 const bucket = "autoglm"
 
-// users and their roles: tenant demo as in the default policy, and a
-// second tenant, acme, whose user zed must never read demo's tasks.
+// users and their roles: tenant demo as in the default policy, a second
+// tenant, acme, whose user zed must never read demo's tasks, and brief,
+// whose approvals expire in seconds.
 var users = map[string]string{ // user -> tenant of their key
 	"alice": "demo", "dave": "demo", "bob": "demo", "rita": "demo",
 	"olga": "demo", "carol": "demo", "aldo": "demo", "zed": "acme",
@@ -58,6 +59,14 @@ const policyYAML = `tenants:
     models: [glm-4-test]
     users:
       zed: [admin, submitter]
+    auto_approve_max_requests: 10
+  brief:
+    models: [glm-4-test]
+    users:
+      alice: [submitter]
+      bob: [reviewer]
+      carol: [admin]
+    approval_deadline: 3s
     auto_approve_max_requests: 10
 access:
   upstreams: [trusted]
