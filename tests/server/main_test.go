@@ -25,6 +25,7 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
+	"github.com/autoglm-flow/autoglm-flow/internal/metrics"
 	"github.com/autoglm-flow/autoglm-flow/internal/model/testhub"
 	"github.com/autoglm-flow/autoglm-flow/internal/server"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
@@ -87,6 +88,8 @@ var suite struct {
 	url          string // the API server's root
 	keys         map[string]string
 	worker       *testenv.InProcess
+	// workerMetrics is the address of the worker's /metrics.
+	workerMetrics string
 }
 
 func TestMain(m *testing.M) {
@@ -138,6 +141,14 @@ func setUp(e *testenv.Env) error {
 	log.SetLevel(logrus.WarnLevel)
 	suite.tasks = &taskclient.Client{Temporal: suite.Temporal, Store: suite.Store, Signer: e.Signer}
 	suite.api = &server.Server{Tasks: suite.tasks, Policy: src, TempDir: suite.Dir, Log: log}
+	m, err := metrics.New()
+	if err != nil {
+		return err
+	}
+	if err := m.RegisterServer(suite.api.MetricsSources()); err != nil {
+		return err
+	}
+	suite.api.Metrics = m.Handler()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -162,6 +173,14 @@ func startWorker(node string) (*testenv.InProcess, error) {
 		return nil, err
 	}
 	cfg.Node = node
+	// Its /metrics on a free loopback port, for the metrics test.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	cfg.HealthAddr = ln.Addr().String()
+	ln.Close()
+	suite.workerMetrics = cfg.HealthAddr
 	return testenv.RunWorker(cfg, filepath.Join(suite.Dir, "worker-"+node+".log"), 2*time.Minute)
 }
 
