@@ -103,7 +103,8 @@ func (c *cli) fleetCmd() *cobra.Command {
 the keys node and model match a node's name and the models it serves; no
 selector is every node), at most --concurrency nodes at once, each within
 --timeout. Prints each node as ok, failed or timed out, with the reason.
-Exits 0 when every node succeeded, 6 when some did not.
+Exits 0 when every node succeeded, 6 when some did not, 4 when the
+selector matches no live node (then nothing ran).
 
   autoglm fleet exec --selector gpu=a100 health
   autoglm fleet exec --selector region=eu --arg model=glm-4-9b@main ensure-model
@@ -122,11 +123,20 @@ Exits 0 when every node succeeded, 6 when some did not.
 			if err != nil {
 				return err
 			}
+			stop := waiting(fmt.Sprintf("%s on the nodes of selector %q", pos[0], sel.String()))
 			res, err := ops.Exec(cmd.Context(), task.FleetCommand{
 				Action: pos[0], Selector: sel, Args: kv, Concurrency: concurrency, NodeTimeout: timeout,
 			})
+			stop()
 			if err != nil {
-				return err
+				return c.reach(err)
+			}
+			if len(res.Nodes) == 0 {
+				// Nothing ran: a script must not take that for success.
+				if c.json {
+					_ = c.print(res, "")
+				}
+				return task.Errorf(task.NotFound, "the selector %q matches no live node: nothing ran (see `autoglm nodes` for the nodes and their labels)", sel.String())
 			}
 			if err := c.print(res, fleetText(res)); err != nil {
 				return err

@@ -98,14 +98,18 @@ func errType(err error) string {
 // sentence is err as a person should read it: an application error's own
 // message, without the layers of wrapping around it.
 func sentence(err error) string {
+	var h *hinted
+	if errors.As(err, &h) {
+		return sentence(h.err) + "\n" + h.hint
+	}
 	var ae *temporal.ApplicationError
 	if errors.As(err, &ae) {
-		if t := ae.Type(); t != "" {
-			return t + ": " + ae.Message()
+		if t := task.ErrorType(ae.Type()); t.Known() {
+			return string(t) + ": " + ae.Message()
 		}
 		return ae.Message()
 	}
-	if t := task.TypeOf(err); t != "" {
+	if t := task.TypeOf(err); t.Known() {
 		return string(t) + ": " + err.Error()
 	}
 	return err.Error()

@@ -28,9 +28,11 @@ func (c *cli) modelsCmd() *cobra.Command {
 				// Through the server: the key's tenant unless --tenant.
 				req.Tenant = tenantFlag(cmd, c.tenant)
 			}
+			stop := waiting("screening " + req.Model.Repo + "@" + req.Model.Revision + " at the upstream")
 			r, err := ops.RequestAccess(cmd.Context(), req)
+			stop()
 			if err != nil {
-				return err
+				return c.reach(err, req.Model.Upstream)
 			}
 			return c.print(r, fmt.Sprintf("access request %s for %s (%s@%s) started; follow it with: autoglm models status %s", r.ID, r.Model.Name, r.Model.Repo, r.Model.Revision, r.ID))
 		},
@@ -86,9 +88,11 @@ func (c *cli) modelsCmd() *cobra.Command {
 				return err
 			}
 			mir.Name = args[0]
+			stop := waiting("mirroring " + mir.Repo + "@" + mir.Revision + " into the bucket")
 			res, err := ops.Mirror(cmd.Context(), mir)
+			stop()
 			if err != nil {
-				return err
+				return c.reach(err, mir.Upstream)
 			}
 			return c.print(res, fmt.Sprintf("mirrored %s@%s: %d file(s), %d bytes (%d already there, verified); %s", res.Name, res.Revision, res.Files, res.Bytes, res.Skipped, res.Meta.URI()))
 		},
@@ -116,4 +120,12 @@ func accessText(st task.AccessStatus) string {
 		fmt.Fprintf(&b, "  %s  %-18s %-10s %s\n", t.Time.Format("15:04:05"), t.To, t.Actor, t.Reason)
 	}
 	return strings.TrimRight(b.String(), "\n")
+}
+
+// upstreamSetting is the setting that says where an upstream is.
+func upstreamSetting(upstream string) string {
+	if upstream == task.UpstreamHTTP {
+		return "AUTOGLM_MODELS_HTTP_URL"
+	}
+	return "AUTOGLM_HF_ENDPOINT"
 }

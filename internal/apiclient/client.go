@@ -147,7 +147,9 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 		if resp.StatusCode == http.StatusUnauthorized {
 			t = task.PermissionDenied
 		}
-		if t == "" {
+		if !t.Known() {
+			// An untyped failure (the SDK names those after a Go type):
+			// the message says what went wrong.
 			return resp.StatusCode, errors.New(e.Error.Message)
 		}
 		return resp.StatusCode, &task.Error{Type: t, Msg: e.Error.Message}
