@@ -65,13 +65,30 @@ func (w *taskRun) announce(ctx workflow.Context) {
 	if workflow.GetVersion(ctx, notifyChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return
 	}
-	typ := task.EventOf(w.status.State)
-	if typ == "" {
+	if typ := task.EventOf(w.status.State); typ != "" {
+		w.emit(ctx, typ)
+	}
+}
+
+// approvalEventsChange makes the approval stage emit its events
+// (awaiting_approval, approved); histories from before replay without.
+const approvalEventsChange = "approval-events"
+
+// announceApproval emits an event of the approval stage, so reviewers can
+// be told a task waits for them, and submitters that it was approved.
+func (w *taskRun) announceApproval(ctx workflow.Context, typ string) {
+	if workflow.GetVersion(ctx, approvalEventsChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return
 	}
+	w.emit(ctx, typ)
+}
+
+// emit sends event typ of the task, once: its ID is the task's and the
+// state's, however often the workflow gets here.
+func (w *taskRun) emit(ctx workflow.Context, typ string) {
 	ev := task.EventInput{
 		Tenant: w.in.Tenant, ID: "evt_" + w.in.ID + "_" + string(w.status.State), Type: typ,
-		CreatedAt: workflow.Now(ctx).UTC(), Data: map[string]string{"id": w.in.ID},
+		CreatedAt: workflow.Now(ctx).UTC(), Data: map[string]string{"id": w.in.ID, "state": string(w.status.State)},
 	}
 	// The task may be ending because it was cancelled: emit on a context
 	// that is not.
@@ -87,7 +104,7 @@ func (w *taskRun) announce(ctx workflow.Context) {
 	f := workflow.ExecuteActivity
 	if w.speed >= 2 {
 		// Short (a policy look-up, at most one workflow start): local,
-		// in the closing workflow task, not one more round trip.
+		// in the same workflow task, not one more round trip.
 		opts := workflow.GetActivityOptions(ectx)
 		ectx = workflow.WithLocalActivityOptions(ectx, workflow.LocalActivityOptions{
 			StartToCloseTimeout: opts.StartToCloseTimeout, RetryPolicy: opts.RetryPolicy, Summary: opts.Summary,
@@ -95,6 +112,6 @@ func (w *taskRun) announce(ctx workflow.Context) {
 		f = workflow.ExecuteLocalActivity
 	}
 	if err := f(ectx, a.EmitEvent, ev).Get(ectx, nil); err != nil {
-		workflow.GetLogger(ctx).Warn("task end not announced to webhooks", "event", ev.ID, "error", err)
+		workflow.GetLogger(ctx).Warn("event not announced to webhooks", "event", ev.ID, "error", err)
 	}
 }

@@ -197,10 +197,14 @@ func (w *taskRun) approval(ctx workflow.Context) error {
 		}
 		w.transition(ctx, task.AwaitingApproval, "screening", fmt.Sprintf("waiting for %d approval(s) within %s", w.rules.Quorum, deadline))
 		w.approvalBy = workflow.Now(ctx).Add(deadline)
+		w.announceApproval(ctx, task.EventTaskAwaitingApproval)
 	}
 	decided, err := w.awaitApproval(ctx, deadline)
 	if err != nil {
 		return err
+	}
+	if decided && w.status.State == task.Approved {
+		w.announceApproval(ctx, task.EventTaskApproved)
 	}
 	if !decided {
 		w.transition(ctx, task.Expired, "timer", fmt.Sprintf("no decision within %s", deadline))

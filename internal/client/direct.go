@@ -45,6 +45,9 @@ func (d Direct) tenants(tenant string) ([]string, error) {
 		return nil, err
 	}
 	ts := p.TenantsOf(d.User)
+	if len(ts) == 0 {
+		return nil, task.Errorf(task.PermissionDenied, "%s has no role in any tenant", d.User)
+	}
 	if tenant == "" {
 		return ts, nil
 	}
