@@ -62,3 +62,21 @@ func dayParam(v string, def time.Time) (time.Time, error) {
 	}
 	return d, nil
 }
+
+// BatchUsage is the usage of an OpenAI batch object: the tokens of its
+// answered requests, as the model server reported them.
+type BatchUsage struct {
+	InputTokens        int64 `json:"input_tokens"`
+	OutputTokens       int64 `json:"output_tokens"`
+	TotalTokens        int64 `json:"total_tokens"`
+	InputTokensDetails struct {
+		CachedTokens int64 `json:"cached_tokens"`
+	} `json:"input_tokens_details"`
+	OutputTokensDetails struct {
+		ReasoningTokens int64 `json:"reasoning_tokens"`
+	} `json:"output_tokens_details"`
+}
+
+func batchUsage(u task.Usage) BatchUsage {
+	return BatchUsage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
+}

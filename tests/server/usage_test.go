@@ -74,6 +74,11 @@ func TestUsage(t *testing.T) {
 		if want.TotalTokens == 0 || st.Usage != want || res.Usage != want {
 			t.Errorf("task %s: status usage %+v, result usage %+v; the output's sum is %+v", id, st.Usage, res.Usage, want)
 		}
+		var b server.Batch
+		must(t, ctx, http.StatusOK, "zed", "GET", "/v1/batches/"+server.BatchIDPrefix+id, nil, &b)
+		if b.Usage.InputTokens != want.PromptTokens || b.Usage.OutputTokens != want.CompletionTokens || b.Usage.TotalTokens != want.TotalTokens {
+			t.Errorf("batch %s: usage %+v; the output's sum is %+v", b.ID, b.Usage, want)
+		}
 	}
 
 	// The report against the sum over every acme task that ended today
