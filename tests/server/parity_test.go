@@ -61,6 +61,7 @@ func shape(t *testing.T, out string) string {
 // seen is what one run of a verb gave: its exit code and output shape.
 type seen struct {
 	Code  int
+	JSON  bool // --json was asked for
 	Shape string
 }
 
@@ -84,6 +85,7 @@ func TestCLIParity(t *testing.T) {
 		"break-glass": func(user string) []string { return breakGlassEnv(t.TempDir(), user) },
 	}
 	got := map[string]map[string]seen{}
+	transitions := map[string][]string{}
 	for _, name := range []string{"server", "break-glass"} {
 		env := paths[name]
 		res := map[string]seen{}
@@ -91,7 +93,7 @@ func TestCLIParity(t *testing.T) {
 		run := func(step, user string, args ...string) string {
 			t.Helper()
 			r := suite.RunCLI(t, ctx, testenv.CLIOptions{Env: env(user)}, args...)
-			s := seen{Code: r.Code}
+			s := seen{Code: r.Code, JSON: slices.Contains(args, "--json")}
 			if slices.Contains(args, "--json") && strings.TrimSpace(r.Stdout) != "" {
 				s.Shape = shape(t, r.Stdout)
 			}
@@ -124,6 +126,7 @@ func TestCLIParity(t *testing.T) {
 		waitState(t, ctx, done, task.AwaitingApproval)
 		run("approve", "bob", "approve", done, "--reason", "fine", "--json")
 		run("watch completed", "alice", "watch", done, "--json")
+		transitions[name] = auditLines(t, run("watch completed, text", "alice", "watch", done))
 		run("status", "alice", "status", done, "--json")
 		run("list", "alice", "list", "--json")
 		out = run("results", "alice", "results", done, "--dir", filepath.Join(dir, name), "--json")
@@ -170,9 +173,13 @@ func TestCLIParity(t *testing.T) {
 		run("watch expired", "alice", "watch", expired, "--json")
 	}
 
+	// Each transition with its actor, the same on both paths.
+	if s, b := transitions["server"], transitions["break-glass"]; !slices.Equal(s, b) || !slices.Contains(s, "APPROVED bob") {
+		t.Errorf("watch shows the transitions\n  server:      %v\n  break-glass: %v\nwant the same, with bob's approval", s, b)
+	}
 	want := map[string]int{
 		"submit prompt --wait": 0, "submit prompt --wait --json": 0, "submit --file": 0, "approve": 0,
-		"watch completed": 0, "status": 0, "list": 0, "results": 0,
+		"watch completed": 0, "watch completed, text": 0, "status": 0, "list": 0, "results": 0,
 		"resubmit --failed (none fixable)": 2, "submit --wait failed": 2,
 		"reject": 0, "watch rejected": 6, "cancel": 0, "watch cancelled": 6,
 		"resubmit --unanswered": 0, "watch expired": 6,
@@ -182,7 +189,7 @@ func TestCLIParity(t *testing.T) {
 		if s.Code != code || b.Code != code {
 			t.Errorf("%s: exit %d through the server, %d on the break-glass path; want %d", step, s.Code, b.Code, code)
 		}
-		if s.Shape == "" && step != "submit prompt --wait" && step != "resubmit --failed (none fixable)" {
+		if s.JSON && s.Shape == "" && step != "resubmit --failed (none fixable)" {
 			t.Errorf("%s: printed no JSON with --json", step)
 		}
 		if s.Shape != b.Shape {
@@ -207,4 +214,21 @@ func answer(t *testing.T, prompt string) string {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// auditLines are the state and actor of each transition line watch
+// printed ("15:04:05  STATE  actor  reason"), without the times.
+func auditLines(t *testing.T, out string) []string {
+	t.Helper()
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 3 && len(f[0]) == 8 && strings.Count(f[0], ":") == 2 && task.State(f[1]) != "" && strings.ToUpper(f[1]) == f[1] {
+			lines = append(lines, f[1]+" "+f[2])
+		}
+	}
+	if len(lines) == 0 {
+		t.Errorf("watch printed no transition: %q", out)
+	}
+	return lines
 }
