@@ -36,14 +36,15 @@ func (s Server) Status(ctx context.Context, id string) (Status, error) {
 	return s.API.Status(ctx, id)
 }
 
-// statusWait bounds the status reads Watch makes for the audit trail: the
-// status needs a worker to answer, the events do not, so a busy worker
-// only costs the actor and reason of a transition, never the watch.
+// statusWait bounds the one status read at the end of Watch: the status
+// needs a worker to answer, the events do not, so a busy worker only
+// costs the full report, never the watch.
 const statusWait = 5 * time.Second
 
-// Watch follows the server's events (what the Temporal server already
-// knows, no worker needed) and reads the audit trail for each new state,
-// so each transition shows its actor, reason and own time.
+// Watch follows the server's events: what the Temporal server already
+// knows, with the audit trail the server reads once per state change for
+// every watcher, so watching asks no worker anything. Only the final
+// status, for the full report, is read at the end.
 func (s Server) Watch(ctx context.Context, id string, seen func(Update)) (Status, error) {
 	var after int64
 	audit := 0
@@ -63,9 +64,9 @@ func (s Server) Watch(ctx context.Context, id string, seen func(Update)) (Status
 		}
 		for _, e := range evs.Events {
 			after = e.Seq
-			if e.State != last {
+			if e.State != last || len(e.Transitions) > 0 {
+				audit = transitions(e, audit, last, seen)
 				last = e.State
-				audit = s.transitions(ctx, id, e, audit, seen)
 			}
 			if e.Progress != nil {
 				seen(Update{Progress: e.Progress})
@@ -96,17 +97,22 @@ func (s Server) Watch(ctx context.Context, id string, seen func(Update)) (Status
 	return fromResult(*res), nil
 }
 
-// transitions tells seen the audit entries after the first n, or, when no
-// worker answers the status soon, the state the event carries.
-func (s Server) transitions(ctx context.Context, id string, e server.Event, n int, seen func(Update)) int {
-	sctx, cancel := context.WithTimeout(ctx, statusWait)
-	st, err := s.API.Status(sctx, id)
-	cancel()
-	if err == nil && len(st.Audit) > n {
-		return newTransitions(st.Status, n, seen)
+// transitions tells seen the audit entries of e not seen yet (the first
+// audit were), or, when the server had none to give, e's new state at
+// the time the server saw it.
+func transitions(e server.Event, audit int, last task.State, seen func(Update)) int {
+	if len(e.Transitions) > 0 {
+		for i, tr := range e.Transitions {
+			if e.AuditFrom+i >= audit {
+				seen(Update{Transition: &tr})
+			}
+		}
+		return max(audit, e.AuditFrom+len(e.Transitions))
 	}
-	seen(Update{Transition: &task.Transition{Time: e.Time, To: e.State}})
-	return n
+	if e.State != last {
+		seen(Update{Transition: &task.Transition{Time: e.Time, To: e.State}})
+	}
+	return audit
 }
 
 // fromResult is the status a result alone gives: state, counts, usage,

@@ -137,10 +137,13 @@ func TestCLIThroughServer(t *testing.T) {
 	// Attachments go through the server too, and only to one's own task.
 	spec := filepath.Join(t.TempDir(), "spec.txt")
 	os.WriteFile(spec, []byte("the spec of the thing to review\n"), 0o644)
-	out, code = autoglm(t, ctx, alice, "", "submit", "--model", "glm-4-test", "--attach", spec, "--wait", "--json", "review the attached spec")
+	out, code = autoglm(t, ctx, alice, "", "submit", "--model", "glm-4-test", "--attach", spec, "--json", "review the attached spec")
 	var done struct{ ID string }
 	if code != 0 || json.Unmarshal([]byte(out), &done) != nil {
-		t.Fatalf("submit --attach --wait: exit %d: %s", code, out)
+		t.Fatalf("submit --attach: exit %d: %s", code, out)
+	}
+	if _, code := autoglm(t, ctx, alice, "", "watch", done.ID); code != 0 {
+		t.Fatalf("watch of the task with an attachment: exit %d", code)
 	}
 	dir = filepath.Join(t.TempDir(), "attached")
 	if _, code := autoglm(t, ctx, alice, "", "results", done.ID, "--dir", dir); code != 0 {
