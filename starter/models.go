@@ -19,15 +19,12 @@ func (c *cli) modelsCmd() *cobra.Command {
   autoglm models status REQUEST`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ops, remote, err := c.ops(cmd)
+			ops, err := c.ops(cmd)
 			if err != nil {
 				return err
 			}
-			req.Tenant, req.Model.Name = c.tenant, args[0]
-			if remote {
-				// Through the server: the key's tenant unless --tenant.
-				req.Tenant = tenantFlag(cmd, c.tenant)
-			}
+			// Your tenant (the key's, through the server) unless --tenant.
+			req.Tenant, req.Model.Name = tenantFlag(cmd, c.tenant), args[0]
 			stop := waiting("screening " + req.Model.Repo + "@" + req.Model.Revision + " at the upstream")
 			r, err := ops.RequestAccess(cmd.Context(), req)
 			stop()
@@ -47,7 +44,7 @@ func (c *cli) modelsCmd() *cobra.Command {
 	status := &cobra.Command{
 		Use: "status REQUEST", Short: "Show an access request's stage, findings and audit trail", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ops, _, err := c.ops(cmd)
+			ops, err := c.ops(cmd)
 			if err != nil {
 				return err
 			}
@@ -63,7 +60,7 @@ func (c *cli) modelsCmd() *cobra.Command {
 		cmd := &cobra.Command{
 			Use: use + " REQUEST", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				ops, _, err := c.ops(cmd)
+				ops, err := c.ops(cmd)
 				if err != nil {
 					return err
 				}
@@ -83,7 +80,7 @@ func (c *cli) modelsCmd() *cobra.Command {
 		Short: "Copy a model into the bucket, verified, without a review (operators); it allows the model for no tenant",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ops, _, err := c.ops(cmd)
+			ops, err := c.ops(cmd)
 			if err != nil {
 				return err
 			}
