@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -48,4 +49,16 @@ func TestLargeBatchRunsAsShardsOnTwoNodes(t *testing.T) {
 		}
 	}
 	checkAnswers(t, out, in.bodies)
+	// The tokens of the three shards add up to those of the merged output.
+	var want task.Usage
+	for _, ol := range out {
+		var body struct{ Usage task.Usage }
+		if err := json.Unmarshal(ol.Response.Body, &body); err != nil {
+			t.Fatal(err)
+		}
+		want.Add(body.Usage)
+	}
+	if want.TotalTokens == 0 || res.Usage != want || st.Usage != want {
+		t.Errorf("usage: result %+v, status %+v; the output's sum is %+v", res.Usage, st.Usage, want)
+	}
 }
