@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -50,14 +49,7 @@ func TestLargeBatchRunsAsShardsOnTwoNodes(t *testing.T) {
 	}
 	checkAnswers(t, out, in.bodies)
 	// The tokens of the three shards add up to those of the merged output.
-	var want task.Usage
-	for _, ol := range out {
-		var body struct{ Usage task.Usage }
-		if err := json.Unmarshal(ol.Response.Body, &body); err != nil {
-			t.Fatal(err)
-		}
-		want.Add(body.Usage)
-	}
+	want := outputUsage(t, out)
 	if want.TotalTokens == 0 || res.Usage != want || st.Usage != want {
 		t.Errorf("usage: result %+v, status %+v; the output's sum is %+v", res.Usage, st.Usage, want)
 	}
