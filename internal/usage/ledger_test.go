@@ -9,7 +9,9 @@ import (
 )
 
 func TestRowsSumPerDayTenantAndModel(t *testing.T) {
-	u := func(p, c int64) task.Usage { return task.Usage{PromptTokens: p, CompletionTokens: c, TotalTokens: p + c} }
+	u := func(p, c int64) task.Usage {
+		return task.Usage{PromptTokens: p, CompletionTokens: c, TotalTokens: p + c}
+	}
 	rows := Rows([]Record{
 		{Task: "b", Tenant: "demo", Model: "m", Day: "2026-12-04", Usage: u(1, 2)},
 		{Task: "a", Tenant: "acme", Model: "m", Day: "2026-12-04", Usage: u(5, 5)},
