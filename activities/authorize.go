@@ -115,7 +115,7 @@ func (a *Activities) checkTokenQuota(ctx context.Context, tenant string, max int
 		return err
 	}
 	if used := usage.Total(recs).TotalTokens; used >= max {
-		return task.Errorf(task.QuotaExceeded, "tenant %s has used %d of its %d tokens for today (UTC); new tasks are refused until then (see autoglm usage)", tenant, used, max)
+		return task.Errorf(task.QuotaExceeded, "tenant %s has used %d of its %d tokens for today; new tasks are refused until the day ends (UTC; see autoglm usage)", tenant, used, max)
 	}
 	return nil
 }

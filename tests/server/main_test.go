@@ -35,8 +35,8 @@ import (
 const bucket = "autoglm"
 
 // users and their roles: tenant demo as in the default policy, a second
-// tenant, acme, whose user zed must never read demo's tasks, and brief,
-// whose approvals expire in seconds.
+// tenant, acme, whose user zed must never read demo's tasks, brief,
+// whose approvals expire in seconds, and metered, allowed one token a day.
 var users = map[string]string{ // user -> tenant of their key
 	"alice": "demo", "dave": "demo", "bob": "demo", "rita": "demo",
 	"olga": "demo", "carol": "demo", "aldo": "demo", "zed": "acme",
@@ -69,6 +69,13 @@ const policyYAML = `tenants:
       carol: [admin]
     approval_deadline: 3s
     auto_approve_max_requests: 10
+  metered:
+    models: [glm-4-test]
+    users:
+      alice: [submitter]
+      carol: [admin]
+    auto_approve_max_requests: 10
+    quotas: {max_tokens_per_day: 1}
 access:
   upstreams: [trusted]
   licences: [apache-2.0]

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,5 +131,32 @@ func TestUsage(t *testing.T) {
 		if b, _ := json.Marshal(rows); string(b) != string(apiRows) {
 			t.Errorf("%s: autoglm usage %s, the API %s", name, b, apiRows)
 		}
+	}
+}
+
+// TestDailyTokenQuota: once a tenant's tasks of the day used its
+// max_tokens_per_day, authorization refuses its next task with
+// QuotaExceeded, and `watch` exits 3 for it.
+func TestDailyTokenQuota(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	submit := func(prompt string) (string, task.Result) {
+		var sub server.Submitted
+		must(t, ctx, http.StatusCreated, "alice", "POST", "/api/v1/tasks", map[string]any{"prompt": prompt, "model": "glm-4-test", "tenant": "metered"}, &sub)
+		var res task.Result
+		must(t, ctx, http.StatusOK, "alice", "GET", "/api/v1/tasks/"+sub.ID+"/result?wait=60s", nil, &res)
+		return sub.ID, res
+	}
+	// The first task may run (nothing used yet today, unless an earlier
+	// run of this test used it: then it is refused like the second).
+	if _, res := submit("the first of the day"); res.State != task.Completed && !strings.Contains(res.Reason, string(task.QuotaExceeded)) {
+		t.Fatalf("first task: %+v", res)
+	}
+	id, res := submit("one too many")
+	if res.State != task.Failed || !strings.Contains(res.Reason, string(task.QuotaExceeded)) {
+		t.Fatalf("a task over the day's tokens: %+v; want FAILED with QuotaExceeded", res)
+	}
+	r := suite.RunCLI(t, ctx, testenv.CLIOptions{Env: cliEnv(t, t.TempDir(), "AUTOGLM_API_KEY="+suite.keys["alice"])}, "watch", id)
+	if r.Code != 3 || !strings.Contains(r.Stderr, "tokens") {
+		t.Errorf("watch of the refused task: exit %d, %q; want 3 naming the tokens", r.Code, r.Stderr)
 	}
 }
