@@ -9,18 +9,13 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
-// announce emits the event of the task's final state, if it has one. A
+// emitEnd emits the event of the task's final state, if it has one. A
 // failure to emit is logged, never the task's failure.
-func (w *taskRun) announce(ctx workflow.Context) {
-	if typ := task.EventOf(w.status.State); typ != "" {
-		w.emit(ctx, typ)
+func (w *taskRun) emitEnd(ctx workflow.Context) {
+	typ := task.EventOf(w.status.State)
+	if typ == "" {
+		return
 	}
-}
-
-// emit sends event typ of the task in its current state (the end, or the
-// approval stage's: awaiting_approval, approved), once: its ID is the
-// task's and the state's, however often the workflow gets here.
-func (w *taskRun) emit(ctx workflow.Context, typ string) {
 	ev := task.EventInput{
 		Tenant: w.in.Tenant, ID: "evt_" + w.in.ID + "_" + string(w.status.State), Type: typ,
 		CreatedAt: workflow.Now(ctx).UTC(), Data: map[string]string{"id": w.in.ID, "state": string(w.status.State)},
@@ -30,7 +25,7 @@ func (w *taskRun) emit(ctx workflow.Context, typ string) {
 	ectx, _ := workflow.NewDisconnectedContext(ctx)
 	ectx = workflow.WithActivityOptions(ectx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
-		Summary:             "announce " + typ,
+		Summary:             "event " + typ,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
 			MaximumAttempts: 20, NonRetryableErrorTypes: nonRetryable,
@@ -43,6 +38,6 @@ func (w *taskRun) emit(ctx workflow.Context, typ string) {
 		StartToCloseTimeout: opts.StartToCloseTimeout, RetryPolicy: opts.RetryPolicy, Summary: opts.Summary,
 	})
 	if err := workflow.ExecuteLocalActivity(ectx, a.EmitEvent, ev).Get(ectx, nil); err != nil {
-		workflow.GetLogger(ctx).Warn("event not announced to webhooks", "event", ev.ID, "error", err)
+		workflow.GetLogger(ctx).Warn("task end event not emitted to webhooks", "event", ev.ID, "error", err)
 	}
 }
