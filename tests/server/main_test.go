@@ -36,10 +36,11 @@ const bucket = "autoglm"
 
 // users and their roles: tenant demo as in the default policy, a second
 // tenant, acme, whose user zed must never read demo's tasks, brief,
-// whose approvals expire in seconds, and metered, allowed one token a day.
+// whose approvals expire in seconds, and metered, allowed one token a day;
+// oscar operates every tenant, so he may read the server's metrics.
 var users = map[string]string{ // user -> tenant of their key
 	"alice": "demo", "dave": "demo", "bob": "demo", "rita": "demo",
-	"olga": "demo", "carol": "demo", "aldo": "demo", "zed": "acme",
+	"olga": "demo", "carol": "demo", "aldo": "demo", "zed": "acme", "oscar": "demo",
 }
 
 const policyYAML = `tenants:
@@ -53,6 +54,7 @@ const policyYAML = `tenants:
       olga: [operator]
       carol: [admin]
       aldo: [auditor]
+      oscar: [operator]
     quorum: 1
     approval_deadline: 24h
     auto_approve_max_requests: 10
@@ -60,6 +62,7 @@ const policyYAML = `tenants:
     models: [glm-4-test]
     users:
       zed: [admin, submitter]
+      oscar: [operator]
     auto_approve_max_requests: 10
   brief:
     models: [glm-4-test]
@@ -67,6 +70,7 @@ const policyYAML = `tenants:
       alice: [submitter]
       bob: [reviewer]
       carol: [admin]
+      oscar: [operator]
     approval_deadline: 3s
     auto_approve_max_requests: 10
   metered:
@@ -74,6 +78,7 @@ const policyYAML = `tenants:
     users:
       alice: [submitter]
       carol: [admin]
+      oscar: [operator]
     auto_approve_max_requests: 10
     quotas: {max_tokens_per_day: 1}
 access:
