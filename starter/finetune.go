@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	tclient "github.com/autoglm-flow/autoglm-flow/internal/client"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 )
@@ -115,17 +116,11 @@ func (c *cli) finetuneStatusCmd() *cobra.Command {
 		Short: "Show a fine-tuning task's state, training progress, hyperparameters and model",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if api, err := c.remote(cmd); api != nil || err != nil {
-				if err != nil {
-					return err
-				}
-				st, err := api.Status(cmd.Context(), args[0])
-				if err != nil {
-					return err
-				}
-				return c.print(st, formatFineTune(st.Status))
+			cl, err := c.tasks(cmd)
+			if err != nil {
+				return err
 			}
-			_, st, err := c.status(cmd.Context(), args[0])
+			st, err := cl.Status(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -135,7 +130,7 @@ func (c *cli) finetuneStatusCmd() *cobra.Command {
 }
 
 // formatFineTune is a task's status with what fine-tuning adds.
-func formatFineTune(st task.Status) string {
+func formatFineTune(st tclient.Status) string {
 	text := strings.TrimRight(formatStatus(st), "\n")
 	ft := st.FineTune
 	if ft == nil {

@@ -65,6 +65,8 @@ type Policy struct {
 	Screening Screening         `yaml:"screening"`
 	// Access screens requests for new models (see access.go).
 	Access AccessRules `yaml:"access"`
+	// Fleet names who runs the fleet (see fleet.go).
+	Fleet FleetRules `yaml:"fleet"`
 	// APIKeys are the API server's keys, stored hashed (see keys.go).
 	APIKeys []APIKey `yaml:"api_keys"`
 	// Sensitive names what the API server masks for roles not allowed to
@@ -94,6 +96,10 @@ type Tenant struct {
 // Quotas bound what a tenant may ask for.
 type Quotas struct {
 	MaxBatchRequests int `yaml:"max_batch_requests"`
+	// MaxTokensPerDay, if set, refuses new tasks at authorization once
+	// the tenant's tasks that ended today (UTC) used this many tokens, as
+	// the usage ledger has them. A task already running is not stopped.
+	MaxTokensPerDay int64 `yaml:"max_tokens_per_day"`
 }
 
 // Screening configures the screen stage.

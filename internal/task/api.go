@@ -128,6 +128,9 @@ type Input struct {
 	// FineTune is the rest of a fine-tuning task's input (KindFineTune),
 	// whose training file is Source; nil for every other kind.
 	FineTune *FineTune `json:"fine_tune,omitempty"`
+	// Origin is the task this one was resubmitted from (its failed or
+	// unanswered items), if any.
+	Origin string `json:"origin,omitempty"`
 	// Assertion is the start assertion the API server signed over the
 	// task's ID, tenant, submitter, kind and input (internal/assertion's
 	// Start): the workflow runs nothing without it.
@@ -250,4 +253,6 @@ type Result struct {
 	// FineTunedModel is the model a fine-tuning task produced (its
 	// manifest is Output).
 	FineTunedModel string `json:"fine_tuned_model,omitempty"`
+	// Usage is the tokens of every answered item, summed.
+	Usage Usage `json:"usage,omitzero"`
 }

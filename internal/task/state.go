@@ -88,6 +88,11 @@ type Status struct {
 	Audit         []Transition `json:"audit"`
 	// FineTune is a fine-tuning task's own status; nil for other kinds.
 	FineTune *FineTuneStatus `json:"fine_tune,omitempty"`
+	// Usage is the tokens of the answered items, once the output is
+	// merged (at the end, or with the partial output of a stopped task).
+	Usage Usage `json:"usage,omitzero"`
+	// Origin is the task this one was resubmitted from, if any.
+	Origin string `json:"origin,omitempty"`
 }
 
 // Screening is what the screen stage found.
