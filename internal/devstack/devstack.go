@@ -59,7 +59,7 @@ type Stack struct {
 	SecretKey       string
 	LogDir          string
 
-	procs []*process
+	procs []*Process
 }
 
 // Start starts both servers and returns once each answers. On error nothing
@@ -146,7 +146,7 @@ func (s *Stack) startTemporal(ctx context.Context, opts Options) error {
 	s.procs = append(s.procs, p)
 	s.TemporalAddress = fmt.Sprintf("127.0.0.1:%d", grpcPort)
 	return waitFor(ctx, p, "temporal", 60*time.Second, func(ctx context.Context) error {
-		return checkTemporal(ctx, s.TemporalAddress, opts.Namespace)
+		return CheckTemporal(ctx, s.TemporalAddress, opts.Namespace)
 	})
 }
 
@@ -223,7 +223,7 @@ func (s *Stack) Env(bucket string) []string {
 func (s *Stack) Stop() error {
 	var errs []error
 	for i := len(s.procs) - 1; i >= 0; i-- {
-		errs = append(errs, s.procs[i].stop(15*time.Second))
+		errs = append(errs, s.procs[i].Stop(15*time.Second))
 	}
 	s.procs = nil
 	return errors.Join(errs...)
@@ -233,10 +233,14 @@ func (s *Stack) Stop() error {
 func (s *Stack) PIDs() []int {
 	var pids []int
 	for _, p := range s.procs {
-		pids = append(pids, p.cmd.Process.Pid)
+		pids = append(pids, p.PID())
 	}
 	return pids
 }
+
+// FreePorts returns each given port, or a free loopback port where it
+// is 0; no two zeros get the same port.
+func FreePorts(ports ...int) ([]int, error) { return portsOrFree(ports...) }
 
 // portsOrFree returns each given port, or a free loopback port where it is 0.
 func portsOrFree(ports ...int) ([]int, error) {
