@@ -330,4 +330,3 @@ func (c *Cluster) PIDs() []int {
 	}
 	return pids
 }
-

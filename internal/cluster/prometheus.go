@@ -157,4 +157,3 @@ func withInterval(b []byte, interval time.Duration) ([]byte, error) {
 	cfg["global"] = g
 	return yaml.Marshal(cfg)
 }
-
