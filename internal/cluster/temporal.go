@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -138,9 +140,13 @@ func (t *temporal) writeConfig(dynamicConfig []byte, frontendPort int) error {
 	if err != nil {
 		return err
 	}
+	members, err := membershipPorts(len(Services))
+	if err != nil {
+		return err
+	}
 	t.ports = map[string]servicePorts{}
 	for i, s := range Services {
-		t.ports[s.Name] = servicePorts{GRPC: ps[4*i], Membership: ps[4*i+1], HTTP: ps[4*i+2], Metrics: ps[4*i+3]}
+		t.ports[s.Name] = servicePorts{GRPC: ps[4*i], Membership: members[i], HTTP: ps[4*i+2], Metrics: ps[4*i+3]}
 	}
 	dir := filepath.Join(t.root, "config")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -158,6 +164,32 @@ func (t *temporal) writeConfig(dynamicConfig []byte, frontendPort int) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(b.String()), 0o600)
+}
+
+// membershipPorts are n free loopback ports under 32768: the SQL schema
+// keeps a member's port in a smallint, and the kernel's free ports are
+// above that.
+func membershipPorts(n int) ([]int, error) {
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	var out []int
+	for tries := 0; len(out) < n && tries < 1000; tries++ {
+		port := 20000 + mrand.IntN(12000)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		held = append(held, l)
+		out = append(out, port)
+	}
+	if len(out) < n {
+		return nil, fmt.Errorf("cluster: no %d free loopback ports between 20000 and 32000", n)
+	}
+	return out, nil
 }
 
 // schema creates the two databases (on a new data folder) and brings
@@ -184,7 +216,7 @@ func (t *temporal) schema(ctx context.Context, fresh bool) error {
 				return err
 			}
 		}
-		if err := run("--db", db.name, "setup-schema", "-v", "0.0", "--schema-name", db.schema); err != nil {
+		if err := run("--db", db.name, "setup-schema", "-v", "0.0"); err != nil {
 			return err
 		}
 		if err := run("--db", db.name, "update-schema", "--schema-name", db.schema); err != nil {

@@ -1,0 +1,81 @@
+package cluster
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
+	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
+)
+
+// faultItems is the size of each fault's batch: several thousand, at a
+// latency that keeps it running well past the fault.
+const faultItems = 4000
+
+// duringBatch runs a batch of faultItems, injects the fault once a fifth
+// of it is answered, and checks the task completes with every line once.
+func duringBatch(t *testing.T, prefix string, fault func(ctx context.Context)) {
+	ctx := testenv.Context(t, 8*time.Minute)
+	suite.cl.Model.SetFaults(testmodel.Faults{Latency: 100 * time.Millisecond})
+	t.Cleanup(func() { suite.cl.Model.SetFaults(testmodel.Faults{Latency: 20 * time.Millisecond}) })
+	in := writeBatch(t, prefix, faultItems)
+	id := submitApproved(t, ctx, prefix, in)
+	st := waitDone(t, ctx, id, faultItems/5)
+	t.Logf("task %s is %s on node %s with %d of %d answered: the fault now", id, st.State, st.Node, st.Progress.Done(), faultItems)
+	at := time.Now()
+	fault(ctx)
+	lines, unique := exact(t, ctx, id, in)
+	t.Logf("task %s COMPLETED %.1f s after the fault: output.jsonl %d lines, %d unique custom_ids of %d", id, time.Since(at).Seconds(), lines, unique, faultItems)
+}
+
+// One history process dies; the other takes over its shards, and the
+// batch goes on. The process is started again afterwards.
+func TestKillHistory(t *testing.T) {
+	duringBatch(t, "kill-history", func(ctx context.Context) {
+		if err := suite.cl.Kill("history-1"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := suite.cl.StartService(context.Background(), "history-1"); err != nil {
+				t.Errorf("starting history-1 again: %v", err)
+			}
+		})
+	})
+}
+
+// The frontend dies and comes back on its port: workers, the API server
+// and this test's client reconnect by themselves.
+func TestKillFrontend(t *testing.T) {
+	duringBatch(t, "kill-frontend", func(ctx context.Context) {
+		if err := suite.cl.Kill("frontend"); err != nil {
+			t.Fatal(err)
+		}
+		if err := suite.cl.StartService(ctx, "frontend"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// PostgreSQL stops (fast shutdown, as a failover or an upgrade) and
+// starts again: every Temporal service loses its connections at once.
+func TestRestartPostgres(t *testing.T) {
+	duringBatch(t, "restart-postgres", func(ctx context.Context) {
+		if err := suite.cl.RestartPostgres(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// The matching service dies and is started again: polls and task
+// dispatch stop meanwhile, nothing is lost.
+func TestKillMatching(t *testing.T) {
+	duringBatch(t, "kill-matching", func(ctx context.Context) {
+		if err := suite.cl.Kill("matching"); err != nil {
+			t.Fatal(err)
+		}
+		if err := suite.cl.StartService(ctx, "matching"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
