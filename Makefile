@@ -100,6 +100,12 @@ bench: tools
 	$(GO) run ./internal/storage/benchcmd
 	$(GO) run ./internal/bench/mirrorbench
 	$(GO) run ./internal/bench/fleetbench
+	$(GO) run ./internal/bench/clusterbench
+
+# The cluster's figures alone: a batch on the cluster against the dev
+# server, one-prompt tasks against bare workflows on the cluster.
+bench-cluster: tools
+	$(GO) run ./internal/bench/clusterbench
 
 clean:
 	rm -rf .data

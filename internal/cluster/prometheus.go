@@ -33,22 +33,23 @@ type targetGroup struct {
 }
 
 // WriteTargets writes the targets/ files Prometheus's file_sd reads into
-// dir: every Temporal process, API server and worker node started, each
-// labelled with its name. Prometheus re-reads them when they change.
+// dir: every Temporal process and API server started, labelled with its
+// name, and every worker node running. Prometheus re-reads them when they change.
 func (c *Cluster) WriteTargets(dir string) error {
 	groups := map[string][]targetGroup{}
 	for _, s := range Services {
 		groups[JobTemporal] = append(groups[JobTemporal], targetGroup{
 			Targets: []string{"127.0.0.1:" + strconv.Itoa(c.temporal.ports[s.Name].Metrics)},
-			Labels:  map[string]string{"service": s.Name},
+			Labels:  map[string]string{"temporal_service": s.Name},
 		})
 	}
 	for _, t := range c.servers {
-		groups[JobServer] = append(groups[JobServer], targetGroup{Targets: []string{t.Addr}, Labels: map[string]string{"server": t.Name}})
+		groups[JobServer] = append(groups[JobServer], targetGroup{Targets: []string{t.Addr}, Labels: map[string]string{"autoglm_server": t.Name}})
 	}
 	for _, t := range c.nodes {
 		if t.Proc.Exited() == nil {
-			groups[JobWorker] = append(groups[JobWorker], targetGroup{Targets: []string{t.Addr}, Labels: map[string]string{"node": t.Name}})
+			// No label: the node's series carry their own node label.
+			groups[JobWorker] = append(groups[JobWorker], targetGroup{Targets: []string{t.Addr}})
 		}
 	}
 	tdir := filepath.Join(dir, "targets")
