@@ -50,7 +50,7 @@ persistence:
         connectAddr: "127.0.0.1:[[.PGPort]]"
         connectProtocol: tcp
         user: [[.PGUser]]
-        password: '{{ env "TEMPORAL_SQL_PASSWORD" }}'
+        password: '{{ env "SERVER_SQL_PASSWORD" }}'
         maxConns: 20
         maxIdleConns: 20
         maxConnLifetime: 1h
@@ -61,7 +61,7 @@ persistence:
         connectAddr: "127.0.0.1:[[.PGPort]]"
         connectProtocol: tcp
         user: [[.PGUser]]
-        password: '{{ env "TEMPORAL_SQL_PASSWORD" }}'
+        password: '{{ env "SERVER_SQL_PASSWORD" }}'
         maxConns: 10
         maxIdleConns: 10
         maxConnLifetime: 1h
@@ -73,7 +73,7 @@ global:
     prometheus:
       framework: tally
       timerType: histogram
-      listenAddress: '127.0.0.1:{{ env "TEMPORAL_METRICS_PORT" }}'
+      listenAddress: '127.0.0.1:{{ env "SERVER_METRICS_PORT" }}'
 services:
   frontend:
     rpc:
@@ -88,8 +88,8 @@ services:
       bindOnLocalHost: true
   history:
     rpc:
-      grpcPort: {{ env "TEMPORAL_HISTORY_GRPC_PORT" }}
-      membershipPort: {{ env "TEMPORAL_HISTORY_MEMBERSHIP_PORT" }}
+      grpcPort: {{ env "SERVER_HISTORY_GRPC_PORT" }}
+      membershipPort: {{ env "SERVER_HISTORY_MEMBERSHIP_PORT" }}
       bindOnLocalHost: true
   worker:
     rpc:
@@ -239,9 +239,9 @@ func (t *temporal) start(name string) (*devstack.Process, error) {
 		return nil, fmt.Errorf("cluster: no Temporal service %q", name)
 	}
 	ps := t.ports[name]
-	env := []string{"TEMPORAL_SQL_PASSWORD=" + t.password, "TEMPORAL_METRICS_PORT=" + strconv.Itoa(ps.Metrics)}
+	env := []string{"SERVER_SQL_PASSWORD=" + t.password, "SERVER_METRICS_PORT=" + strconv.Itoa(ps.Metrics)}
 	if svc.Role == "history" {
-		env = append(env, "TEMPORAL_HISTORY_GRPC_PORT="+strconv.Itoa(ps.GRPC), "TEMPORAL_HISTORY_MEMBERSHIP_PORT="+strconv.Itoa(ps.Membership))
+		env = append(env, "SERVER_HISTORY_GRPC_PORT="+strconv.Itoa(ps.GRPC), "SERVER_HISTORY_MEMBERSHIP_PORT="+strconv.Itoa(ps.Membership))
 	}
 	p, err := devstack.StartProcess(devstack.ProcessOptions{
 		Name: "temporal " + name, Bin: t.bin, Env: env, LogPath: filepath.Join(t.logDir, "temporal-"+name+".log"),

@@ -99,9 +99,19 @@ func run(m *testing.M) (code int) {
 	suite.started = time.Since(start)
 	fmt.Printf("cluster: the cluster answers %.1f s after the start (PostgreSQL, 5 Temporal processes, versitygw, setup, API server, 3 nodes)\n", suite.started.Seconds())
 	defer func() {
+		pids := cl.PIDs()
 		if err := cl.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "cluster: stopping the cluster: %v\n", err)
+			code = 1
 		}
+		// Every process the cluster started is gone: signal 0 probes.
+		for _, pid := range pids {
+			if syscall.Kill(pid, 0) == nil {
+				fmt.Fprintf(os.Stderr, "cluster: process %d still runs after Stop\n", pid)
+				code = 1
+			}
+		}
+		fmt.Printf("cluster: %d processes stopped by PID\n", len(pids))
 	}()
 	suite.cl = cl
 	for _, kv := range cl.Env() {
