@@ -86,6 +86,10 @@ stops every process by its PID. docker/ describes the same cluster.`,
 			for user := range cl.Keys {
 				info.Keys[user] = cl.KeyFile(user)
 			}
+			if _, err := os.Stat(cluster.PrometheusBin); err != nil && prometheus && !cmd.Flags().Changed("prometheus") {
+				fmt.Fprintln(os.Stderr, "Prometheus is not installed (apt-get install prometheus): the cluster runs without it")
+				prometheus = false
+			}
 			if prometheus {
 				p, err := cl.StartPrometheus(ctx, 15*time.Second)
 				if err != nil {
@@ -104,7 +108,7 @@ stops every process by its PID. docker/ describes the same cluster.`,
 	cmd.Flags().StringVar(&dir, "dir", ".data/cluster", "where the cluster keeps its data and logs")
 	cmd.Flags().IntVar(&temporalPort, "temporal-port", 7233, "the frontend's gRPC port (0: a free one)")
 	cmd.Flags().StringVar(&serverAddr, "server-addr", "127.0.0.1:8080", "where the API server listens (port 0: a free one)")
-	cmd.Flags().BoolVar(&prometheus, "prometheus", true, "run Prometheus on docker/prometheus.yml too")
+	cmd.Flags().BoolVar(&prometheus, "prometheus", true, "run Prometheus on docker/prometheus.yml too (skipped, saying so, when it is not installed)")
 	return cmd
 }
 
