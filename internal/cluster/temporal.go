@@ -255,14 +255,39 @@ func (t *temporal) start(name string) (*devstack.Process, error) {
 }
 
 // startAll starts every service and waits until the frontend answers for
-// the system namespace.
+// the system namespace. The first process writes the cluster's metadata
+// into a new database; started together, two of them race to write it and
+// the loser exits, so the others start once it is there.
 func (t *temporal) startAll(ctx context.Context) error {
-	for _, s := range Services {
+	first, err := t.start(Services[0].Name)
+	if err != nil {
+		return err
+	}
+	if err := first.WaitFor(ctx, 2*time.Minute, t.hasClusterMetadata); err != nil {
+		return err
+	}
+	for _, s := range Services[1:] {
 		if _, err := t.start(s.Name); err != nil {
 			return err
 		}
 	}
 	return t.waitFrontend(ctx, 2*time.Minute)
+}
+
+// hasClusterMetadata is nil once the database holds the cluster's
+// metadata.
+func (t *temporal) hasClusterMetadata(ctx context.Context) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(PostgresBinDir, "psql"), "-h", "127.0.0.1", "-p", strconv.Itoa(t.pgPort), "-U", pgUser,
+		"-d", "temporal", "-tAc", "SELECT count(*) FROM cluster_metadata_info")
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+t.password)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	if strings.TrimSpace(string(out)) == "0" {
+		return errors.New("no cluster metadata yet")
+	}
+	return nil
 }
 
 func (t *temporal) waitFrontend(ctx context.Context, limit time.Duration) error {

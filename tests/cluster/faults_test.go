@@ -2,10 +2,13 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 )
 
@@ -29,8 +32,10 @@ func duringBatch(t *testing.T, prefix string, fault func(ctx context.Context)) {
 	t.Logf("task %s COMPLETED %.1f s after the fault: output.jsonl %d lines, %d unique custom_ids of %d", id, time.Since(at).Seconds(), lines, unique, faultItems)
 }
 
-// One history process dies; the other takes over its shards, and the
-// batch goes on. The process is started again afterwards.
+// One history process dies; the other takes over its shards: the batch
+// goes on, and one-prompt tasks started while it is down (16 workflow IDs
+// spread over the 8 shards, so some on the dead process's) complete. The
+// process is started again afterwards.
 func TestKillHistory(t *testing.T) {
 	duringBatch(t, "kill-history", func(ctx context.Context) {
 		if err := suite.cl.Kill("history-1"); err != nil {
@@ -41,6 +46,21 @@ func TestKillHistory(t *testing.T) {
 				t.Errorf("starting history-1 again: %v", err)
 			}
 		})
+		at := time.Now()
+		var ids []string
+		for i := range 16 {
+			id := fmt.Sprintf("history-down-%d-%s", i, testenv.RandHex(3))
+			if _, err := suite.tasks.Submit(ctx, taskclient.SubmitRequest{ID: id, Tenant: tenant, Submitter: "alice", Model: model, Prompt: "hello while a history process is down"}); err != nil {
+				t.Fatalf("submitting %s with history-1 down: %v", id, err)
+			}
+			ids = append(ids, id)
+		}
+		for _, id := range ids {
+			if res, err := suite.tasks.Wait(ctx, id); err != nil || res.State != task.Completed {
+				t.Fatalf("task %s started with history-1 down: %+v, %v; want COMPLETED", id, res.State, err)
+			}
+		}
+		t.Logf("16 one-prompt tasks started with history-1 down COMPLETED within %.1f s", time.Since(at).Seconds())
 	})
 }
 
