@@ -32,7 +32,7 @@ func TestConfigServesEveryProcess(t *testing.T) {
 	h := tm.ports["history-2"]
 	env := map[string]string{
 		"SERVER_SQL_PASSWORD": "x", "SERVER_METRICS_PORT": "9999",
-		"SERVER_HISTORY_GRPC_PORT": itoa(h.GRPC), "SERVER_HISTORY_MEMBERSHIP_PORT": itoa(h.Membership),
+		"SERVER_HISTORY_GRPC_PORT": strconv.Itoa(h.GRPC), "SERVER_HISTORY_MEMBERSHIP_PORT": strconv.Itoa(h.Membership),
 	}
 	rendered := regexp.MustCompile(`\{\{ env "([A-Z_]+)" \}\}`).ReplaceAllStringFunc(text, func(m string) string {
 		return env[regexp.MustCompile(`"([A-Z_]+)"`).FindStringSubmatch(m)[1]]
@@ -92,5 +92,3 @@ func TestWithInterval(t *testing.T) {
 		}
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
