@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,12 +26,21 @@ func duringBatch(t *testing.T, prefix string, fault func(ctx context.Context)) {
 	t.Cleanup(func() { suite.cl.Model.SetFaults(testmodel.Faults{Latency: 20 * time.Millisecond}) })
 	in := writeBatch(t, prefix, faultItems)
 	id := submitApproved(t, ctx, prefix, in)
+	// alice follows it with `autoglm watch` through the API server, as a
+	// user would; the watch must ride through the fault.
+	watched := make(chan testenv.CLIRun, 1)
+	go func() {
+		watched <- suite.RunCLI(t, ctx, testenv.CLIOptions{Env: append(os.Environ(), "AUTOGLM_SERVER="+suite.cl.ServerURL, "AUTOGLM_API_KEY_FILE="+suite.cl.KeyFile("alice"))}, "watch", id)
+	}()
 	st := waitDone(t, ctx, id, faultItems/5)
 	t.Logf("task %s is %s on node %s with %d of %d answered: the fault now", id, st.State, st.Node, st.Progress.Done(), faultItems)
 	at := time.Now()
 	fault(ctx)
 	lines, unique := exact(t, ctx, id, in)
 	t.Logf("task %s COMPLETED %.1f s after the fault: output.jsonl %d lines, %d unique custom_ids of %d", id, time.Since(at).Seconds(), lines, unique, faultItems)
+	if r := <-watched; r.Code != 0 || !strings.Contains(r.Stdout, "COMPLETED") {
+		t.Errorf("alice's `autoglm watch %s` through the API server: exit %d\n%s\nwant it to follow the task through the fault to COMPLETED", id, r.Code, r.Output)
+	}
 }
 
 // One history process dies; the other takes over its shards: the batch
