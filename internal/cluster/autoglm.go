@@ -142,10 +142,13 @@ func (c *Cluster) StartServer(ctx context.Context, name, addr string) (string, *
 	return url, p, nil
 }
 
-// StartNode starts node n as `autoglm worker` from the binary cli (a new
-// build rolls out by stopping a node and starting it from another
-// binary), with its metrics on a free port, and waits until it answers
-// /healthz: it has announced itself and polls its queues.
+// StartNode starts node n as `autoglm worker` from the binary cli, with
+// its metrics on a free port, and waits until it answers /healthz: it has
+// announced itself and polls its queues. Its build becomes the control
+// plane's current version as it starts (AUTOGLM_PROMOTE=always, as in
+// `autoglm dev`: the cluster's folder outlives a rebuild); a rollout passes
+// AUTOGLM_PROMOTE=never in env and makes the build current with `autoglm
+// setup --current-build` (see the README's Worker Versioning).
 func (c *Cluster) StartNode(ctx context.Context, n Node, cli string, env ...string) (*devstack.Process, error) {
 	addr, err := freeAddr("127.0.0.1:0")
 	if err != nil {
@@ -155,7 +158,7 @@ func (c *Cluster) StartNode(ctx context.Context, n Node, cli string, env ...stri
 		Name: "autoglm worker " + n.Name, Bin: cli, Args: []string{"worker"},
 		Env: append(append(append(c.Env(),
 			"AUTOGLM_NODE="+n.Name, "AUTOGLM_MODELS="+strings.Join(n.Models, ","), "AUTOGLM_LABELS="+n.Labels,
-			"AUTOGLM_HEALTH_ADDR="+addr, "AUTOGLM_LOG_LEVEL=warn"), c.opts.NodeEnv...), env...),
+			"AUTOGLM_HEALTH_ADDR="+addr, "AUTOGLM_LOG_LEVEL=warn", "AUTOGLM_PROMOTE=always"), c.opts.NodeEnv...), env...),
 		LogPath: filepath.Join(c.LogDir, "worker-"+n.Name+".log"),
 	})
 	if err != nil {

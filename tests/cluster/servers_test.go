@@ -3,6 +3,8 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"mime/multipart"
@@ -13,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/autoglm-flow/autoglm-flow/internal/apiclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/cluster"
+	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
 	"github.com/autoglm-flow/autoglm-flow/internal/server"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
@@ -117,21 +122,29 @@ func TestTwoAPIServers(t *testing.T) {
 	})
 }
 
-// A rolling upgrade: while a batch runs, the nodes serving its model are
-// stopped (SIGTERM: they checkpoint) and started from a new build, one
-// after the other; the batch continues from its checkpoints and completes
-// with every line once. gpu-2 keeps the old build meanwhile, as a fleet
-// keeps some old workers until the tasks pinned to them are done.
+// A rolling upgrade, the README's way: while a batch runs, the nodes
+// serving its model are stopped (SIGTERM: they checkpoint) and started
+// from a new build one after the other, taking no new task
+// (AUTOGLM_PROMOTE=never); `autoglm setup --current-build` makes the new
+// build current; a task submitted then runs on it, and the batch, pinned
+// to the old build that gpu-2 still runs, continues from its checkpoints
+// and completes with every line once.
 func TestNodesRestartedWithANewBuild(t *testing.T) {
 	ctx := testenv.Context(t, 8*time.Minute)
 	newCLI := filepath.Join(t.TempDir(), "autoglm-new")
 	// Another build of the same source: stripped, so another executable
-	// (and, under Worker Versioning, another build ID).
+	// and so another build ID (the executable's sha256).
 	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags=-s -w", "-o", newCLI, "./starter")
 	cmd.Dir = suite.Root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building the new CLI: %v\n%s", err, out)
 	}
+	b, err := os.ReadFile(newCLI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	newBuild := hex.EncodeToString(sum[:])[:16]
 	suite.cl.Model.SetFaults(testmodel.Faults{Latency: 100 * time.Millisecond})
 	t.Cleanup(func() { suite.cl.Model.SetFaults(testmodel.Faults{Latency: 20 * time.Millisecond}) })
 	in := writeBatch(t, "rolling", 3000)
@@ -152,11 +165,36 @@ func TestNodesRestartedWithANewBuild(t *testing.T) {
 			}
 		}
 		st, _ := suite.tasks.Status(ctx, id)
-		t.Logf("node %s stopped with %d of %d answered; starting it from the new build", name, st.Progress.Done(), len(in.ids))
-		if _, err := suite.cl.StartNode(ctx, node, newCLI); err != nil {
+		t.Logf("node %s stopped with %d of %d answered; starting it from build %s", name, st.Progress.Done(), len(in.ids), newBuild)
+		if _, err := suite.cl.StartNode(ctx, node, newCLI, "AUTOGLM_PROMOTE=never"); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if r := suite.RunCLI(t, ctx, testenv.CLIOptions{}, "setup", "--current-build", newBuild); r.Code != 0 {
+		t.Fatalf("setup --current-build %s: exit %d\n%s", newBuild, r.Code, r.Output)
+	}
+	d, err := suite.Temporal.WorkerDeploymentClient().GetHandle(config.DefaultDeployment).Describe(ctx, client.WorkerDeploymentDescribeOptions{})
+	if err != nil || d.Info.RoutingConfig.CurrentVersion == nil || d.Info.RoutingConfig.CurrentVersion.BuildID != newBuild {
+		t.Fatalf("the control plane's current version after the rollout: %+v, %v; want build %s", d.Info.RoutingConfig, err, newBuild)
+	}
+	prompt := "after-rollout-" + testenv.RandHex(3)
+	if _, err := suite.tasks.Submit(ctx, taskclient.SubmitRequest{ID: prompt, Tenant: tenant, Submitter: "alice", Model: model, Prompt: "hello from the new build"}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := suite.tasks.Wait(ctx, prompt); err != nil || res.State != task.Completed {
+		t.Fatalf("a task after the rollout: %+v, %v", res.State, err)
+	}
+	builds := map[string]string{}
+	for what, wid := range map[string]string{"the batch": id, "the task after the rollout": prompt} {
+		desc, err := suite.Temporal.DescribeWorkflowExecution(ctx, task.WorkflowID(wid), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		builds[what] = desc.GetWorkflowExecutionInfo().GetVersioningInfo().GetDeploymentVersion().GetBuildId()
+	}
+	if builds["the task after the rollout"] != newBuild || builds["the batch"] == newBuild || builds["the batch"] == "" {
+		t.Errorf("builds %v; want the batch on the old build and the task after the rollout on %s", builds, newBuild)
+	}
 	lines, unique := exact(t, ctx, id, in)
-	t.Logf("task %s COMPLETED across the upgrade: %d lines, %d unique custom_ids", id, lines, unique)
+	t.Logf("task %s COMPLETED across the upgrade on build %s: %d lines, %d unique custom_ids; a task after the rollout ran on build %s", id, builds["the batch"], lines, unique, newBuild)
 }
