@@ -109,6 +109,14 @@ func (c *Cluster) StartPrometheus(ctx context.Context, interval time.Duration) (
 	if err := c.WriteTargets(dir); err != nil {
 		return nil, err
 	}
+	// olga operates every tenant of the cluster's policy: the API
+	// servers' /metrics lets her read it.
+	if err := os.MkdirAll(filepath.Join(dir, "secrets"), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "secrets", "autoglm-server-metrics.key"), []byte(c.Keys["olga"]), 0o600); err != nil {
+		return nil, err
+	}
 	addr, err := freeAddr("127.0.0.1:0")
 	if err != nil {
 		return nil, err
