@@ -320,6 +320,7 @@ type Batch struct {
 	CancellingAt     *int64            `json:"cancelling_at"`
 	CancelledAt      *int64            `json:"cancelled_at"`
 	RequestCounts    task.Counts       `json:"request_counts"`
+	Usage            BatchUsage        `json:"usage"`
 	Metadata         map[string]string `json:"metadata"`
 }
 
@@ -471,6 +472,7 @@ func (s *Server) batch(ctx context.Context, p principal, id string) (Batch, erro
 	if qerr == nil {
 		state = st.State
 		b.RequestCounts = st.Progress.Counts
+		b.Usage = batchUsage(st.Usage)
 		if b.CreatedAt == 0 && len(st.Audit) > 0 {
 			b.CreatedAt = st.Audit[0].Time.Unix()
 		}
