@@ -3,6 +3,9 @@ TEMPORAL_CLI_VERSION  := v1.5.1
 MINIO_VERSION         := v0.0.0-20260212201848-7aac2a2c5b7c
 WORKFLOWCHECK_VERSION := v0.6.0
 VERSITYGW_VERSION     := v1.8.0
+# The real cluster (`make cluster`): Temporal server and its SQL schema
+# tool, the version docker/ runs (internal/cluster.TemporalVersion).
+TEMPORAL_SERVER_VERSION := v1.29.1
 
 BIN     := $(CURDIR)/bin
 GO      ?= go
@@ -10,7 +13,7 @@ TESTFLAGS ?= -count=1 -timeout 20m
 
 export AUTOGLM_BIN_DIR := $(BIN)
 
-.PHONY: all tools build dev demo test test-unit fuzz lint bench clean
+.PHONY: all tools build dev demo cluster test test-unit test-cluster fuzz lint bench bench-cluster clean
 
 all: build
 
@@ -40,7 +43,17 @@ $(BIN)/.versitygw-$(VERSITYGW_VERSION):
 	GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
 	@rm -f $(BIN)/.versitygw-* && touch $@
 
-tools: $(BIN)/.temporal-$(TEMPORAL_CLI_VERSION) $(BIN)/.minio-$(MINIO_VERSION) $(BIN)/.workflowcheck-$(WORKFLOWCHECK_VERSION) $(BIN)/.versitygw-$(VERSITYGW_VERSION)
+# go install names them server and sql: they are renamed as Temporal's
+# images name them.
+$(BIN)/.temporal_server-$(TEMPORAL_SERVER_VERSION):
+	@mkdir -p $(BIN)/.gobin-temporal-server
+	@echo "building Temporal server $(TEMPORAL_SERVER_VERSION) and its SQL tool into ./bin (about 5 minutes the first time)"
+	GOBIN=$(BIN)/.gobin-temporal-server $(GO) install go.temporal.io/server/cmd/server@$(TEMPORAL_SERVER_VERSION) go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION)
+	mv $(BIN)/.gobin-temporal-server/server $(BIN)/temporal-server
+	mv $(BIN)/.gobin-temporal-server/sql $(BIN)/temporal-sql-tool
+	@rm -rf $(BIN)/.gobin-temporal-server $(BIN)/.temporal_server-* && touch $@
+
+tools: $(BIN)/.temporal-$(TEMPORAL_CLI_VERSION) $(BIN)/.minio-$(MINIO_VERSION) $(BIN)/.workflowcheck-$(WORKFLOWCHECK_VERSION) $(BIN)/.versitygw-$(VERSITYGW_VERSION) $(BIN)/.temporal_server-$(TEMPORAL_SERVER_VERSION)
 
 build:
 	$(GO) build -o $(BIN)/autoglm ./starter
@@ -51,6 +64,12 @@ build:
 dev: tools build
 	$(BIN)/autoglm dev
 
+# A real cluster until Ctrl-C, data in .data/cluster: PostgreSQL, Temporal
+# server as five processes (frontend, matching, worker, two history),
+# versitygw, `autoglm setup`, the API server, three worker nodes.
+cluster: tools build
+	$(BIN)/autoglm cluster --dir .data/cluster
+
 # One batch task end to end on the local stack, with an approval.
 demo: tools build
 	$(BIN)/autoglm demo
@@ -58,7 +77,7 @@ demo: tools build
 # Unit tests and integration tests; the integration tests start the real
 # Temporal dev server and MinIO from ./bin on free ports.
 test: tools
-	$(GO) test $(TESTFLAGS) ./...
+	$(GO) test $(TESTFLAGS) $$($(GO) list ./... | grep -v /tests/cluster)
 	$(MAKE) fuzz
 
 # Every parser of untrusted input has a fuzz target. `go test` above
@@ -85,6 +104,11 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
 	done
 
+# The faults of a real cluster (tests/cluster): PostgreSQL, the Temporal
+# services as processes, Prometheus.
+test-cluster: tools
+	$(GO) test $(TESTFLAGS) ./tests/cluster/...
+
 test-unit:
 	$(GO) test $(TESTFLAGS) -short ./...
 
@@ -103,6 +127,12 @@ bench: tools
 	$(GO) run ./internal/bench/mirrorbench
 	$(GO) run ./internal/bench/fleetbench
 	$(GO) run ./internal/bench/trainbench
+	$(GO) run ./internal/bench/clusterbench
+
+# The cluster's figures alone: a batch on the cluster against the dev
+# server, one-prompt tasks against bare workflows on the cluster.
+bench-cluster: tools
+	$(GO) run ./internal/bench/clusterbench
 
 clean:
 	rm -rf .data

@@ -59,7 +59,7 @@ func read(t *testing.T, path string) string {
 // starts, a UI that shows user metadata, priority and fairness.
 func TestComposeImages(t *testing.T) {
 	svcs := compose(t)
-	for _, name := range []string{"postgres", "temporal-schema", "temporal", "temporal-namespace", "temporal-ui", "s3", "s3-setup", "autoglm-setup", "worker", "prometheus"} {
+	for _, name := range []string{"postgres", "temporal-schema", "temporal-frontend", "temporal-ui", "s3", "s3-setup", "autoglm-setup", "server", "worker-gpu-0", "prometheus"} {
 		if _, ok := svcs[name]; !ok {
 			t.Errorf("no service %s", name)
 		}
@@ -79,22 +79,27 @@ func TestComposeImages(t *testing.T) {
 			t.Errorf("%s: image %s is deprecated or no longer served", name, s.Image)
 		}
 	}
-	if img := svcs["temporal"].Image; !strings.HasPrefix(img, "temporalio/server:") {
-		t.Errorf("temporal runs %s; want temporalio/server", img)
+	if img := svcs["temporal-frontend"].Image; !strings.HasPrefix(img, "temporalio/server:") {
+		t.Errorf("temporal-frontend runs %s; want temporalio/server", img)
 	}
 	if img := svcs["temporal-schema"].Image; !strings.HasPrefix(img, "temporalio/admin-tools:") {
 		t.Errorf("the schema is set up by %s; want temporalio/admin-tools", img)
 	}
-	if dep, _ := svcs["temporal"].DependsOn.(map[string]any); dep["temporal-schema"] == nil ||
-		dep["temporal-schema"].(map[string]any)["condition"] != "service_completed_successfully" {
-		t.Errorf("temporal does not wait for its schema: depends_on %v", svcs["temporal"].DependsOn)
+	for name, s := range svcs {
+		if !strings.HasPrefix(s.Image, "temporalio/server:") {
+			continue
+		}
+		if dep, _ := s.DependsOn.(map[string]any); dep["temporal-schema"] == nil ||
+			dep["temporal-schema"].(map[string]any)["condition"] != "service_completed_successfully" {
+			t.Errorf("%s does not wait for its schema: depends_on %v", name, s.DependsOn)
+		}
 	}
 	_, v, _ := strings.Cut(svcs["temporal-ui"].Image, ":")
 	if semver(v) < semver("2.42.0") {
 		t.Errorf("temporalio/ui:%s predates 2.42, which shows user metadata, priority and fairness", v)
 	}
-	serverTag := strings.SplitN(svcs["temporal"].Image, ":", 2)[1]
-	for _, n := range []string{"temporal-schema", "temporal-namespace"} {
+	serverTag := strings.SplitN(svcs["temporal-frontend"].Image, ":", 2)[1]
+	for _, n := range []string{"temporal-schema"} {
 		if !strings.HasSuffix(svcs[n].Image, ":"+serverTag) {
 			t.Errorf("%s runs %s; want admin-tools of the server's version %s", n, svcs[n].Image, serverTag)
 		}
@@ -127,9 +132,12 @@ func TestNoHiddenFailures(t *testing.T) {
 // credentials, not the store's root; ports line up.
 func TestComposeMatchesTheConfiguration(t *testing.T) {
 	svcs := compose(t)
+	autoglm := func(name string) bool {
+		return name == "server" || name == "autoglm-setup" || strings.HasPrefix(name, "worker-")
+	}
 	for name, s := range svcs {
 		for k, v := range s.Environment {
-			if (strings.HasPrefix(k, "AUTOGLM_") || strings.HasPrefix(k, "TEMPORAL_ADDRESS")) && (name == "worker" || name == "autoglm-setup") {
+			if (strings.HasPrefix(k, "AUTOGLM_") || strings.HasPrefix(k, "TEMPORAL_ADDRESS")) && autoglm(name) {
 				if _, ok := config.Lookup(k); !ok {
 					t.Errorf("%s sets %s, which the code does not read", name, k)
 				}
@@ -137,40 +145,39 @@ func TestComposeMatchesTheConfiguration(t *testing.T) {
 			if ref, ok := config.Lookup(k); ok && ref.Secret && !strings.HasPrefix(v, "${") {
 				t.Errorf("%s: secret %s is written in the file", name, k)
 			}
-			if strings.Contains(k, "PASSWORD") || strings.Contains(k, "SECRET") {
+			if strings.Contains(k, "PASSWORD") || strings.Contains(k, "SECRET") || strings.Contains(k, "PRIVATE") {
 				if !strings.HasPrefix(v, "${") {
 					t.Errorf("%s: %s is written in the file", name, k)
 				}
 			}
 		}
 	}
-	w, s3, su := svcs["worker"].Environment, svcs["s3"].Environment, svcs["autoglm-setup"].Environment
-	if w["AUTOGLM_S3_ACCESS_KEY"] == s3["ROOT_ACCESS_KEY"] || strings.Contains(w["AUTOGLM_S3_ACCESS_KEY"], "ROOT") {
-		t.Errorf("the worker uses the store's root credentials %s", w["AUTOGLM_S3_ACCESS_KEY"])
-	}
+	s3, su := svcs["s3"].Environment, svcs["autoglm-setup"].Environment
 	if !strings.Contains(su["AUTOGLM_S3_ACCESS_KEY"], "ROOT") || su["WORKER_ACCESS_KEY"] != "${AUTOGLM_WORKER_ACCESS_KEY}" {
 		t.Errorf("autoglm-setup must hold the root credentials and name the worker's account: %v", su)
-	}
-	if w["AUTOGLM_S3_STAT_BEFORE_REPLACE"] != "true" {
-		t.Error("the worker on versitygw needs AUTOGLM_S3_STAT_BEFORE_REPLACE=true")
 	}
 	// The worker reaches the store where it listens.
 	s3Port := "7070"
 	if cmd, _ := svcs["s3"].Command.([]any); !slices.Contains(cmd, any(":"+s3Port)) || !slices.Contains(svcs["s3"].Ports, s3Port+":"+s3Port) {
 		t.Errorf("s3 does not listen on :%s: %v %v", s3Port, svcs["s3"].Command, svcs["s3"].Ports)
 	}
-	for _, n := range []string{"worker", "autoglm-setup"} {
-		if ep := svcs[n].Environment["AUTOGLM_S3_ENDPOINT"]; ep != "s3:"+s3Port {
-			t.Errorf("%s's AUTOGLM_S3_ENDPOINT is %s; want s3:%s", n, ep, s3Port)
+	for name, s := range svcs {
+		if !autoglm(name) {
+			continue
 		}
-		if a := svcs[n].Environment["TEMPORAL_ADDRESS"]; a != "temporal:7233" {
-			t.Errorf("%s's TEMPORAL_ADDRESS is %s", n, a)
+		e := s.Environment
+		if name != "autoglm-setup" && (e["AUTOGLM_S3_ACCESS_KEY"] == s3["ROOT_ACCESS_KEY"] || strings.Contains(e["AUTOGLM_S3_ACCESS_KEY"], "ROOT")) {
+			t.Errorf("%s uses the store's root credentials %s", name, e["AUTOGLM_S3_ACCESS_KEY"])
 		}
-	}
-	// Prometheus scrapes the worker's metrics port.
-	_, port, _ := strings.Cut(w["AUTOGLM_HEALTH_ADDR"], ":")
-	if port == "" || !strings.Contains(read(t, "prometheus.yml"), `"worker:`+port+`"`) {
-		t.Errorf("prometheus.yml does not scrape the worker's AUTOGLM_HEALTH_ADDR %q", w["AUTOGLM_HEALTH_ADDR"])
+		if e["AUTOGLM_S3_STAT_BEFORE_REPLACE"] != "true" {
+			t.Errorf("%s on versitygw needs AUTOGLM_S3_STAT_BEFORE_REPLACE=true", name)
+		}
+		if ep := e["AUTOGLM_S3_ENDPOINT"]; ep != "s3:"+s3Port {
+			t.Errorf("%s's AUTOGLM_S3_ENDPOINT is %s; want s3:%s", name, ep, s3Port)
+		}
+		if a := e["TEMPORAL_ADDRESS"]; a != "temporal-frontend:7233" {
+			t.Errorf("%s's TEMPORAL_ADDRESS is %s", name, a)
+		}
 	}
 	// setup checks the dynamic config the server is given.
 	checks, err := setup.CheckDynamicConfig("temporal-dynamicconfig.yaml")

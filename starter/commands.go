@@ -69,7 +69,7 @@ from --as or AUTOGLM_USER, vouched for by AUTOGLM_ASSERTION_PRIVATE_KEY.`,
 		c.decideCmd("pause", task.UpdatePause, "Pause a running task; it records a checkpoint and resumes from it"),
 		c.decideCmd("resume", task.UpdateResume, "Resume a paused task from its checkpoint"),
 		c.setPriorityCmd(), c.listCmd(), c.resubmitCmd(), c.usageCmd(),
-		c.resultsCmd(), workerCmd(), c.devCmd(), c.demoCmd(),
+		c.resultsCmd(), workerCmd(), c.devCmd(), c.demoCmd(), c.clusterCmd(),
 		c.uploadCmd(), c.scheduleCmd(), c.setupCmd(),
 		serverCmd(), c.keysCmd(), c.loginCmd(), c.whoamiCmd(),
 	)

@@ -19,6 +19,7 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/logging"
 	"github.com/autoglm-flow/autoglm-flow/internal/metrics"
 	"github.com/autoglm-flow/autoglm-flow/internal/server"
+	"github.com/autoglm-flow/autoglm-flow/internal/setup"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 )
@@ -94,6 +95,15 @@ func newAPIServer(ctx context.Context, cfg config.Config, log *logrus.Logger) (*
 	tc, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("server: connecting to Temporal at %s: %w", opts.HostPort, err)
+	}
+	// Submissions to a namespace that is not set up would fail inside
+	// the workflow; refuse to serve rather than accept them.
+	var nr *setup.NotReadyError
+	if err := setup.Ready(ctx, tc, cmp.Or(opts.Namespace, client.DefaultNamespace)); errors.As(err, &nr) {
+		tc.Close()
+		return nil, nil, fmt.Errorf("server: %w", err)
+	} else if err != nil {
+		log.WithError(err).Warn("could not check the namespace's search attributes; run `autoglm setup` if tasks fail to set TaskState")
 	}
 	store, err := storage.Open(ctx, cfg.S3)
 	if err != nil {

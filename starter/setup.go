@@ -18,11 +18,16 @@ import (
 
 func (c *cli) setupCmd() *cobra.Command {
 	var dynamicConfig, bucketPolicy, currentBuild string
+	var retention time.Duration
 	cmd := &cobra.Command{
 		Use:   "setup",
 		Short: "Prepare a Temporal namespace and a bucket for autoglm-flow, and say what is missing",
 		Long: `setup makes a real cluster ready, once, with operator rights:
 
+  - registers the namespace (TEMPORAL_NAMESPACE) with --namespace-retention
+    unless it exists;
+  - checks the search attributes fit SQL visibility's columns per type
+    (10 Keyword, 3 Int, ... per namespace, beside the namespace's others);
   - registers the search attributes tasks set (Tenant, Submitter, Model,
     TaskKind, TaskState, TaskPriority) through the operator API; a worker
     refuses to start on a namespace without them;
@@ -60,12 +65,13 @@ exits 1 when something is still missing.`,
 				return err
 			}
 			rep := setup.Run(cmd.Context(), tc.Temporal, tc.Store, setup.Options{
-				BucketPolicyFile:  bucketPolicy,
-				S3:                cfg.S3,
-				Namespace:         cmp.Or(opts.Namespace, client.DefaultNamespace),
-				DynamicConfigFile: dynamicConfig,
-				Retention:         retentionOr(ls.Retention),
-				NoLifecycle:       !ls.ApplyRetention,
+				BucketPolicyFile:   bucketPolicy,
+				S3:                 cfg.S3,
+				Namespace:          cmp.Or(opts.Namespace, client.DefaultNamespace),
+				NamespaceRetention: retention,
+				DynamicConfigFile:  dynamicConfig,
+				Retention:          retentionOr(ls.Retention),
+				NoLifecycle:        !ls.ApplyRetention,
 			})
 			if err := c.print(rep, rep.String()); err != nil {
 				return err
@@ -86,6 +92,7 @@ exits 1 when something is still missing.`,
 		},
 	}
 	cmd.Flags().StringVar(&dynamicConfig, "dynamic-config", "", "the Temporal server's dynamic config YAML to check")
+	cmd.Flags().DurationVar(&retention, "namespace-retention", setup.DefaultNamespaceRetention, "how long a namespace setup registers keeps closed workflows")
 	cmd.Flags().StringVar(&currentBuild, "current-build", "", "make this build ID (a worker logs its build_id) the control plane's current version")
 	cmd.Flags().StringVar(&bucketPolicy, "bucket-policy", "", "a bucket policy to set, with ${BUCKET} and ${WORKER_ACCESS_KEY} filled in (docker/worker-bucket-policy.json)")
 	return cmd

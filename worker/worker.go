@@ -290,19 +290,19 @@ func serveHealth(ctx context.Context, addr string, tc client.Client, metricsHand
 	return nil
 }
 
-// checkNamespace refuses to run on a namespace without the search
-// attributes: every task would fail at its first state change. A worker
-// whose credentials may not list them (a cloud API key without operator
-// rights) runs on, saying so.
+// checkNamespace refuses to run on a namespace that does not exist or
+// lacks the search attributes: every task would fail at its first state
+// change. A worker whose credentials may not list them (a cloud API key
+// without operator rights) runs on, saying so.
 func checkNamespace(ctx context.Context, tc client.Client, namespace string, log *logrus.Logger) error {
 	namespace = cmp.Or(namespace, client.DefaultNamespace)
-	missing, err := setup.Missing(ctx, tc, namespace)
-	if err != nil {
+	err := setup.Ready(ctx, tc, namespace)
+	var nr *setup.NotReadyError
+	switch {
+	case errors.As(err, &nr):
+		return fmt.Errorf("worker: %w", err)
+	case err != nil:
 		log.WithError(err).Warn("could not check the namespace's search attributes; run `autoglm setup` if tasks fail to set TaskState")
-		return nil
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("worker: %w", setup.ErrNotReady(namespace, missing))
 	}
 	return nil
 }

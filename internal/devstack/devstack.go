@@ -60,10 +60,10 @@ type Stack struct {
 	SecretKey       string
 	LogDir          string
 
-	procs []*process
+	procs []*Process
 	// minio is MinIO's process and the options it was started with, so
 	// that a test can stop it and start it again (StopS3, RestartS3).
-	minio     *process
+	minio     *Process
 	minioOpts Options
 }
 
@@ -151,7 +151,7 @@ func (s *Stack) startTemporal(ctx context.Context, opts Options) error {
 	s.procs = append(s.procs, p)
 	s.TemporalAddress = fmt.Sprintf("127.0.0.1:%d", grpcPort)
 	return waitFor(ctx, p, "temporal", 60*time.Second, func(ctx context.Context) error {
-		return checkTemporal(ctx, s.TemporalAddress, opts.Namespace)
+		return CheckTemporal(ctx, s.TemporalAddress, opts.Namespace)
 	})
 }
 
@@ -229,7 +229,7 @@ func (s *Stack) Env(bucket string) []string {
 func (s *Stack) Stop() error {
 	var errs []error
 	for i := len(s.procs) - 1; i >= 0; i-- {
-		errs = append(errs, s.procs[i].stop(15*time.Second))
+		errs = append(errs, s.procs[i].Stop(15*time.Second))
 	}
 	s.procs = nil
 	return errors.Join(errs...)
@@ -239,10 +239,14 @@ func (s *Stack) Stop() error {
 func (s *Stack) PIDs() []int {
 	var pids []int
 	for _, p := range s.procs {
-		pids = append(pids, p.cmd.Process.Pid)
+		pids = append(pids, p.PID())
 	}
 	return pids
 }
+
+// FreePorts returns each given port, or a free loopback port where it
+// is 0; no two zeros get the same port.
+func FreePorts(ports ...int) ([]int, error) { return portsOrFree(ports...) }
 
 // StopS3 stops MinIO by its PID, as an outage: its data folder stays,
 // and RestartS3 starts it again on the same port.
@@ -250,8 +254,8 @@ func (s *Stack) StopS3() error {
 	if s.minio == nil {
 		return errors.New("devstack: MinIO is not running")
 	}
-	err := s.minio.stop(15 * time.Second)
-	s.procs = slices.DeleteFunc(s.procs, func(p *process) bool { return p == s.minio })
+	err := s.minio.Stop(15 * time.Second)
+	s.procs = slices.DeleteFunc(s.procs, func(p *Process) bool { return p == s.minio })
 	s.minio = nil
 	return err
 }

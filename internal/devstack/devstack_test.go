@@ -33,7 +33,7 @@ func TestStartStop(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("bucket devstack-test: exists=%v err=%v", ok, err)
 	}
-	if err := checkTemporal(ctx, s.TemporalAddress, s.Namespace); err != nil {
+	if err := CheckTemporal(ctx, s.TemporalAddress, s.Namespace); err != nil {
 		t.Fatalf("temporal does not answer: %v", err)
 	}
 	pids := s.PIDs()

@@ -16,35 +16,63 @@ import (
 	"go.temporal.io/sdk/client"
 )
 
-// process is one server the stack started.
-type process struct {
-	name    string
+// Process is one server a stack started, known by its PID: stopping,
+// killing or signalling it never looks a process up by name.
+type Process struct {
+	Name    string
+	LogPath string
 	cmd     *exec.Cmd
-	logPath string
 	done    chan struct{}
 	err     error
 }
 
-func startProcess(bin string, args, env []string, logPath string) (*process, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+// ProcessOptions say how to start a Process.
+type ProcessOptions struct {
+	// Name names it in errors; the binary's base name if empty.
+	Name string
+	Bin  string
+	Args []string
+	// Env comes after this process's environment; a later setting wins.
+	Env []string
+	// Dir is its working directory; this process's if empty.
+	Dir string
+	// LogPath receives its standard output and error (appended).
+	LogPath string
+	// Credential, if set, runs it as another user (PostgreSQL refuses
+	// to run as root).
+	Credential *syscall.Credential
+}
+
+// StartProcess starts a server in its own process group (see SysProcAttr).
+func StartProcess(o ProcessOptions) (*Process, error) {
+	logf, err := os.OpenFile(o.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("devstack: %w", err)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd := exec.Command(o.Bin, o.Args...)
+	cmd.Env = append(os.Environ(), o.Env...)
+	cmd.Dir = o.Dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = SysProcAttr()
+	cmd.SysProcAttr.Credential = o.Credential
+	if o.Name == "" {
+		o.Name = filepath.Base(o.Bin)
+	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("devstack: start %s: %w", filepath.Base(bin), err)
+		return nil, fmt.Errorf("devstack: start %s: %w", o.Name, err)
 	}
-	p := &process{name: filepath.Base(bin), cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	p := &Process{Name: o.Name, cmd: cmd, LogPath: o.LogPath, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		logf.Close()
 		close(p.done)
 	}()
 	return p, nil
+}
+
+func startProcess(bin string, args, env []string, logPath string) (*Process, error) {
+	return StartProcess(ProcessOptions{Bin: bin, Args: args, Env: env, LogPath: logPath})
 }
 
 // SysProcAttr puts a process we start (a server, a test's worker) in its
@@ -59,29 +87,67 @@ func SysProcAttr() *syscall.SysProcAttr {
 	return a
 }
 
-// stop sends SIGTERM to the process by its PID, and SIGKILL if it has not
-// exited within grace.
-func (p *process) stop(grace time.Duration) error {
+// PID is the process's ID.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
+// Done is closed once the process has exited and been reaped.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Exited says how the process ended, or nil while it runs.
+func (p *Process) Exited() error {
+	select {
+	case <-p.done:
+		if p.err == nil {
+			return errors.New("exited")
+		}
+		return p.err
+	default:
+		return nil
+	}
+}
+
+// Kill sends SIGKILL, as a crash or an OOM kill would, and waits until
+// the process is gone.
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Stop sends SIGTERM by PID, and SIGKILL if the process has not exited
+// within grace. It is safe to call on a process that has exited.
+func (p *Process) Stop(grace time.Duration) error {
+	return p.StopWith(syscall.SIGTERM, grace)
+}
+
+// StopWith is Stop with another first signal, for servers whose SIGTERM
+// waits for their clients (PostgreSQL's fast shutdown is SIGINT).
+func (p *Process) StopWith(sig syscall.Signal, grace time.Duration) error {
 	select {
 	case <-p.done:
 		return nil
 	default:
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(sig)
 	select {
 	case <-p.done:
 		return nil
 	case <-time.After(grace):
 	}
 	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("devstack: kill %s (pid %d): %w", p.name, p.cmd.Process.Pid, err)
+		return fmt.Errorf("devstack: kill %s (pid %d): %w", p.Name, p.PID(), err)
 	}
 	<-p.done
 	return nil
 }
 
+// WaitFor polls check until it succeeds, the process exits, or the
+// timeout; its errors name the process and end with its log's tail.
+func (p *Process) WaitFor(ctx context.Context, timeout time.Duration, check func(context.Context) error) error {
+	return waitFor(ctx, p, p.Name, timeout, check)
+}
+
 // waitFor polls check until it succeeds, the process exits, or the timeout.
-func waitFor(ctx context.Context, p *process, name string, timeout time.Duration, check func(context.Context) error) error {
+func waitFor(ctx context.Context, p *Process, name string, timeout time.Duration, check func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last error
@@ -94,16 +160,18 @@ func waitFor(ctx context.Context, p *process, name string, timeout time.Duration
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("devstack: %s exited before it answered (%v); its log:\n%s", name, p.err, Tail(p.logPath, 20))
+			return fmt.Errorf("devstack: %s exited before it answered (%v); its log:\n%s", name, p.err, Tail(p.LogPath, 20))
 		case <-ctx.Done():
-			return fmt.Errorf("devstack: %s did not answer within %s: %v; its log:\n%s", name, timeout, last, Tail(p.logPath, 20))
+			return fmt.Errorf("devstack: %s did not answer within %s: %v; its log:\n%s", name, timeout, last, Tail(p.LogPath, 20))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
 
-func checkTemporal(ctx context.Context, addr, namespace string) error {
-	c, err := client.DialContext(ctx, client.Options{HostPort: addr, Namespace: namespace, Logger: quietLogger{}})
+// CheckTemporal dials the frontend at addr and describes the namespace:
+// nil once Temporal answers for it.
+func CheckTemporal(ctx context.Context, addr, namespace string) error {
+	c, err := client.DialContext(ctx, client.Options{HostPort: addr, Namespace: namespace, Logger: QuietLogger{}})
 	if err != nil {
 		return err
 	}
@@ -125,10 +193,18 @@ func Tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// quietLogger keeps the SDK's connection retries out of the dev output.
-type quietLogger struct{}
+// QuietLogger is an SDK logger that drops everything: it keeps a
+// client's connection retries out of a stack's output.
+type QuietLogger struct{}
 
-func (quietLogger) Debug(string, ...any) {}
-func (quietLogger) Info(string, ...any)  {}
-func (quietLogger) Warn(string, ...any)  {}
-func (quietLogger) Error(string, ...any) {}
+// Debug drops the line.
+func (QuietLogger) Debug(string, ...any) {}
+
+// Info drops the line.
+func (QuietLogger) Info(string, ...any) {}
+
+// Warn drops the line.
+func (QuietLogger) Warn(string, ...any) {}
+
+// Error drops the line.
+func (QuietLogger) Error(string, ...any) {}

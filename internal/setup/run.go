@@ -1,9 +1,13 @@
 package setup
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
+	"time"
+
+	"go.temporal.io/api/operatorservice/v1"
 
 	"go.temporal.io/sdk/client"
 
@@ -13,6 +17,10 @@ import (
 // Options say what `autoglm setup` prepares.
 type Options struct {
 	Namespace string
+	// NamespaceRetention is the retention a namespace setup registers
+	// gets; DefaultNamespaceRetention if zero. An existing namespace keeps
+	// its own.
+	NamespaceRetention time.Duration
 	// DynamicConfigFile is the server's dynamic config YAML; empty leaves
 	// the dynamic config unchecked (the API cannot read it).
 	DynamicConfigFile string
@@ -75,16 +83,7 @@ func (r Report) String() string {
 // everything missing at once; run again, it changes nothing.
 func Run(ctx context.Context, tc client.Client, store storage.Store, o Options) Report {
 	r := Report{Namespace: o.Namespace, Bucket: store.Bucket()}
-	added, err := RegisterSearchAttributes(ctx, tc, o.Namespace)
-	r.Added = added
-	switch {
-	case err != nil:
-		r.Checks = append(r.Checks, Check{What: "search attributes", Detail: err.Error()})
-	case len(added) > 0:
-		r.Checks = append(r.Checks, Check{What: "search attributes", OK: true, Detail: "added " + strings.Join(added, ", ")})
-	default:
-		r.Checks = append(r.Checks, Check{What: "search attributes", OK: true, Detail: "all present"})
-	}
+	r.Checks = append(r.Checks, searchAttributeChecks(ctx, tc, o, &r)...)
 	r.Checks = append(r.Checks, bucketChecks(ctx, store, o.Retention, o.NoLifecycle)...)
 	if o.BucketPolicyFile != "" {
 		r.Checks = append(r.Checks, BucketPolicy(ctx, o.S3, o.BucketPolicyFile))
@@ -97,6 +96,35 @@ func Run(ctx context.Context, tc client.Client, store storage.Store, o Options) 
 		r.Checks = append(r.Checks, cs...)
 	}
 	return r
+}
+
+// searchAttributeChecks registers the namespace and its search
+// attributes, once it is clear they fit SQL visibility's columns.
+func searchAttributeChecks(ctx context.Context, tc client.Client, o Options, r *Report) []Check {
+	ns := EnsureNamespace(ctx, tc, o.Namespace, cmp.Or(o.NamespaceRetention, DefaultNamespaceRetention))
+	out := []Check{ns}
+	if !ns.OK {
+		return append(out, Check{What: "search attributes", Detail: "not registered: the namespace is not there"})
+	}
+	have, err := tc.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: o.Namespace})
+	if err != nil {
+		return append(out, Check{What: "search attributes", Detail: fmt.Sprintf("listing them: %v", err)})
+	}
+	cols := ColumnsCheck(have.GetCustomAttributes())
+	out = append(out, cols)
+	if !cols.OK {
+		return append(out, Check{What: "search attributes", Detail: "not registered: they would not fit"})
+	}
+	added, err := RegisterSearchAttributes(ctx, tc, o.Namespace)
+	r.Added = added
+	switch {
+	case err != nil:
+		return append(out, Check{What: "search attributes", Detail: err.Error()})
+	case len(added) > 0:
+		return append(out, Check{What: "search attributes", OK: true, Detail: "added " + strings.Join(added, ", ")})
+	default:
+		return append(out, Check{What: "search attributes", OK: true, Detail: "all present"})
+	}
 }
 
 func bucketChecks(ctx context.Context, store storage.Store, ret storage.Retention, noLifecycle bool) []Check {

@@ -57,3 +57,23 @@ func TestReportNamesWhatIsMissing(t *testing.T) {
 		}
 	}
 }
+
+// The task's attributes fit SQL visibility's columns beside a few others,
+// and not beside six more Keywords: the check names the type and the
+// attributes.
+func TestColumnsCheck(t *testing.T) {
+	if c := ColumnsCheck(nil); !c.OK || c.Detail != "Keyword 5 of 10, Int 1 of 3" {
+		t.Errorf("an empty namespace: %+v", c)
+	}
+	others := map[string]enumspb.IndexedValueType{"Tenant": enumspb.INDEXED_VALUE_TYPE_KEYWORD, "Flag": enumspb.INDEXED_VALUE_TYPE_BOOL}
+	if c := ColumnsCheck(others); !c.OK || c.Detail != "Keyword 5 of 10, Int 1 of 3, Bool 1 of 3" {
+		t.Errorf("ours half there and a Bool beside: %+v", c)
+	}
+	for _, n := range []string{"A", "B", "C", "D", "E", "F"} {
+		others[n] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
+	}
+	c := ColumnsCheck(others)
+	if c.OK || !strings.Contains(c.Detail, "11 Keyword attributes (A, B, C, D, E, F, Model, Submitter, TaskKind, TaskState, Tenant) for 10 columns") {
+		t.Errorf("six more Keywords: %+v", c)
+	}
+}
