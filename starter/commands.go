@@ -73,7 +73,7 @@ from --as or AUTOGLM_USER, vouched for by AUTOGLM_ASSERTION_PRIVATE_KEY.`,
 		c.uploadCmd(), c.scheduleCmd(), c.setupCmd(),
 		serverCmd(), c.keysCmd(), c.loginCmd(), c.whoamiCmd(),
 	)
-	root.AddCommand(c.fleetCmd(), c.modelsCmd(), c.nodesCmd())
+	root.AddCommand(c.fleetCmd(), c.modelsCmd(), c.nodesCmd(), c.finetuneCmd())
 	return root
 }
 

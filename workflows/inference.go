@@ -43,6 +43,10 @@ func (b batchInference) run(ctx workflow.Context) error { return b.infer(ctx) }
 
 func (b batchInference) keepPartial(ctx workflow.Context) { b.collectPartial(ctx) }
 
+func (b batchInference) completed() string {
+	return fmt.Sprintf("%d completed, %d failed", b.result.Counts.Completed, b.result.Counts.Failed)
+}
+
 // screensLocally tells whether the input is screened in a local activity, in
 // the first workflow task with authorize: a small one. A large one keeps
 // the regular activity, whose heartbeats show it is still reading. It

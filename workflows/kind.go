@@ -4,6 +4,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/autoglm-flow/autoglm-flow/activities"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
 // kind is what one kind of task brings to the lifecycle every kind
@@ -18,22 +19,27 @@ import (
 //     lists);
 //   - keepPartial: what an interrupted run keeps before the report;
 //   - screensLocally: whether screening is short enough to run as a
-//     local activity in the first workflow task.
+//     local activity in the first workflow task;
+//   - completed: the audit trail's reason for COMPLETED.
 //
-// Batch inference (inference.go) is the first kind. Fine-tuning plugs
-// in as a second: its screen checks the chat fine-tuning format, its
-// run dispatches the node activity Train (internal/trainer) and resumes
-// from the newest verified checkpoint, and its result is the model it
-// registers.
+// Batch inference (inference.go) is the first kind, fine-tuning
+// (finetune.go) the second: its screen checks the chat fine-tuning
+// format, its run dispatches the node activity Train (internal/trainer),
+// which resumes from the newest verified checkpoint, and its result is
+// the model it publishes.
 type kind interface {
 	screen(ctx workflow.Context) (activities.ScreenResult, string, error)
 	run(ctx workflow.Context) error
 	keepPartial(ctx workflow.Context)
 	screensLocally() bool
+	completed() string
 }
 
 // kind is the task's kind, from its input: prompts and batches are both
 // batch inference.
 func (w *taskRun) kind() kind {
+	if w.in.Kind == task.KindFineTune {
+		return fineTune{w}
+	}
 	return batchInference{w}
 }

@@ -26,7 +26,8 @@ import (
 // cancelled_through_temporal, failed, expired (TestLifecyclePaths);
 // continued_{approval,paused} and the runs that took over, _last
 // (TestContinueAsNewCarriesTheTask); handed_back, redispatched,
-// model_outage, corrupt_part_recomputed (the fault tests). Or, for one
+// model_outage, corrupt_part_recomputed (the fault tests); fine_tuned
+// (tests/server, TestFineTuneThroughTheServerPublishesTheModel). Or, for one
 // task of `autoglm dev`:
 //
 //	./bin/temporal workflow show -w task-ID --output json > workflows/testdata/task_NAME.json

@@ -71,6 +71,9 @@ type taskRun struct {
 	rules  *activities.AuthorizeResult // nil until authorized
 	source task.ObjectRef              // the input as screened
 	shards []activities.Shard          // nil: the batch runs whole
+	// training is a fine-tuning task's screened validation file and
+	// hyperparameters.
+	training training
 
 	rejected  *task.Decision
 	cancelled *task.Decision
@@ -204,7 +207,7 @@ func (w *taskRun) end(ctx workflow.Context, err error) (task.Result, error) {
 		w.status.LastError, w.status.LastErrorType = message(err), task.ErrorType(errorType(err))
 		w.transition(ctx, task.Failed, "autoglm", w.status.LastError)
 	case !w.status.State.Final():
-		w.transition(ctx, task.Completed, "autoglm", fmt.Sprintf("%d completed, %d failed", w.result.Counts.Completed, w.result.Counts.Failed))
+		w.transition(ctx, task.Completed, "autoglm", w.kind().completed())
 	}
 	w.result.State = w.status.State
 	w.result.Reason = w.status.Audit[len(w.status.Audit)-1].Reason

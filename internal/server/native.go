@@ -43,6 +43,7 @@ func (s *Server) native(mux *http.ServeMux) {
 	h("POST "+APIPrefix+"/tasks/{id}/resubmit-unanswered", s.resubmit(taskclient.ItemsUnanswered))
 	h("GET "+APIPrefix+"/usage", s.usageReport)
 	h("POST "+APIPrefix+"/tasks/{id}/attachments", s.attach)
+	h("POST "+APIPrefix+"/fine-tunes", s.createFineTune)
 	for _, a := range []authz.Action{authz.Approve, authz.Reject, authz.Cancel, authz.Pause, authz.Resume, authz.SetPriority} {
 		h("POST "+APIPrefix+"/tasks/{id}/"+string(a), s.decide(a))
 	}
@@ -165,6 +166,12 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) err
 // keeps the metadata beside the task's input, and starts the task
 // through taskclient, which puts the input in the bucket.
 func (s *Server) submitTask(ctx context.Context, p principal, req SubmitRequest, file string) (Submitted, error) {
+	return s.startTask(ctx, p, req, taskclient.SubmitRequest{Prompt: req.Prompt, File: file})
+}
+
+// startTask is submitTask for any kind of task: tr holds its input, req
+// the fields every kind shares.
+func (s *Server) startTask(ctx context.Context, p principal, req SubmitRequest, tr taskclient.SubmitRequest) (Submitted, error) {
 	if req.Tenant == "" {
 		req.Tenant = p.Tenant
 	}
@@ -184,10 +191,8 @@ func (s *Server) submitTask(ctx context.Context, p principal, req SubmitRequest,
 			return Submitted{}, err
 		}
 	}
-	in, err := s.Tasks.Submit(ctx, taskclient.SubmitRequest{
-		ID: req.ID, Tenant: req.Tenant, Submitter: p.User, Model: req.Model,
-		Prompt: req.Prompt, File: file, Priority: req.Priority,
-	})
+	tr.ID, tr.Tenant, tr.Submitter, tr.Model, tr.Priority = req.ID, req.Tenant, p.User, req.Model, req.Priority
+	in, err := s.Tasks.Submit(ctx, tr)
 	if err != nil {
 		if len(req.Metadata) > 0 && task.TypeOf(err) != task.Conflict {
 			// Nothing started under the ID: a retry must find it free.

@@ -39,6 +39,7 @@ func (s *Server) openai(mux *http.ServeMux) {
 	h("GET /v1/batches", s.listBatches)
 	h("GET /v1/batches/{id}", s.getBatch)
 	h("POST /v1/batches/{id}/cancel", s.cancelBatch)
+	s.openaiFineTuning(mux)
 }
 
 // OpenAIError is OpenAI's error body.
@@ -166,8 +167,8 @@ func (s *Server) createFile(w http.ResponseWriter, r *http.Request, p principal)
 		}
 		part.Close()
 	}
-	if purpose != "batch" {
-		return task.Errorf(task.InvalidInput, "purpose %q is not supported; this server takes purpose=batch", purpose)
+	if purpose != "batch" && purpose != FineTunePurpose {
+		return task.Errorf(task.InvalidInput, "purpose %q is not supported; this server takes purpose=batch or purpose=%s", purpose, FineTunePurpose)
 	}
 	if sf == nil {
 		return task.Errorf(task.InvalidInput, "the form has no file")
@@ -283,7 +284,7 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request, p principal)
 	if err != nil {
 		return err
 	}
-	if f.Purpose != "batch" {
+	if f.Purpose != "batch" && f.Purpose != FineTunePurpose {
 		return task.Errorf(task.InvalidInput, "%s is a batch's output; it is kept with its task", id)
 	}
 	if err := p.Policy.Check(p.Tenant, p.User, authz.Submit, p.User); err != nil {
@@ -445,7 +446,8 @@ func batchStatus(s task.State, cancelling bool) string {
 
 func (s *Server) batch(ctx context.Context, p principal, id string) (Batch, error) {
 	ti, roles, err := s.authorize(ctx, p, id, authz.View)
-	if err != nil || ti.Tenant != p.Tenant {
+	// A fine-tuning task is a fine-tuning job, not a batch.
+	if err != nil || ti.Tenant != p.Tenant || ti.Kind == string(task.KindFineTune) {
 		return Batch{}, task.Errorf(task.NotFound, "No such Batch object: %s%s", BatchIDPrefix, id)
 	}
 	var rec batchRecordData

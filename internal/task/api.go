@@ -125,6 +125,9 @@ type Input struct {
 	Prompt   string    `json:"prompt,omitempty"`
 	Source   ObjectRef `json:"source,omitempty"` // the uploaded JSONL, under the task's own prefix
 	Priority int       `json:"priority,omitempty"`
+	// FineTune is the rest of a fine-tuning task's input (KindFineTune),
+	// whose training file is Source; nil for every other kind.
+	FineTune *FineTune `json:"fine_tune,omitempty"`
 	// Origin is the task this one was resubmitted from (its failed or
 	// unanswered items), if any.
 	Origin string `json:"origin,omitempty"`
@@ -155,6 +158,8 @@ func (in Input) Validate() error {
 		return Errorf(InvalidInput, "priority %d is outside 1 (highest) to 5", in.Priority)
 	case in.Prompt != "" && in.Source.Key != "":
 		return Errorf(InvalidInput, "give a prompt or a source file, not both")
+	case (in.Kind == KindFineTune) != (in.FineTune != nil):
+		return Errorf(InvalidInput, "a %s task takes no fine-tuning settings; a %s task needs them", KindBatch, KindFineTune)
 	}
 	switch in.Kind {
 	case KindPrompt:
@@ -171,6 +176,11 @@ func (in Input) Validate() error {
 		if in.Source.Key == "" {
 			return Errorf(InvalidInput, "a batch task needs its uploaded source file")
 		}
+	case KindFineTune:
+		if in.Source.Key == "" || in.Prompt != "" {
+			return Errorf(InvalidInput, "a fine-tuning task needs its uploaded training file")
+		}
+		return in.FineTune.Validate()
 	default:
 		return Errorf(InvalidInput, "unknown kind %q", in.Kind)
 	}
@@ -240,6 +250,9 @@ type Result struct {
 	Errors ObjectRef `json:"errors,omitempty"`
 	Report ObjectRef `json:"report,omitempty"`
 	Reason string    `json:"reason,omitempty"`
+	// FineTunedModel is the model a fine-tuning task produced (its
+	// manifest is Output).
+	FineTunedModel string `json:"fine_tuned_model,omitempty"`
 	// Usage is the tokens of every answered item, summed.
 	Usage Usage `json:"usage,omitzero"`
 }

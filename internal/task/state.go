@@ -86,6 +86,8 @@ type Status struct {
 	// so a client watching the status exits as for any error of that type.
 	LastErrorType ErrorType    `json:"last_error_type,omitempty"`
 	Audit         []Transition `json:"audit"`
+	// FineTune is a fine-tuning task's own status; nil for other kinds.
+	FineTune *FineTuneStatus `json:"fine_tune,omitempty"`
 	// Usage is the tokens of the answered items, once the output is
 	// merged (at the end, or with the partial output of a stopped task).
 	Usage Usage `json:"usage,omitzero"`

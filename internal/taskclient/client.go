@@ -61,6 +61,11 @@ type SubmitRequest struct {
 	// starts (see Attach).
 	Attach        []string
 	AttachOptions AttachOptions
+	// FineTune makes the task a fine-tuning task (task.KindFineTune):
+	// File is then its training file, and ValidationFile its optional
+	// validation file; FineTune.ValidationFile is set by the upload.
+	FineTune       *task.FineTune
+	ValidationFile string
 }
 
 // NewID is a task ID: sortable by time, unique enough, valid in a key.
@@ -96,9 +101,12 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (task.Input, error
 		return in, err
 	}
 	var err error
-	if r.File != "" {
-		in.Source, err = c.upload(ctx, in, r.File, r.AttachOptions)
-	} else {
+	switch {
+	case r.FineTune != nil:
+		err = c.uploadTraining(ctx, &in, r)
+	case r.File != "":
+		in.Source, err = c.upload(ctx, in, r.File, inputName, r.AttachOptions)
+	default:
 		in.Source, err = c.storePrompt(ctx, in, r.Prompt)
 	}
 	if err != nil {
@@ -155,7 +163,7 @@ func StartOptions(in task.Input) client.StartWorkflowOptions {
 // content is not text whatever its name says. A large file goes as a
 // resumable upload (see storage.UploadFile), with o's state folder and
 // progress.
-func (c *Client) upload(ctx context.Context, in task.Input, path string, o AttachOptions) (task.ObjectRef, error) {
+func (c *Client) upload(ctx context.Context, in task.Input, path, name string, o AttachOptions) (task.ObjectRef, error) {
 	if c.Store == nil {
 		return task.ObjectRef{}, errors.New("submitting a file needs the bucket: set AUTOGLM_S3_*")
 	}
@@ -163,7 +171,7 @@ func (c *Client) upload(ctx context.Context, in task.Input, path string, o Attac
 	if err != nil {
 		return task.ObjectRef{}, err
 	}
-	key, err := storage.Key(storage.Data, in.Tenant, in.ID, "input.jsonl")
+	key, err := storage.Key(storage.Data, in.Tenant, in.ID, name)
 	if err != nil {
 		return task.ObjectRef{}, err
 	}

@@ -34,6 +34,11 @@ func (c *Client) addProgress(ctx context.Context, st *task.Status) error {
 	var waiting, storeWaiting time.Time
 	nodes := map[int]string{}
 	for _, pa := range d.GetPendingActivities() {
+		if pa.GetActivityType().GetName() == trainActivity {
+			trainProgress(st, pa.GetHeartbeatDetails().GetPayloads())
+			st.Attempts = max(st.Attempts, int(pa.GetAttempt()))
+			continue
+		}
 		if pa.GetActivityType().GetName() != inferActivity {
 			continue
 		}

@@ -39,7 +39,11 @@ func (c *Client) checkNew(ctx context.Context, id string) error {
 // prepare fills in the model and checks the input, the policy and the
 // fleet, all before anything is stored.
 func (c *Client) prepare(ctx context.Context, in *task.Input, r SubmitRequest) error {
-	if r.File != "" {
+	if r.FineTune != nil {
+		if err := c.prepareFineTune(in, r); err != nil {
+			return err
+		}
+	} else if r.File != "" {
 		in.Kind = task.KindBatch
 		// What the file is comes first: a binary has no model to look for.
 		if _, err := checkBatchFile(r.File); err != nil {

@@ -20,7 +20,6 @@
 package trainer
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -29,6 +28,8 @@ import (
 	"slices"
 	"strconv"
 	"syscall"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
 // CompleteMarker is the file a trainer writes last in a checkpoint (or
@@ -71,10 +72,6 @@ const (
 	checkpointPrefix = "checkpoint-"
 	defaultSaveSteps = 500
 	defaultMaxKeep   = 2
-	// What "auto" means.
-	defaultEpochs       = 3
-	defaultBatchSize    = 8
-	defaultLRMultiplier = 1.0
 )
 
 // ContractEnv are the variables the runner sets for a trainer: the
@@ -85,83 +82,19 @@ var ContractEnv = []string{
 	EnvEpochs, EnvBatchSize, EnvLearningRate, EnvSeed, EnvSaveSteps, EnvMaxLocal, EnvSpec,
 }
 
-// Auto is a hyperparameter as OpenAI's method.supervised takes it: a
-// number, or "auto" (the zero value), which the runner resolves before
-// the trainer starts so that a checkpoint's config digest is the same on
-// every attempt.
-type Auto struct {
-	// Value is the number; ignored unless Set.
-	Value float64
-	// Set is true when a number was given, false for "auto".
-	Set bool
-}
+// Auto, Hyperparameters and Resolved are the task's vocabulary
+// (internal/task), named here too for trainer code.
+type (
+	// Auto is a hyperparameter: a number or "auto".
+	Auto = task.Auto
+	// Hyperparameters are OpenAI's method.supervised.hyperparameters.
+	Hyperparameters = task.Hyperparameters
+	// Resolved are hyperparameters with every "auto" decided.
+	Resolved = task.Resolved
+)
 
 // Number is a hyperparameter given as a number.
-func Number(v float64) Auto { return Auto{Value: v, Set: true} }
-
-// MarshalJSON writes "auto" or the number.
-func (a Auto) MarshalJSON() ([]byte, error) {
-	if !a.Set {
-		return []byte(`"auto"`), nil
-	}
-	return json.Marshal(a.Value)
-}
-
-// UnmarshalJSON reads "auto", a number, or null (auto).
-func (a *Auto) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if string(b) == `"auto"` || string(b) == "null" {
-		*a = Auto{}
-		return nil
-	}
-	var v float64
-	if err := json.Unmarshal(b, &v); err != nil {
-		return fmt.Errorf(`a hyperparameter is a number or "auto", not %s`, b)
-	}
-	*a = Number(v)
-	return nil
-}
-
-func (a Auto) or(def float64) float64 {
-	if a.Set {
-		return a.Value
-	}
-	return def
-}
-
-// Hyperparameters are OpenAI's method.supervised.hyperparameters.
-type Hyperparameters struct {
-	NEpochs                Auto `json:"n_epochs"`
-	BatchSize              Auto `json:"batch_size"`
-	LearningRateMultiplier Auto `json:"learning_rate_multiplier"`
-}
-
-// Resolved are hyperparameters with every "auto" decided.
-type Resolved struct {
-	NEpochs                int     `json:"n_epochs"`
-	BatchSize              int     `json:"batch_size"`
-	LearningRateMultiplier float64 `json:"learning_rate_multiplier"`
-}
-
-// Resolve decides "auto": 3 epochs, a batch of 8 (fewer for a file of
-// fewer examples), a learning rate multiplier of 1. A number out of range
-// is an error.
-func (h Hyperparameters) Resolve(examples int) (Resolved, error) {
-	r := Resolved{
-		NEpochs:                int(h.NEpochs.or(defaultEpochs)),
-		BatchSize:              int(h.BatchSize.or(float64(min(defaultBatchSize, max(1, examples))))),
-		LearningRateMultiplier: h.LearningRateMultiplier.or(defaultLRMultiplier),
-	}
-	switch {
-	case r.NEpochs < 1 || r.NEpochs > 50:
-		return r, fmt.Errorf("n_epochs is %d; it must be between 1 and 50", r.NEpochs)
-	case r.BatchSize < 1 || r.BatchSize > 256:
-		return r, fmt.Errorf("batch_size is %d; it must be between 1 and 256", r.BatchSize)
-	case r.LearningRateMultiplier <= 0 || r.LearningRateMultiplier > 10:
-		return r, fmt.Errorf("learning_rate_multiplier is %g; it must be above 0 and at most 10", r.LearningRateMultiplier)
-	}
-	return r, nil
-}
+func Number(v float64) Auto { return task.Number(v) }
 
 // Spec is what a trainer is given: its environment, and the same as JSON
 // in the file AUTOGLM_TRAINER_SPEC names.

@@ -28,9 +28,15 @@ func actorOf(st server.TaskStatus, state task.State) string {
 // clients do (multipart/form-data, purpose=batch).
 func uploadFile(t *testing.T, ctx context.Context, user string, content []byte) server.File {
 	t.Helper()
+	return uploadPurpose(t, ctx, user, "batch", content)
+}
+
+// uploadPurpose is uploadFile for a file of any purpose.
+func uploadPurpose(t *testing.T, ctx context.Context, user, purpose string, content []byte) server.File {
+	t.Helper()
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
-	_ = mw.WriteField("purpose", "batch")
+	_ = mw.WriteField("purpose", purpose)
 	fw, _ := mw.CreateFormFile("file", "requests.jsonl")
 	fw.Write(content)
 	mw.Close()

@@ -172,6 +172,9 @@ func setUp(e *testenv.Env) error {
 	e.Defer(func() { hs.Close() })
 	suite.url = "http://" + ln.Addr().String()
 
+	if err := useTestTrainer(e); err != nil {
+		return err
+	}
 	if suite.worker, err = startWorker("server-test"); err != nil {
 		return err
 	}

@@ -1,0 +1,81 @@
+package apiclient
+
+import (
+	"context"
+	"io"
+	"mime/multipart"
+	"os"
+	"strconv"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/server"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
+)
+
+// FineTune starts a fine-tuning task: r.File is the training file,
+// r.ValidationFile the optional validation file, both streamed to the
+// server as parts of a multipart form; r.FineTune holds the rest.
+func (c *Client) FineTune(ctx context.Context, r taskclient.SubmitRequest) (server.FineTuneSubmitted, error) {
+	var sub server.FineTuneSubmitted
+	if r.File == "" || r.FineTune == nil {
+		return sub, task.Errorf(task.InvalidInput, "a fine-tuning task needs its training file")
+	}
+	// Open both first, so a missing file is an error before any request.
+	files := map[string]*os.File{}
+	for name, path := range map[string]string{server.FineTuneTrainingFile: r.File, server.FineTuneValidationFile: r.ValidationFile} {
+		if path == "" {
+			continue
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return sub, task.Errorf(task.InvalidInput, "%v", err)
+		}
+		defer f.Close()
+		files[name] = f
+	}
+	ft := r.FineTune
+	fields := [][2]string{{"id", r.ID}, {"tenant", r.Tenant}, {"model", r.Model}, {"suffix", ft.Suffix}}
+	if r.Priority != 0 {
+		fields = append(fields, [2]string{"priority", strconv.Itoa(r.Priority)})
+	}
+	fields = append(fields, [2]string{"seed", strconv.FormatInt(ft.Seed, 10)})
+	for name, v := range map[string]task.Auto{"n_epochs": ft.Hyperparameters.NEpochs, "batch_size": ft.Hyperparameters.BatchSize, "learning_rate_multiplier": ft.Hyperparameters.LearningRateMultiplier} {
+		if v.Set {
+			fields = append(fields, [2]string{name, strconv.FormatFloat(v.Value, 'g', -1, 64)})
+		}
+	}
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		pw.CloseWithError(writeForm(mw, fields, files))
+	}()
+	_, err := c.do(ctx, "POST", "/api/v1/fine-tunes", pr, mw.FormDataContentType(), &sub)
+	pr.CloseWithError(io.ErrClosedPipe)
+	return sub, err
+}
+
+// writeForm writes the fields, then the files, and closes the form.
+func writeForm(mw *multipart.Writer, fields [][2]string, files map[string]*os.File) error {
+	for _, f := range fields {
+		if f[1] == "" {
+			continue
+		}
+		if err := mw.WriteField(f[0], f[1]); err != nil {
+			return err
+		}
+	}
+	for _, name := range []string{server.FineTuneTrainingFile, server.FineTuneValidationFile} {
+		f := files[name]
+		if f == nil {
+			continue
+		}
+		w, err := mw.CreateFormFile(name, f.Name())
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(w, f); err != nil {
+			return err
+		}
+	}
+	return mw.Close()
+}
