@@ -1,0 +1,46 @@
+package console
+
+import (
+	"net/http"
+	"net/url"
+
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+// inboxItem is one task awaiting a decision, with what screening found.
+type inboxItem struct {
+	status
+	IsOwn bool
+}
+
+type inboxView struct {
+	Items   []inboxItem
+	Message string
+	// Reviews says whether the user reviews in any tenant at all.
+	Reviews bool
+}
+
+// inboxPage lists the tasks awaiting approval in the tenants where the
+// user reviews, each with its screening findings and the decision forms.
+func (c *Console) inboxPage(w http.ResponseWriter, r *http.Request, s *session) {
+	v := inboxView{Message: r.URL.Query().Get("done")}
+	for _, tenant := range s.TenantNames() {
+		if !s.HasIn(tenant, "reviewer", "admin") {
+			continue
+		}
+		v.Reviews = true
+		rows, err := c.rows(r, s, url.Values{"tenant": {tenant}, "state": {string(task.AwaitingApproval)}})
+		if err != nil {
+			c.fail(w, r, s, err)
+			return
+		}
+		for _, rw := range rows {
+			var st status
+			if err := c.call(r, s.cred, "GET", "/api/v1/tasks/"+url.PathEscape(rw.ID), nil, &st); err != nil || st.State != task.AwaitingApproval {
+				continue
+			}
+			v.Items = append(v.Items, inboxItem{status: st, IsOwn: st.Submitter == s.User})
+		}
+	}
+	c.renderLayout(w, r, http.StatusOK, "inbox.html", layout{Title: "Approval inbox", S: s, Nav: "inbox", Live: true, Body: v})
+}
