@@ -33,6 +33,7 @@ func (s *Server) openai(mux *http.ServeMux) {
 		mux.HandleFunc(pattern, s.openaiHandler(f))
 	}
 	h("POST /v1/files", s.createFile)
+	h("GET /v1/files", s.listFiles)
 	h("GET /v1/files/{id}", s.getFile)
 	h("GET /v1/files/{id}/content", s.fileContent)
 	h("DELETE /v1/files/{id}", s.deleteFile)
@@ -40,6 +41,7 @@ func (s *Server) openai(mux *http.ServeMux) {
 	h("GET /v1/batches", s.listBatches)
 	h("GET /v1/batches/{id}", s.getBatch)
 	h("POST /v1/batches/{id}/cancel", s.cancelBatch)
+	s.uploadRoutes(mux)
 }
 
 // OpenAIError is OpenAI's error body.
@@ -84,6 +86,15 @@ func (s *Server) openaiHandler(f func(http.ResponseWriter, *http.Request, princi
 		case code == http.StatusConflict:
 			c = "conflict"
 		}
+		if errType(err) == task.NoNode {
+			c = "model_not_available"
+			model := "model"
+			body.Param = &model
+		}
+		var pe *paramErr
+		if errors.As(err, &pe) {
+			body.Param = &pe.param
+		}
 		if c != "" {
 			body.Code = &c
 		}
@@ -103,6 +114,8 @@ type File struct {
 	Status    string `json:"status"`
 	// key is where the content is.
 	key string
+	// ofTask: the file is a task's input, output or errors, kept with it.
+	ofTask bool
 }
 
 const (
@@ -206,7 +219,7 @@ func (s *Server) file(ctx context.Context, p principal, id string) (File, error)
 	if !ok {
 		return File{}, notFound
 	}
-	for _, kind := range []string{"output", "errors"} {
+	for _, kind := range []string{"output", "errors", "input"} {
 		taskID, ok := strings.CutSuffix(rest, "-"+kind)
 		if !ok {
 			continue
@@ -223,7 +236,11 @@ func (s *Server) file(ctx context.Context, p principal, id string) (File, error)
 		if err != nil {
 			return File{}, notFound
 		}
-		return File{ID: id, Object: "file", Bytes: info.Size, CreatedAt: info.LastModified.Unix(), Filename: kind + ".jsonl", Purpose: "batch_output", Status: "processed", key: key}, nil
+		purpose := "batch_output"
+		if kind == "input" {
+			purpose = "batch"
+		}
+		return File{ID: id, Object: "file", Bytes: info.Size, CreatedAt: info.LastModified.Unix(), Filename: kind + ".jsonl", Purpose: purpose, Status: "processed", key: key, ofTask: true}, nil
 	}
 	if len(p.Policy.RolesOf(p.Tenant, p.User)) == 0 {
 		return File{}, notFound
@@ -267,8 +284,8 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request, p principal)
 	if err != nil {
 		return err
 	}
-	if f.Purpose != "batch" {
-		return task.Errorf(task.InvalidInput, "%s is a batch's output; it is kept with its task", id)
+	if f.ofTask {
+		return task.Errorf(task.InvalidInput, "%s is a batch's own file; it is kept with its task", id)
 	}
 	if err := p.Policy.Check(p.Tenant, p.User, authz.Submit, p.User); err != nil {
 		return err
@@ -304,6 +321,7 @@ type Batch struct {
 	CancellingAt     *int64            `json:"cancelling_at"`
 	CancelledAt      *int64            `json:"cancelled_at"`
 	RequestCounts    task.Counts       `json:"request_counts"`
+	Usage            BatchUsage        `json:"usage"`
 	Metadata         map[string]string `json:"metadata"`
 }
 
@@ -375,7 +393,7 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request, p principal
 		return err
 	}
 	if _, err := s.submitTask(r.Context(), p, SubmitRequest{ID: id, Tenant: p.Tenant, Metadata: req.Metadata}, tmp); err != nil {
-		return err
+		return nameFile(err, tmp, f.Filename+" ("+f.ID+")")
 	}
 	b, err := s.batch(r.Context(), p, id)
 	if err != nil {
@@ -433,6 +451,10 @@ func (s *Server) batch(ctx context.Context, p principal, id string) (Batch, erro
 		// A batch task submitted through the native API.
 		rec = batchRecordData{Endpoint: batch.ChatCompletionsURL, CompletionWindow: "24h"}
 	}
+	if rec.InputFileID == "" {
+		// Submitted through the native API: the task's own input.
+		rec.InputFileID = FileIDPrefix + id + "-input"
+	}
 	b := Batch{
 		ID: BatchIDPrefix + id, Object: "batch", Endpoint: rec.Endpoint, InputFileID: rec.InputFileID,
 		CompletionWindow: rec.CompletionWindow, CreatedAt: rec.CreatedAt,
@@ -452,6 +474,7 @@ func (s *Server) batch(ctx context.Context, p principal, id string) (Batch, erro
 	if qerr == nil {
 		state = st.State
 		b.RequestCounts = st.Progress.Counts
+		b.Usage = usageOf(st)
 		if b.CreatedAt == 0 && len(st.Audit) > 0 {
 			b.CreatedAt = st.Audit[0].Time.Unix()
 		}
