@@ -61,6 +61,9 @@ func TestConsoleSignIn(t *testing.T) {
 	if page.Code != http.StatusOK || !strings.Contains(page.Body.String(), "alice") || strings.Contains(page.Body.String(), key) {
 		t.Errorf("a page signed in: %d; shows the user: %v; shows the key: %v", page.Code, strings.Contains(page.Body.String(), "alice"), strings.Contains(page.Body.String(), key))
 	}
+	if rec := do("POST", "/console/tasks/t1/reject", url.Values{"reason": {"  "}}, cookies[0]); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "needs a reason") {
+		t.Errorf("a rejection without a reason: %d", rec.Code)
+	}
 	req := httptest.NewRequest("POST", "/console/tasks/t1/approve", strings.NewReader("reason=x"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Origin", "https://evil.example")

@@ -85,7 +85,7 @@ func openTab(t *testing.T, root context.Context, name string) *tab {
 // shot saves a screenshot: always into $AUTOGLM_SCREENSHOTS if it is
 // set, and into the suite's scratch folder (kept when a run fails).
 func (b *tab) shot(name string) {
-	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)
 		return
@@ -114,7 +114,8 @@ func (b *tab) text() string {
 	return s
 }
 
-// waitText waits until the page shows every one of want, and returns its
+// waitText waits until the page shows every one of want, in any case
+// (state badges are upper-cased by the style sheet), and returns its
 // text; the page may change on its own meanwhile (live refresh).
 func (b *tab) waitText(ctx context.Context, want ...string) string {
 	b.t.Helper()
@@ -122,7 +123,7 @@ func (b *tab) waitText(ctx context.Context, want ...string) string {
 	for {
 		text, missing = b.text(), ""
 		for _, w := range want {
-			if !strings.Contains(text, w) {
+			if !strings.Contains(strings.ToLower(text), strings.ToLower(w)) {
 				missing = w
 				break
 			}

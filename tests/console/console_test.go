@@ -27,7 +27,7 @@ func TestReviewerApprovesFromInbox(t *testing.T) {
 	bob := openTab(t, root, "bob")
 	bob.signInWithOIDC(ctx, "bob")
 	text := bob.open(ctx, "/console/inbox", "Approval inbox", id, "Screening findings", "submitted by alice")
-	if !strings.Contains(text, "12 requests") {
+	if !strings.Contains(text, "13 requests") {
 		t.Errorf("the inbox does not show the screening's request count:\n%s", text)
 	}
 	bob.shot("approval-inbox")
@@ -93,7 +93,7 @@ func TestMemberWatchesProgressAndDownloads(t *testing.T) {
 	if alice.eval(`window.stillHere || "reloaded"`) != "yes" {
 		t.Errorf("the task page reloaded instead of updating in place")
 	}
-	for _, want := range []string{"approved by rita", "watch-broken", "errors.jsonl", "rita"} {
+	for _, want := range []string{"approved by rita", "malformed_line", "errors.jsonl", "Errors of single requests"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the task page lacks %q:\n%s", want, text)
 		}
