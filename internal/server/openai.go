@@ -116,6 +116,8 @@ type File struct {
 	key string
 	// ofTask: the file is a task's input, output or errors, kept with it.
 	ofTask bool
+	// written orders files created in the same second (files.list).
+	written time.Time
 }
 
 const (

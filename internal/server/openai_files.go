@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"errors"
 	"net/http"
 	"slices"
@@ -55,7 +56,10 @@ func (s *Server) listFiles(w http.ResponseWriter, r *http.Request, p principal) 
 		return err
 	}
 	slices.SortStableFunc(files, func(a, b File) int {
-		if c := int(a.CreatedAt - b.CreatedAt); c != 0 {
+		if c := cmp.Compare(a.CreatedAt, b.CreatedAt); c != 0 {
+			return c
+		}
+		if c := a.written.Compare(b.written); c != 0 {
 			return c
 		}
 		return strings.Compare(a.ID, b.ID)
@@ -107,6 +111,7 @@ func (s *Server) tenantFiles(r *http.Request, p principal, purpose string) ([]Fi
 			if err := s.getRecord(r.Context(), p.Tenant, id, fileRecord, &f); err != nil {
 				continue // deleted meanwhile
 			}
+			f.written = info.LastModified
 			if purpose == "" || f.Purpose == purpose {
 				files = append(files, f)
 			}
