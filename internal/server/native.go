@@ -109,6 +109,9 @@ type SubmitRequest struct {
 	Prompt   string            `json:"prompt,omitempty"`
 	Priority int               `json:"priority,omitempty"`
 	Metadata map[string]string `json:"metadata,omitempty"`
+	// FileID names a batch file uploaded through the Uploads or Files API
+	// (a large file goes up in parts, resumably), instead of a body.
+	FileID string `json:"file_id,omitempty"`
 }
 
 // Submitted is the answer to a submit: the task as it started, without
@@ -129,6 +132,14 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) err
 	if strings.HasPrefix(ct, "application/json") && !strings.HasPrefix(ct, "application/jsonl") {
 		if err := readJSON(r, &req); err != nil {
 			return err
+		}
+		if req.FileID != "" {
+			tmp, err := s.spoolFile(r.Context(), p, req.FileID)
+			if err != nil {
+				return err
+			}
+			defer os.Remove(tmp)
+			file = tmp
 		}
 	} else {
 		q := r.URL.Query()
@@ -508,7 +519,12 @@ func (s *Server) attach(w http.ResponseWriter, r *http.Request, p principal) err
 		return err
 	}
 	defer os.RemoveAll(dir)
-	tmp, err := s.spool(r.Body, MaxBatchBytes)
+	var tmp string
+	if fid := q.Get("file_id"); fid != "" {
+		tmp, err = s.spoolFile(r.Context(), p, fid)
+	} else {
+		tmp, err = s.spool(r.Body, MaxBatchBytes)
+	}
 	if err != nil {
 		return err
 	}

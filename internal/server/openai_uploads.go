@@ -89,7 +89,7 @@ func randomID(prefix string) string {
 }
 
 // filePurposes are the purposes a file of this server may have.
-var filePurposes = []string{"batch", "fine-tune"}
+var filePurposes = []string{"batch", "fine-tune", "user_data"}
 
 func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, p principal) error {
 	if err := p.Policy.Check(p.Tenant, p.User, authz.Submit, p.User); err != nil {
@@ -244,7 +244,11 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, p princi
 	if err != nil {
 		return err
 	}
-	info, err := storage.UploadFile(r.Context(), s.Tasks.Store, key, tmp, storage.UploadOptions{PutOptions: storage.PutOptions{ContentType: "application/jsonl"}})
+	ct := u.MimeType
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	info, err := storage.UploadFile(r.Context(), s.Tasks.Store, key, tmp, storage.UploadOptions{PutOptions: storage.PutOptions{ContentType: ct}})
 	if err != nil {
 		return err
 	}
@@ -291,4 +295,23 @@ func (s *Server) removeParts(ctx context.Context, tenant, id string) {
 			s.Log.WithError(err).WithField("key", info.Key).Warn("removing an upload's part")
 		}
 	}
+}
+
+// spoolFile copies an uploaded file of the caller's tenant to a
+// temporary file, for the native API's submit and attach: what went up
+// in parts is used as if it were the request's body.
+func (s *Server) spoolFile(ctx context.Context, p principal, id string) (string, error) {
+	f, err := s.file(ctx, p, id)
+	if err != nil {
+		return "", err
+	}
+	if f.ofTask {
+		return "", task.Errorf(task.InvalidInput, "%s is a task's own file; upload the file to use it", id)
+	}
+	rc, _, err := s.Tasks.Store.Get(ctx, f.key)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	return s.spool(rc, MaxUploadBytes)
 }
