@@ -214,7 +214,7 @@ func (c *Client) Submit(ctx context.Context, r taskclient.SubmitRequest, metadat
 	}
 	defer f.Close()
 	q := url.Values{}
-	for k, v := range map[string]string{"id": r.ID, "tenant": r.Tenant, "model": r.Model} {
+	for k, v := range map[string]string{"id": r.ID, "tenant": r.Tenant, "model": r.Model, "name": filepath.Base(r.File)} {
 		if v != "" {
 			q.Set(k, v)
 		}

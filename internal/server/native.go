@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -128,18 +129,18 @@ type Submitted struct {
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) error {
 	var req SubmitRequest
 	ct := r.Header.Get("Content-Type")
-	file := ""
+	file, fileName := "", r.URL.Query().Get("name")
 	if strings.HasPrefix(ct, "application/json") && !strings.HasPrefix(ct, "application/jsonl") {
 		if err := readJSON(r, &req); err != nil {
 			return err
 		}
 		if req.FileID != "" {
-			tmp, err := s.spoolFile(r.Context(), p, req.FileID)
+			tmp, name, err := s.spoolFile(r.Context(), p, req.FileID)
 			if err != nil {
 				return err
 			}
 			defer os.Remove(tmp)
-			file = tmp
+			file, fileName = tmp, name
 		}
 	} else {
 		q := r.URL.Query()
@@ -160,7 +161,8 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) err
 	}
 	sub, err := s.submitTask(r.Context(), p, req, file)
 	if err != nil {
-		return err
+		// Name the user's file, not the spool file.
+		return nameFile(err, file, cmp.Or(fileName, "the request's body"))
 	}
 	writeJSON(w, http.StatusCreated, sub)
 	return nil
@@ -521,7 +523,7 @@ func (s *Server) attach(w http.ResponseWriter, r *http.Request, p principal) err
 	defer os.RemoveAll(dir)
 	var tmp string
 	if fid := q.Get("file_id"); fid != "" {
-		tmp, err = s.spoolFile(r.Context(), p, fid)
+		tmp, _, err = s.spoolFile(r.Context(), p, fid)
 	} else {
 		tmp, err = s.spool(r.Body, MaxBatchBytes)
 	}

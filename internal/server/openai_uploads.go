@@ -299,19 +299,21 @@ func (s *Server) removeParts(ctx context.Context, tenant, id string) {
 
 // spoolFile copies an uploaded file of the caller's tenant to a
 // temporary file, for the native API's submit and attach: what went up
-// in parts is used as if it were the request's body.
-func (s *Server) spoolFile(ctx context.Context, p principal, id string) (string, error) {
+// in parts is used as if it were the request's body. It also returns the
+// name the user gave the file.
+func (s *Server) spoolFile(ctx context.Context, p principal, id string) (tmp, name string, err error) {
 	f, err := s.file(ctx, p, id)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if f.ofTask {
-		return "", task.Errorf(task.InvalidInput, "%s is a task's own file; upload the file to use it", id)
+		return "", "", task.Errorf(task.InvalidInput, "%s is a task's own file; upload the file to use it", id)
 	}
 	rc, _, err := s.Tasks.Store.Get(ctx, f.key)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer rc.Close()
-	return s.spool(rc, MaxUploadBytes)
+	tmp, err = s.spool(rc, MaxUploadBytes)
+	return tmp, f.Filename + " (" + id + ")", err
 }

@@ -103,3 +103,23 @@ func TestLargeFilesGoUpInParts(t *testing.T) {
 		t.Errorf("the task's input is not the file (%d bytes, want %d)", got.Len(), b.Len())
 	}
 }
+
+// TestMessagesNameTheUsersFile: a file refused for what it holds is named
+// as the user named it, whether it went up as a body or in parts, never
+// as the server's temporary copy.
+func TestMessagesNameTheUsersFile(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	png := append([]byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"), bytes.Repeat([]byte{0, 1, 2, 3}, 1024)...)
+	path := filepath.Join(t.TempDir(), "picture.jsonl")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, partSize := range []int64{0, 1024} {
+		c := &apiclient.Client{BaseURL: suite.url, Key: suite.keys["dave"], HTTP: http.DefaultClient, PartSize: partSize}
+		_, err := c.Submit(ctx, taskclient.SubmitRequest{File: path}, nil)
+		if task.TypeOf(err) != task.InvalidInput || !strings.Contains(err.Error(), "picture.jsonl") || strings.Contains(err.Error(), "autoglm-server-") {
+			t.Errorf("part size %d: %v", partSize, err)
+		}
+		t.Logf("part size %d: %v", partSize, err)
+	}
+}

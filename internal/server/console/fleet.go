@@ -57,7 +57,7 @@ type accessView struct {
 // by its ID, with the screening findings and, for the tenant's
 // reviewers, the decision forms.
 func (c *Console) accessPage(w http.ResponseWriter, r *http.Request, s *session) {
-	v := accessView{ID: strings.TrimSpace(r.URL.Query().Get("id")), Message: r.URL.Query().Get("done"), Tenants: s.TenantNames()}
+	v := accessView{ID: strings.TrimSpace(r.URL.Query().Get("id")), Message: done(r), Tenants: s.TenantNames()}
 	if v.ID != "" {
 		var st task.AccessStatus
 		if err := c.call(r, s.cred, "GET", "/api/v1/models/requests/"+url.PathEscape(v.ID), nil, &st); err != nil {

@@ -23,7 +23,7 @@ type inboxView struct {
 // inboxPage lists the tasks awaiting approval in the tenants where the
 // user reviews, each with its screening findings and the decision forms.
 func (c *Console) inboxPage(w http.ResponseWriter, r *http.Request, s *session) {
-	v := inboxView{Message: r.URL.Query().Get("done")}
+	v := inboxView{Message: done(r)}
 	for _, tenant := range s.TenantNames() {
 		if !s.HasIn(tenant, "reviewer", "admin") {
 			continue

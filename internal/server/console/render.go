@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -22,6 +23,18 @@ type layout struct {
 	// Live pages refresh their [data-live] parts until Final.
 	Live, Final bool
 	Body        any
+}
+
+// doneMessage is the note a page shows after a decision (?done=), only
+// in the words the console itself writes, so a link cannot put its own
+// text on a page.
+var doneMessage = regexp.MustCompile(`^(Approved|Rejected|Cancelled|Asked for) [A-Za-z0-9._:/@-]{1,200}$`)
+
+func done(r *http.Request) string {
+	if m := r.URL.Query().Get("done"); doneMessage.MatchString(m) {
+		return m
+	}
+	return ""
 }
 
 // errorView is a page that only says what went wrong.

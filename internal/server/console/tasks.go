@@ -163,7 +163,7 @@ func (c *Console) taskPage(w http.ResponseWriter, r *http.Request, s *session) {
 	v.IsOwn = v.Submitter == s.User
 	v.CanDecide = v.State == task.AwaitingApproval && !v.IsOwn && s.HasIn(v.Tenant, "reviewer", "admin")
 	v.CanCancel = !v.State.Final() && (v.IsOwn || s.HasIn(v.Tenant, "admin", "operator"))
-	v.Message = r.URL.Query().Get("done")
+	v.Message = done(r)
 	c.renderLayout(w, r, http.StatusOK, "task.html", layout{Title: "Task " + id, S: s, Nav: "tasks", Live: true, Final: v.State.Final(), Body: v})
 }
 
