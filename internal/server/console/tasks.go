@@ -42,6 +42,7 @@ type row struct {
 	summary
 	Progress task.Progress
 	Known    bool
+	status   status
 }
 
 type tasksView struct {
@@ -97,7 +98,7 @@ func (c *Console) rows(r *http.Request, s *session, filter url.Values) ([]row, e
 			// A task whose status does not answer (no worker) shows what
 			// the list knows.
 			if c.call(r.WithContext(qctx), s.cred, "GET", "/api/v1/tasks/"+url.PathEscape(t.ID), nil, &st) == nil {
-				rows[i].Progress, rows[i].Known, rows[i].State = st.Progress, true, st.State
+				rows[i].Progress, rows[i].Known, rows[i].State, rows[i].status = st.Progress, true, st.State, st
 			}
 			return nil
 		})
