@@ -462,8 +462,6 @@ func (s *Server) batch(ctx context.Context, p principal, id string) (Batch, erro
 		CompletionWindow: rec.CompletionWindow, CreatedAt: rec.CreatedAt,
 		Metadata: p.Policy.Sensitive.MaskMetadata(rec.Metadata, roles),
 	}
-	exp := rec.CreatedAt + 24*3600
-	b.ExpiresAt = &exp
 	if rec.Cancelling > 0 && !task.State(ti.State).Final() {
 		b.CancellingAt = &rec.Cancelling
 	}
@@ -514,6 +512,12 @@ func (s *Server) batch(ctx context.Context, p principal, id string) (Batch, erro
 				b.ErrorFileID = &v
 			}
 		}
+	}
+	if b.CreatedAt > 0 {
+		// The completion window, from when the batch was created: known
+		// only here for a batch submitted through the native API.
+		exp := b.CreatedAt + 24*3600
+		b.ExpiresAt = &exp
 	}
 	b.Status = batchStatus(state, b.CancellingAt != nil)
 	return b, nil

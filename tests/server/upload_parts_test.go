@@ -92,6 +92,22 @@ func TestLargeFilesGoUpInParts(t *testing.T) {
 	if notes == nil || notes.Size != 300*16 {
 		t.Errorf("the attachment: %+v in %+v", notes, res.Files)
 	}
+	// The same task as an OpenAI batch: its input file is the task's own,
+	// its times are Unix times of today.
+	var bt server.Batch
+	must(t, ctx, http.StatusOK, "dave", "GET", "/v1/batches/"+server.BatchIDPrefix+sub.ID, nil, &bt)
+	now := time.Now().Unix()
+	if bt.CreatedAt < now-3600 || bt.ExpiresAt == nil || *bt.ExpiresAt != bt.CreatedAt+24*3600 {
+		t.Errorf("batch times: created_at %d, expires_at %v", bt.CreatedAt, bt.ExpiresAt)
+	}
+	var in server.File
+	must(t, ctx, http.StatusOK, "dave", "GET", "/v1/files/"+bt.InputFileID, nil, &in)
+	if in.Bytes != int64(b.Len()) || in.Purpose != "batch" {
+		t.Errorf("the batch's input file %+v; want %d bytes", in, b.Len())
+	}
+	if code, _ := call(t, ctx, "dave", "DELETE", "/v1/files/"+bt.InputFileID, nil); code != http.StatusBadRequest {
+		t.Errorf("deleting a task's own input: %d", code)
+	}
 	rc, _, err := suite.Store.Get(context.Background(), input.Key)
 	if err != nil {
 		t.Fatal(err)
