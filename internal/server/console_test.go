@@ -1,6 +1,8 @@
 package server
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -108,5 +110,46 @@ func TestJSONFallback(t *testing.T) {
 	var native APIError
 	if rec.Code != http.StatusMethodNotAllowed || json.Unmarshal(rec.Body.Bytes(), &native) != nil || native.Error.Type != "MethodNotAllowed" {
 		t.Errorf("DELETE /api/v1/tasks: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestConsoleOIDCStart: signing in with the identity provider starts the
+// authorization code flow with an S256 PKCE challenge of a verifier kept
+// in an HttpOnly cookie, and a callback whose state is not that sign-in's
+// is refused without a session.
+func TestConsoleOIDCStart(t *testing.T) {
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]string{"authorization_endpoint": "https://idp.test/authorize", "token_endpoint": "https://idp.test/token"})
+	}))
+	defer idp.Close()
+	h := (&Server{Policy: authz.Static(authz.Default()), OIDC: &OIDC{Issuer: idp.URL, Audience: "console", JWKSURL: idp.URL + "/jwks"}}).Handler()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "http://autoglm.test/console/oidc/start", nil))
+	loc, err := url.Parse(rec.Header().Get("Location"))
+	if rec.Code != http.StatusFound || err != nil || loc.Host != "idp.test" {
+		t.Fatalf("start: %d to %q", rec.Code, rec.Header().Get("Location"))
+	}
+	q := loc.Query()
+	cookies := rec.Result().Cookies()
+	if len(cookies) != 1 || !cookies[0].HttpOnly || cookies[0].SameSite != http.SameSiteLaxMode {
+		t.Fatalf("flow cookie: %+v", cookies)
+	}
+	parts := strings.Split(cookies[0].Value, ".")
+	sum := sha256.Sum256([]byte(parts[len(parts)-1]))
+	if q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") != base64.RawURLEncoding.EncodeToString(sum[:]) ||
+		q.Get("client_id") != "console" || q.Get("state") != parts[0] || q.Get("redirect_uri") != "http://autoglm.test/console/oidc/callback" {
+		t.Errorf("authorization request %v", q)
+	}
+	req := httptest.NewRequest("GET", "http://autoglm.test/console/oidc/callback?code=x&state=forged", nil)
+	req.AddCookie(cookies[0])
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	for _, c := range rec.Result().Cookies() {
+		if c.Name == "autoglm_console" && c.MaxAge >= 0 {
+			t.Errorf("a forged callback set a session")
+		}
+	}
+	if rec.Code != http.StatusUnauthorized {
+		t.Errorf("a forged callback: %d", rec.Code)
 	}
 }
