@@ -99,6 +99,11 @@ func startLocal(ctx context.Context, f localFlags) (*local, error) {
 		l.close()
 		return nil, err
 	}
+	// The dev stack's folder outlives a rebuild: this build takes new
+	// tasks, and tasks pinned to an older build wait for it.
+	if os.Getenv("AUTOGLM_PROMOTE") == "" {
+		cfg.Promote = config.PromoteAlways
+	}
 	log, err := logging.New(os.Stderr, "text", f.logLevel)
 	if err != nil {
 		l.close()

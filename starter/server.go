@@ -31,9 +31,9 @@ func serverCmd() *cobra.Command {
 		Short: "Run the API server: the native task API (/api/v1) and the OpenAI Files and Batches API (/v1)",
 		Long: `server is the one front door: users authenticate with API keys (kept hashed in
 the policy's api_keys; see autoglm keys create), and only the server holds the
-Temporal connection, the bucket's credentials and the key that signs actor
-assertions (AUTOGLM_ASSERTION_PRIVATE_KEY or _FILE; the workers verify them
-with AUTOGLM_ASSERTION_PUBLIC_KEYS).
+Temporal connection, the bucket's credentials and the key that signs task
+starts and actor assertions (AUTOGLM_ASSERTION_PRIVATE_KEY or _FILE; the
+workers verify them with AUTOGLM_ASSERTION_PUBLIC_KEYS).
 
 Settings: AUTOGLM_SERVER_ADDR (default 127.0.0.1:8080), AUTOGLM_SERVER_TLS_CERT
 and AUTOGLM_SERVER_TLS_KEY (serve HTTPS), AUTOGLM_PRESIGN_TTL (results URLs,

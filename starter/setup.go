@@ -2,8 +2,11 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"fmt"
+	"time"
 
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
@@ -14,7 +17,7 @@ import (
 )
 
 func (c *cli) setupCmd() *cobra.Command {
-	var dynamicConfig, bucketPolicy string
+	var dynamicConfig, bucketPolicy, currentBuild string
 	cmd := &cobra.Command{
 		Use:   "setup",
 		Short: "Prepare a Temporal namespace and a bucket for autoglm-flow, and say what is missing",
@@ -28,7 +31,11 @@ func (c *cli) setupCmd() *cobra.Command {
   - checks the server's dynamic config file for what priority and fairness
     need (matching.useNewMatcher, matching.enableFairness);
   - with --bucket-policy, gives the worker's own account (WORKER_ACCESS_KEY)
-    only what a worker does in the bucket.
+    only what a worker does in the bucket;
+  - with --current-build, makes that build of the control plane's Worker
+    Deployment (AUTOGLM_DEPLOYMENT) the current version once its workers
+    poll: new tasks start on it, running ones stay on the build that
+    started them (see the README's "Changing running code").
 
 It is idempotent: run again, it adds nothing. It prints every check, and
 exits 1 when something is still missing.`,
@@ -66,10 +73,20 @@ exits 1 when something is still missing.`,
 			if n := len(rep.Missing()); n > 0 {
 				return fmt.Errorf("setup: %d item(s) missing", n)
 			}
+			if currentBuild != "" {
+				log := logrus.New()
+				log.SetOutput(cmd.ErrOrStderr())
+				ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
+				defer cancel()
+				if err := worker.SetCurrent(ctx, tc.Temporal, cfg.Deployment, currentBuild, log); err != nil {
+					return fmt.Errorf("setup: %w", err)
+				}
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&dynamicConfig, "dynamic-config", "", "the Temporal server's dynamic config YAML to check")
+	cmd.Flags().StringVar(&currentBuild, "current-build", "", "make this build ID (a worker logs its build_id) the control plane's current version")
 	cmd.Flags().StringVar(&bucketPolicy, "bucket-policy", "", "a bucket policy to set, with ${BUCKET} and ${WORKER_ACCESS_KEY} filled in (docker/worker-bucket-policy.json)")
 	return cmd
 }

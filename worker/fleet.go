@@ -39,7 +39,7 @@ func registerFleet(shared, node sdkworker.Worker, acts *activities.Activities, p
 	shared.RegisterWorkflowWithOptions(workflows.MirrorWorkflow, workflow.RegisterOptions{Name: task.MirrorWorkflowType})
 	shared.RegisterWorkflowWithOptions(workflows.FleetCommandWorkflow, workflow.RegisterOptions{Name: task.FleetCommandWorkflowType})
 	shared.RegisterWorkflowWithOptions(workflows.NotifyWorkflow, workflow.RegisterOptions{Name: task.NotifyWorkflowType})
-	shared.RegisterWorkflowWithOptions(workflows.ModelAccessWorkflow, workflow.RegisterOptions{Name: task.AccessWorkflowType})
+	shared.RegisterWorkflowWithOptions(workflows.ModelAccessWorkflow, workflow.RegisterOptions{Name: task.AccessWorkflowType, VersioningBehavior: pinned.VersioningBehavior})
 	shared.RegisterActivity(&activities.Mirror{Store: acts.Store, Upstream: up, Policy: acts.Policy, StagingDir: os.Getenv("AUTOGLM_MIRROR_STAGING_DIR")})
 
 	cache, err := cacheFromEnv(acts)

@@ -1,8 +1,9 @@
 // Package worker wires a worker process: config -> clients -> register ->
-// run. `autoglm worker` runs it. One process is one node: it polls the
-// shared task queue (workflows and control-plane activities) and its own
-// node queue (inference), and announces itself in the bucket so dispatch
-// can find it.
+// run. `autoglm worker` runs it. A process runs the control plane (the
+// shared task queue's workflows and control-plane activities, a version
+// of the control plane's Worker Deployment), a node (its own node queue
+// and its models' queues, for inference, announced in the bucket so
+// dispatch can find it), or both (AUTOGLM_WORKER_ROLE).
 package worker
 
 import (
@@ -58,9 +59,14 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 		return fmt.Errorf("worker: AUTOGLM_ASSERTION_PUBLIC_KEYS: %w", err)
 	}
 	if len(trusted) == 0 {
-		log.Warn("no AUTOGLM_ASSERTION_PUBLIC_KEYS: every approve, reject, cancel, pause, resume and set-priority will be refused")
+		log.Warn("no AUTOGLM_ASSERTION_PUBLIC_KEYS: every task start and every approve, reject, cancel, pause, resume and set-priority will be refused")
 	}
 	workflows.SetAssertionKeys(trusted)
+	breakGlass, err := assertion.ParsePublicKeys(cfg.BreakGlassKeys)
+	if err != nil {
+		return fmt.Errorf("worker: AUTOGLM_BREAK_GLASS_PUBLIC_KEYS: %w", err)
+	}
+	workflows.SetBreakGlassKeys(breakGlass)
 	copts, err := config.TemporalOptions(logging.NewSDK(log))
 	if err != nil {
 		return err
@@ -101,8 +107,11 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 	prepareLogs(ctx, logSettings, tc, acts.Store, log)
 	// Wrapped after prepareLogs: lifecycle rules need the driver itself.
 	acts.Store = metrics.Store{Store: acts.Store, App: m.App}
-	if err := acts.AnnounceStart(ctx); err != nil {
-		return fmt.Errorf("worker: announcing node %s: %w", cfg.Node, err)
+	runsControl, runsNode := cfg.Polls()
+	if runsNode {
+		if err := acts.AnnounceStart(ctx); err != nil {
+			return fmt.Errorf("worker: announcing node %s: %w", cfg.Node, err)
+		}
 	}
 
 	taskLogs := &activities.TaskLogs{Store: acts.Store, Temporal: tc, Node: cfg.Node}
@@ -110,10 +119,17 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 		// Each task's log goes to the bucket as its activities run.
 		Interceptors: []interceptor.WorkerInterceptor{taskLogs},
 	}
-	shared := sdkworker.New(tc, task.TaskQueue, opts)
-	shared.RegisterWorkflowWithOptions(workflows.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowType})
+	buildID, err := BuildID(cfg)
+	if err != nil {
+		return err
+	}
+	sharedOpts := opts
+	sharedOpts.DeploymentOptions = deploymentOptions(cfg, buildID)
+	shared := sdkworker.New(tc, task.TaskQueue, sharedOpts)
+	shared.RegisterWorkflowWithOptions(workflows.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowType, VersioningBehavior: pinned.VersioningBehavior})
 	shared.RegisterWorkflowWithOptions(workflows.LogArchiveWorkflow, workflow.RegisterOptions{Name: task.LogArchiveWorkflowType})
 	shared.RegisterActivity(acts)
+	// The node's queues hold activities only: unversioned.
 	nodeOpts := opts
 	nodeOpts.MaxConcurrentActivityExecutionSize = max(cfg.MaxBatches, 1)
 	node := sdkworker.New(tc, task.NodeQueue(cfg.Node), nodeOpts)
@@ -132,20 +148,44 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 			log.WithError(err).Warn("task log lines not written at stop")
 		}
 	}()
-	for _, w := range []sdkworker.Worker{shared, node} {
+	var running []sdkworker.Worker
+	var queues []string
+	if runsControl {
+		running, queues = append(running, shared), append(queues, task.TaskQueue)
+	}
+	if runsNode {
+		running, queues = append(running, node), append(queues, task.NodeQueue(cfg.Node))
+	}
+	for _, w := range running {
 		if err := w.Start(); err != nil {
 			return fmt.Errorf("worker: %w", err)
 		}
 		defer w.Stop()
 	}
-	if err := pollers.start(); err != nil {
-		return err
+	if runsNode {
+		if err := pollers.start(); err != nil {
+			return err
+		}
+		defer pollers.stop()
 	}
-	defer pollers.stop()
-	log.WithFields(logrus.Fields{"node": cfg.Node, "queues": []string{task.TaskQueue, task.NodeQueue(cfg.Node)}, "models": acts.Models}).Info("worker running")
+	log.WithFields(logrus.Fields{"role": cfg.Role, "node": cfg.Node, "queues": queues, "models": acts.Models,
+		"deployment": cfg.Deployment, "build_id": buildID}).Info("worker running")
+	g.Go(func() error {
+		if !runsControl {
+			return nil
+		}
+		// A build that cannot make itself current still serves the tasks
+		// pinned to it; the operator promotes it by hand.
+		if err := promote(gctx, tc, cfg, buildID, log); err != nil && gctx.Err() == nil {
+			log.WithError(err).Warn("this build did not become the current version; run `temporal worker deployment set-current-version`")
+		}
+		return nil
+	})
 
-	m.App.NodeLastAnnounce.WithLabelValues(cfg.Node).SetToCurrentTime()
-	g.Go(func() error { return announce(gctx, acts, log, m.App.NodeLastAnnounce.WithLabelValues(cfg.Node)) })
+	if runsNode {
+		m.App.NodeLastAnnounce.WithLabelValues(cfg.Node).SetToCurrentTime()
+		g.Go(func() error { return announce(gctx, acts, log, m.App.NodeLastAnnounce.WithLabelValues(cfg.Node)) })
+	}
 	if cfg.HeapProfile != "" {
 		go profilePeakHeap(gctx, cfg.HeapProfile, log)
 	}
@@ -175,12 +215,13 @@ func NewActivities(ctx context.Context, cfg config.Config, tc client.Client) (*a
 			return nil, err
 		}
 	}
-	if cfg.LLM.BaseURL == "" {
+	_, runsNode := cfg.Polls()
+	if cfg.LLM.BaseURL == "" && runsNode {
 		return nil, errors.New("worker: AUTOGLM_LLM_BASE_URL is not set: point it at vLLM, SGLang, Ollama or any OpenAI-compatible server (…/v1)")
 	}
 	lc := llm.New(cfg.LLM)
 	models := cfg.Models
-	if len(models) == 0 {
+	if len(models) == 0 && runsNode {
 		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if models, err = lc.Models(mctx); err != nil {

@@ -12,11 +12,6 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
-// changeContinueAsNew: the approval wait, the pause loop and the
-// re-dispatch loop continue as new when the server suggests it, carrying
-// the task's state in task.Input.Carry.
-const changeContinueAsNew = "durability-continue-as-new"
-
 // Where a continued run picks the task up.
 const (
 	carryApproval = "approval"
@@ -42,6 +37,8 @@ type carry struct {
 	Pauses    int            `json:"pauses,omitempty"`
 	// Runs counts the runs before this one.
 	Runs int `json:"runs"`
+	// Nonces are the update assertions taken that could still verify.
+	Nonces nonces `json:"nonces,omitempty"`
 }
 
 // carryPiece is one inference piece: its node, the nodes to avoid, and
@@ -62,6 +59,7 @@ func (w *taskRun) restore(ctx workflow.Context, c *carry) {
 	w.approvalBy = c.ApprovalBy
 	w.paused, w.pauses = c.Paused, c.Pauses
 	w.cancelled = c.Cancelled
+	w.nonces = c.Nonces
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — continued as new (run %d)\n\n%s", w.status.State, c.Runs+1, auditDetails(w.status.Audit)))
 }
 
@@ -96,21 +94,6 @@ func (w *taskRun) suggested(ctx workflow.Context) bool {
 	return n > 0 && info.GetCurrentHistoryLength() >= n
 }
 
-// continueAsNewNow reports whether the task continues as new here: the
-// server suggests it and the run is of the version that does. The
-// version is asked only once the suggestion is there, so histories from
-// before the change (never suggested) replay without its marker.
-func (w *taskRun) continueAsNewNow(ctx workflow.Context) bool {
-	if !w.suggested(ctx) {
-		return false
-	}
-	if w.canVersion == nil {
-		v := workflow.GetVersion(ctx, changeContinueAsNew, workflow.DefaultVersion, 1)
-		w.canVersion = &v
-	}
-	return *w.canVersion >= 1
-}
-
 // continueAsNew waits for the updates still running, then ends this run
 // with a ContinueAsNewError whose input carries the task's state.
 func (w *taskRun) continueAsNew(ctx workflow.Context, step string, pieces []*piece) error {
@@ -118,6 +101,7 @@ func (w *taskRun) continueAsNew(ctx workflow.Context, step string, pieces []*pie
 	c := carry{
 		Step: step, Status: w.status, Rules: *w.rules, Source: w.source, Shards: w.shards,
 		ApprovalBy: w.approvalBy, Paused: w.paused, Pauses: w.pauses, Cancelled: w.cancelled,
+		Nonces: w.nonces.live(workflow.Now(ctx)),
 	}
 	if w.carried != nil {
 		c.Runs = w.carried.Runs + 1
@@ -135,23 +119,22 @@ func (w *taskRun) continueAsNew(ctx workflow.Context, step string, pieces []*pie
 	in := w.in
 	in.Carry = raw
 	workflow.GetLogger(ctx).Info("continuing as new", "step", step, "history_length", workflow.GetInfo(ctx).GetCurrentHistoryLength())
-	return workflow.NewContinueAsNewError(ctx, task.WorkflowType, in)
+	// The task is pinned to the build that started it; the new run starts
+	// on the deployment's current build, which is how a long task moves
+	// to new code at a point where nothing is replayed.
+	return workflow.NewContinueAsNewErrorWithOptions(ctx, workflow.ContinueAsNewErrorOptions{
+		InitialVersioningBehavior: workflow.ContinueAsNewVersioningBehaviorAutoUpgrade,
+	}, task.WorkflowType, in)
 }
 
 // awaitApproval waits for a decision, a cancel or the approval deadline
-// (its timer cancelled when the wait ends without it, under
-// changeApprovalTimer),
-// and continues as new when the server suggests it. It returns whether
+// (its timer cancelled when the wait ends without it, so a finished task
+// shows no timer still "Started"), and continues as new when the server
+// suggests it. It returns whether
 // the wait ended with a decision.
 func (w *taskRun) awaitApproval(ctx workflow.Context, deadline time.Duration) (bool, error) {
 	decided := func() bool {
 		return w.status.State != task.AwaitingApproval || w.cancelled != nil
-	}
-	if w.carried == nil && workflow.GetVersion(ctx, changeApprovalTimer, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		return workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
-			Timeout:      deadline,
-			TimerOptions: workflow.TimerOptions{Summary: "approval deadline"},
-		}, decided)
 	}
 	if w.carried != nil {
 		deadline = w.approvalBy.Sub(workflow.Now(ctx))
@@ -169,10 +152,15 @@ func (w *taskRun) awaitApproval(ctx workflow.Context, deadline time.Duration) (b
 	if err := workflow.Await(ctx, func() bool { return done() || w.suggested(ctx) }); err != nil {
 		return false, err
 	}
-	if !done() && w.continueAsNewNow(ctx) {
+	if !done() {
 		return false, w.continueAsNew(ctx, carryApproval, nil)
 	}
 	if err := workflow.Await(ctx, done); err != nil {
+		return false, err
+	}
+	// A cancellation through Temporal cancels the deadline's timer too,
+	// which makes it ready: that is a cancel, not an expiry.
+	if err := ctx.Err(); err != nil && !decided() {
 		return false, err
 	}
 	return decided(), nil
@@ -185,7 +173,7 @@ func (w *taskRun) awaitResume(ctx workflow.Context, pieces []*piece) error {
 	if err := workflow.Await(ctx, func() bool { return resumed() || w.suggested(ctx) }); err != nil {
 		return err
 	}
-	if !resumed() && w.continueAsNewNow(ctx) {
+	if !resumed() {
 		return w.continueAsNew(ctx, carryInfer, pieces)
 	}
 	return workflow.Await(ctx, resumed)

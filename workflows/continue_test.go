@@ -43,6 +43,7 @@ func (h *harness) continued() *harness {
 	next := newHarness(h.t)
 	next.in = in
 	next.env.SetStartTime(h.env.Now())
+	next.env.SetContinuedExecutionRunID("the-run-that-continued")
 	return next
 }
 

@@ -24,8 +24,8 @@ func (w *taskRun) registerHandlers(ctx workflow.Context) error {
 	}
 	decisions := []struct {
 		update   string
-		validate func(task.DecisionRequest, []authz.Role) error
-		apply    func(workflow.Context, task.DecisionRequest)
+		validate func(task.DecisionRequest, assertion.Claims) error
+		apply    func(workflow.Context, task.DecisionRequest, signed)
 	}{
 		{task.UpdateApprove, w.validateApprove, w.approve},
 		{task.UpdateReject, w.validateReject, w.reject},
@@ -41,21 +41,29 @@ func (w *taskRun) registerHandlers(ctx workflow.Context) error {
 	for _, d := range decisions {
 		err := workflow.SetUpdateHandlerWithOptions(ctx, d.update,
 			func(ctx workflow.Context, req task.DecisionRequest) (task.Status, error) {
-				d.apply(ctx, req)
+				// The validator verified this token; the handler, which
+				// also runs on replay, only reads it.
+				c, _ := assertion.Peek(req.Assertion)
+				w.nonces.use(c.Nonce, c.Expires, workflow.Now(ctx))
+				d.apply(ctx, req, signed{key: c.Key})
 				return w.status, nil
 			},
 			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, req task.DecisionRequest) error {
 				// Who acts, and their roles in the tenant, come from the
 				// server's signature, never from the caller: req.Actor is
-				// only what the assertion binds.
-				claims, err := assertion.Verify(trustedKeys(), req.Assertion, w.in.ID, d.update, req.Actor, workflow.Now(ctx))
+				// only what the assertion binds, and the signature covers
+				// the reason and priority too.
+				claims, err := assertion.VerifyInput(trustedKeys(), req.Assertion, w.in.ID, d.update, req.Actor, req.Digest(), workflow.Now(ctx))
 				if err != nil {
 					return asUpdateError(err)
+				}
+				if w.nonces.used(claims.Nonce) {
+					return asUpdateError(task.Errorf(task.PermissionDenied, "this %s assertion has been used already: each is good for one update; send the %s through the autoglm server again", d.update, d.update))
 				}
 				if err := req.CheckReason(); err != nil {
 					return asUpdateError(err)
 				}
-				return asUpdateError(d.validate(req, claims.Roles))
+				return asUpdateError(d.validate(req, claims))
 			}},
 		)
 		if err != nil {
@@ -76,63 +84,69 @@ func (w *taskRun) check(actor string, roles []authz.Role, action authz.Action) e
 	return authz.Allowed(w.in.Tenant, actor, roles, action, w.in.Submitter)
 }
 
-func (w *taskRun) validateApprove(req task.DecisionRequest, roles []authz.Role) error {
+// validateApprove counts people, not signatures: an actor approves once,
+// and a break-glass key, which can sign any name, approves once whatever
+// names it signs, so it cannot meet a quorum of two or more alone.
+func (w *taskRun) validateApprove(req task.DecisionRequest, c assertion.Claims) error {
 	if w.status.State != task.AwaitingApproval {
 		return task.Errorf(task.WrongState, "task %s is %s, not awaiting approval", w.in.ID, w.status.State)
 	}
-	if err := w.check(req.Actor, roles, authz.Approve); err != nil {
+	if err := w.check(req.Actor, c.Roles, authz.Approve); err != nil {
 		return err
 	}
 	if slices.ContainsFunc(w.status.Approvals, func(d task.Decision) bool { return d.Actor == req.Actor }) {
 		return task.Errorf(task.InvalidInput, "%s has already approved task %s; %d approval(s) from different reviewers are needed", req.Actor, w.in.ID, w.status.Quorum)
 	}
+	if isBreakGlass(c.Key) && slices.ContainsFunc(w.status.Approvals, func(d task.Decision) bool { return d.Key == c.Key }) {
+		return task.Errorf(task.InvalidInput, "break-glass key %s has already approved task %s; one key counts as one person, and %d approval(s) from different reviewers are needed", c.Key, w.in.ID, w.status.Quorum)
+	}
 	return nil
 }
 
-func (w *taskRun) approve(ctx workflow.Context, req task.DecisionRequest) {
-	w.status.Approvals = append(w.status.Approvals, task.Decision{Actor: req.Actor, Reason: req.Reason, Time: workflow.Now(ctx).UTC()})
+func (w *taskRun) approve(ctx workflow.Context, req task.DecisionRequest, by signed) {
+	w.status.Approvals = append(w.status.Approvals, task.Decision{Actor: req.Actor, Reason: req.Reason, Time: workflow.Now(ctx).UTC(), Key: by.key})
 	if len(w.status.Approvals) >= w.status.Quorum {
-		w.transition(ctx, task.Approved, req.Actor, orDefault(req.Reason, fmt.Sprintf("approved (%d of %d)", len(w.status.Approvals), w.status.Quorum)))
+		w.transitionBy(ctx, task.Approved, req.Actor, by, orDefault(req.Reason, fmt.Sprintf("approved (%d of %d)", len(w.status.Approvals), w.status.Quorum)))
 		return
 	}
 	// A partial quorum is part of the audit trail too, though the state
 	// stays where it is.
-	w.transition(ctx, task.AwaitingApproval, req.Actor, fmt.Sprintf("approved (%d of %d)", len(w.status.Approvals), w.status.Quorum))
+	w.transitionBy(ctx, task.AwaitingApproval, req.Actor, by, fmt.Sprintf("approved (%d of %d)", len(w.status.Approvals), w.status.Quorum))
 }
 
-func (w *taskRun) validateReject(req task.DecisionRequest, roles []authz.Role) error {
+func (w *taskRun) validateReject(req task.DecisionRequest, c assertion.Claims) error {
 	if w.status.State != task.AwaitingApproval {
 		return task.Errorf(task.WrongState, "task %s is %s, not awaiting approval", w.in.ID, w.status.State)
 	}
 	if req.Reason == "" {
 		return task.Errorf(task.InvalidInput, "a rejection needs a reason")
 	}
-	return w.check(req.Actor, roles, authz.Reject)
+	return w.check(req.Actor, c.Roles, authz.Reject)
 }
 
-func (w *taskRun) reject(ctx workflow.Context, req task.DecisionRequest) {
-	w.rejected = &task.Decision{Actor: req.Actor, Reason: req.Reason, Time: workflow.Now(ctx).UTC()}
-	w.transition(ctx, task.Rejected, req.Actor, req.Reason)
+func (w *taskRun) reject(ctx workflow.Context, req task.DecisionRequest, by signed) {
+	w.rejected = &task.Decision{Actor: req.Actor, Reason: req.Reason, Time: workflow.Now(ctx).UTC(), Key: by.key}
+	w.transitionBy(ctx, task.Rejected, req.Actor, by, req.Reason)
 }
 
-func (w *taskRun) validateCancel(req task.DecisionRequest, roles []authz.Role) error {
+func (w *taskRun) validateCancel(req task.DecisionRequest, c assertion.Claims) error {
 	if w.status.State.Final() || w.status.State == task.Archiving {
 		return task.Errorf(task.WrongState, "task %s is %s and can no longer be cancelled", w.in.ID, w.status.State)
 	}
 	if w.cancelled != nil {
 		return task.Errorf(task.WrongState, "task %s is already being cancelled by %s", w.in.ID, w.cancelled.Actor)
 	}
-	return w.check(req.Actor, roles, authz.Cancel)
+	return w.check(req.Actor, c.Roles, authz.Cancel)
 }
 
-func (w *taskRun) cancel(ctx workflow.Context, req task.DecisionRequest) {
-	w.cancelled = &task.Decision{Actor: req.Actor, Reason: orDefault(req.Reason, "cancelled by "+req.Actor), Time: workflow.Now(ctx).UTC()}
+func (w *taskRun) cancel(ctx workflow.Context, req task.DecisionRequest, by signed) {
+	w.cancelled = &task.Decision{Actor: req.Actor, Reason: orDefault(req.Reason, "cancelled by "+req.Actor), Time: workflow.Now(ctx).UTC(), Key: by.key}
 	if w.cancelStage != nil {
 		w.cancelStage()
 	}
 }
 
-func (w *taskRun) validatePause(req task.DecisionRequest, roles []authz.Role) error {
+func (w *taskRun) validatePause(req task.DecisionRequest, c assertion.Claims) error {
 	if w.status.State != task.Running && w.status.State != task.Dispatched {
 		return task.Errorf(task.WrongState, "task %s is %s; only a running task can be paused", w.in.ID, w.status.State)
 	}
@@ -144,48 +158,48 @@ func (w *taskRun) validatePause(req task.DecisionRequest, roles []authz.Role) er
 	if w.status.Stage == "merge" {
 		return task.Errorf(task.WrongState, "task %s has finished inference and is joining its shards' outputs; it can no longer be paused", w.in.ID)
 	}
-	return w.check(req.Actor, roles, authz.Pause)
+	return w.check(req.Actor, c.Roles, authz.Pause)
 }
 
 // pause stops the inference stage; the engine records a checkpoint, and
 // resume starts from it.
-func (w *taskRun) pause(ctx workflow.Context, req task.DecisionRequest) {
+func (w *taskRun) pause(ctx workflow.Context, req task.DecisionRequest, by signed) {
 	w.paused = true
 	w.pauses++
-	w.transition(ctx, task.Paused, req.Actor, orDefault(req.Reason, "paused by "+req.Actor))
+	w.transitionBy(ctx, task.Paused, req.Actor, by, orDefault(req.Reason, "paused by "+req.Actor))
 	if w.cancelStage != nil {
 		w.cancelStage()
 	}
 }
 
-func (w *taskRun) validateResume(req task.DecisionRequest, roles []authz.Role) error {
+func (w *taskRun) validateResume(req task.DecisionRequest, c assertion.Claims) error {
 	if w.status.State != task.Paused {
 		return task.Errorf(task.WrongState, "task %s is %s, not paused", w.in.ID, w.status.State)
 	}
-	return w.check(req.Actor, roles, authz.Resume)
+	return w.check(req.Actor, c.Roles, authz.Resume)
 }
 
-func (w *taskRun) resume(ctx workflow.Context, req task.DecisionRequest) {
+func (w *taskRun) resume(ctx workflow.Context, req task.DecisionRequest, by signed) {
 	w.paused = false
-	w.transition(ctx, task.Running, req.Actor, orDefault(req.Reason, "resumed by "+req.Actor+"; inference continues from its checkpoint"))
+	w.transitionBy(ctx, task.Running, req.Actor, by, orDefault(req.Reason, "resumed by "+req.Actor+"; inference continues from its checkpoint"))
 }
 
-func (w *taskRun) validateSetPriority(req task.DecisionRequest, roles []authz.Role) error {
+func (w *taskRun) validateSetPriority(req task.DecisionRequest, c assertion.Claims) error {
 	if req.Priority < 1 || req.Priority > 5 {
 		return task.Errorf(task.InvalidInput, "priority %d is outside 1 (highest) to 5", req.Priority)
 	}
 	if w.status.State.Final() {
 		return task.Errorf(task.WrongState, "task %s is %s", w.in.ID, w.status.State)
 	}
-	return w.check(req.Actor, roles, authz.SetPriority)
+	return w.check(req.Actor, c.Roles, authz.SetPriority)
 }
 
 // setPriority applies to the activities the task schedules from now on.
-func (w *taskRun) setPriority(ctx workflow.Context, req task.DecisionRequest) {
+func (w *taskRun) setPriority(ctx workflow.Context, req task.DecisionRequest, by signed) {
 	was := w.status.Priority
 	w.status.Priority = req.Priority
 	_ = workflow.UpsertTypedSearchAttributes(ctx, task.AttrPriority.ValueSet(int64(req.Priority)))
-	w.transition(ctx, w.status.State, req.Actor, fmt.Sprintf("priority %d (was %d)", req.Priority, was))
+	w.transitionBy(ctx, w.status.State, req.Actor, by, fmt.Sprintf("priority %d (was %d)", req.Priority, was))
 }
 
 // asUpdateError gives a refused update a stable error type, so the caller

@@ -304,7 +304,7 @@ func TestAssertions(t *testing.T) {
 		refused = append(refused, h.update(task.UpdateApprove, task.DecisionRequest{Actor: "bob", Assertion: expired.Sign(h.in.ID, task.UpdateApprove, "bob", rolesOf("bob"), time.Minute)}, nil))
 	})
 	h.at(awaiting+2*time.Minute, func() {
-		good = h.update(task.UpdateApprove, task.DecisionRequest{Actor: "bob", Reason: "signed", Assertion: h.signer().Sign(h.in.ID, task.UpdateApprove, "bob", rolesOf("bob"), 0)}, nil)
+		good = h.update(task.UpdateApprove, task.DecisionRequest{Actor: "bob", Reason: "signed", Assertion: h.signer().SignInput(h.in.ID, task.UpdateApprove, "bob", rolesOf("bob"), task.DecisionRequest{Reason: "signed"}.Digest(), 0)}, nil)
 	})
 	h.run()
 	for i, o := range refused {
@@ -424,7 +424,7 @@ func TestValidatorsCheckSignedRoles(t *testing.T) {
 		}
 	})
 	h.at(awaiting+time.Minute, func() {
-		good = h.update(task.UpdateApprove, task.DecisionRequest{Actor: "bob", Reason: "reviewed", Assertion: h.signer().Sign(h.in.ID, task.UpdateApprove, "bob", []authz.Role{authz.Reviewer}, 0)}, nil)
+		good = h.update(task.UpdateApprove, task.DecisionRequest{Actor: "bob", Reason: "reviewed", Assertion: h.signer().SignInput(h.in.ID, task.UpdateApprove, "bob", []authz.Role{authz.Reviewer}, task.DecisionRequest{Reason: "reviewed"}.Digest(), 0)}, nil)
 	})
 	h.run()
 	for _, o := range refused {

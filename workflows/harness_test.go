@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
@@ -83,11 +84,16 @@ type harness struct {
 	firstMu      sync.Mutex
 	firstStarted map[string]string
 
+	// cancelIdentity is who the stand-in for the history says requested a
+	// cancellation through Temporal.
+	cancelIdentity string
+
 	outcomes  []*outcome
 	startedAt time.Time
 	// unsigned sends updates as they are given, without the API server's
-	// assertion that update adds otherwise.
-	unsigned bool
+	// assertion that update adds otherwise; unsignedStart starts the
+	// workflow with the input as given.
+	unsigned, unsignedStart bool
 }
 
 // serverKey stands for the API server's signing key; the workflows of
@@ -235,6 +241,9 @@ func (h *harness) stub() {
 	h.env.OnActivity(a.Archive, any2...).Return(func(ctx context.Context, in activities.ArchiveInput) (activities.ArchiveResult, error) {
 		return h.archive(ctx, in)
 	})
+	h.env.OnActivity(a.CancelRequester, mock.Anything).Return(func(context.Context) (activities.CancelRequest, error) {
+		return activities.CancelRequest{Identity: h.cancelIdentity}, nil
+	})
 }
 
 // noteStarted records info's activity if it is the first of its type to
@@ -294,6 +303,11 @@ func (h *harness) run() {
 		h.calls[name] = &atomic.Int32{}
 	}
 	h.startedAt = h.env.Now()
+	if h.in.Assertion == "" && len(h.in.Carry) == 0 && !h.unsignedStart {
+		// The API server signs every start it sends.
+		h.in.Assertion = h.signer().SignStart(assertion.StartOf(h.in), 0)
+	}
+	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: task.WorkflowID(h.in.ID)})
 	h.env.ExecuteWorkflow(task.WorkflowType, h.in)
 	if !h.env.IsWorkflowCompleted() {
 		h.t.Fatal("the workflow did not complete")
@@ -370,7 +384,7 @@ func (h *harness) update(name string, req task.DecisionRequest, then func(*outco
 	if req.Assertion == "" && !h.unsigned {
 		// The API server signs the actor's roles in the task's tenant
 		// (the demo tenant of the default policy).
-		req.Assertion = h.signer().Sign(h.in.ID, name, req.Actor, rolesOf(req.Actor), 0)
+		req.Assertion = h.signer().SignInput(h.in.ID, name, req.Actor, rolesOf(req.Actor), req.Digest(), 0)
 	}
 	h.env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
 		OnAccept:   func() { o.accepted = true },

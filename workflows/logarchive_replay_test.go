@@ -12,8 +12,10 @@ import (
 
 // TestLogArchiveReplay replays histories of LogArchiveWorkflow recorded on
 // the dev server against today's code: a change that would break a run in
-// flight (another sequence of commands for the same events) fails here and
-// needs workflow.GetVersion. Record one with
+// flight (another sequence of commands for the same events) fails here.
+// LogArchiveWorkflow auto-upgrades, so such a change must wait until no
+// run is open on the old build (see the README's "Changing running
+// code"). Record one with
 //
 //	go test ./workflows -run OnDevServer -record-logarchive testdata/logarchive_archived.json
 func TestLogArchiveReplay(t *testing.T) {

@@ -1,6 +1,8 @@
 // Package assertion is the signed statement that carries who acts on a
 // task from the API server to the workflow: ed25519 over (task id, action,
-// actor, the actor's roles in the task's tenant, expiry). The server, which
+// actor, the actor's roles in the task's tenant, expiry, a nonce, the
+// digest of the update's input). Its sibling, the start assertion
+// (start.go), vouches for a task's start. The server, which
 // authenticated the user and read the policy, signs; the update validators
 // verify with the public keys the workers are given and check the action
 // against the signed roles. A caller of Temporal who is not the server
@@ -11,7 +13,9 @@ package assertion
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"slices"
@@ -28,6 +32,11 @@ import (
 // useless.
 const DefaultTTL = 2 * time.Minute
 
+// Leeway is how far past its expiry an assertion is still taken: the
+// clocks of the server that signs and the worker that verifies differ a
+// little.
+const Leeway = 30 * time.Second
+
 // Claims is what an assertion says.
 type Claims struct {
 	Task   string
@@ -38,6 +47,17 @@ type Claims struct {
 	// assertion, at most DefaultTTL later.
 	Roles   []authz.Role
 	Expires int64 // Unix seconds
+	// Nonce makes each assertion single-use: the task remembers the
+	// nonces it has taken until they expire.
+	Nonce string
+	// Input is the digest of what the update carries besides its actor
+	// (task.DecisionRequest.Digest), so an edited reason or priority does
+	// not verify; empty for an action that carries nothing.
+	Input string
+	// Key names the signer's public key (KeyID), for the audit trail and
+	// for telling a break-glass key from the server's; Verify checks that
+	// the key it names is the one that verified it.
+	Key string
 }
 
 // Signer makes assertions with one private key.
@@ -54,8 +74,18 @@ func NewSigner(key ed25519.PrivateKey) *Signer { return &Signer{key: key} }
 func (s *Signer) Public() ed25519.PublicKey { return s.key.Public().(ed25519.PublicKey) }
 
 // Sign asserts that actor, who holds roles in the task's tenant, takes
-// action on task, for ttl (DefaultTTL if 0).
+// action on task, for ttl (DefaultTTL if 0), with no input besides.
 func (s *Signer) Sign(taskID, action, actor string, roles []authz.Role, ttl time.Duration) string {
+	return s.SignInput(taskID, action, actor, roles, "", ttl)
+}
+
+// SignInput is Sign for an action whose input has digest input.
+func (s *Signer) SignInput(taskID, action, actor string, roles []authz.Role, input string, ttl time.Duration) string {
+	payload := Claims{Task: taskID, Action: action, Actor: actor, Roles: roles, Expires: s.expiry(ttl), Nonce: nonce(), Input: input, Key: KeyID(s.Public())}.encode()
+	return s.seal(payload)
+}
+
+func (s *Signer) expiry(ttl time.Duration) int64 {
 	if ttl <= 0 {
 		ttl = DefaultTTL
 	}
@@ -63,9 +93,25 @@ func (s *Signer) Sign(taskID, action, actor string, roles []authz.Role, ttl time
 	if s.Now != nil {
 		now = s.Now
 	}
-	payload := Claims{Task: taskID, Action: action, Actor: actor, Roles: roles, Expires: now().Add(ttl).Unix()}.encode()
-	sig := ed25519.Sign(s.key, payload)
-	return b64(payload) + "." + b64(sig)
+	return now().Add(ttl).Unix()
+}
+
+func (s *Signer) seal(payload []byte) string {
+	return b64(payload) + "." + b64(ed25519.Sign(s.key, payload))
+}
+
+// nonce is 128 random bits.
+func nonce() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return b64(b)
+}
+
+// KeyID names a public key in the audit trail without printing it: the
+// first 16 hex digits of its sha256.
+func KeyID(k ed25519.PublicKey) string {
+	sum := sha256.Sum256(k)
+	return "ed25519:" + hex.EncodeToString(sum[:8])
 }
 
 // Verify checks token against keys and that it asserts exactly (task,
@@ -73,39 +119,75 @@ func (s *Signer) Sign(taskID, action, actor string, roles []authz.Role, ttl time
 // the actor's roles among it. Any failure is a PermissionDenied error that
 // names no secret.
 func Verify(keys []ed25519.PublicKey, token, taskID, action, actor string, now time.Time) (Claims, error) {
-	if len(keys) == 0 {
-		return Claims{}, task.Errorf(task.PermissionDenied, "this worker has no assertion key (AUTOGLM_ASSERTION_PUBLIC_KEYS), so it accepts no %s", action)
-	}
-	if token == "" {
-		return Claims{}, task.Errorf(task.PermissionDenied, "%s needs an actor assertion signed by the autoglm server; send it through the API server (break-glass: the direct CLI with AUTOGLM_ASSERTION_PRIVATE_KEY)", action)
-	}
-	p64, s64, ok := strings.Cut(token, ".")
-	payload, err1 := base64.RawURLEncoding.DecodeString(p64)
-	sig, err2 := base64.RawURLEncoding.DecodeString(s64)
-	if !ok || err1 != nil || err2 != nil || len(sig) != ed25519.SignatureSize {
-		return Claims{}, task.Errorf(task.PermissionDenied, "the actor assertion is malformed")
-	}
-	good := false
-	for _, k := range keys {
-		if ed25519.Verify(k, payload, sig) {
-			good = true
-			break
-		}
-	}
-	if !good {
-		return Claims{}, task.Errorf(task.PermissionDenied, "the actor assertion is not signed by a trusted key")
+	return VerifyInput(keys, token, taskID, action, actor, "", now)
+}
+
+// VerifyInput is Verify for an action whose input has digest input: an
+// assertion signed over another input is refused.
+func VerifyInput(keys []ed25519.PublicKey, token, taskID, action, actor, input string, now time.Time) (Claims, error) {
+	payload, key, err := open(keys, token, action)
+	if err != nil {
+		return Claims{}, err
 	}
 	c, err := decode(payload)
 	if err != nil {
 		return Claims{}, err
 	}
+	if c.Key != key {
+		return Claims{}, task.Errorf(task.PermissionDenied, "the actor assertion names key %s but is signed by %s", c.Key, key)
+	}
 	if c.Task != taskID || c.Action != action || c.Actor != actor {
 		return Claims{}, task.Errorf(task.PermissionDenied, "the actor assertion is for %s on task %s by %s, not %s on task %s by %s", c.Action, c.Task, c.Actor, action, taskID, actor)
 	}
-	if now.Unix() > c.Expires {
+	if c.Input != input {
+		return Claims{}, task.Errorf(task.PermissionDenied, "the actor assertion was signed over another input: the %s's reason or priority differs from what the server signed", action)
+	}
+	if expired(c.Expires, now) {
 		return Claims{}, task.Errorf(task.PermissionDenied, "the actor assertion expired at %s", time.Unix(c.Expires, 0).UTC().Format(time.RFC3339))
 	}
 	return c, nil
+}
+
+// expired tells whether an assertion that expires at exp (Unix seconds)
+// is past it at now, with Leeway.
+func expired(exp int64, now time.Time) bool {
+	return now.Add(-Leeway).Unix() > exp
+}
+
+// open checks token's signature against keys and returns its payload and
+// the ID of the key that signed it.
+func open(keys []ed25519.PublicKey, token, action string) ([]byte, string, error) {
+	if len(keys) == 0 {
+		return nil, "", task.Errorf(task.PermissionDenied, "this worker has no assertion key (AUTOGLM_ASSERTION_PUBLIC_KEYS), so it accepts no %s", action)
+	}
+	if token == "" {
+		return nil, "", task.Errorf(task.PermissionDenied, "%s needs an assertion signed by the autoglm server; send it through the API server (break-glass: the direct CLI with AUTOGLM_ASSERTION_PRIVATE_KEY)", action)
+	}
+	p64, s64, ok := strings.Cut(token, ".")
+	payload, err1 := base64.RawURLEncoding.DecodeString(p64)
+	sig, err2 := base64.RawURLEncoding.DecodeString(s64)
+	if !ok || err1 != nil || err2 != nil || len(sig) != ed25519.SignatureSize {
+		return nil, "", task.Errorf(task.PermissionDenied, "the %s assertion is malformed", action)
+	}
+	for _, k := range keys {
+		if ed25519.Verify(k, payload, sig) {
+			return payload, KeyID(k), nil
+		}
+	}
+	return nil, "", task.Errorf(task.PermissionDenied, "the %s assertion is not signed by a trusted key", action)
+}
+
+// Peek reads what a token says without checking its signature: for a
+// workflow's update handler, which runs only after the validator has
+// verified the same token, and on replay, where the worker's keys may
+// have changed since.
+func Peek(token string) (Claims, error) {
+	p64, _, _ := strings.Cut(token, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(p64)
+	if err != nil {
+		return Claims{}, task.Errorf(task.PermissionDenied, "the actor assertion is malformed")
+	}
+	return decode(payload)
 }
 
 // GenerateKey makes a new key pair.
@@ -171,8 +253,12 @@ func FromEnv(name string) (string, error) {
 // update, but only the refusal says why (a server or CLI older than the
 // worker). The two are the same binary and an assertion lives two
 // minutes, so v1 can only come from a mixed deployment.
+//
+// v2 (no nonce, no input digest) is refused the same way: it could be
+// replayed and its update's reason edited.
 const (
-	header   = "autoglm-assertion-v2"
+	header   = "autoglm-assertion-v3"
+	headerV2 = "autoglm-assertion-v2"
 	headerV1 = "autoglm-assertion-v1"
 )
 
@@ -185,7 +271,7 @@ func (c Claims) encode() []byte {
 			roles = append(roles, string(r))
 		}
 	}
-	return []byte(strings.Join([]string{header, c.Task, c.Action, c.Actor, strings.Join(roles, ","), strconv.FormatInt(c.Expires, 10)}, "\n"))
+	return []byte(strings.Join([]string{header, c.Task, c.Action, c.Actor, strings.Join(roles, ","), strconv.FormatInt(c.Expires, 10), c.Nonce, c.Input, c.Key}, "\n"))
 }
 
 func decode(b []byte) (Claims, error) {
@@ -194,14 +280,17 @@ func decode(b []byte) (Claims, error) {
 	if len(f) > 0 && f[0] == headerV1 {
 		return Claims{}, task.Errorf(task.PermissionDenied, "the actor assertion is of format v1, which carries no roles; the autoglm server or CLI that signed it is older than this worker")
 	}
-	if len(f) != 6 || f[0] != header {
+	if len(f) > 0 && f[0] == headerV2 {
+		return Claims{}, task.Errorf(task.PermissionDenied, "the actor assertion is of format v2, which carries no nonce; the autoglm server or CLI that signed it is older than this worker")
+	}
+	if len(f) != 9 || f[0] != header || f[6] == "" {
 		return Claims{}, malformed
 	}
 	exp, err := strconv.ParseInt(f[5], 10, 64)
 	if err != nil {
 		return Claims{}, malformed
 	}
-	c := Claims{Task: f[1], Action: f[2], Actor: f[3], Expires: exp}
+	c := Claims{Task: f[1], Action: f[2], Actor: f[3], Expires: exp, Nonce: f[6], Input: f[7], Key: f[8]}
 	if f[4] != "" {
 		for _, r := range strings.Split(f[4], ",") {
 			// Only the policy's own words, whoever signed.

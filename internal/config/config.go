@@ -79,6 +79,26 @@ type Config struct {
 	// whose actor assertions the update validators accept: the API
 	// server's, and any break-glass operator key.
 	AssertionKeys string
+	// BreakGlassKeys are trusted like AssertionKeys but held by operators,
+	// who can sign any actor's name: the approvals one such key signs
+	// count as one person towards a quorum.
+	BreakGlassKeys string
+	// Deployment is the Worker Deployment of the control plane (the task
+	// queue's workflows and local activities); the nodes' queues are
+	// unversioned.
+	Deployment string
+	// BuildID names this build of the control plane within Deployment;
+	// empty: the executable's sha256, so two builds never share one.
+	BuildID string
+	// Promote says when this worker makes its build the deployment's
+	// current version: "always" (dev), "if-none" (the first build a
+	// namespace sees), "never" (an operator rolls out).
+	Promote string
+	// Role is what this process polls: "all" (the control plane's task
+	// queue and this node's queues), "control" (the control plane only,
+	// no model server), "node" (a GPU node: its node and model queues
+	// only).
+	Role string
 }
 
 // FromEnv reads AUTOGLM_* variables.
@@ -117,18 +137,46 @@ func FromEnv() (Config, error) {
 			ProbeMax: e.duration("AUTOGLM_OUTAGE_PROBE_MAX", 15*time.Second),
 			HandBack: e.duration("AUTOGLM_OUTAGE_HAND_BACK", 5*time.Minute),
 		},
-		HealthAddr:    e.str("AUTOGLM_HEALTH_ADDR", ""),
-		HeapProfile:   e.str("AUTOGLM_HEAP_PROFILE", ""),
-		CPUProfile:    e.str("AUTOGLM_CPU_PROFILE", ""),
-		LogFormat:     e.str("AUTOGLM_LOG_FORMAT", "text"),
-		LogLevel:      e.str("AUTOGLM_LOG_LEVEL", "info"),
-		AssertionKeys: e.secret("AUTOGLM_ASSERTION_PUBLIC_KEYS"),
+		HealthAddr:     e.str("AUTOGLM_HEALTH_ADDR", ""),
+		HeapProfile:    e.str("AUTOGLM_HEAP_PROFILE", ""),
+		CPUProfile:     e.str("AUTOGLM_CPU_PROFILE", ""),
+		LogFormat:      e.str("AUTOGLM_LOG_FORMAT", "text"),
+		LogLevel:       e.str("AUTOGLM_LOG_LEVEL", "info"),
+		AssertionKeys:  e.secret("AUTOGLM_ASSERTION_PUBLIC_KEYS"),
+		BreakGlassKeys: e.secret("AUTOGLM_BREAK_GLASS_PUBLIC_KEYS"),
+		Deployment:     e.str("AUTOGLM_DEPLOYMENT", DefaultDeployment),
+		BuildID:        e.str("AUTOGLM_BUILD_ID", ""),
+		Promote:        e.str("AUTOGLM_PROMOTE", PromoteIfNone),
+		Role:           e.str("AUTOGLM_WORKER_ROLE", RoleAll),
 	}
 	c.LLM.MaxIdleConnsPerHost = c.Concurrency
 	if e.err == nil {
 		e.err = c.check()
 	}
 	return c, e.err
+}
+
+// DefaultDeployment is the Worker Deployment name of the control plane.
+const DefaultDeployment = "autoglm-control"
+
+// The values of AUTOGLM_PROMOTE.
+const (
+	PromoteAlways = "always"
+	PromoteIfNone = "if-none"
+	PromoteNever  = "never"
+)
+
+// The values of AUTOGLM_WORKER_ROLE.
+const (
+	RoleAll     = "all"
+	RoleControl = "control"
+	RoleNode    = "node"
+)
+
+// Polls tells whether a process of this role runs the control plane
+// (control) and a node (node).
+func (c Config) Polls() (control, node bool) {
+	return c.Role != RoleNode, c.Role != RoleControl
 }
 
 // Outage holds the thresholds that tell a model server down as a whole
@@ -163,6 +211,10 @@ func (c Config) check() error {
 		return fmt.Errorf("config: AUTOGLM_OUTAGE_PROBE_MIN=%s, AUTOGLM_OUTAGE_PROBE_MAX=%s: want 0 < min <= max", c.Outage.ProbeMin, c.Outage.ProbeMax)
 	case c.Outage.HandBack < 0:
 		return fmt.Errorf("config: AUTOGLM_OUTAGE_HAND_BACK=%s: 0 or more", c.Outage.HandBack)
+	case c.Promote != PromoteAlways && c.Promote != PromoteIfNone && c.Promote != PromoteNever:
+		return fmt.Errorf("config: AUTOGLM_PROMOTE=%q: want %s, %s or %s", c.Promote, PromoteAlways, PromoteIfNone, PromoteNever)
+	case c.Role != RoleAll && c.Role != RoleControl && c.Role != RoleNode:
+		return fmt.Errorf("config: AUTOGLM_WORKER_ROLE=%q: want %s, %s or %s", c.Role, RoleAll, RoleControl, RoleNode)
 	}
 	return nil
 }

@@ -327,10 +327,9 @@ func (s *Server) decide(a authz.Action) func(http.ResponseWriter, *http.Request,
 		}
 		// The roles signed are the ones just checked, from the same
 		// policy: the workflow holds no copy of it.
-		st, err := s.Tasks.Decide(r.Context(), id, string(a), task.DecisionRequest{
-			Actor: p.User, Reason: body.Reason, Priority: body.Priority,
-			Assertion: s.Tasks.Assert(id, string(a), p.User, roles),
-		})
+		req := task.DecisionRequest{Actor: p.User, Reason: body.Reason, Priority: body.Priority}
+		req.Assertion = s.Tasks.Assert(id, string(a), req, roles)
+		st, err := s.Tasks.Decide(r.Context(), id, string(a), req)
 		if err != nil {
 			return err
 		}

@@ -551,7 +551,8 @@ func (s *Server) cancelBatch(w http.ResponseWriter, r *http.Request, p principal
 	if ti.Tenant != p.Tenant {
 		return task.Errorf(task.NotFound, "No such Batch object: %s%s", BatchIDPrefix, id)
 	}
-	req := task.DecisionRequest{Actor: p.User, Reason: "cancelled through the Batches API", Assertion: s.Tasks.Assert(id, task.UpdateCancel, p.User, roles)}
+	req := task.DecisionRequest{Actor: p.User, Reason: "cancelled through the Batches API"}
+	req.Assertion = s.Tasks.Assert(id, task.UpdateCancel, req, roles)
 	if _, err := s.Tasks.Decide(r.Context(), id, task.UpdateCancel, req); err != nil {
 		return err
 	}

@@ -5,8 +5,11 @@
 package task
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -43,6 +46,11 @@ const (
 	// and histories that hold it still replay.
 	SignalProgress = "progress"
 )
+
+// StartRefused begins the message of the error a TaskWorkflow run ends
+// with when it refuses its start (no valid start assertion, or carried
+// state in a run that did not continue as new).
+func StartRefused(id string) string { return "task " + id + " was not started: " }
 
 // WorkflowID is the Temporal workflow ID of the task with the given ID, so
 // that anyone who knows a task ID can reach its workflow.
@@ -117,6 +125,10 @@ type Input struct {
 	Prompt   string    `json:"prompt,omitempty"`
 	Source   ObjectRef `json:"source,omitempty"` // the uploaded JSONL, under the task's own prefix
 	Priority int       `json:"priority,omitempty"`
+	// Assertion is the start assertion the API server signed over the
+	// task's ID, tenant, submitter, kind and input (internal/assertion's
+	// Start): the workflow runs nothing without it.
+	Assertion string `json:"assertion,omitempty"`
 	// Carry is the state a run of TaskWorkflow hands to the run it
 	// continues as new (status with its audit trail, limits, screened
 	// source, shards, finished pieces); empty on the first run. Its
@@ -167,6 +179,11 @@ type Decision struct {
 	Actor  string    `json:"actor"`
 	Reason string    `json:"reason,omitempty"`
 	Time   time.Time `json:"time"`
+	// Key names the key that signed it (see Transition.Key).
+	Key string `json:"key,omitempty"`
+	// BreakGlass: Key is an operator's break-glass key, which can sign
+	// any name, so all its approvals count as one person.
+	BreakGlass bool `json:"break_glass,omitempty"`
 }
 
 // DecisionRequest is the argument of the approve, reject, cancel, pause,
@@ -184,6 +201,14 @@ type DecisionRequest struct {
 // MaxReasonBytes bounds the reason of a decision: it is kept in the
 // workflow's history and in its status, both of which have limits.
 const MaxReasonBytes = 2 << 10
+
+// Digest is the sha256 of what the request carries besides its actor (its
+// reason and priority): the actor assertion is signed over it, so an
+// assertion copied onto an edited request does not verify.
+func (r DecisionRequest) Digest() string {
+	sum := sha256.Sum256([]byte(strconv.Itoa(r.Priority) + "\n" + r.Reason))
+	return hex.EncodeToString(sum[:])
+}
 
 // CheckReason refuses a reason that would bloat the history.
 func (r DecisionRequest) CheckReason() error {

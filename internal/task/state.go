@@ -39,6 +39,9 @@ type Transition struct {
 	To     State     `json:"to"`
 	Actor  string    `json:"actor"`
 	Reason string    `json:"reason,omitempty"`
+	// Key names the key that signed the actor's assertion (see
+	// internal/assertion KeyID); empty where the task itself acted.
+	Key string `json:"key,omitempty"`
 }
 
 // Progress of the inference stage.

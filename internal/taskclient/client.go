@@ -110,6 +110,11 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (task.Input, error
 			return in, err
 		}
 	}
+	// The workflow runs only a start the server (or a break-glass
+	// operator) signed; without a signer it refuses the start.
+	if c.Signer != nil {
+		in.Assertion = c.Signer.SignStart(assertion.StartOf(in), 0)
+	}
 	_, err = c.Temporal.ExecuteWorkflow(ctx, StartOptions(in), task.WorkflowType, in)
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
@@ -220,6 +225,12 @@ func FirstModel(path string) (string, error) {
 func (c *Client) Status(ctx context.Context, id string) (task.Status, error) {
 	var st task.Status
 	v, err := c.Temporal.QueryWorkflow(ctx, task.WorkflowID(id), "", task.QueryStatus)
+	if err != nil && !isNotFound(err) {
+		// The newest run may be a start the workflow refused.
+		if run, lerr := c.taskRun(ctx, id); lerr == nil && run != "" {
+			v, err = c.Temporal.QueryWorkflow(ctx, task.WorkflowID(id), run, task.QueryStatus)
+		}
+	}
 	if err != nil {
 		return st, notFound(id, err)
 	}
@@ -242,7 +253,7 @@ func (c *Client) Decide(ctx context.Context, id, update string, req task.Decisio
 		if err != nil {
 			return st, err
 		}
-		req.Assertion = c.Signer.Sign(id, update, req.Actor, roles, 0)
+		req.Assertion = c.Signer.SignInput(id, update, req.Actor, roles, req.Digest(), 0)
 	}
 	h, err := c.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID: task.WorkflowID(id), UpdateName: update, Args: []any{req},
@@ -254,14 +265,15 @@ func (c *Client) Decide(ctx context.Context, id, update string, req task.Decisio
 	return st, c.ended(ctx, id, update, err)
 }
 
-// Assert is the actor assertion for update on task id by actor, who holds
-// roles in the task's tenant: what the workflow's validator checks the
-// action against. Empty without a signer.
-func (c *Client) Assert(id, update, actor string, roles []authz.Role) string {
+// Assert is the actor assertion for update on task id by req.Actor, who
+// holds roles in the task's tenant, over the rest of req (its reason and
+// priority): what the workflow's validator checks the action against.
+// Empty without a signer.
+func (c *Client) Assert(id, update string, req task.DecisionRequest, roles []authz.Role) string {
 	if c.Signer == nil {
 		return ""
 	}
-	return c.Signer.Sign(id, update, actor, roles, 0)
+	return c.Signer.SignInput(id, update, req.Actor, roles, req.Digest(), 0)
 }
 
 // rolesOn are actor's roles in the tenant of task id, as the policy has
@@ -313,6 +325,11 @@ func (c *Client) ended(ctx context.Context, id, update string, err error) error 
 func (c *Client) Wait(ctx context.Context, id string) (task.Result, error) {
 	var res task.Result
 	err := c.Temporal.GetWorkflow(ctx, task.WorkflowID(id), "").Get(ctx, &res)
+	if refusedStart(err, id) {
+		if run, lerr := c.taskRun(ctx, id); lerr == nil && run != "" {
+			err = c.Temporal.GetWorkflow(ctx, task.WorkflowID(id), run).Get(ctx, &res)
+		}
+	}
 	if out, ok := task.Outcome(err); ok {
 		return out, nil
 	}

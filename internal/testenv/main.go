@@ -137,6 +137,11 @@ func Main(m *testing.M, name string, opts Options, setUp func(*Env) error) (code
 	if e.Signer, err = TrustNewKey(); err != nil {
 		return fail(err)
 	}
+	// The suite's workers run one source, as the CLI and in this test
+	// binary: one build of the control plane, whichever executable.
+	if os.Getenv("AUTOGLM_BUILD_ID") == "" {
+		os.Setenv("AUTOGLM_BUILD_ID", name+"-"+RandHex(4))
+	}
 	e.CLI = filepath.Join(dir, "autoglm")
 	build := exec.CommandContext(ctx, "go", "build", "-o", e.CLI, "./starter")
 	build.Dir = e.Root

@@ -47,6 +47,12 @@ type WorkerOptions struct {
 	// Announce is how long the worker may take to announce itself; 90 s
 	// if zero. A busy shared machine makes a cold start slow.
 	Announce time.Duration
+	// Binary is the autoglm executable to run; empty is the suite's CLI
+	// (another build, for a rolling upgrade).
+	Binary string
+	// ControlOnly runs the control plane alone (AUTOGLM_WORKER_ROLE=
+	// control): no node, so nothing to wait for.
+	ControlOnly bool
 }
 
 // workers are the worker processes running, so that an interrupted or
@@ -85,8 +91,15 @@ func (e *Env) StartWorker(t testing.TB, o WorkerOptions) *Worker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.cmd = exec.Command(e.CLI, "worker")
+	bin := e.CLI
+	if o.Binary != "" {
+		bin = o.Binary
+	}
+	w.cmd = exec.Command(bin, "worker")
 	w.cmd.Env = append(append(os.Environ(), "AUTOGLM_NODE="+o.Node), o.Env...)
+	if o.ControlOnly {
+		w.cmd.Env = append(w.cmd.Env, "AUTOGLM_WORKER_ROLE=control")
+	}
 	w.cmd.Stdout, w.cmd.Stderr = f, f
 	w.cmd.SysProcAttr = devstack.SysProcAttr()
 	since := time.Now()
@@ -113,7 +126,9 @@ func (e *Env) StartWorker(t testing.TB, o WorkerOptions) *Worker {
 		defer cancel()
 		_ = e.Store.Delete(ctx, storage.NodeRecordPrefix+o.Node+".json")
 	})
-	e.WaitAnnounced(t, o.Node, since, o.Announce, w.exited, w.Log)
+	if !o.ControlOnly {
+		e.WaitAnnounced(t, o.Node, since, o.Announce, w.exited, w.Log)
+	}
 	return w
 }
 

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 )
@@ -43,6 +45,14 @@ func TestLifecyclePaths(t *testing.T) {
 			t.Errorf("the audit trail does not say the batch ran in 3 shards:\n%s", auditText(st))
 		}
 		save(t, ctx, id, "shards_completed")
+	})
+
+	t.Run("auto-approved", func(t *testing.T) {
+		ctx := testCtx(t, time.Minute)
+		in := writeBatch(t, "auto", 5)
+		id := submit(t, ctx, "auto", in)
+		exact(t, ctx, id, in)
+		save(t, ctx, id, "auto_approved")
 	})
 
 	t.Run("pause and resume", func(t *testing.T) {
@@ -119,6 +129,47 @@ func TestLifecyclePaths(t *testing.T) {
 			t.Fatalf("result %+v, %v; want FAILED", res, err)
 		}
 		save(t, ctx, id, "failed")
+	})
+
+	t.Run("rejected", func(t *testing.T) {
+		ctx := testCtx(t, time.Minute)
+		id := submit(t, ctx, "rejected", writeBatch(t, "rejected", 20))
+		waitState(t, ctx, id, task.AwaitingApproval)
+		if _, err := suite.tasks.Decide(ctx, id, task.UpdateReject, task.DecisionRequest{Actor: "bob", Reason: "not this week"}); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := suite.tasks.Wait(ctx, id); err != nil || res.State != task.Rejected {
+			t.Fatalf("result %+v, %v; want REJECTED", res, err)
+		}
+		save(t, ctx, id, "rejected")
+	})
+
+	// The Web UI's "Request Cancellation" is this same call.
+	t.Run("cancelled through Temporal", func(t *testing.T) {
+		ctx := testCtx(t, time.Minute)
+		id := submit(t, ctx, "uicancel", writeBatch(t, "uicancel", 20))
+		waitState(t, ctx, id, task.AwaitingApproval)
+		const identity = "olga@web-ui"
+		ui, err := client.NewClientFromExisting(suite.Temporal, client.Options{Identity: identity})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ui.Close()
+		if err := ui.CancelWorkflow(ctx, task.WorkflowID(id), ""); err != nil {
+			t.Fatal(err)
+		}
+		res, err := suite.tasks.Wait(ctx, id)
+		if err != nil || res.State != task.Cancelled {
+			t.Fatalf("result %+v, %v; want CANCELLED", res, err)
+		}
+		st, err := suite.tasks.Status(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr := st.Audit[len(st.Audit)-1]; tr.To != task.Cancelled || tr.Actor != identity || tr.Reason != "cancellation requested through Temporal" {
+			t.Errorf("the last audit line is %+v; want CANCELLED by %s, \"cancellation requested through Temporal\"", tr, identity)
+		}
+		save(t, ctx, id, "cancelled_through_temporal")
 	})
 
 	t.Run("expiry", func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 )
@@ -49,6 +50,7 @@ func TestCanaryPromptIsInNoWorkflowHistory(t *testing.T) {
 	// histories replay), runs and has the prompt in its history.
 	control := "control" + randHex(8)
 	old := task.Input{ID: newID("old"), Tenant: "acme", Submitter: "alice", Model: model, Kind: task.KindPrompt, Priority: 3, Prompt: "old way " + control}
+	old.Assertion = suite.Signer.SignStart(assertion.StartOf(old), 0)
 	run, err := suite.Temporal.ExecuteWorkflow(ctx, taskclient.StartOptions(old), task.WorkflowType, old)
 	if err != nil {
 		t.Fatal(err)

@@ -62,7 +62,7 @@ func TestBatchOverLimitWaitsForAReviewersApproval(t *testing.T) {
 	h, err := suite.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   task.WorkflowID(id),
 		UpdateName:   task.UpdateApprove,
-		Args:         []any{task.DecisionRequest{Actor: "bob", Reason: "reviewed the prompts", Assertion: suite.Signer.Sign(id, task.UpdateApprove, "bob", authz.Default().RolesOf(tenant, "bob"), 0)}},
+		Args:         []any{task.DecisionRequest{Actor: "bob", Reason: "reviewed the prompts", Assertion: suite.Signer.SignInput(id, task.UpdateApprove, "bob", authz.Default().RolesOf(tenant, "bob"), task.DecisionRequest{Reason: "reviewed the prompts"}.Digest(), 0)}},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err != nil {

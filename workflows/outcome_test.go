@@ -88,13 +88,13 @@ func TestCancelledAndExpiredAlsoCloseFailed(t *testing.T) {
 	}
 }
 
-// Every timer of a task recorded on the real stack with this version
+// Every timer of a task recorded on the real stack
 // ends fired or cancelled: the Web UI shows no finished task with a timer
 // still "Started".
 func TestRecordedHistoriesCloseEveryTimer(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "task_ops_*.json"))
+	files, _ := filepath.Glob(filepath.Join("testdata", "task_*.json"))
 	if len(files) == 0 {
-		t.Fatal("no task_ops_*.json histories in testdata")
+		t.Fatal("no task_*.json histories in testdata")
 	}
 	for _, f := range files {
 		b, err := os.ReadFile(f)

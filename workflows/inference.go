@@ -1,0 +1,354 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/autoglm-flow/autoglm-flow/activities"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
+)
+
+// batchInference is the first kind of task: an OpenAI Batch file (a
+// prompt is a batch of one), screened line by line, run on the nodes that
+// serve its model in pieces (the whole batch, or its shards), each resumed
+// from its checkpoint, and archived as output.jsonl and errors.jsonl.
+type batchInference struct{ *taskRun }
+
+// screen counts the requests and checks their size and words; a small
+// input is read in a local activity (see screensLocally).
+func (b batchInference) screen(ctx workflow.Context) (activities.ScreenResult, string, error) {
+	var res activities.ScreenResult
+	err := b.control(ctx, "screen", "count requests, check size and words", b.screensLocally(), func(o *workflow.ActivityOptions) {
+		o.StartToCloseTimeout, o.HeartbeatTimeout = 30*time.Minute, time.Minute
+	}, a.Screen, activities.ScreenInput{Task: b.in, Rules: *b.rules}).Get(ctx, &res)
+	if err != nil {
+		return res, "", err
+	}
+	b.source, b.shards = res.Source, res.Shards
+	reason := fmt.Sprintf("%d request(s), %d bytes", res.Screening.Requests, res.Screening.Bytes)
+	if len(res.Shards) > 0 {
+		reason += fmt.Sprintf(", in %d shards", len(res.Shards))
+	}
+	return res, reason, nil
+}
+
+func (b batchInference) run(ctx workflow.Context) error { return b.infer(ctx) }
+
+func (b batchInference) keepPartial(ctx workflow.Context) { b.collectPartial(ctx) }
+
+// screensLocally tells whether the input is screened in a local activity, in
+// the first workflow task with authorize: a small one. A large one keeps
+// the regular activity, whose heartbeats show it is still reading. It
+// depends on the start's input alone, so every run of a task decides it
+// the same way.
+func (w *taskRun) screensLocally() bool {
+	return w.in.Source.Size <= maxLocalScreenBytes
+}
+
+// piece is one inference activity of the task: the whole batch, or one
+// of its shards.
+type piece struct {
+	index int
+	shard *activities.Shard
+	total int
+	node  activities.DispatchResult
+	avoid []string // nodes that did not start this piece in time
+	res   *activities.InferResult
+}
+
+// infer dispatches the batch (or each of its shards) to a node and runs it
+// there, shards in parallel. A pause stops every piece (the engine records
+// a checkpoint) until resume; a node that does not start a piece in time is
+// replaced; a piece that fails stops the others. Every new attempt resumes
+// from the last checkpoint, and a finished shard is not run again.
+func (w *taskRun) infer(ctx workflow.Context) error {
+	pieces := w.carriedPieces()
+	if pieces == nil {
+		pieces = w.pieces()
+	}
+	if w.carried != nil && w.paused {
+		// Continued as new while paused: wait for the resume here.
+		if err := w.awaitResume(ctx, pieces); err != nil || w.cancelled != nil {
+			return err
+		}
+	}
+	for again := false; ; again = true {
+		// The re-dispatch loop continues as new when the server suggests
+		// it, before it dispatches again.
+		if again && w.suggested(ctx) {
+			return w.continueAsNew(ctx, carryInfer, pieces)
+		}
+		// A pause may stop the dispatch as well as the run: a re-dispatch
+		// leaves the task DISPATCHED, and pausable, while it picks a node.
+		pauses := w.pauses
+		err, redispatch := w.dispatchAll(ctx, pieces), ""
+		if err == nil {
+			err, redispatch = w.runAll(ctx, pieces)
+		}
+		switch {
+		case err == nil && redispatch == "":
+			return w.mergeShards(ctx, pieces)
+		case err == nil:
+			w.transition(ctx, task.Dispatched, "dispatch", redispatch)
+		case w.cancelled != nil:
+			return err
+		case !w.paused && w.pauses != pauses && temporal.IsCanceledError(err):
+			// Paused and resumed before the stage had stopped: run again
+			// from the checkpoint, as after any resume.
+		case w.paused && temporal.IsCanceledError(err):
+			if err := w.awaitResume(ctx, pieces); err != nil || w.cancelled != nil {
+				return err
+			}
+		default:
+			return err
+		}
+	}
+}
+
+// maxLocalScreenBytes is the largest input screened in a local activity:
+// read in well under the workflow task timeout, so the first workflow
+// task needs no heartbeat.
+const maxLocalScreenBytes = 1 << 20
+
+func (w *taskRun) pieces() []*piece {
+	if len(w.shards) == 0 {
+		return []*piece{{total: w.status.Progress.Total}}
+	}
+	ps := make([]*piece, len(w.shards))
+	for i := range w.shards {
+		ps[i] = &piece{index: i, shard: &w.shards[i], total: w.shards[i].Requests}
+	}
+	return ps
+}
+
+// dispatchAll picks a node for each unfinished piece without one, spreading
+// shards over the nodes before doubling up.
+func (w *taskRun) dispatchAll(ctx workflow.Context, pieces []*piece) error {
+	var chosen, names []string
+	for _, p := range pieces {
+		if p.res != nil {
+			continue
+		}
+		if p.node.Node == "" {
+			var node activities.DispatchResult
+			in := activities.DispatchInput{TaskID: w.in.ID, Model: w.in.Model, Avoid: append(p.avoid, chosen...)}
+			// A first dispatch is local; a re-dispatch after a stall, rare
+			// and slow anyway, keeps the task queue, where a pause cancels it.
+			f := w.control(ctx, "dispatch", "pick a node serving "+w.in.Model, len(p.avoid) == 0, func(o *workflow.ActivityOptions) {
+				o.RetryPolicy = &temporal.RetryPolicy{
+					InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 15 * time.Second,
+					MaximumAttempts: 20, NonRetryableErrorTypes: nonRetryable,
+				}
+			}, a.Dispatch, in)
+			if err := f.Get(ctx, &node); err != nil {
+				return err
+			}
+			p.node = node
+		}
+		chosen = append(chosen, p.node.Node)
+		if !slices.Contains(names, p.node.Node) {
+			names = append(names, p.node.Node)
+		}
+	}
+	w.status.Node = strings.Join(names, ", ")
+	// runAll's RUNNING follows at once.
+	w.passThrough(ctx, task.Dispatched, "dispatch", fmt.Sprintf("%d piece(s) on node %s", len(chosen), w.status.Node))
+	return nil
+}
+
+// runAll runs the unfinished pieces in parallel and waits for all of them.
+// It returns the first error, and why pieces must be dispatched again, if
+// any: a node did not start one in time, or handed one back (their nodes
+// are cleared for dispatchAll).
+func (w *taskRun) runAll(ctx workflow.Context, pieces []*piece) (firstErr error, redispatch string) {
+	sctx := w.stage(ctx, "inference", fmt.Sprintf("%d request(s) on %s", w.status.Progress.Total, w.status.Node))
+	stop := w.cancelStage
+	w.transition(ctx, task.Running, "dispatch", "inference on "+w.status.Node)
+	sel := workflow.NewSelector(ctx)
+	running := 0
+	for _, p := range pieces {
+		if p.res != nil {
+			continue
+		}
+		running++
+		sel.AddFuture(w.runOn(sctx, p), func(f workflow.Future) {
+			var res activities.InferResult
+			err := f.Get(ctx, &res)
+			w.stopped(p, err)
+			switch {
+			case err == nil:
+				p.res = &res
+				w.pieceCounts(p.index, res.Counts)
+				w.status.Attempts = max(w.status.Attempts, int(res.Attempt))
+				// Work sent to a model's queue shows the node that finished it.
+				if len(pieces) == 1 && res.Node != "" {
+					w.status.Node = res.Node
+				}
+			case isScheduleToStartTimeout(err):
+				p.avoid, p.node = append(p.avoid, p.node.Node), activities.DispatchResult{}
+				redispatch = fmt.Sprintf("a node did not start the work within %s; dispatching again", w.nodeStartTimeout())
+			case handedBack(err) != nil:
+				hb := handedBack(err)
+				if !slices.Contains(p.avoid, hb.Node) {
+					p.avoid = append(p.avoid, hb.Node)
+				}
+				p.node = activities.DispatchResult{}
+				w.pieceCounts(p.index, hb.Counts)
+				redispatch = fmt.Sprintf("the model server of node %s has been down since %s; dispatching again from the checkpoint", hb.Node, hb.Since.Format(time.RFC3339))
+			case firstErr == nil:
+				firstErr = err
+				// One failed piece fails the task: stop the others, which
+				// checkpoint, instead of letting them run on.
+				stop()
+			}
+		})
+	}
+	for range running {
+		sel.Select(ctx)
+	}
+	return firstErr, redispatch
+}
+
+// handedBack is the details of a HandBack error, or nil.
+func handedBack(err error) *activities.HandBackDetails {
+	var ae *temporal.ApplicationError
+	var d activities.HandBackDetails
+	if !errors.As(err, &ae) || ae.Type() != string(task.HandBack) || ae.Details(&d) != nil {
+		return nil
+	}
+	return &d
+}
+
+// pieceCounts records how far piece i got, as a finished or stopped
+// attempt reported it, and sums the pieces into the status. The pieces
+// still running report through their heartbeats, which the status path
+// adds; counts only grow.
+func (w *taskRun) pieceCounts(i int, c task.Counts) {
+	p := &w.status.Progress
+	for len(p.Pieces) <= i {
+		p.Pieces = append(p.Pieces, task.Counts{})
+	}
+	if c.Done() < p.Pieces[i].Done() {
+		return
+	}
+	p.Pieces[i] = task.Counts{Completed: c.Completed, Failed: c.Failed}
+	var sum task.Counts
+	for _, pc := range p.Pieces {
+		sum.Completed += pc.Completed
+		sum.Failed += pc.Failed
+	}
+	p.Completed, p.Failed = sum.Completed, sum.Failed
+}
+
+// stopped keeps the progress a cancelled attempt reported with its
+// cancellation.
+func (w *taskRun) stopped(p *piece, err error) {
+	var ce *temporal.CanceledError
+	var m activities.Progress
+	if errors.As(err, &ce) && ce.HasDetails() && ce.Details(&m) == nil {
+		w.pieceCounts(p.index, m.Counts)
+	}
+}
+
+// nodeStartTimeout is how long a node's queue may hold the inference
+// before it is dispatched again: long enough for a node that runs its
+// maximum of batches to free a slot, short enough to replace a dead node.
+// The worker's setting, recorded in the authorize result, overrides it.
+const nodeStartTimeout = 10 * time.Minute
+
+func (w *taskRun) nodeStartTimeout() time.Duration {
+	if w.rules != nil && w.rules.NodeStartTimeout > 0 {
+		return w.rules.NodeStartTimeout
+	}
+	return nodeStartTimeout
+}
+
+func (w *taskRun) runOn(ctx workflow.Context, p *piece) workflow.Future {
+	summary := fmt.Sprintf("inference: %d request(s) on %s", p.total, p.node.Node)
+	if p.shard != nil {
+		summary = fmt.Sprintf("inference: shard %d of %d, lines %d-%d, on %s", p.shard.Index+1, len(w.shards), p.shard.FirstLine, p.shard.LastLine, p.node.Node)
+	}
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              p.node.Queue,
+		ScheduleToStartTimeout: w.nodeStartTimeout(),
+		StartToCloseTimeout:    24 * time.Hour,
+		HeartbeatTimeout:       w.heartbeatTimeout(),
+		// Let the engine record its checkpoint before the task moves on,
+		// so a cancelled or paused task keeps its partial output.
+		WaitForCancellation: true,
+		Summary:             summary,
+		Priority:            w.priority(),
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			MaximumAttempts: 20, NonRetryableErrorTypes: nonRetryable,
+		},
+	})
+	return workflow.ExecuteActivity(ctx, a.Infer, activities.InferInput{
+		TaskID: w.in.ID, Tenant: w.in.Tenant, Model: w.in.Model, Source: w.source, Total: p.total, Shard: p.shard,
+		HandBack: true,
+	})
+}
+
+// mergeShards joins the shards' outputs; a batch run whole is already
+// merged.
+func (w *taskRun) mergeShards(ctx workflow.Context, pieces []*piece) error {
+	res := *pieces[0].res
+	if len(pieces) > 1 {
+		in := activities.MergeInput{TaskID: w.in.ID, Tenant: w.in.Tenant}
+		for _, p := range pieces {
+			in.Shards = append(in.Shards, *p.res)
+		}
+		mctx := w.stage(ctx, "merge", fmt.Sprintf("join %d shards", len(pieces)))
+		mctx = workflow.WithStartToCloseTimeout(mctx, time.Hour)
+		if err := workflow.ExecuteActivity(mctx, a.MergeShards, in).Get(ctx, &res); err != nil {
+			return err
+		}
+	}
+	w.setCounts(res.Counts)
+	w.result.Counts, w.result.Output, w.result.Errors = res.Counts, res.Output, res.Errors
+	w.addArtifact(res.Output)
+	w.addArtifact(res.Errors)
+	return nil
+}
+
+// setCounts records the answered counts; the total stays what screening
+// counted, so partial output never shrinks it.
+func (w *taskRun) setCounts(c task.Counts) {
+	w.status.Progress.Completed, w.status.Progress.Failed = c.Completed, c.Failed
+}
+
+func (w *taskRun) heartbeatTimeout() time.Duration {
+	if w.rules != nil && w.rules.HeartbeatTimeout > 0 {
+		return w.rules.HeartbeatTimeout
+	}
+	return time.Minute
+}
+
+func isScheduleToStartTimeout(err error) bool {
+	var te *temporal.TimeoutError
+	return errors.As(err, &te) && te.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START
+}
+
+// collectPartial merges what inference answered before a cancel or a
+// failure into output.jsonl and errors.jsonl, so partial results are kept.
+func (w *taskRun) collectPartial(ctx workflow.Context) {
+	var res activities.InferResult
+	err := workflow.ExecuteActivity(w.stage(ctx, "collect", "keep partial output"), a.Collect,
+		activities.CollectInput{TaskID: w.in.ID, Tenant: w.in.Tenant, Shards: len(w.shards)}).Get(ctx, &res)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("partial output not collected", "error", err)
+		return
+	}
+	w.setCounts(res.Counts)
+	w.result.Counts, w.result.Output, w.result.Errors = res.Counts, res.Output, res.Errors
+	w.result.Counts.Total = max(w.status.Progress.Total, res.Counts.Done())
+	w.addArtifact(res.Output)
+	w.addArtifact(res.Errors)
+}
