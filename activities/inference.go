@@ -1,12 +1,14 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -61,22 +63,34 @@ type Progress = batch.Mark
 // Infer runs the batch through the batch engine. It resumes from the
 // newest checkpoint in the bucket, heartbeats its progress (so that
 // cancellation reaches it), and on a worker shutdown records a checkpoint
-// before it returns. An attempt that another attempt has replaced stops
-// with a Fenced error, having written nothing that counts.
+// before it returns. An attempt that another attempt has replaced, or
+// whose heartbeat the server refused, stops with a Fenced error, having
+// written nothing that counts; it finds out before it reads a checkpoint
+// when it can.
 func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, error) {
 	running.Add(1)
 	defer running.Add(-1)
 
 	info := activity.GetInfo(ctx)
+	rep := newReporter(ctx, info.HeartbeatTimeout, a.Node)
+	if in.Shard != nil {
+		rep.piece = in.Shard.Index
+	}
+	// The first heartbeat goes out at once (the SDK throttles the later
+	// ones): an attempt the server has already given up (it sat in a
+	// frozen worker's poll) learns it here, before it reads anything.
+	rep.resend()
+	beatCtx, stopBeating := context.WithCancel(ctx)
+	defer stopBeating()
+	go rep.keepBeating(beatCtx)
 	sink := newSink(a, in.Tenant, in.TaskID, in.Shard)
-	sink.attempt = fmt.Sprintf("a%d%s", info.Attempt, randomHex(3))
-	from, err := sink.latest(ctx)
+	sink.me = batch.Attempt{Scheduled: info.ScheduledTime.UTC(), Number: info.Attempt, ID: fmt.Sprintf("a%d%s", info.Attempt, randomHex(3))}
+	sink.live = rep.live
+	from, err := sink.claim(ctx)
 	if err != nil {
-		return InferResult{}, fmt.Errorf("reading the checkpoint: %w", err)
+		return InferResult{}, a.inferError(ctx, sink, err, from)
 	}
-	if err := sink.claim(ctx, from); err != nil {
-		return InferResult{}, inferError(err, from)
-	}
+	rep.attempts = sink.attempts
 	cfg := a.Batch
 	cfg.Model, cfg.IDPrefix = in.Model, in.TaskID
 	if !in.HandBack {
@@ -89,9 +103,13 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 	if err := a.checkSource(in.Tenant, in.TaskID, in.Source); err != nil {
 		return InferResult{}, asApplicationError(err)
 	}
-	// The engine reopens the input to recompute a corrupt part: every read
-	// is of the version screening saw.
-	open := func(ctx context.Context) (io.ReadCloser, error) { return a.openPinned(ctx, in.Source, offset) }
+	// The engine reopens the input to recompute a corrupt part, and to
+	// read on after the bucket cut the stream: every read is of the
+	// version screening saw.
+	open := func(ctx context.Context) (io.ReadCloser, error) {
+		rc, err := a.openPinned(ctx, in.Source, offset)
+		return rc, outage(err)
+	}
 	rc, err := open(ctx)
 	if err != nil {
 		return InferResult{}, err
@@ -111,16 +129,16 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 		}
 	}()
 
-	rep := newReporter(ctx)
-	if in.Shard != nil {
-		rep.piece = in.Shard.Index
-	}
 	eng := &batch.Engine{Client: a.LLM, Sink: sink, Config: cfg, Progress: rep.report, Reopen: open}
 	cp, err := eng.Run(runCtx, rc, from)
-	if err != nil && ctx.Err() != nil && !errors.Is(err, batch.ErrStopped) {
+	if err != nil && !errors.Is(err, batch.ErrFenced) && ctx.Err() != nil && !errors.Is(err, batch.ErrStopped) {
+		if refused(ctx) != nil {
+			sink.fencedBy = cmp.Or(sink.fencedBy, "the server (heartbeat refused)")
+			return InferResult{}, a.inferError(ctx, sink, fmt.Errorf("%w: %w", batch.ErrFenced, err), cp)
+		}
 		// Cancelled by a pause or a cancel: tell the workflow how far the
 		// checkpoint got, so its status keeps the count.
-		return InferResult{}, temporal.NewCanceledError(rep.last)
+		return InferResult{}, temporal.NewCanceledError(rep.mark())
 	}
 	var hb *batch.HandBackError
 	if errors.As(err, &hb) {
@@ -132,19 +150,37 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 			HandBackDetails{Node: a.Node, Since: hb.Since.UTC(), Counts: cp.Counts})
 	}
 	if err != nil {
-		return InferResult{}, inferError(err, cp)
+		return InferResult{}, a.inferError(ctx, sink, err, cp)
 	}
-	return InferResult{Counts: cp.Counts, Output: cp.Output, Errors: cp.Errors, Checkpoint: cp.Seq, Node: a.Node, Attempt: info.Attempt}, nil
+	return InferResult{Counts: cp.Counts, Output: cp.Output, Errors: cp.Errors, Checkpoint: cp.Seq, Node: a.Node, Attempt: int32(max(sink.attempts, int(info.Attempt)))}, nil
+}
+
+// FencedDetails go with a Fenced error, and with the task log's line
+// "attempt fenced".
+type FencedDetails struct {
+	// By is what fenced the attempt: "a newer attempt", "an older
+	// attempt" (a live attempt fenced by a stale one), the server, or the
+	// attempt's own heartbeat lapse.
+	By string `json:"by"`
+	// Unrecorded is how many answers the attempt held that no record
+	// names: the next attempt answers them again.
+	Unrecorded int `json:"unrecorded"`
 }
 
 // inferError gives the engine's errors their types.
-func inferError(err error, cp batch.Checkpoint) error {
+func (a *Activities) inferError(ctx context.Context, sink *bucketSink, err error, cp batch.Checkpoint) error {
 	var corrupt *batch.CorruptPartError
 	switch {
 	case errors.Is(err, batch.ErrFenced):
+		d := FencedDetails{By: sink.fencedBy}
+		var fe *batch.FencedError
+		if errors.As(err, &fe) {
+			d.Unrecorded = fe.Unrecorded
+		}
+		activity.GetLogger(ctx).Warn("attempt fenced", "fenced_by", d.By, "unrecorded", d.Unrecorded, "error", err)
 		// Retryable: when this was the live attempt and a stale one won a
 		// race, the next attempt resumes from what that one recorded.
-		return temporal.NewApplicationError(err.Error(), string(task.Fenced))
+		return temporal.NewApplicationError(err.Error(), string(task.Fenced), d)
 	case errors.Is(err, batch.ErrStopped):
 		return temporal.NewApplicationError("the worker is stopping; the batch resumes from checkpoint "+fmt.Sprint(cp.Seq), "WorkerStopping")
 	case errors.As(err, &corrupt):
@@ -159,31 +195,121 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// reporter heartbeats the engine's progress. Its counts never go below
-// what the previous attempt last reported, so the status a person reads
-// does not go backwards while a retry redoes the lines after the
-// checkpoint.
+// reporter heartbeats the engine's progress, and keeps the attempt's
+// heartbeat state: whether the server may have given it up. Its counts
+// never go below what the previous attempt last reported, so the status a
+// person reads does not go backwards while a retry redoes the lines after
+// the checkpoint.
 type reporter struct {
-	ctx   context.Context
-	piece int
-	floor task.Counts
-	last  batch.Mark
+	ctx      context.Context
+	piece    int
+	node     string
+	attempts int
+	floor    task.Counts
+	// timeout is the activity's heartbeat timeout (0: none).
+	timeout time.Duration
+
+	mu   sync.Mutex
+	last batch.Mark
+	// beat is when the last heartbeat went out; lapse is the first gap
+	// between two heartbeats longer than the timeout (the process was
+	// frozen or starved): the server has given the attempt up by then.
+	beat  time.Time
+	lapse time.Duration
 }
 
-func newReporter(ctx context.Context) *reporter {
-	r := &reporter{ctx: ctx}
+func newReporter(ctx context.Context, timeout time.Duration, node string) *reporter {
+	r := &reporter{ctx: ctx, timeout: timeout, node: node}
 	var prev batch.Mark
 	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &prev) == nil {
 		r.floor = prev.Counts
+		r.last = prev
 	}
 	return r
 }
 
+// report heartbeats the engine's mark.
 func (r *reporter) report(m batch.Mark) {
-	m.Piece = r.piece
+	r.mu.Lock()
+	m.Piece, m.Node, m.Attempts = r.piece, r.node, r.attempts
 	if m.Counts.Done() < r.floor.Done() {
 		m.Counts = r.floor
 	}
 	r.last = m
+	r.touch()
+	r.mu.Unlock()
 	activity.RecordHeartbeat(r.ctx, m)
+}
+
+// resend heartbeats the last mark again.
+func (r *reporter) resend() { r.report(r.mark()) }
+
+// mark is the last mark heartbeated.
+func (r *reporter) mark() batch.Mark {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last
+}
+
+// touch notes a heartbeat going out now; r.mu is held.
+func (r *reporter) touch() {
+	now := time.Now()
+	if gap := now.Sub(r.beat); !r.beat.IsZero() && r.timeout > 0 && gap >= r.timeout && r.lapse == 0 {
+		r.lapse = gap
+	}
+	r.beat = now
+}
+
+// keepBeating heartbeats once a second until ctx ends, whatever the
+// engine is doing (a long merge, a hold for the bucket), so that only a
+// process that is really stuck is timed out.
+func (r *reporter) keepBeating(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			r.resend()
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// live is nil while this attempt may still commit. It is not once the
+// server refused its heartbeat, or once it went longer than its heartbeat
+// timeout without one (a worker frozen past it wakes up to find the work
+// given to another attempt), even before the server said so.
+func (r *reporter) live() error {
+	r.mu.Lock()
+	lapse := r.lapse
+	if gap := time.Since(r.beat); lapse == 0 && !r.beat.IsZero() && r.timeout > 0 && gap >= r.timeout {
+		lapse = gap
+	}
+	r.mu.Unlock()
+	if lapse > 0 {
+		return fmt.Errorf("%w: %w: this attempt went %s without a heartbeat, past its timeout of %s", batch.ErrFenced, errLapsed, lapse.Round(time.Millisecond), r.timeout)
+	}
+	if err := refused(r.ctx); err != nil {
+		return fmt.Errorf("%w: the server refused this attempt's heartbeat: %w", batch.ErrFenced, err)
+	}
+	return nil
+}
+
+// errLapsed marks an attempt fenced by its own heartbeat lapse.
+var errLapsed = errors.New("heartbeat lapsed")
+
+// refused is why the activity's context ended, when it is not a request
+// to cancel (a pause, a cancel, an activity paused or reset): a heartbeat
+// the server refused because the attempt timed out, or the attempt's own
+// deadline. Nil while the context is live or was cancelled on request.
+func refused(ctx context.Context) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	cause := context.Cause(ctx)
+	if temporal.IsCanceledError(cause) || errors.Is(cause, activity.ErrActivityPaused) || errors.Is(cause, activity.ErrActivityReset) {
+		return nil
+	}
+	return cause
 }

@@ -20,11 +20,15 @@ import (
 // bucketSink keeps a batch's parts and checkpoints in the bucket under the
 // checkpoint category, and merges the parts into the task's output.
 //
-// Fencing: parts go to keys of the attempt's own; checkpoint records
-// (checkpoints/<seq>/metadata.json) are created only once
-// (If-None-Match); the head (checkpoints/head.json) names the newest and
-// moves only by If-Match. An attempt that finds either taken stops
-// (batch.ErrFenced): what it wrote is referenced by no record.
+// Fencing: the head (checkpoints/head.json) names the attempt that holds
+// it and moves only by If-Match. An attempt claims it before it reads
+// anything, and refuses to when a newer attempt holds it; every record is
+// preceded by a move of the head, so an attempt that lost the head writes
+// no record. Records (checkpoints/<seq>/metadata.json) are created only
+// once (If-None-Match) and name their writer; parts go to keys of the
+// attempt's own. An attempt that finds the head or its record taken, or
+// whose heartbeat the server refused (live), stops with batch.ErrFenced:
+// what it wrote is referenced by no record.
 type bucketSink struct {
 	a      *Activities
 	tenant string
@@ -32,11 +36,22 @@ type bucketSink struct {
 	// shard prefixes the names of a shard's parts and records ("s003-");
 	// empty for a batch run whole.
 	shard string
-	// attempt names this attempt's part keys.
-	attempt string
+	// me is this attempt; its ID names its part keys.
+	me batch.Attempt
+	// live, if set, says whether this attempt may still commit: an error
+	// matching batch.ErrFenced once the server has given it up.
+	live func() error
 	// head is the ETag of checkpoints/head.json as this attempt last
 	// wrote or read it; empty when there is none yet.
 	head string
+	// attempts is how many attempts have run the piece, this one
+	// included (hand-backs too), as the head counts them.
+	attempts int
+	// fencedBy says what fenced this attempt: "a newer attempt", "an
+	// older attempt" (a live attempt fenced by a stale one: what fencing
+	// exists to prevent), the server or its own heartbeat lapse; "" while
+	// it is not fenced.
+	fencedBy string
 }
 
 func newSink(a *Activities, tenant, taskID string, shard *Shard) *bucketSink {
@@ -53,7 +68,7 @@ func (s *bucketSink) key(c storage.Category, name string) (string, error) {
 
 // putPart writes one half of a part.
 func (s *bucketSink) putPart(ctx context.Context, half string, seq int, b []byte) (task.ObjectRef, error) {
-	key, err := s.key(storage.Checkpoint, fmt.Sprintf("parts/%s%s-%06d-%s.jsonl", s.shard, half, seq, s.attempt))
+	key, err := s.key(storage.Checkpoint, fmt.Sprintf("parts/%s%s-%06d-%s.jsonl", s.shard, half, seq, s.me.ID))
 	if err != nil {
 		return task.ObjectRef{}, err
 	}
@@ -62,12 +77,39 @@ func (s *bucketSink) putPart(ctx context.Context, half string, seq int, b []byte
 
 // SealPart writes both halves of a part under this attempt's keys.
 func (s *bucketSink) SealPart(ctx context.Context, p batch.Part, out, errs []byte) (batch.Part, error) {
-	var err error
-	if p.Output, err = s.putPart(ctx, "output", p.Seq, out); err != nil {
+	if err := s.check(); err != nil {
 		return p, err
 	}
+	var err error
+	if p.Output, err = s.putPart(ctx, "output", p.Seq, out); err != nil {
+		return p, outage(err)
+	}
 	p.Errors, err = s.putPart(ctx, "errors", p.Seq, errs)
-	return p, err
+	return p, outage(err)
+}
+
+// check is live's verdict: nil while this attempt may commit.
+func (s *bucketSink) check() error {
+	if s.live == nil {
+		return nil
+	}
+	if err := s.live(); err != nil {
+		s.fencedBy = "the server (heartbeat refused)"
+		if errors.Is(err, errLapsed) {
+			s.fencedBy = "its heartbeat lapse (stalled past the timeout)"
+		}
+		return err
+	}
+	return nil
+}
+
+// outage marks an error of a bucket out of reach, which the engine holds
+// through.
+func outage(err error) error {
+	if storage.Unreachable(err) {
+		return fmt.Errorf("%w: %w", batch.ErrStoreUnavailable, err)
+	}
+	return err
 }
 
 const checkpointsDir = "checkpoints/"
@@ -82,13 +124,25 @@ func (s *bucketSink) headKey() (string, error) {
 
 // checkpointHead is what checkpoints/head.json holds.
 type checkpointHead struct {
+	// Seq is the newest record's sequence number, or the one being
+	// written.
 	Seq int `json:"seq"`
+	// Attempt holds the head: no older attempt may commit.
+	Attempt batch.Attempt `json:"attempt,omitzero"`
+	// Attempts counts the attempts that have claimed the head.
+	Attempts int `json:"attempts,omitempty"`
 }
 
-// SaveCheckpoint creates record cp.Seq, then moves the head to it. Each
-// record holds one part, so a seal writes the same few bytes however
-// many parts came before.
+// SaveCheckpoint moves the head to cp.Seq, then creates record cp.Seq.
+// The head moves first because its If-Match is the one write that tells
+// the attempt holding the head from any other: an attempt that lost it
+// stops before it writes a record. Each record holds one part, so a seal
+// writes the same few bytes however many parts came before.
 func (s *bucketSink) SaveCheckpoint(ctx context.Context, cp batch.Checkpoint) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	cp.Attempt = s.me
 	key, err := s.recordKey(cp.Seq)
 	if err != nil {
 		return err
@@ -97,12 +151,35 @@ func (s *bucketSink) SaveCheckpoint(ctx context.Context, cp batch.Checkpoint) er
 	if err != nil {
 		return err
 	}
+	if err := s.moveHead(ctx, cp.Seq); err != nil {
+		return err
+	}
+	// A process frozen right after the head moved may wake up with a
+	// newer attempt holding the head: it must not write the record.
+	if err := s.check(); err != nil {
+		return err
+	}
 	if _, err := s.a.Store.Create(ctx, key, bytes.NewReader(b), int64(len(b)), storage.PutOptions{ContentType: "application/json"}); err != nil {
-		if !errors.Is(err, task.ErrConflict) || !s.ours(ctx, key, b) {
+		if !errors.Is(err, task.ErrConflict) {
+			return outage(err)
+		}
+		if !s.ours(ctx, key, b) {
+			var rec batch.Checkpoint
+			if s.a.getJSON(ctx, key, &rec) == nil {
+				s.fencedBy = s.whoFenced(rec.Attempt)
+			}
 			return s.fenced(err, "checkpoint %d was recorded by another attempt", cp.Seq)
 		}
 	}
-	return s.moveHead(ctx, cp.Seq)
+	return nil
+}
+
+// whoFenced names the attempt that holds what this one wanted.
+func (s *bucketSink) whoFenced(other batch.Attempt) string {
+	if other.Before(s.me) {
+		return "an older attempt"
+	}
+	return "a newer attempt"
 }
 
 // ours reports whether key holds b: a create whose response was lost and
@@ -113,12 +190,14 @@ func (s *bucketSink) ours(ctx context.Context, key string, b []byte) bool {
 	return err == nil && info.SHA256 == hex.EncodeToString(sum[:])
 }
 
+// moveHead writes the head, naming this attempt, over the version this
+// attempt last saw.
 func (s *bucketSink) moveHead(ctx context.Context, seq int) error {
 	key, err := s.headKey()
 	if err != nil {
 		return err
 	}
-	b, _ := json.Marshal(checkpointHead{Seq: seq})
+	b, _ := json.Marshal(checkpointHead{Seq: seq, Attempt: s.me, Attempts: s.attempts})
 	opts := storage.PutOptions{ContentType: "application/json"}
 	var info storage.Info
 	if s.head == "" {
@@ -126,11 +205,46 @@ func (s *bucketSink) moveHead(ctx context.Context, seq int) error {
 	} else {
 		info, err = s.a.Store.Replace(ctx, key, s.head, bytes.NewReader(b), int64(len(b)), opts)
 	}
-	if err != nil {
+	if errors.Is(err, task.ErrConflict) {
+		// A write whose answer was lost (the bucket went away) may have
+		// landed: then the head is this very write.
+		h, etag, rerr := s.readHead(ctx)
+		if rerr == nil && h.Attempt.ID == s.me.ID && h.Seq == seq {
+			s.head = etag
+			return nil
+		}
+		if rerr == nil {
+			s.fencedBy = s.whoFenced(h.Attempt)
+		}
 		return s.fenced(err, "the checkpoint head moved past %d under another attempt", seq-1)
+	}
+	if err != nil {
+		return outage(err)
 	}
 	s.head = info.ETag
 	return nil
+}
+
+// readHead reads the head and its ETag; a missing head is the zero head
+// and an empty ETag.
+func (s *bucketSink) readHead(ctx context.Context) (checkpointHead, string, error) {
+	var h checkpointHead
+	key, err := s.headKey()
+	if err != nil {
+		return h, "", err
+	}
+	rc, info, err := s.a.Store.Get(ctx, key)
+	if errors.Is(err, task.ErrNotFound) {
+		return h, "", nil
+	}
+	if err != nil {
+		return h, "", outage(err)
+	}
+	defer rc.Close()
+	if err := json.NewDecoder(io.LimitReader(rc, 1<<10)).Decode(&h); err != nil {
+		return h, "", outage(fmt.Errorf("reading %s: %w", key, err))
+	}
+	return h, info.ETag, nil
 }
 
 func (s *bucketSink) fenced(err error, format string, args ...any) error {
@@ -189,129 +303,45 @@ func (s *bucketSink) latest(ctx context.Context) (batch.Checkpoint, error) {
 	return cp, nil
 }
 
-// claim takes the head for this attempt at cp: it reads the head's ETag
-// and, if the head lags the newest record, moves it there.
-func (s *bucketSink) claim(ctx context.Context, cp batch.Checkpoint) error {
-	key, err := s.headKey()
-	if err != nil {
-		return err
-	}
-	var h checkpointHead
-	rc, info, err := s.a.Store.Get(ctx, key)
-	switch {
-	case errors.Is(err, task.ErrNotFound):
-	case err != nil:
-		return err
-	default:
-		err = json.NewDecoder(io.LimitReader(rc, 1<<10)).Decode(&h)
-		rc.Close()
+// claimTries bounds the rounds of claim lost to attempts claiming at the
+// same moment.
+const claimTries = 5
+
+// claim takes the head for this attempt, then rebuilds the newest
+// checkpoint from the records. It refuses, with batch.ErrFenced and
+// before reading any record, when a newer attempt holds the head: a stale
+// attempt that wakes up never resumes from the live attempt's records.
+// Writing the head over the ETag it read fences every older attempt,
+// which must move the head before it may record; on a piece with no head
+// yet, the create of the first one does.
+func (s *bucketSink) claim(ctx context.Context) (batch.Checkpoint, error) {
+	for try := 1; ; try++ {
+		if err := s.check(); err != nil {
+			return batch.Checkpoint{}, err
+		}
+		h, etag, err := s.readHead(ctx)
 		if err != nil {
-			return fmt.Errorf("reading %s: %w", key, err)
+			return batch.Checkpoint{}, err
 		}
-		s.head = info.ETag
-	}
-	if h.Seq < cp.Seq {
-		return s.moveHead(ctx, cp.Seq)
-	}
-	return nil
-}
-
-// Merge streams the parts, in order, into output.jsonl and errors.jsonl
-// (a shard's into its own pair, which MergeShards joins), checking each
-// part's size and sha256 on the way: memory stays at one copy buffer
-// whatever the size of the batch.
-func (s *bucketSink) Merge(ctx context.Context, parts []batch.Part) (out, errs task.ObjectRef, err error) {
-	outs := make([]sealed, len(parts))
-	errParts := make([]sealed, len(parts))
-	for i, p := range parts {
-		outs[i], errParts[i] = sealed{p.Seq, p.Output}, sealed{p.Seq, p.Errors}
-	}
-	c, outName, errName := storage.Data, NameOutput, NameErrors
-	if s.shard != "" {
-		c, outName, errName = storage.Checkpoint, "parts/"+s.shard+NameOutput, "parts/"+s.shard+NameErrors
-	}
-	return s.mergeInto(ctx, c, outName, errName, outs, errParts)
-}
-
-// sealed is one object to join, with the size and sha256 it must have.
-type sealed struct {
-	seq int
-	ref task.ObjectRef
-}
-
-func (s *bucketSink) mergeInto(ctx context.Context, c storage.Category, outName, errName string, outs, errParts []sealed) (out, errs task.ObjectRef, err error) {
-	outKey, err := s.key(c, outName)
-	if err != nil {
-		return
-	}
-	errKey, err := s.key(c, errName)
-	if err != nil {
-		return
-	}
-	if out, err = s.concat(ctx, outs, outKey, c); err != nil {
-		return
-	}
-	errs, err = s.concat(ctx, errParts, errKey, c)
-	return
-}
-
-func (s *bucketSink) concat(ctx context.Context, parts []sealed, key string, c storage.Category) (task.ObjectRef, error) {
-	var size int64
-	for _, p := range parts {
-		size += p.ref.Size
-	}
-	pr, pw := io.Pipe()
-	go func() {
-		for _, p := range parts {
-			if p.ref.Size == 0 {
-				continue
-			}
-			if err := s.copyVerified(ctx, pw, p); err != nil {
-				pw.CloseWithError(err)
-				return
-			}
+		if !h.Attempt.IsZero() && s.me.Before(h.Attempt) {
+			s.fencedBy = "a newer attempt"
+			return batch.Checkpoint{}, fmt.Errorf("%w: %s holds the checkpoint head; this is %s", batch.ErrFenced, h.Attempt, s.me)
 		}
-		pw.Close()
-	}()
-	// Streamed: the parts are read from the bucket as they are sent, so
-	// no 5 MiB upload part is held in memory, whatever the batch's size.
-	ref, err := s.a.putWith(ctx, key, c, pr, size, storage.PutOptions{ContentType: "application/jsonl", Stream: true})
-	pr.CloseWithError(err) // unblocks the writer if put gave up early
-	var corrupt *batch.CorruptPartError
-	if errors.As(err, &corrupt) {
-		return ref, corrupt
+		s.head, s.attempts = etag, max(h.Attempts+1, int(s.me.Number))
+		if etag == "" {
+			// A fresh piece: the first record's head is a create, which
+			// only one attempt wins; a write here would be one more PUT on
+			// the path of every one-prompt task.
+			break
+		}
+		err = s.moveHead(ctx, h.Seq)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, batch.ErrFenced) || try == claimTries {
+			return batch.Checkpoint{}, err
+		}
+		s.fencedBy = ""
 	}
-	return ref, err
-}
-
-// copyVerified copies one part to w and checks it is what its record
-// says: the exact size and sha256. Its last bytes are held back until
-// they are checked, so a corrupt part never completes the upload.
-func (s *bucketSink) copyVerified(ctx context.Context, w io.Writer, p sealed) error {
-	rc, _, err := s.a.Store.Get(ctx, p.ref.Key)
-	if errors.Is(err, task.ErrNotFound) {
-		return &batch.CorruptPartError{Seq: p.seq, Key: p.ref.Key, Why: "missing"}
-	}
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	h := sha256.New()
-	tee := io.TeeReader(io.LimitReader(rc, p.ref.Size), h)
-	n, err := io.CopyN(w, tee, p.ref.Size-1)
-	if err != nil && err != io.EOF {
-		return err
-	}
-	last := make([]byte, 1)
-	m, _ := io.ReadFull(tee, last)
-	n += int64(m)
-	extra, _ := io.Copy(io.Discard, io.LimitReader(rc, 1))
-	switch sum := hex.EncodeToString(h.Sum(nil)); {
-	case n != p.ref.Size || extra > 0:
-		return &batch.CorruptPartError{Seq: p.seq, Key: p.ref.Key, Why: fmt.Sprintf("its size is not the %d bytes recorded", p.ref.Size)}
-	case p.ref.SHA256 != "" && sum != p.ref.SHA256:
-		return &batch.CorruptPartError{Seq: p.seq, Key: p.ref.Key, Why: "its sha256 is not the one recorded"}
-	}
-	_, err = w.Write(last)
-	return err
+	return s.latest(ctx)
 }

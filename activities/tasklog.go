@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
-	"slices"
 	"sync"
 	"time"
 
@@ -35,8 +34,10 @@ import (
 //
 // S3 has no append, so a log is a series of such chunks; LogArchiveWorkflow
 // later packs a task's old chunks into one archive. Writing a log never
-// fails an activity: a chunk that cannot be written is reported in the
-// worker's own log.
+// fails an activity: a chunk the bucket does not take (an outage) is held
+// and tried again, with backoff, until it is written or the worker stops;
+// held lines are bounded (maxHeldLog), and only lines past the bound are
+// dropped, with a line in the chunk saying how many.
 type TaskLogs struct {
 	// The base passes clients and workflows through untouched.
 	interceptor.WorkerInterceptorBase
@@ -55,21 +56,12 @@ type TaskLogs struct {
 	tenants map[string]string // task ID -> tenant, learned on the way
 
 	pmu sync.Mutex
-	// held are the lines of local activities not written yet, by task ID
-	// (see hold).
+	// held are the lines not written yet, by task ID: those of local
+	// activities, and those the bucket did not take (see hold).
 	held map[string]*heldLog
+	// heldBytes is the size of every held line, bounded by maxHeldLog.
+	heldBytes int
 }
-
-// heldLog is one task's lines of local activities, waiting for the task's
-// next chunk.
-type heldLog struct {
-	tenant string
-	lines  bytes.Buffer
-}
-
-// logLinger is how long the lines of a task's local activities wait for
-// the task's next chunk before they are written on their own.
-const logLinger = time.Second
 
 var _ interceptor.WorkerInterceptor = (*TaskLogs)(nil)
 
@@ -77,8 +69,8 @@ var _ interceptor.WorkerInterceptor = (*TaskLogs)(nil)
 // full.
 const maxTenantCache = 10000
 
-// maxLogBuffer bounds a buffer whose chunks cannot be written; older lines
-// are dropped past it, and the drop is logged.
+// maxLogBuffer bounds a buffer whose chunks cannot be written; newer lines
+// are dropped past it, and the chunk says how many.
 const maxLogBuffer = 4 << 20
 
 // logSeqTries bounds the search for a free chunk name when activities of
@@ -141,12 +133,29 @@ func (i *taskLogInbound) ExecuteActivity(ctx context.Context, in *interceptor.Ex
 		return res, err
 	}
 	i.buf.prepend(i.l.takeHeld(taskID))
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if ferr := i.buf.flush(fctx); ferr != nil {
-		i.outbound.GetLogger(ctx).Warn("task log not written", "error", ferr)
+	if ferr := i.l.flushOrHold(ctx, i.buf); ferr != nil {
+		i.outbound.GetLogger(ctx).Warn("task log not written yet; held for another try", "error", ferr)
 	}
 	return res, err
+}
+
+// flushOrHold writes an activity's lines as the task's next chunk when
+// the activity ends (its context may be cancelled); when the bucket does
+// not take them, they are held and tried again, not lost with the
+// activity.
+func (l *TaskLogs) flushOrHold(ctx context.Context, b *logBuffer) error {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	err := b.flush(fctx)
+	if err != nil {
+		b.mu.Lock()
+		lines, dropped := bytes.Clone(b.lines.Bytes()), b.dropped
+		b.lines.Reset()
+		b.dropped = 0
+		b.mu.Unlock()
+		l.holdAgain(b.tenant, b.taskID, lines, dropped, 0)
+	}
+	return err
 }
 
 // taskLogOutbound hands the activity its tee logger.
@@ -325,11 +334,18 @@ func jsonValue(v any) any {
 // noteDropped adds a line saying how many lines were dropped since the
 // last chunk, so a reader of the log knows it has a gap. b.mu is held.
 func (b *logBuffer) noteDropped() {
-	if b.dropped > 0 {
-		fmt.Fprintf(&b.lines, `{"time":%q,"level":"warn","msg":"log lines dropped: the bucket did not take them","dropped":%d,"task_id":%q}`+"\n",
-			time.Now().UTC().Format(time.RFC3339Nano), b.dropped, b.taskID)
-		b.dropped = 0
+	b.lines.Write(droppedNote(b.taskID, b.dropped))
+	b.dropped = 0
+}
+
+// droppedNote is the line that says n lines were dropped; empty when
+// none were.
+func droppedNote(taskID string, n int) []byte {
+	if n == 0 {
+		return nil
 	}
+	return fmt.Appendf(nil, `{"time":%q,"level":"warn","msg":"log lines dropped: the bucket did not take them","dropped":%d,"task_id":%q}`+"\n",
+		time.Now().UTC().Format(time.RFC3339Nano), n, taskID)
 }
 
 // flush writes the buffered lines as the task's next log chunk.
@@ -369,71 +385,6 @@ func (b *logBuffer) prepend(earlier []byte) {
 	b.lines.Reset()
 	b.lines.Write(earlier)
 	b.lines.Write(rest)
-}
-
-// hold keeps a local activity's lines for the task's next chunk, and
-// writes them after logLinger if no activity of the task comes first.
-func (l *TaskLogs) hold(tenant, taskID string, lines []byte) {
-	if len(lines) == 0 {
-		return
-	}
-	l.pmu.Lock()
-	defer l.pmu.Unlock()
-	if l.held == nil {
-		l.held = map[string]*heldLog{}
-	}
-	h := l.held[taskID]
-	if h == nil {
-		h = &heldLog{tenant: tenant}
-		l.held[taskID] = h
-		time.AfterFunc(logLinger, func() { l.writeHeld(taskID, true) })
-	}
-	if h.lines.Len()+len(lines) <= maxLogBuffer {
-		h.lines.Write(lines)
-	}
-}
-
-// takeHeld returns the task's held lines, which the caller writes.
-func (l *TaskLogs) takeHeld(taskID string) []byte {
-	l.pmu.Lock()
-	defer l.pmu.Unlock()
-	h := l.held[taskID]
-	delete(l.held, taskID)
-	if h == nil {
-		return nil
-	}
-	return h.lines.Bytes()
-}
-
-// writeHeld writes the task's held lines as a chunk of their own; when
-// again, lines the bucket did not take are held for another try.
-func (l *TaskLogs) writeHeld(taskID string, again bool) error {
-	l.pmu.Lock()
-	h := l.held[taskID]
-	delete(l.held, taskID)
-	l.pmu.Unlock()
-	if h == nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err := l.writeChunk(ctx, h.tenant, taskID, h.lines.Bytes())
-	if err != nil && again {
-		l.hold(h.tenant, taskID, h.lines.Bytes())
-	}
-	return err
-}
-
-// Flush writes every task's held lines: when the worker stops.
-func (l *TaskLogs) Flush() error {
-	l.pmu.Lock()
-	ids := slices.Collect(maps.Keys(l.held))
-	l.pmu.Unlock()
-	var errs []error
-	for _, id := range ids {
-		errs = append(errs, l.writeHeld(id, false))
-	}
-	return errors.Join(errs...)
 }
 
 // chunkName is the name of a log chunk: the UTC time it was written, to the

@@ -126,6 +126,9 @@ func formatStatus(st task.Status) string {
 	if !p.WaitingSince.IsZero() && !st.State.Final() {
 		fmt.Fprintf(&b, "  waiting for the model server since %s\n", p.WaitingSince.Format(time.RFC3339))
 	}
+	if !p.StoreWaitingSince.IsZero() && !st.State.Final() {
+		fmt.Fprintf(&b, "  waiting for the bucket since %s\n", p.StoreWaitingSince.Format(time.RFC3339))
+	}
 	if st.Node != "" {
 		fmt.Fprintf(&b, "  node %s\n", st.Node)
 	}

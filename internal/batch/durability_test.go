@@ -43,8 +43,13 @@ func TestStaleAttemptIsFenced(t *testing.T) {
 
 	// The first attempt wakes up and goes on from where it was.
 	_, err = engine(srv, sink, cfg).Run(context.Background(), strings.NewReader(input), stale)
-	if !errors.Is(err, batch.ErrFenced) {
-		t.Fatalf("the stale attempt got %v; want ErrFenced", err)
+	var fe *batch.FencedError
+	if !errors.Is(err, batch.ErrFenced) || !errors.As(err, &fe) {
+		t.Fatalf("the stale attempt got %v; want a FencedError", err)
+	}
+	// It is fenced at its first record, holding that part's answers.
+	if fe.Unrecorded != cfg.PartItems {
+		t.Errorf("the stale attempt held %d unrecorded answers; want the %d of its first part", fe.Unrecorded, cfg.PartItems)
 	}
 	if string(sink.merged[0]) != string(merged[0]) {
 		t.Fatal("the stale attempt merged over the replacement's output")

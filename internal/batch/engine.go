@@ -35,17 +35,16 @@ type Sink interface {
 	// cp.Sealed (nil for the final record). It returns an error matching
 	// ErrFenced when another attempt has recorded that sequence number or
 	// moved on since this one last recorded.
+	//
+	// SealPart and SaveCheckpoint return an error matching
+	// ErrStoreUnavailable when the store could not be reached: the engine
+	// then holds what it has and tries again.
 	SaveCheckpoint(ctx context.Context, cp Checkpoint) error
 	// Merge joins the parts, in order, into the final output and errors
 	// files, checking each part's size and sha256: a part that does not
 	// match is a *CorruptPartError.
 	Merge(ctx context.Context, parts []Part) (output, errs task.ObjectRef, err error)
 }
-
-// ErrFenced means another attempt of the same batch has recorded a
-// checkpoint this attempt did not extend: this one is stale and must stop
-// without writing anything that counts.
-var ErrFenced = errors.New("batch: another attempt has taken over this batch")
 
 // CorruptPartError is a sealed part whose stored bytes no longer match the
 // size and sha256 its checkpoint record holds.
@@ -176,6 +175,8 @@ type Checkpoint struct {
 	Done         bool           `json:"done,omitempty"`
 	Output       task.ObjectRef `json:"output,omitempty"`
 	Errors       task.ObjectRef `json:"errors,omitempty"`
+	// Attempt is the attempt that wrote the record; the sink sets it.
+	Attempt Attempt `json:"attempt,omitzero"`
 }
 
 // Apply adds a record's part to the parts rebuilt so far: a part with a
@@ -205,6 +206,13 @@ type Mark struct {
 	// WaitingSince is when the model server stopped answering, while the
 	// engine holds for it; zero otherwise.
 	WaitingSince time.Time `json:"waiting_since,omitzero"`
+	// StoreWaitingSince is when the bucket stopped taking the engine's
+	// writes, while it holds the answers for it; zero otherwise.
+	StoreWaitingSince time.Time `json:"store_waiting_since,omitzero"`
+	// Node and Attempts are set by the activity: the node that runs the
+	// piece, and how many attempts have run it, hand-backs included.
+	Node     string `json:"node,omitempty"`
+	Attempts int    `json:"attempts,omitempty"`
 }
 
 // Part is one sealed piece of the output.
@@ -266,12 +274,22 @@ func (e *Engine) Run(ctx context.Context, input io.Reader, from Checkpoint) (Che
 	if from.Done {
 		return from, nil
 	}
-	r := &run{Engine: e, cfg: cfg, cp: from, counts: from.Counts, lastSave: time.Now(), health: newHealth(cfg)}
+	r := &run{Engine: e, cfg: cfg, cp: from, counts: from.Counts, recorded: from.Counts, lastSave: time.Now(), health: newHealth(cfg)}
 	r.report = r.mark
 	if err := r.process(ctx, input, r.cp.Line); err != nil {
-		return r.cp, err
+		return r.cp, r.fenced(err)
 	}
-	return r.finish(ctx)
+	cp, err := r.finish(ctx)
+	return cp, r.fenced(err)
+}
+
+// fenced says, on a fenced stop, how many answers no record holds.
+func (r *run) fenced(err error) error {
+	var fe *FencedError
+	if !errors.Is(err, ErrFenced) || errors.As(err, &fe) {
+		return err
+	}
+	return &FencedError{Unrecorded: r.counts.Done() - r.recorded.Done(), Err: err}
 }
 
 // finish seals the last part, merges, recomputes any part the merge finds
@@ -281,7 +299,11 @@ func (r *run) finish(ctx context.Context) (Checkpoint, error) {
 		return r.cp, err
 	}
 	for redone := 0; ; redone++ {
-		out, errs, err := r.Sink.Merge(ctx, r.cp.Parts)
+		var out, errs task.ObjectRef
+		err := r.holdStore(ctx, func() (err error) {
+			out, errs, err = r.Sink.Merge(ctx, r.cp.Parts)
+			return err
+		})
 		var corrupt *CorruptPartError
 		if errors.As(err, &corrupt) && r.Reopen != nil && redone < len(r.cp.Parts) {
 			if err := r.redo(ctx, corrupt.Seq); err != nil {
@@ -339,11 +361,15 @@ type run struct {
 
 	cp       Checkpoint  // the last recorded checkpoint
 	counts   task.Counts // answered so far, recorded or not
+	recorded task.Counts // answered and named by a record
 	out, err bytes.Buffer
 	part     Part // the part being filled
 	lastSave time.Time
 	health   *health
 	report   func()
+	// storeDown is when the bucket stopped taking writes; zero while it
+	// takes them.
+	storeDown time.Time
 	// whole keeps every answer in one part, unsealed, for redo.
 	whole bool
 }
@@ -431,17 +457,31 @@ func (r *run) read(ctx context.Context, input io.Reader, skip int, work chan<- i
 	defer close(work)
 	lr := NewLineReader(input, r.cfg.MaxRequestBytes)
 	lr.StartAt(max(r.cfg.FirstLine, 1))
-	seq := 0
+	seq, last := 0, 0
 	for {
 		raw, line, tooLong, err := lr.Next()
 		if err == io.EOF || (err == nil && r.cfg.LastLine > 0 && line > r.cfg.LastLine) {
 			total <- seq
 			return
 		}
+		if err != nil && r.Reopen != nil && ctx.Err() == nil {
+			// The stream broke (the bucket went away mid-read): open it
+			// again and go on after the last line read, keeping every
+			// answer in flight.
+			var in io.ReadCloser
+			if in, err = r.reopen(ctx); err == nil {
+				defer in.Close()
+				lr = NewLineReader(in, r.cfg.MaxRequestBytes)
+				lr.StartAt(max(r.cfg.FirstLine, 1))
+				skip = max(skip, last)
+				continue
+			}
+		}
 		if err != nil {
 			readErr <- err
 			return
 		}
+		last = line
 		if line <= skip || (!tooLong && len(bytes.TrimSpace(raw)) == 0) {
 			continue
 		}
@@ -536,7 +576,11 @@ func (r *run) seal(ctx context.Context) error {
 	if r.part.Completed+r.part.Failed == 0 {
 		return nil
 	}
-	p, err := r.Sink.SealPart(ctx, r.part, r.out.Bytes(), r.err.Bytes())
+	var p Part
+	err := r.holdStore(ctx, func() (err error) {
+		p, err = r.Sink.SealPart(ctx, r.part, r.out.Bytes(), r.err.Bytes())
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("batch: sealing part %d: %w", r.part.Seq, err)
 	}
@@ -554,12 +598,13 @@ func (r *run) seal(ctx context.Context) error {
 func (r *run) save(ctx context.Context) error {
 	r.cp.Seq++
 	r.cp.Time = time.Now().UTC()
-	if err := r.Sink.SaveCheckpoint(ctx, r.cp); err != nil {
+	if err := r.holdStore(ctx, func() error { return r.Sink.SaveCheckpoint(ctx, r.cp) }); err != nil {
 		if errors.Is(err, ErrFenced) {
 			return err
 		}
 		return fmt.Errorf("batch: recording checkpoint %d: %w", r.cp.Seq, err)
 	}
+	r.recorded = r.cp.Counts
 	r.lastSave = time.Now()
 	r.report()
 	return nil
@@ -573,7 +618,7 @@ func (r *run) resetPart() {
 
 func (r *run) mark() {
 	if r.Progress != nil {
-		r.Progress(Mark{Seq: r.cp.Seq, Line: r.cp.Line, Counts: r.counts, WaitingSince: r.health.since()})
+		r.Progress(Mark{Seq: r.cp.Seq, Line: r.cp.Line, Counts: r.counts, WaitingSince: r.health.since(), StoreWaitingSince: r.storeDown})
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -60,6 +61,10 @@ type Stack struct {
 	LogDir          string
 
 	procs []*process
+	// minio is MinIO's process and the options it was started with, so
+	// that a test can stop it and start it again (StopS3, RestartS3).
+	minio     *process
+	minioOpts Options
 }
 
 // Start starts both servers and returns once each answers. On error nothing
@@ -173,6 +178,7 @@ func (s *Stack) startMinIO(ctx context.Context, opts Options) error {
 		return err
 	}
 	s.procs = append(s.procs, p)
+	s.minio, s.minioOpts = p, opts
 	mc, err := s.S3Client()
 	if err != nil {
 		return err
@@ -236,6 +242,34 @@ func (s *Stack) PIDs() []int {
 		pids = append(pids, p.cmd.Process.Pid)
 	}
 	return pids
+}
+
+// StopS3 stops MinIO by its PID, as an outage: its data folder stays,
+// and RestartS3 starts it again on the same port.
+func (s *Stack) StopS3() error {
+	if s.minio == nil {
+		return errors.New("devstack: MinIO is not running")
+	}
+	err := s.minio.stop(15 * time.Second)
+	s.procs = slices.DeleteFunc(s.procs, func(p *process) bool { return p == s.minio })
+	s.minio = nil
+	return err
+}
+
+// RestartS3 starts MinIO again on the address and data folder it had,
+// and returns once it answers.
+func (s *Stack) RestartS3(ctx context.Context) error {
+	if s.minio != nil {
+		return errors.New("devstack: MinIO is already running")
+	}
+	opts := s.minioOpts
+	if _, err := fmt.Sscanf(s.S3Endpoint, "127.0.0.1:%d", &opts.S3Port); err != nil {
+		return fmt.Errorf("devstack: MinIO's address %q: %w", s.S3Endpoint, err)
+	}
+	if _, err := fmt.Sscanf(s.ConsoleURL, "http://127.0.0.1:%d", &opts.ConsolePort); err != nil {
+		return fmt.Errorf("devstack: MinIO's console %q: %w", s.ConsoleURL, err)
+	}
+	return s.startMinIO(ctx, opts)
 }
 
 // portsOrFree returns each given port, or a free loopback port where it is 0.

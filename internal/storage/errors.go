@@ -2,11 +2,16 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
+
+	"github.com/minio/minio-go/v7"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
@@ -92,4 +97,30 @@ func userMetadata(m map[string]string) (map[string]string, string) {
 		out[strings.ToLower(k)] = v
 	}
 	return out, out[MetaSHA256]
+}
+
+// Unreachable reports whether err is the store being out of reach rather
+// than an answer about the request: refused or reset connections, a
+// stream cut short, a timeout, or a 5xx after the client's own retries.
+// A caller may hold what it has and try again later; the typed errors
+// (conflict, not found) and 4xx answers are never unreachable.
+func Unreachable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var te *task.Error
+	if errors.As(err, &te) {
+		return false
+	}
+	var me minio.ErrorResponse
+	if errors.As(err, &me) && me.StatusCode != 0 {
+		return me.StatusCode >= 500
+	}
+	var status interface{ HTTPStatusCode() int }
+	if errors.As(err, &status) && status.HTTPStatusCode() != 0 {
+		return status.HTTPStatusCode() >= 500
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.ErrUnexpectedEOF)
 }

@@ -54,6 +54,9 @@ type Progress struct {
 	// WaitingSince is when the model server stopped answering, while
 	// inference holds for it instead of failing items; zero otherwise.
 	WaitingSince time.Time `json:"waiting_for_model_server_since,omitzero"`
+	// StoreWaitingSince is when the bucket stopped taking inference's
+	// writes, while it holds its answers for it; zero otherwise.
+	StoreWaitingSince time.Time `json:"waiting_for_bucket_since,omitzero"`
 	// Pieces are the counts of each inference piece (the batch, or each
 	// shard) as the workflow last heard them: from a finished or stopped
 	// attempt. Running attempts report in their heartbeats.

@@ -2,6 +2,9 @@ package taskclient
 
 import (
 	"context"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/converter"
@@ -28,7 +31,8 @@ func (c *Client) addProgress(ctx context.Context, st *task.Status) error {
 	}
 	p := &st.Progress
 	pieces := append([]task.Counts(nil), p.Pieces...)
-	var waiting time.Time
+	var waiting, storeWaiting time.Time
+	nodes := map[int]string{}
 	for _, pa := range d.GetPendingActivities() {
 		if pa.GetActivityType().GetName() != inferActivity {
 			continue
@@ -38,6 +42,15 @@ func (c *Client) addProgress(ctx context.Context, st *task.Status) error {
 		pl := pa.GetHeartbeatDetails().GetPayloads()
 		if len(pl) == 0 || converter.GetDefaultDataConverter().FromPayload(pl[0], &m) != nil || m.Piece < 0 || m.Piece > 1<<16 {
 			continue
+		}
+		// The attempts a piece's head counts include hand-backs, which
+		// start a new activity at attempt 1.
+		st.Attempts = max(st.Attempts, m.Attempts)
+		if m.Node != "" {
+			nodes[m.Piece] = m.Node
+		}
+		if !m.StoreWaitingSince.IsZero() && (storeWaiting.IsZero() || m.StoreWaitingSince.Before(storeWaiting)) {
+			storeWaiting = m.StoreWaitingSince
 		}
 		for len(pieces) <= m.Piece {
 			pieces = append(pieces, task.Counts{})
@@ -59,7 +72,8 @@ func (c *Client) addProgress(ctx context.Context, st *task.Status) error {
 	if done.Done() > p.Done() {
 		p.Completed, p.Failed = done.Completed, done.Failed
 	}
-	p.WaitingSince = waiting
+	p.WaitingSince, p.StoreWaitingSince = waiting, storeWaiting
+	st.Node = runningNodes(st.Node, nodes)
 	if since := st.EnteredAt(task.Running); !since.IsZero() && p.Done() > 0 {
 		if el := time.Since(since).Seconds(); el > 0 {
 			p.RatePerSecond = float64(p.Done()) / el
@@ -67,4 +81,26 @@ func (c *Client) addProgress(ctx context.Context, st *task.Status) error {
 		}
 	}
 	return nil
+}
+
+// runningNodes names the nodes that run the pieces, as their heartbeats
+// say, in piece order, before the nodes the workflow dispatched to: a
+// piece sent to a model's queue ("any:<model>") runs on whichever node
+// took it.
+func runningNodes(dispatched string, running map[int]string) string {
+	if len(running) == 0 {
+		return dispatched
+	}
+	var names []string
+	for _, piece := range slices.Sorted(maps.Keys(running)) {
+		if !slices.Contains(names, running[piece]) {
+			names = append(names, running[piece])
+		}
+	}
+	for _, n := range strings.Split(dispatched, ", ") {
+		if n != "" && !strings.HasPrefix(n, "any:") && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	return strings.Join(names, ", ")
 }

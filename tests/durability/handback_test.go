@@ -17,7 +17,8 @@ const handBackAfter = 5 * time.Second
 // records its checkpoint and hands the work back; the task is dispatched
 // again to the second node, which resumes from that checkpoint as a new
 // fenced attempt. No item fails for the outage, and the output holds
-// every line once.
+// every line once. The status names the node that runs the piece (not the
+// model's queue) and counts the hand-back as an attempt.
 func TestLongOutageHandsTheWorkToAnotherNode(t *testing.T) {
 	ctx := testCtx(t, 4*time.Minute)
 	env := []string{"AUTOGLM_OUTAGE_HAND_BACK=" + handBackAfter.String(), "AUTOGLM_OUTAGE_PROBE_MAX=1s"}
@@ -26,7 +27,9 @@ func TestLongOutageHandsTheWorkToAnotherNode(t *testing.T) {
 
 	in := writeBatch(t, "handback", 800)
 	id := submitApproved(t, ctx, "handback", in)
-	waitDone(t, ctx, id, 100)
+	if st := waitDone(t, ctx, id, 100); st.Node != a.Node {
+		t.Errorf("the status names node %q while the piece runs on %s", st.Node, a.Node)
+	}
 	if pa, err := pendingInfer(ctx, id); err != nil || pa == nil || pidOf(pa.GetLastWorkerIdentity()) != a.PID() {
 		t.Fatalf("the inference is not running on node %s: %v, %v", a.Node, pa, err)
 	}
@@ -54,6 +57,9 @@ func TestLongOutageHandsTheWorkToAnotherNode(t *testing.T) {
 	}
 	if !strings.Contains(why, a.Node) {
 		t.Errorf("no transition says node %s handed the work back:\n%s", a.Node, auditText(st))
+	}
+	if st.Attempts < 2 {
+		t.Errorf("the status counts %d attempt(s); want 2 or more: the hand-back is one", st.Attempts)
 	}
 	if st.Node != b.Node || mb.Stats().OK == 0 {
 		t.Errorf("the status shows node %q and node %s's model server answered %d; want the rest answered on %s", st.Node, b.Node, mb.Stats().OK, b.Node)

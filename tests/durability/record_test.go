@@ -89,8 +89,10 @@ func TestLifecyclePaths(t *testing.T) {
 	})
 
 	t.Run("cancel while running keeps partial output", func(t *testing.T) {
+		// Long enough that the cancel, which reaches each shard with its
+		// next heartbeat (up to 2 s), finds the shards still running.
 		ctx := testCtx(t, 2*time.Minute)
-		in := writeBatch(t, "collect", 600)
+		in := writeBatch(t, "collect", 1500)
 		id := submitApproved(t, ctx, "collect", in)
 		waitDone(t, ctx, id, 20)
 		decide(t, ctx, id, task.UpdateCancel)
