@@ -69,13 +69,15 @@ lint: tools
 	$(BIN)/workflowcheck ./workflows/...
 
 # Every figure against a baseline measured in the same run: the batch
-# engine through the whole stack, then the artifact store's uploads.
+# engine through the whole stack, then the artifact store's uploads, the
+# model mirror, the fleet, and the fine-tuning runner.
 bench: tools
 	$(GO) run ./internal/bench
 	$(GO) run ./internal/bench/server
 	$(GO) run ./internal/storage/benchcmd
 	$(GO) run ./internal/bench/mirrorbench
 	$(GO) run ./internal/bench/fleetbench
+	$(GO) run ./internal/bench/trainbench
 
 clean:
 	rm -rf .data

@@ -4,6 +4,7 @@
 package activities
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/llm"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/trainer"
 )
 
 // Activities are the activities of TaskWorkflow.
@@ -48,6 +50,12 @@ type Activities struct {
 	// ContinueAsNewEvents and NodeStartTimeout: see AuthorizeResult.
 	ContinueAsNewEvents int
 	NodeStartTimeout    time.Duration
+	// Trainer is how this node runs fine-tuning (see Train); its WorkDir
+	// is the root of the jobs' folders on the node's disk.
+	Trainer trainer.Config
+	// ModelPath is the folder of a base model in the node's cache, for
+	// the trainer; nil gives the trainer the model's name.
+	ModelPath func(ctx context.Context, model string) (string, error)
 }
 
 // asApplicationError turns the project's typed errors into non-retryable

@@ -3,8 +3,6 @@ package activities
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -159,17 +157,15 @@ func (s *bucketSink) SaveCheckpoint(ctx context.Context, cp batch.Checkpoint) er
 	if err := s.check(); err != nil {
 		return err
 	}
-	if _, err := s.a.Store.Create(ctx, key, bytes.NewReader(b), int64(len(b)), storage.PutOptions{ContentType: "application/json"}); err != nil {
+	if err := storage.CreateRecord(ctx, s.a.Store, key, b); err != nil {
 		if !errors.Is(err, task.ErrConflict) {
 			return outage(err)
 		}
-		if !s.ours(ctx, key, b) {
-			var rec batch.Checkpoint
-			if s.a.getJSON(ctx, key, &rec) == nil {
-				s.fencedBy = s.whoFenced(rec.Attempt)
-			}
-			return s.fenced(err, "checkpoint %d was recorded by another attempt", cp.Seq)
+		var rec batch.Checkpoint
+		if s.a.getJSON(ctx, key, &rec) == nil {
+			s.fencedBy = s.whoFenced(rec.Attempt)
 		}
+		return s.fenced(err, "checkpoint %d was recorded by another attempt", cp.Seq)
 	}
 	return nil
 }
@@ -180,14 +176,6 @@ func (s *bucketSink) whoFenced(other batch.Attempt) string {
 		return "an older attempt"
 	}
 	return "a newer attempt"
-}
-
-// ours reports whether key holds b: a create whose response was lost and
-// that the client retried finds its own record.
-func (s *bucketSink) ours(ctx context.Context, key string, b []byte) bool {
-	info, err := s.a.Store.Stat(ctx, key)
-	sum := sha256.Sum256(b)
-	return err == nil && info.SHA256 == hex.EncodeToString(sum[:])
 }
 
 // moveHead writes the head, naming this attempt, over the version this

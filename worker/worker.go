@@ -33,6 +33,7 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/setup"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/trainer"
 	"github.com/autoglm-flow/autoglm-flow/workflows"
 )
 
@@ -238,6 +239,10 @@ func NewActivities(ctx context.Context, cfg config.Config, tc client.Client) (*a
 		ShardRequests:       cfg.ShardRequests,
 		ContinueAsNewEvents: cfg.ContinueAsNewEvents,
 		NodeStartTimeout:    cfg.NodeStartTimeout,
+		Trainer: trainer.Config{
+			Command: cfg.Trainer.Command, WorkDir: cfg.Trainer.Dir, Interval: cfg.Trainer.Interval,
+			SaveSteps: cfg.Trainer.SaveSteps, MaxKeep: cfg.Trainer.MaxKeep, StopTimeout: cfg.Trainer.StopTimeout,
+		},
 	}, nil
 }
 

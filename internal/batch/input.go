@@ -70,6 +70,10 @@ const MaxReportedProblems = 100
 // be added out of order (duplicates are found after the whole file is
 // read); the report lists them in order.
 type Problems struct {
+	// File names the file in the report ("the training file"); "the
+	// batch file" when empty.
+	File string
+
 	lines []problem
 	count int
 	fatal int
@@ -118,7 +122,11 @@ func (p *Problems) Err() error {
 	for i, q := range sorted {
 		lines[i] = fmt.Sprintf("line %d: %s", q.n, q.msg)
 	}
-	msg := fmt.Sprintf("the batch file has %d invalid line(s):\n  %s", p.count, strings.Join(lines, "\n  "))
+	file := p.File
+	if file == "" {
+		file = "the batch file"
+	}
+	msg := fmt.Sprintf("%s has %d invalid line(s):\n  %s", file, p.count, strings.Join(lines, "\n  "))
 	if more := p.count - len(p.lines); more > 0 {
 		msg += fmt.Sprintf("\n  … and %d more", more)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -99,6 +100,27 @@ type Config struct {
 	// no model server), "node" (a GPU node: its node and model queues
 	// only).
 	Role string
+	// Trainer is how this node runs fine-tuning jobs.
+	Trainer Trainer
+}
+
+// Trainer is a node's trainer command and its auto-save settings (see
+// internal/trainer and the README's trainer contract).
+type Trainer struct {
+	// Command is the trainer's argv, split on spaces (no shell), with
+	// ${AUTOGLM_…} expanded from the job's spec; empty runs no
+	// fine-tuning on this node.
+	Command []string
+	// Dir holds the jobs' folders on the node's disk.
+	Dir string
+	// Interval asks for a checkpoint this long after the last one.
+	Interval time.Duration
+	// SaveSteps is how often, in steps, the trainer saves by itself.
+	SaveSteps int
+	// MaxKeep checkpoints stay in the bucket and on the node's disk.
+	MaxKeep int
+	// StopTimeout is how long a trainer told to stop has to save.
+	StopTimeout time.Duration
 }
 
 // FromEnv reads AUTOGLM_* variables.
@@ -148,6 +170,14 @@ func FromEnv() (Config, error) {
 		BuildID:        e.str("AUTOGLM_BUILD_ID", ""),
 		Promote:        e.str("AUTOGLM_PROMOTE", PromoteIfNone),
 		Role:           e.str("AUTOGLM_WORKER_ROLE", RoleAll),
+		Trainer: Trainer{
+			Command:     strings.Fields(e.str("AUTOGLM_TRAINER_COMMAND", "")),
+			Dir:         e.str("AUTOGLM_TRAINER_DIR", filepath.Join(os.TempDir(), "autoglm-training")),
+			Interval:    e.duration("AUTOGLM_TRAINER_INTERVAL", 10*time.Minute),
+			SaveSteps:   e.int("AUTOGLM_TRAINER_SAVE_STEPS", 500),
+			MaxKeep:     e.int("AUTOGLM_TRAINER_MAX_KEEP", 2),
+			StopTimeout: e.duration("AUTOGLM_TRAINER_STOP_TIMEOUT", 5*time.Minute),
+		},
 	}
 	c.LLM.MaxIdleConnsPerHost = c.Concurrency
 	if e.err == nil {
