@@ -10,7 +10,7 @@ TESTFLAGS ?= -count=1 -timeout 20m
 
 export AUTOGLM_BIN_DIR := $(BIN)
 
-.PHONY: all tools build dev demo test test-unit lint bench clean
+.PHONY: all tools build dev demo test test-unit fuzz lint bench clean
 
 all: build
 
@@ -59,6 +59,30 @@ demo: tools build
 # Temporal dev server and MinIO from ./bin on free ports.
 test: tools
 	$(GO) test $(TESTFLAGS) ./...
+	$(MAKE) fuzz
+
+# Every parser of untrusted input has a fuzz target. `go test` above
+# already runs each on its committed corpus (testdata/fuzz) and seeds;
+# here each also explores for FUZZTIME: a few seconds in CI finds the
+# shallow crashes at a cost of about a minute for all of them (most of it
+# the instrumented builds, which the build cache keeps). Run longer with
+# `make fuzz FUZZTIME=10m`; a crash it finds lands in testdata/fuzz, to
+# be committed with its fix.
+FUZZTIME ?= 3s
+FUZZ_TARGETS := \
+	./internal/batch:FuzzParseRequest \
+	./internal/batch:FuzzLineReader \
+	./internal/authz:FuzzParse \
+	./internal/assertion:FuzzVerify \
+	./internal/webhook:FuzzCheckURL \
+	./internal/webhook:FuzzCheckAddr \
+	./internal/server:FuzzAttachmentName
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $$t for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
 
 test-unit:
 	$(GO) test $(TESTFLAGS) -short ./...

@@ -4,6 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"go.temporal.io/api/serviceerror"
@@ -115,15 +120,58 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (task.Deliver
 		return task.Delivery{}, err
 	}
 	attempt := activity.GetInfo(ctx).Attempt
-	sent, err := webhook.Send(ctx, nil, w.URL, secret, in.Event.ID, body)
+	client := webhook.NewClient(webhook.Options{AllowLoopback: w.AllowLoopback, Resolve: webhookResolver()})
+	defer client.CloseIdleConnections()
+	_, err = webhook.CheckURL(w.URL, w.AllowLoopback)
+	var sent webhook.Delivery
+	if err == nil {
+		sent, err = webhook.Send(ctx, client, w.URL, secret, in.Event.ID, body)
+	}
+	if errors.Is(err, webhook.ErrRefused) {
+		// Where the URL leads is not the receiver being down: no retry.
+		// The refusal and its reason go to the delivery audit.
+		d := task.Delivery{Subscriber: w.Name, Attempts: attempt, Time: time.Now().UTC(), Error: err.Error()}
+		activity.GetLogger(ctx).Warn("webhook refused", "event", in.Event.ID, "subscriber", w.Name, "error", err)
+		if _, perr := a.putJSON(ctx, webhookAuditKey(in.Event, w.Name), storage.Data, map[string]any{"event": in.Event, "delivery": d}); perr != nil {
+			return task.Delivery{}, perr
+		}
+		return task.Delivery{}, task.Errorf(task.PermissionDenied, "%v", err)
+	}
 	if err != nil {
 		activity.GetLogger(ctx).Warn("webhook not delivered; retrying", "event", in.Event.ID, "subscriber", w.Name, "attempt", attempt, "error", err)
 		return task.Delivery{}, err
 	}
 	d := task.Delivery{Subscriber: w.Name, Delivered: true, Attempts: attempt, StatusCode: sent.StatusCode, Time: time.Now().UTC()}
-	_, err = a.putJSON(ctx, webhookAuditPrefix+in.Event.Tenant+"/"+in.Event.ID+"/"+w.Name+".json", storage.Data, map[string]any{"event": in.Event, "delivery": d})
+	_, err = a.putJSON(ctx, webhookAuditKey(in.Event, w.Name), storage.Data, map[string]any{"event": in.Event, "delivery": d})
 	return d, err
 }
+
+// webhookAuditKey is where the delivery of an event to a subscriber, or
+// its refusal, is recorded.
+func webhookAuditKey(ev task.EventInput, subscriber string) string {
+	return webhookAuditPrefix + ev.Tenant + "/" + ev.ID + "/" + subscriber + ".json"
+}
+
+// webhookResolver is the system's resolver, or, where the worker's
+// AUTOGLM_WEBHOOK_HOSTS maps a host to addresses (host=addr,...; as curl's
+// --resolve does), those addresses for that host. Either way every
+// address is checked as it is dialed.
+var webhookResolver = sync.OnceValue(func() webhook.Resolver {
+	hosts := map[string][]netip.Addr{}
+	for _, pair := range strings.Split(os.Getenv("AUTOGLM_WEBHOOK_HOSTS"), ",") {
+		host, addr, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		ip, err := netip.ParseAddr(strings.TrimSpace(addr))
+		if ok && err == nil {
+			hosts[strings.ToLower(strings.TrimSpace(host))] = append(hosts[strings.ToLower(strings.TrimSpace(host))], ip)
+		}
+	}
+	return func(ctx context.Context, host string) ([]netip.Addr, error) {
+		if ips, ok := hosts[strings.ToLower(host)]; ok {
+			return ips, nil
+		}
+		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	}
+})
 
 func anyMap(m map[string]string) map[string]any {
 	out := make(map[string]any, len(m))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/autoglm-flow/autoglm-flow/internal/apiclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/server"
+	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 )
@@ -230,14 +231,34 @@ func (c *cli) remoteResults(cmd *cobra.Command, api *apiclient.Client, id, dir s
 		dir = id
 	}
 	var paths []string
+	seen := map[string]bool{}
 	for _, f := range files {
-		p := filepath.Join(dir, filepath.FromSlash(f.Name))
+		p, err := resultPath(dir, f.Name)
+		if err == nil && seen[p] {
+			err = fmt.Errorf("the server named two result files %q", f.Name)
+		}
+		if err != nil {
+			return err
+		}
+		seen[p] = true
 		if err := api.Download(cmd.Context(), f, p); err != nil {
 			return err
 		}
 		paths = append(paths, p)
 	}
 	return c.print(paths, fmt.Sprintf("downloaded %d file(s) of task %s, sha256 checked:\n  %s", len(paths), id, strings.Join(paths, "\n  ")))
+}
+
+// resultPath is where a result file the server names is written: the
+// name is checked again here, whatever the server sent, so that it stays
+// a relative path inside dir (no "..", no absolute path, no volume name)
+// and a safe object name.
+func resultPath(dir, name string) (string, error) {
+	safe, err := storage.SafeName(name)
+	if err != nil || safe != name || !filepath.IsLocal(filepath.FromSlash(name)) {
+		return "", task.Errorf(task.InvalidInput, "the server named a result file %q, which is not a file name inside %s; nothing written under it", name, dir)
+	}
+	return filepath.Join(dir, filepath.FromSlash(name)), nil
 }
 
 func (c *cli) remoteStatus(cmd *cobra.Command, api *apiclient.Client, id string) error {

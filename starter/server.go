@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -108,8 +107,14 @@ func newAPIServer(ctx context.Context, cfg config.Config, log *logrus.Logger) (*
 			return nil, nil, fmt.Errorf("AUTOGLM_PRESIGN_TTL=%q is not a duration", v)
 		}
 	}
+	limits, err := server.LimitsFromEnv()
+	if err != nil {
+		tc.Close()
+		return nil, nil, err
+	}
 	srv := &server.Server{
 		Tasks:  &taskclient.Client{Temporal: tc, Store: store, Signer: signer, Policy: policy},
+		Limits: limits,
 		Policy: policy, PresignTTL: ttl, Log: log,
 		Metrics: m.Handler(), Codec: cdc, Namespace: cmp.Or(opts.Namespace, client.DefaultNamespace),
 		UIOrigins: strings.FieldsFunc(os.Getenv("AUTOGLM_UI_ORIGINS"), func(r rune) bool { return r == ',' || r == ' ' }),
@@ -134,7 +139,7 @@ func serveAPI(ctx context.Context, addr string, srv *server.Server, log *logrus.
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	hs := srv.HTTPServer()
 	cert, key := os.Getenv("AUTOGLM_SERVER_TLS_CERT"), os.Getenv("AUTOGLM_SERVER_TLS_KEY")
 	log.WithField("addr", ln.Addr().String()).WithField("tls", cert != "").Info("API server listening")
 	if ready != nil {

@@ -58,7 +58,7 @@ func TaskWorkflow(ctx workflow.Context, in task.Input) (task.Result, error) {
 	if isContinueAsNew(err) {
 		return res, err
 	}
-	w.announce(ctx)
+	w.emitEnd(ctx)
 	// Updates still running must finish before the workflow closes.
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	return res, err

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -265,9 +266,34 @@ func (c *Client) List(ctx context.Context, tenant string, r taskclient.ListReque
 
 // Events long-polls the events after seq.
 func (c *Client) Events(ctx context.Context, id string, after int64, wait time.Duration) (server.Events, error) {
-	var evs server.Events
-	_, err := c.do(ctx, "GET", taskPath(id, fmt.Sprintf("/events?after=%d&wait=%s", after, wait)), nil, "", &evs)
-	return evs, err
+	for {
+		var evs server.Events
+		_, err := c.do(ctx, "GET", taskPath(id, fmt.Sprintf("/events?after=%d&wait=%s", after, wait)), nil, "", &evs)
+		if !rateLimited(err) {
+			return evs, err
+		}
+		if err := pause(ctx); err != nil {
+			return evs, err
+		}
+	}
+}
+
+// rateLimited reports whether the server refused a long poll because the
+// user has as many open as it allows: a turn comes when one ends.
+func rateLimited(err error) bool {
+	var te *task.Error
+	return errors.As(err, &te) && te.Type == task.RateLimited
+}
+
+// pause waits a second or two (spread, so that refused pollers do not
+// come back together) or until ctx ends.
+func pause(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Second + time.Duration(rand.Int64N(int64(time.Second)))):
+		return nil
+	}
 }
 
 // Wait blocks until the task ends and returns its result, by the server's
@@ -276,6 +302,12 @@ func (c *Client) Wait(ctx context.Context, id string) (task.Result, error) {
 	for {
 		var res task.Result
 		code, err := c.do(ctx, "GET", taskPath(id, "/result?wait=50s"), nil, "", &res)
+		if rateLimited(err) {
+			if err := pause(ctx); err != nil {
+				return res, err
+			}
+			continue
+		}
 		if err != nil {
 			var te *task.Error
 			if errors.As(err, &te) || ctx.Err() != nil {

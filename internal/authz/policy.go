@@ -120,6 +120,11 @@ func Parse(b []byte) (*Policy, error) {
 				}
 			}
 		}
+		for _, w := range t.Webhooks {
+			if err := w.check(name); err != nil {
+				return nil, err
+			}
+		}
 		if t.Quorum <= 0 {
 			t.Quorum = 1
 		}

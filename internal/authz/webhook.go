@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/webhook"
 )
 
 // Webhook is one subscriber to a tenant's events, delivered in the
@@ -21,6 +22,20 @@ type Webhook struct {
 	SecretFile string `yaml:"secret_file"`
 	// Events are the event types sent; empty is all.
 	Events []string `yaml:"events"`
+	// AllowLoopback lets the subscriber be on the worker's own machine
+	// (a loopback address, over http too): for development only.
+	// Otherwise the URL is https and its addresses must be public (see
+	// internal/webhook).
+	AllowLoopback bool `yaml:"allow_loopback"`
+}
+
+// check refuses a subscriber whose URL no delivery could go to, when the
+// policy is read rather than at the first event.
+func (w Webhook) check(tenant string) error {
+	if _, err := webhook.CheckURL(w.URL, w.AllowLoopback); err != nil {
+		return fmt.Errorf("authz: policy: tenant %s webhook %s: %w", tenant, w.Name, err)
+	}
+	return nil
 }
 
 // Wants tells whether the subscriber takes events of this type.

@@ -140,9 +140,11 @@ func (lr *LineReader) Next() (line []byte, number int, tooLong bool, err error) 
 			return nil, 0, false, err
 		}
 		lr.line++
-		if tooLong {
+		line := bytes.TrimRight(lr.buf, "\r\n")
+		if tooLong || len(line) > lr.max {
+			// The +2 above lets a line end in; the line itself is held to max.
 			return nil, lr.line, true, nil
 		}
-		return bytes.TrimRight(lr.buf, "\r\n"), lr.line, false, nil
+		return line, lr.line, false, nil
 	}
 }

@@ -25,7 +25,14 @@ type HandlerOptions struct {
 	// Origins are the Web UI origins (scheme://host:port) a browser may
 	// call from; the UI sends the user's credentials, so "*" is refused.
 	Origins []string
+	// MaxBodyBytes bounds a request's body (DefaultMaxBodyBytes if 0): a
+	// body past it is refused with 413 before it is read.
+	MaxBodyBytes int64
 }
+
+// DefaultMaxBodyBytes bounds a codec request: the payloads the Web UI
+// shows at once, each at most Temporal's 2 MiB, JSON-encoded.
+const DefaultMaxBodyBytes = 16 << 20
 
 // Handler serves POST /codec/encode and /codec/decode for the Temporal Web
 // UI ("Codec Server" setting) and `temporal --codec-endpoint`. Mount it at
@@ -71,6 +78,17 @@ func Handler(o HandlerOptions) http.Handler {
 			http.Error(w, user+" may not read this namespace's payloads", http.StatusForbidden)
 			return
 		}
+		limit := o.MaxBodyBytes
+		if limit <= 0 {
+			limit = DefaultMaxBodyBytes
+		}
+		if r.ContentLength > limit {
+			http.Error(w, "the body is over the codec endpoint's limit", http.StatusRequestEntityTooLarge)
+			return
+		}
+		// A body sent without a length stops at the limit: the decoder
+		// then fails and the handler answers 400.
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		inner.ServeHTTP(w, r)
 	})
 }

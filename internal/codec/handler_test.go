@@ -3,6 +3,7 @@ package codec
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -117,4 +118,39 @@ func TestCodecEndpointPreflight(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /elsewhere: %d; want 404", resp.StatusCode)
 	}
+}
+
+// A body over the limit is refused: with its length declared, 413 before
+// it is read; sent without one, 400 once the limit is passed.
+func TestHandlerBoundsTheBody(t *testing.T) {
+	h := Handler(HandlerOptions{
+		Codec: mustCodec(t), Namespace: "default", MaxBodyBytes: 1 << 10,
+		Authenticate: func(r *http.Request) (string, error) { return "bob", nil },
+	})
+	big := bytes.Repeat([]byte("a"), 4<<10)
+	for name, body := range map[string]io.Reader{"declared": bytes.NewReader(big), "chunked": io.MultiReader(bytes.NewReader(big))} {
+		req := httptest.NewRequest(http.MethodPost, "/codec/decode", body)
+		if name == "chunked" {
+			req.ContentLength = -1
+		}
+		req.Header.Set(NamespaceHeader, "default")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		want := http.StatusRequestEntityTooLarge
+		if name == "chunked" {
+			want = http.StatusBadRequest
+		}
+		if rec.Code != want {
+			t.Errorf("%s: %d %s, want %d", name, rec.Code, rec.Body, want)
+		}
+	}
+}
+
+func mustCodec(t *testing.T) *Codec {
+	t.Helper()
+	c, err := New(map[string][]byte{"k1": key(t)}, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -2,8 +2,11 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
@@ -30,49 +33,110 @@ type Events struct {
 	Final  bool    `json:"final"`
 }
 
+// taskSource is what a follower reads of a task: the Temporal server's
+// own view, which needs no worker, and the status query, which does.
+type taskSource interface {
+	// State is the task's TaskState search attribute.
+	State(ctx context.Context, id string) (task.State, error)
+	// Wait long-polls the workflow's result.
+	Wait(ctx context.Context, id string) (task.Result, error)
+	// Status is the workflow's status query.
+	Status(ctx context.Context, id string) (task.Status, error)
+}
+
+// temporalSource reads a task through taskclient.
+type temporalSource struct{ tasks *taskclient.Client }
+
+func (t temporalSource) State(ctx context.Context, id string) (task.State, error) {
+	d, err := t.tasks.Temporal.DescribeWorkflowExecution(ctx, task.WorkflowID(id), "")
+	if err != nil {
+		return "", err
+	}
+	var s string
+	if p := d.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()[task.AttrState.GetName()]; p != nil {
+		_ = decodePayload(p, &s)
+	}
+	return task.State(s), nil
+}
+
+func (t temporalSource) Wait(ctx context.Context, id string) (task.Result, error) {
+	return t.tasks.Wait(ctx, id)
+}
+
+func (t temporalSource) Status(ctx context.Context, id string) (task.Status, error) {
+	return t.tasks.Status(ctx, id)
+}
+
 // hub feeds the events endpoint. One follower per watched task, however
 // many clients watch it, reads what the Temporal server already has:
 // the TaskState search attribute (DescribeWorkflowExecution) and the
-// workflow's result (a long poll). Neither needs a worker, so watchers do
-// not compete with the work for workflow slots, and a slow or restarting
-// worker only delays progress figures, which come from a status query at
-// most every few seconds and are skipped when it times out.
+// workflow's result (a long poll). Its calls are shared by every watcher
+// of the task. Neither needs a worker, so watchers do not compete with the
+// work for workflow slots, and a slow or restarting worker only delays
+// progress figures, which come from a status query at most every few
+// seconds and are skipped when it times out.
+//
+// A follower keeps the last maxEvents events only, so its memory and the
+// scan of each wake-up stay bounded however long the task runs; a watcher
+// that fell further behind gets those, the current state among them. A
+// follower that stops (idle, or a panic) is replaced by the next watcher.
 type hub struct {
-	tasks     *taskclient.Client
+	src       taskSource
+	log       *logrus.Logger
 	mu        sync.Mutex
 	tasksByID map[string]*follower
+	// started counts the followers ever started, for tests.
+	started int
 }
 
-func newHub(tc *taskclient.Client) *hub {
-	return &hub{tasks: tc, tasksByID: map[string]*follower{}}
+func newHub(src taskSource, log *logrus.Logger) *hub {
+	return &hub{src: src, log: log, tasksByID: map[string]*follower{}}
 }
 
 type follower struct {
-	mu       sync.Mutex
-	events   []Event
-	final    bool
-	changed  chan struct{} // closed and replaced on every new event
+	mu      sync.Mutex
+	events  []Event
+	final   bool
+	changed chan struct{} // closed and replaced on every new event
+	// done is closed when the follower has stopped: its watchers go to
+	// its replacement.
+	done chan struct{}
+	// watchers is guarded by hub.mu, so that a follower is never dropped
+	// for idleness while a watcher is joining it.
 	watchers int
 	poke     chan struct{}
 }
 
 const (
-	describeEvery = 500 * time.Millisecond
+	describeEvery = time.Second
 	progressEvery = 2 * time.Second
 	// idleStop ends a follower nobody has asked about for this long.
 	idleStop = 30 * time.Second
+	// maxEvents is how many of a task's most recent events its follower
+	// keeps.
+	maxEvents = 64
 )
 
-func (h *hub) follow(id string) *follower {
+// join returns the live follower of id, starting one if there is none,
+// counted as watched until leave.
+func (h *hub) join(id string) *follower {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	f := h.tasksByID[id]
 	if f == nil {
-		f = &follower{changed: make(chan struct{}), poke: make(chan struct{}, 1)}
+		f = &follower{changed: make(chan struct{}), done: make(chan struct{}), poke: make(chan struct{}, 1)}
 		h.tasksByID[id] = f
+		h.started++
 		go h.run(id, f)
 	}
+	f.watchers++
 	return f
+}
+
+func (h *hub) leave(f *follower) {
+	h.mu.Lock()
+	f.watchers--
+	h.mu.Unlock()
 }
 
 // poke makes the follower of id, if any, look again now: the server just
@@ -92,34 +156,36 @@ func (h *hub) poke(id string) {
 // wait returns the events after seq, blocking until there is one or ctx
 // ends.
 func (h *hub) wait(ctx context.Context, id string, after int64) ([]Event, bool) {
-	f := h.follow(id)
-	f.mu.Lock()
-	f.watchers++
-	f.mu.Unlock()
-	defer func() {
-		f.mu.Lock()
-		f.watchers--
-		f.mu.Unlock()
-	}()
 	for {
-		f.mu.Lock()
-		var out []Event
-		for _, e := range f.events {
-			if e.Seq > after {
-				out = append(out, e)
-			}
-		}
-		final, ch := f.final, f.changed
-		f.mu.Unlock()
+		f := h.join(id)
+		out, final, changed := f.since(after)
 		if len(out) > 0 || final {
+			h.leave(f)
 			return out, final
 		}
 		select {
 		case <-ctx.Done():
+			h.leave(f)
 			return nil, false
-		case <-ch:
+		case <-changed:
+		case <-f.done:
+		}
+		h.leave(f)
+	}
+}
+
+// since is the events after seq, whether the task has ended, and the
+// channel closed at the next event.
+func (f *follower) since(after int64) ([]Event, bool, chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Event
+	for _, e := range f.events {
+		if e.Seq > after {
+			out = append(out, e)
 		}
 	}
+	return out, f.final, f.changed
 }
 
 func (f *follower) add(e Event) {
@@ -130,6 +196,12 @@ func (f *follower) add(e Event) {
 	if n := len(f.events); n > 0 && e.Seq <= f.events[n-1].Seq {
 		e.Seq = f.events[n-1].Seq + 1
 	}
+	if len(f.events) == maxEvents {
+		// Shift rather than reslice, so the array does not creep forward
+		// and keep growing underneath.
+		copy(f.events, f.events[1:])
+		f.events = f.events[:maxEvents-1]
+	}
 	f.events = append(f.events, e)
 	if e.Result != nil || e.State.Final() {
 		f.final = true
@@ -138,40 +210,25 @@ func (f *follower) add(e Event) {
 	f.changed = make(chan struct{})
 }
 
+// run follows task id until nobody watches it or, once it has ended, for
+// idleStop more. Whatever ends it, the follower leaves the hub and its
+// watchers move to a new one.
 func (h *hub) run(id string, f *follower) {
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	defer func() {
+		cancel()
+		if r := recover(); r != nil {
+			h.log.WithField("task", id).WithField("panic", fmt.Sprint(r)).Error("the events follower of a task stopped; the next watcher starts another")
+		}
 		h.mu.Lock()
-		delete(h.tasksByID, id)
+		if h.tasksByID[id] == f {
+			delete(h.tasksByID, id)
+		}
 		h.mu.Unlock()
-		// Anyone still waiting looks again, and starts a new follower.
-		f.mu.Lock()
-		close(f.changed)
-		f.changed = make(chan struct{})
-		f.mu.Unlock()
+		close(f.done)
 	}()
 	ended := make(chan task.Result, 1)
-	go func() {
-		// The result long poll: answered by the Temporal server when the
-		// workflow closes. It is retried until it answers or the follower
-		// stops.
-		for ctx.Err() == nil {
-			res, err := h.tasks.Wait(ctx, id)
-			if err == nil {
-				ended <- res
-				return
-			}
-			if t := errType(err); t != "" {
-				ended <- task.Result{ID: id, State: task.Failed, Reason: string(t) + ": " + errMessage(err)}
-				return
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-		}
-	}()
+	go h.waitResult(ctx, id, ended)
 	var state task.State
 	var progress task.Counts
 	lastProgress, idleSince := time.Time{}, time.Now()
@@ -190,38 +247,66 @@ func (h *hub) run(id string, f *follower) {
 		case <-tick.C:
 		case <-f.poke:
 		}
-		f.mu.Lock()
-		watched := f.watchers > 0
-		f.mu.Unlock()
-		if watched {
-			idleSince = time.Now()
-		} else if time.Since(idleSince) > idleStop {
+		if h.idle(id, f, &idleSince) {
 			return
 		}
 		dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
-		d, err := h.tasks.Temporal.DescribeWorkflowExecution(dctx, task.WorkflowID(id), "")
+		s, err := h.src.State(dctx, id)
 		dcancel()
 		if err != nil {
 			continue
 		}
-		var s string
-		if p := d.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()[task.AttrState.GetName()]; p != nil {
-			_ = decodePayload(p, &s)
-		}
-		if task.State(s) != state && s != "" {
-			state = task.State(s)
+		if s != state && s != "" {
+			state = s
 			f.add(Event{State: state})
 		}
 		if state == task.Running && time.Since(lastProgress) >= progressEvery {
 			lastProgress = time.Now()
 			qctx, qcancel := context.WithTimeout(ctx, 2*time.Second)
-			st, err := h.tasks.Status(qctx, id)
+			st, err := h.src.Status(qctx, id)
 			qcancel()
 			if err == nil && st.Progress.Counts != progress && st.State == task.Running {
 				progress = st.Progress.Counts
 				p := st.Progress
 				f.add(Event{State: state, Progress: &p})
 			}
+		}
+	}
+}
+
+// idle reports whether f has had no watcher for idleStop, and if so takes
+// it out of the hub, in one step with the check, so that no watcher joins
+// a follower about to stop.
+func (h *hub) idle(id string, f *follower, since *time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if f.watchers > 0 {
+		*since = time.Now()
+		return false
+	}
+	if time.Since(*since) <= idleStop {
+		return false
+	}
+	delete(h.tasksByID, id)
+	return true
+}
+
+// waitResult is the result long poll: answered by the Temporal server
+// when the workflow closes, retried until it answers or ctx ends.
+func (h *hub) waitResult(ctx context.Context, id string, ended chan<- task.Result) {
+	for ctx.Err() == nil {
+		res, err := h.src.Wait(ctx, id)
+		if err == nil {
+			ended <- res
+			return
+		}
+		if t := errType(err); t != "" {
+			ended <- task.Result{ID: id, State: task.Failed, Reason: string(t) + ": " + errMessage(err)}
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
 		}
 	}
 }

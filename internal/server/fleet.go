@@ -19,7 +19,12 @@ import (
 // an actor.
 func (s *Server) fleetRoutes(mux *http.ServeMux) {
 	h := func(pattern string, f func(http.ResponseWriter, *http.Request, principal) error) {
-		mux.HandleFunc(pattern, s.nativeHandler(f))
+		mux.HandleFunc(pattern, s.nativeHandler(func(w http.ResponseWriter, r *http.Request, p principal) error {
+			// A verb answers when its workflow ends (a mirror, a command
+			// on many nodes): past the server's write timeout.
+			extendTransfer(w)
+			return f(w, r, p)
+		}))
 	}
 	h("GET "+APIPrefix+"/fleet/nodes", s.nodes)
 	h("POST "+APIPrefix+"/fleet/nodes/{node}/drain", s.drain(true))

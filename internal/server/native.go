@@ -5,12 +5,12 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +57,7 @@ type APIError struct {
 
 func (s *Server) nativeHandler(f func(http.ResponseWriter, *http.Request, principal) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		drain := trackBody(r)
 		p, err := s.authenticate(r)
 		if err == nil {
 			err = f(w, r, p)
@@ -64,10 +65,12 @@ func (s *Server) nativeHandler(f func(http.ResponseWriter, *http.Request, princi
 		if err == nil {
 			return
 		}
+		drain()
 		code := httpStatus(err)
-		if code >= 500 {
+		if code >= 500 && code != http.StatusInsufficientStorage {
 			s.Log.WithError(err).WithField("path", r.URL.Path).Warn("request failed")
 		}
+		setRetryAfter(w, err)
 		var body APIError
 		body.Error.Type = string(errType(err))
 		if code == http.StatusUnauthorized {
@@ -135,12 +138,12 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) err
 			return err
 		}
 		if req.FileID != "" {
-			tmp, name, err := s.spoolFile(r.Context(), p, req.FileID)
+			sf, name, err := s.spoolUploaded(r.Context(), p, req.FileID)
 			if err != nil {
 				return err
 			}
-			defer os.Remove(tmp)
-			file, fileName = tmp, name
+			defer sf.remove()
+			file, fileName = sf.path, name
 		}
 	} else {
 		q := r.URL.Query()
@@ -152,12 +155,13 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) err
 			}
 			req.Priority = n
 		}
-		tmp, err := s.spool(r.Body, MaxBatchBytes)
+		extendTransfer(w)
+		sf, err := s.spool(p.User, r.Body, MaxBatchBytes)
 		if err != nil {
 			return err
 		}
-		defer os.Remove(tmp)
-		file = tmp
+		defer sf.remove()
+		file = sf.path
 	}
 	sub, err := s.submitTask(r.Context(), p, req, file)
 	if err != nil {
@@ -168,9 +172,9 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) err
 	return nil
 }
 
-// submitTask checks the caller may submit to the tenant, keeps the
-// metadata beside the task's input, and starts the task through
-// taskclient, which puts the input in the bucket.
+// submitTask checks the caller may submit to the tenant and use the ID,
+// keeps the metadata beside the task's input, and starts the task
+// through taskclient, which puts the input in the bucket.
 func (s *Server) submitTask(ctx context.Context, p principal, req SubmitRequest, file string) (Submitted, error) {
 	if req.Tenant == "" {
 		req.Tenant = p.Tenant
@@ -183,6 +187,8 @@ func (s *Server) submitTask(ctx context.Context, p principal, req SubmitRequest,
 	}
 	if req.ID == "" {
 		req.ID = taskclient.NewID()
+	} else if err := s.checkNewID(ctx, p, req.Tenant, req.ID); err != nil {
+		return Submitted{}, err
 	}
 	if len(req.Metadata) > 0 {
 		if err := s.putMetadata(ctx, req.Tenant, req.ID, req.Metadata); err != nil {
@@ -194,37 +200,42 @@ func (s *Server) submitTask(ctx context.Context, p principal, req SubmitRequest,
 		Prompt: req.Prompt, File: file, Priority: req.Priority,
 	})
 	if err != nil {
+		if len(req.Metadata) > 0 && task.TypeOf(err) != task.Conflict {
+			// Nothing started under the ID: a retry must find it free.
+			s.deleteMetadata(ctx, req.Tenant, req.ID)
+		}
 		return Submitted{}, err
 	}
 	return Submitted{ID: in.ID, Tenant: in.Tenant, Submitter: in.Submitter, Model: in.Model, Kind: in.Kind, Priority: in.Priority}, nil
 }
 
-// spool copies a request body to a temporary file, up to limit bytes: the
-// batch engine's upload wants a file it can size, hash and resume.
-func (s *Server) spool(body io.Reader, limit int64) (string, error) {
-	f, err := os.CreateTemp(s.TempDir, "autoglm-server-*.jsonl")
-	if err != nil {
-		return "", err
+// checkNewID refuses a task ID that is taken. A task of a tenant where
+// the caller has a role is named, with its state; one of another tenant
+// answers as an ID reserved by someone else does (errUnavailable), so
+// that a submit tells nothing of other tenants' tasks.
+func (s *Server) checkNewID(ctx context.Context, p principal, tenant, id string) error {
+	if err := storage.CheckID("task id", id); err != nil {
+		return err
 	}
-	n, err := io.Copy(f, io.LimitReader(body, limit+1))
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	ti, err := s.info(ctx, id)
+	switch {
+	case err == nil:
+		if len(p.Policy.RolesOf(ti.Tenant, p.User)) == 0 {
+			return errUnavailable(id)
+		}
+		return task.Errorf(task.Conflict, "task %s already exists (%s); choose another --id, or leave it out for a new one", id, ti.State)
+	case task.TypeOf(err) != task.NotFound:
+		return err
 	}
-	if err == nil && n > limit {
-		err = task.Errorf(task.InvalidInput, "the file is over the %d-byte limit", limit)
-	}
-	if err == nil && n == 0 {
-		err = task.Errorf(task.InvalidInput, "the request has no body: send a prompt as JSON or a batch file as application/jsonl")
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	return f.Name(), nil
+	return s.checkReservation(ctx, tenant, id, p.User)
 }
 
 const metadataName = "metadata.json"
 
+// putMetadata writes the metadata of a task about to start: after
+// checkNewID, so a taken ID never gets any, and unconditionally, so that
+// a retry of a submit that failed before its task started may write it
+// again.
 func (s *Server) putMetadata(ctx context.Context, tenant, id string, md map[string]string) error {
 	if len(md) > 16 {
 		return task.Errorf(task.InvalidInput, "metadata has %d keys; at most 16", len(md))
@@ -234,13 +245,16 @@ func (s *Server) putMetadata(ctx context.Context, tenant, id string, md map[stri
 		return err
 	}
 	b, _ := json.Marshal(md)
-	if _, err := s.Tasks.Store.Create(ctx, key, bytes.NewReader(b), int64(len(b)), storage.PutOptions{ContentType: "application/json"}); err != nil {
-		if errors.Is(err, task.ErrConflict) {
-			return task.Errorf(task.Conflict, "task %s already exists", id)
+	_, err = s.Tasks.Store.Put(ctx, key, bytes.NewReader(b), int64(len(b)), storage.PutOptions{ContentType: "application/json"})
+	return err
+}
+
+func (s *Server) deleteMetadata(ctx context.Context, tenant, id string) {
+	if key, err := storage.Key(storage.Data, tenant, id, metadataName); err == nil {
+		if err := s.Tasks.Store.Delete(ctx, key); err != nil {
+			s.Log.WithError(err).WithField("task", id).Warn("the metadata of a task that did not start is left behind")
 		}
-		return err
 	}
-	return nil
 }
 
 func (s *Server) metadata(ctx context.Context, tenant, id string) map[string]string {
@@ -373,11 +387,16 @@ func waitParam(r *http.Request, def, most time.Duration) time.Duration {
 // wait ends first.
 func (s *Server) result(w http.ResponseWriter, r *http.Request, p principal) error {
 	id := taskID(r)
+	release, err := s.limits.startLongPoll(p.User)
+	if err != nil {
+		return err
+	}
+	defer release()
 	ti, _, err := s.authorize(r.Context(), p, id, authz.View)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), waitParam(r, 30*time.Second, 60*time.Second))
+	ctx, cancel := context.WithTimeout(r.Context(), waitParam(r, 30*time.Second, maxLongPoll))
 	defer cancel()
 	res, err := s.Tasks.Wait(ctx, id)
 	if err != nil {
@@ -464,11 +483,16 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request, p principal) er
 
 func (s *Server) events(w http.ResponseWriter, r *http.Request, p principal) error {
 	id := taskID(r)
+	release, err := s.limits.startLongPoll(p.User)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if _, _, err := s.authorize(r.Context(), p, id, authz.View); err != nil {
 		return err
 	}
 	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
-	ctx, cancel := context.WithTimeout(r.Context(), waitParam(r, 25*time.Second, 60*time.Second))
+	ctx, cancel := context.WithTimeout(r.Context(), waitParam(r, 25*time.Second, maxLongPoll))
 	defer cancel()
 	evs, final := s.hub.wait(ctx, id, after)
 	if evs == nil {
@@ -478,18 +502,18 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, p principal) err
 	return nil
 }
 
-// attach stores the body as an attachment of task id (?name=, &tenant=),
-// before the task is submitted under that ID or, for its own submitter,
-// after. Nobody attaches to another user's task.
+// attach stores the body as an attachment of task id (?name=, &tenant=):
+// to the caller's own existing task, or to an ID no task has yet, which
+// the first attachment reserves for the caller (see reservation.go).
 func (s *Server) attach(w http.ResponseWriter, r *http.Request, p principal) error {
 	id := taskID(r)
 	q := r.URL.Query()
-	name, err := storage.SafeName(q.Get("name"))
+	name, err := attachmentName(q.Get("name"))
 	if err != nil {
 		return err
 	}
-	if strings.Contains(name, "/") {
-		return task.Errorf(task.InvalidInput, "attachment name %q must not hold a slash", name)
+	if err := storage.CheckID("task id", id); err != nil {
+		return err
 	}
 	tenant := q.Get("tenant")
 	ti, err := s.info(r.Context(), id)
@@ -512,29 +536,33 @@ func (s *Server) attach(w http.ResponseWriter, r *http.Request, p principal) err
 	if err := p.Policy.Check(tenant, p.User, authz.Submit, p.User); err != nil {
 		return err
 	}
-	if err := storage.CheckID("task id", id); err != nil {
-		return err
+	if ti.ID == "" {
+		if err := s.reserve(r.Context(), tenant, id, p.User); err != nil {
+			return err
+		}
 	}
-	dir, err := os.MkdirTemp(s.TempDir, "autoglm-attach-*")
+	extendTransfer(w)
+	var sf *spoolFile
+	if fid := q.Get("file_id"); fid != "" {
+		sf, _, err = s.spoolUploaded(r.Context(), p, fid)
+	} else {
+		sf, err = s.spool(p.User, r.Body, MaxBatchBytes)
+	}
 	if err != nil {
 		return err
+	}
+	defer sf.remove()
+	dir, err := os.MkdirTemp(s.TempDir, spoolPattern)
+	if err != nil {
+		return diskError(err)
 	}
 	defer os.RemoveAll(dir)
-	var tmp string
-	if fid := q.Get("file_id"); fid != "" {
-		tmp, _, err = s.spoolFile(r.Context(), p, fid)
-	} else {
-		tmp, err = s.spool(r.Body, MaxBatchBytes)
-	}
-	if err != nil {
-		return err
-	}
 	// Attach names the object after the file: give the file its name.
-	path := dir + "/" + name
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	path := filepath.Join(dir, name)
+	if err := os.Rename(sf.path, path); err != nil {
 		return err
 	}
+	sf.path = path
 	atts, err := s.Tasks.Attach(r.Context(), tenant, id, []string{path}, taskclient.AttachOptions{StateDir: dir})
 	if err != nil {
 		return err
@@ -543,4 +571,17 @@ func (s *Server) attach(w http.ResponseWriter, r *http.Request, p principal) err
 	a.Path = name
 	writeJSON(w, http.StatusCreated, a)
 	return nil
+}
+
+// attachmentName is the name an attachment is stored under: a safe
+// object name (storage.SafeName) of one path element.
+func attachmentName(raw string) (string, error) {
+	name, err := storage.SafeName(raw)
+	if err != nil {
+		return "", err
+	}
+	if strings.ContainsAny(name, "/\\") || name == "." || name == ".." {
+		return "", task.Errorf(task.InvalidInput, "attachment name %q must be one file name, without a slash", name)
+	}
+	return name, nil
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -59,6 +58,7 @@ type OpenAIErrorBody struct {
 
 func (s *Server) openaiHandler(f func(http.ResponseWriter, *http.Request, principal) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		drain := trackBody(r)
 		p, err := s.authenticate(r)
 		if err == nil && p.Tenant == "" {
 			err = task.Errorf(task.PermissionDenied, "this API key has no tenant; the OpenAI API needs one")
@@ -69,13 +69,20 @@ func (s *Server) openaiHandler(f func(http.ResponseWriter, *http.Request, princi
 		if err == nil {
 			return
 		}
+		drain()
 		code := httpStatus(err)
+		setRetryAfter(w, err)
 		body := OpenAIErrorBody{Message: errMessage(err), Type: "invalid_request_error"}
 		var c string
 		switch {
 		case code == http.StatusUnauthorized:
 			c = "invalid_api_key"
 			body.Message = "Incorrect API key provided. " + body.Message
+		case code == http.StatusTooManyRequests:
+			c = "rate_limit_exceeded"
+		case code == http.StatusInsufficientStorage:
+			c = "insufficient_storage"
+			body.Type = "server_error"
 		case code >= 500:
 			body.Type = "server_error"
 			s.Log.WithError(err).WithField("path", r.URL.Path).Warn("request failed")
@@ -132,6 +139,10 @@ func newFileID() string {
 	return FileIDPrefix + hex.EncodeToString(b)
 }
 
+// maxFormParts bounds the parts of a file upload form: OpenAI's has two
+// (purpose and file), clients may add a few.
+const maxFormParts = 8
+
 func (s *Server) createFile(w http.ResponseWriter, r *http.Request, p principal) error {
 	if err := p.Policy.Check(p.Tenant, p.User, authz.Submit, p.User); err != nil {
 		return err
@@ -140,13 +151,11 @@ func (s *Server) createFile(w http.ResponseWriter, r *http.Request, p principal)
 	if err != nil {
 		return task.Errorf(task.InvalidInput, "send the file as multipart/form-data with fields purpose and file")
 	}
-	var purpose, filename, tmp string
-	defer func() {
-		if tmp != "" {
-			os.Remove(tmp)
-		}
-	}()
-	for {
+	extendTransfer(w)
+	var purpose, filename string
+	var sf *spoolFile
+	defer func() { sf.remove() }()
+	for parts := 0; ; parts++ {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
 			break
@@ -154,13 +163,19 @@ func (s *Server) createFile(w http.ResponseWriter, r *http.Request, p principal)
 		if err != nil {
 			return task.Errorf(task.InvalidInput, "reading the form: %v", err)
 		}
+		if parts == maxFormParts {
+			return task.Errorf(task.InvalidInput, "the form has more than %d parts; send purpose and one file", maxFormParts)
+		}
 		switch part.FormName() {
 		case "purpose":
 			b, _ := io.ReadAll(io.LimitReader(part, 64))
 			purpose = strings.TrimSpace(string(b))
 		case "file":
+			if sf != nil {
+				return task.Errorf(task.InvalidInput, "the form has more than one file; send one file per request")
+			}
 			filename = part.FileName()
-			if tmp, err = s.spool(part, MaxBatchBytes); err != nil {
+			if sf, err = s.spool(p.User, part, MaxBatchBytes); err != nil {
 				return err
 			}
 		}
@@ -169,7 +184,7 @@ func (s *Server) createFile(w http.ResponseWriter, r *http.Request, p principal)
 	if purpose != "batch" {
 		return task.Errorf(task.InvalidInput, "purpose %q is not supported; this server takes purpose=batch", purpose)
 	}
-	if tmp == "" {
+	if sf == nil {
 		return task.Errorf(task.InvalidInput, "the form has no file")
 	}
 	f := File{ID: newFileID(), Object: "file", CreatedAt: time.Now().Unix(), Filename: filename, Purpose: purpose, Status: "processed"}
@@ -177,7 +192,7 @@ func (s *Server) createFile(w http.ResponseWriter, r *http.Request, p principal)
 	if err != nil {
 		return err
 	}
-	info, err := storage.UploadFile(r.Context(), s.Tasks.Store, key, tmp, storage.UploadOptions{PutOptions: storage.PutOptions{ContentType: "application/jsonl"}})
+	info, err := storage.UploadFile(r.Context(), s.Tasks.Store, key, sf.path, storage.UploadOptions{PutOptions: storage.PutOptions{ContentType: "application/jsonl"}})
 	if err != nil {
 		return err
 	}
@@ -274,6 +289,7 @@ func (s *Server) fileContent(w http.ResponseWriter, r *http.Request, p principal
 		return err
 	}
 	defer rc.Close()
+	extendTransfer(w)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
 	_, _ = io.Copy(w, rc)
@@ -384,18 +400,19 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request, p principal
 	}
 	// The task gets its own copy of the input under its own prefix, as
 	// any submitted file, through the same path (taskclient.Submit).
-	tmp, err := s.download(r.Context(), f.key)
+	extendTransfer(w)
+	sf, err := s.download(r.Context(), p.User, f.key)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp)
+	defer sf.remove()
 	id := taskclient.NewID()
 	rec := batchRecordData{InputFileID: f.ID, Endpoint: req.Endpoint, CompletionWindow: req.CompletionWindow, Metadata: req.Metadata, CreatedAt: time.Now().Unix()}
 	if err := s.putRecord(r.Context(), p.Tenant, id, batchRecord, rec); err != nil {
 		return err
 	}
-	if _, err := s.submitTask(r.Context(), p, SubmitRequest{ID: id, Tenant: p.Tenant, Metadata: req.Metadata}, tmp); err != nil {
-		return nameFile(err, tmp, f.Filename+" ("+f.ID+")")
+	if _, err := s.submitTask(r.Context(), p, SubmitRequest{ID: id, Tenant: p.Tenant, Metadata: req.Metadata}, sf.path); err != nil {
+		return nameFile(err, sf.path, f.Filename+" ("+f.ID+")")
 	}
 	b, err := s.batch(r.Context(), p, id)
 	if err != nil {
@@ -405,13 +422,15 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request, p principal
 	return nil
 }
 
-func (s *Server) download(ctx context.Context, key string) (string, error) {
+// download spools an uploaded file of user's back from the bucket, as
+// an upload of theirs: it counts against the same caps.
+func (s *Server) download(ctx context.Context, user, key string) (*spoolFile, error) {
 	rc, _, err := s.Tasks.Store.Get(ctx, key)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer rc.Close()
-	return s.spool(rc, MaxBatchBytes)
+	return s.spool(user, rc, MaxBatchBytes)
 }
 
 // batchStatus is the OpenAI status of a task state. A task waiting for

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -165,12 +164,13 @@ func (s *Server) addUploadPart(w http.ResponseWriter, r *http.Request, p princip
 			fp.Close()
 			continue
 		}
-		tmp, err := s.spool(fp, MaxPartBytes)
+		sf, err := s.spool(p.User, fp, MaxPartBytes)
 		fp.Close()
 		if err != nil {
 			return err
 		}
-		defer os.Remove(tmp)
+		defer sf.remove()
+		tmp := sf.path
 		key, err := storage.Key(storage.Data, p.Tenant, u.ID, part.ID)
 		if err != nil {
 			return err
@@ -233,12 +233,13 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, p princi
 		}
 		pw.Close()
 	}()
-	tmp, err := s.spool(pr, MaxUploadBytes)
+	sf, err := s.spool(p.User, pr, MaxUploadBytes)
 	pr.Close()
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp)
+	defer sf.remove()
+	tmp := sf.path
 	f := File{ID: newFileID(), Object: "file", CreatedAt: time.Now().Unix(), Filename: u.Filename, Purpose: u.Purpose, Status: "processed"}
 	key, err := storage.Key(storage.Data, p.Tenant, f.ID, fileContent)
 	if err != nil {
@@ -297,23 +298,23 @@ func (s *Server) removeParts(ctx context.Context, tenant, id string) {
 	}
 }
 
-// spoolFile copies an uploaded file of the caller's tenant to a
-// temporary file, for the native API's submit and attach: what went up
-// in parts is used as if it were the request's body. It also returns the
-// name the user gave the file.
-func (s *Server) spoolFile(ctx context.Context, p principal, id string) (tmp, name string, err error) {
+// spoolUploaded copies an uploaded file of the caller's tenant to a
+// spool file, for the native API's submit and attach: what went up in
+// parts is used as if it were the request's body, within the same spool
+// limits. It also returns the name the user gave the file.
+func (s *Server) spoolUploaded(ctx context.Context, p principal, id string) (*spoolFile, string, error) {
 	f, err := s.file(ctx, p, id)
 	if err != nil {
-		return "", "", err
+		return nil, "", err
 	}
 	if f.ofTask {
-		return "", "", task.Errorf(task.InvalidInput, "%s is a task's own file; upload the file to use it", id)
+		return nil, "", task.Errorf(task.InvalidInput, "%s is a task's own file; upload the file to use it", id)
 	}
 	rc, _, err := s.Tasks.Store.Get(ctx, f.key)
 	if err != nil {
-		return "", "", err
+		return nil, "", err
 	}
 	defer rc.Close()
-	tmp, err = s.spool(rc, MaxUploadBytes)
-	return tmp, f.Filename + " (" + id + ")", err
+	sf, err := s.spool(p.User, rc, MaxUploadBytes)
+	return sf, f.Filename + " (" + id + ")", err
 }

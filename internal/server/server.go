@@ -60,10 +60,14 @@ type Server struct {
 	// called from UIOrigins with the user's API key.
 	Codec     *codec.Codec
 	UIOrigins []string
-	// Metrics, if not nil, is served at /metrics.
+	// Metrics, if not nil, is served at /metrics to the users who may read
+	// every tenant (readsEveryTenant): it counts every tenant's tasks.
 	Metrics http.Handler
+	// Limits bound the uploads and long polls in progress.
+	Limits Limits
 
-	hub *hub
+	hub    *hub
+	limits *limiter
 }
 
 // Handler is the server's HTTP handler.
@@ -74,7 +78,8 @@ func (s *Server) Handler() http.Handler {
 	if s.Log == nil {
 		s.Log = logrus.New()
 	}
-	s.hub = newHub(s.Tasks)
+	s.hub = newHub(temporalSource{s.Tasks}, s.Log)
+	s.limits = newLimiter(s.Limits)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	s.native(mux)
@@ -82,11 +87,11 @@ func (s *Server) Handler() http.Handler {
 	s.openai(mux)
 	s.consoleRoutes(mux)
 	if s.Metrics != nil {
-		mux.Handle("GET /metrics", s.Metrics)
+		mux.Handle("GET /metrics", s.metrics())
 	}
 	if s.Codec != nil {
 		mux.Handle("/codec/", codec.Handler(codec.HandlerOptions{
-			Codec: s.Codec, Namespace: s.Namespace, Origins: s.UIOrigins,
+			Codec: s.Codec, Namespace: s.Namespace, Origins: s.UIOrigins, MaxBodyBytes: codec.DefaultMaxBodyBytes,
 			Authenticate: func(r *http.Request) (string, error) {
 				p, err := s.authenticate(r)
 				return p.User, err
@@ -138,6 +143,23 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 		return principal{}, fmt.Errorf("%w: the API key is not valid", errUnauthenticated)
 	}
 	return principal{User: k.User, Tenant: k.Tenant, Policy: p}, nil
+}
+
+// metrics serves the metrics handler to a user who may read every tenant;
+// Prometheus sends the API key as its scrape's bearer credentials.
+func (s *Server) metrics() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.authenticate(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		if !s.readsEveryTenant(p.User) {
+			http.Error(w, p.User+" may not read the metrics of every tenant", http.StatusForbidden)
+			return
+		}
+		s.Metrics.ServeHTTP(w, r)
+	})
 }
 
 // readsEveryTenant says whether user may open any payload of the
@@ -219,6 +241,10 @@ func (s *Server) authorize(ctx context.Context, p principal, id string, a authz.
 // errType is the stable type of err: a Temporal application error's, or
 // the project's own.
 func errType(err error) task.ErrorType {
+	var le *limitError
+	if errors.As(err, &le) {
+		return task.ErrorType(le.errorType())
+	}
 	var ae *temporal.ApplicationError
 	if errors.As(err, &ae) && ae.Type() != "" {
 		return task.ErrorType(ae.Type())
@@ -240,6 +266,10 @@ func errMessage(err error) string {
 func httpStatus(err error) int {
 	if errors.Is(err, errUnauthenticated) {
 		return http.StatusUnauthorized
+	}
+	var le *limitError
+	if errors.As(err, &le) {
+		return le.status
 	}
 	switch errType(err) {
 	case task.InvalidInput, task.ScreeningFailed:

@@ -11,6 +11,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -70,7 +71,9 @@ type Delivery struct {
 
 // Send posts body to url, signed now: every attempt has a fresh
 // timestamp (receivers refuse old ones) and the same webhook-id (so they
-// can drop duplicates). Any answer but 2xx is an error to retry.
+// can drop duplicates). Any answer but 2xx is an error to retry; a URL or
+// address the client refuses (see NewClient; nil is NewClient with no
+// options) matches ErrRefused.
 func Send(ctx context.Context, c *http.Client, url, secret, id string, body []byte) (Delivery, error) {
 	now := time.Now()
 	sig, err := Sign(secret, id, now, body)
@@ -87,12 +90,16 @@ func Send(ctx context.Context, c *http.Client, url, secret, id string, body []by
 	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
 	req.Header.Set("webhook-signature", sig)
 	if c == nil {
-		c = &http.Client{Timeout: 30 * time.Second}
+		c = NewClient(Options{})
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		// The URL may hold a token: say only that the receiver is unreachable.
-		return Delivery{}, fmt.Errorf("webhook: receiver unreachable: %v", unwrapURLError(err))
+		// The URL may hold a token: say only why the receiver was not reached.
+		err = unwrapURLError(err)
+		if errors.Is(err, ErrRefused) {
+			return Delivery{}, err
+		}
+		return Delivery{}, fmt.Errorf("webhook: receiver unreachable: %w", err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

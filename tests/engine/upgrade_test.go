@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +73,16 @@ func TestRollingUpgrade(t *testing.T) {
 	env := []string{"AUTOGLM_MODELS=" + testmodel.DefaultModel}
 	first := suite.StartWorker(t, testenv.WorkerOptions{Node: "first", Env: env})
 	firstBuild := currentBuild(t, ctx, "")
+	// The suite's other tests run the suite's build: leave it current,
+	// as a rollback would, not the second build that stops here.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		h := suite.Temporal.WorkerDeploymentClient().GetHandle(config.DefaultDeployment)
+		if _, err := h.SetCurrentVersion(ctx, client.WorkerDeploymentSetCurrentVersionOptions{BuildID: firstBuild, IgnoreMissingTaskQueues: true}); err != nil {
+			t.Errorf("making the suite's build current again: %v", err)
+		}
+	})
 
 	old := submit(t, ctx, "old", 30)
 	testenv.WaitState(t, ctx, suite.tasks, old.id, task.AwaitingApproval)
@@ -81,9 +92,10 @@ func TestRollingUpgrade(t *testing.T) {
 
 	// The rollout as an operator does it: the new build starts beside the
 	// old one without taking new work, then is made current.
+	secondBuild := "upgradetest-" + testenv.RandHex(4)
 	second := suite.StartWorker(t, testenv.WorkerOptions{Node: "second", Binary: suite.second,
-		Env: append(env, "AUTOGLM_PROMOTE="+config.PromoteNever, "AUTOGLM_BUILD_ID=upgradetest-"+testenv.RandHex(4))})
-	secondBuild := setCurrent(t, ctx, firstBuild)
+		Env: append(env, "AUTOGLM_PROMOTE="+config.PromoteNever, "AUTOGLM_BUILD_ID="+secondBuild)})
+	setCurrent(t, ctx, secondBuild)
 
 	fresh := submit(t, ctx, "new", 30)
 	testenv.WaitState(t, ctx, suite.tasks, fresh.id, task.AwaitingApproval)
@@ -148,28 +160,21 @@ func currentBuild(t *testing.T, ctx context.Context, not string) string {
 	return build
 }
 
-// setCurrent makes the build that is not old current, once it has
-// polled, as `temporal worker deployment set-current-version` does.
-func setCurrent(t *testing.T, ctx context.Context, old string) string {
+// setCurrent makes build current once it has polled, as `temporal
+// worker deployment set-current-version` does.
+func setCurrent(t *testing.T, ctx context.Context, build string) {
 	t.Helper()
 	h := suite.Temporal.WorkerDeploymentClient().GetHandle(config.DefaultDeployment)
-	var build string
-	testenv.Eventually(t, ctx, "the second build to poll", 200*time.Millisecond, func() (bool, error) {
+	testenv.Eventually(t, ctx, "build "+build+" to poll", 200*time.Millisecond, func() (bool, error) {
 		d, err := h.Describe(ctx, client.WorkerDeploymentDescribeOptions{})
 		if err != nil {
 			return false, err
 		}
-		for _, v := range d.Info.VersionSummaries {
-			if v.Version.BuildID != old {
-				build = v.Version.BuildID
-			}
-		}
-		return build != "", nil
+		return slices.ContainsFunc(d.Info.VersionSummaries, func(v client.WorkerDeploymentVersionSummary) bool { return v.Version.BuildID == build }), nil
 	})
 	if _, err := h.SetCurrentVersion(ctx, client.WorkerDeploymentSetCurrentVersionOptions{BuildID: build, IgnoreMissingTaskQueues: true}); err != nil {
 		t.Fatalf("making build %s current: %v", build, err)
 	}
-	return build
 }
 
 // buildOf is the build a task's workflow runs (or ran) on.

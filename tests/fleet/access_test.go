@@ -41,6 +41,7 @@ func accessPolicy(t *testing.T, url string) string {
     webhooks:
       - name: requester-inbox
         url: %s
+        allow_loopback: true # the test's receiver is on this machine, over http
         secret_env: FLEET_TEST_WEBHOOK_SECRET
         events: [autoglm.access_request.decided]
 access:

@@ -105,6 +105,7 @@ func webhookPolicy(t *testing.T, url string) string {
     webhooks:
       - name: receiver
         url: %s
+        allow_loopback: true # the test's receiver is on this machine, over http
         secret_env: FLEET_TEST_WEBHOOK_SECRET
         events: [batch.completed, batch.failed, batch.cancelled, batch.expired]
 `, url)

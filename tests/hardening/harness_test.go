@@ -11,6 +11,7 @@
 package hardening
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -33,8 +34,21 @@ const (
 	autoApprove = 10
 )
 
-// policy has two tenants, so that one can try to read the other's data.
+// policy has two tenants, so that one can try to read the other's data,
+// and a third whose webhooks lead to this machine: one names 127.0.0.1,
+// the other a host name the worker's AUTOGLM_WEBHOOK_HOSTS maps to it. The
+// port (%[1]d) is the hook trap's.
 const policy = `tenants:
+  hooks:
+    models: [glm-4-test]
+    users: {hank: [submitter]}
+    webhooks:
+      - name: literal-loopback
+        url: https://127.0.0.1:%[1]d/hook
+        secret_env: HARDENING_WEBHOOK_SECRET
+      - name: resolved-loopback
+        url: https://hooks.example.test:%[1]d/hook
+        secret_env: HARDENING_WEBHOOK_SECRET
   acme:
     models: [glm-4-test, glm-4-flash, glm-4-slow]
     default_model: glm-4-test
@@ -56,6 +70,9 @@ var suite struct {
 	*testenv.Env // what testenv.Main started: Dir, Stack, CLI, Temporal, Store, Signer, …
 	tasks        *taskclient.Client
 	model        *testmodel.Server // the stand-in model server
+	// hookTrap listens where the hooks tenant's webhooks lead and counts
+	// the connections it gets: none is the promise.
+	hookTrap *trap
 }
 
 func TestMain(m *testing.M) {
@@ -74,10 +91,16 @@ func setUp(e *testenv.Env) error {
 	if suite.model, err = e.StartModel(); err != nil {
 		return err
 	}
-	policyFile := filepath.Join(suite.Dir, "policy.yaml")
-	if err := os.WriteFile(policyFile, []byte(policy), 0o644); err != nil {
+	if suite.hookTrap, err = listenTrap(); err != nil {
 		return err
 	}
+	e.Defer(suite.hookTrap.close)
+	policyFile := filepath.Join(suite.Dir, "policy.yaml")
+	if err := os.WriteFile(policyFile, []byte(fmt.Sprintf(policy, suite.hookTrap.port())), 0o644); err != nil {
+		return err
+	}
+	os.Setenv("AUTOGLM_WEBHOOK_HOSTS", "hooks.example.test=127.0.0.1")
+	os.Setenv("HARDENING_WEBHOOK_SECRET", "whsec_dGVzdC1yZWNlaXZlci1zaWduaW5nLWtleS0xMjM0NTY=")
 	os.Setenv("AUTOGLM_POLICY_FILE", policyFile)
 	os.Setenv("AUTOGLM_NODE", node)
 	cfg, err := config.FromEnv()

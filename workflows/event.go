@@ -9,9 +9,9 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
-// announce emits the event of the task's final state, if it has one. A
+// emitEnd emits the event of the task's final state, if it has one. A
 // failure to emit is logged, never the task's failure.
-func (w *taskRun) announce(ctx workflow.Context) {
+func (w *taskRun) emitEnd(ctx workflow.Context) {
 	typ := task.EventOf(w.status.State)
 	if typ == "" {
 		return
@@ -25,7 +25,7 @@ func (w *taskRun) announce(ctx workflow.Context) {
 	ectx, _ := workflow.NewDisconnectedContext(ctx)
 	ectx = workflow.WithActivityOptions(ectx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
-		Summary:             "announce " + typ,
+		Summary:             "event " + typ,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
 			MaximumAttempts: 20, NonRetryableErrorTypes: nonRetryable,
@@ -38,6 +38,6 @@ func (w *taskRun) announce(ctx workflow.Context) {
 		StartToCloseTimeout: opts.StartToCloseTimeout, RetryPolicy: opts.RetryPolicy, Summary: opts.Summary,
 	})
 	if err := workflow.ExecuteLocalActivity(ectx, a.EmitEvent, ev).Get(ectx, nil); err != nil {
-		workflow.GetLogger(ctx).Warn("task end not announced to webhooks", "event", ev.ID, "error", err)
+		workflow.GetLogger(ctx).Warn("task end event not emitted to webhooks", "event", ev.ID, "error", err)
 	}
 }
