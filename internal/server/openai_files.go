@@ -154,7 +154,7 @@ func (e *paramErr) Unwrap() error { return e.err }
 // temporary copy of it: a message about the spool file means nothing to
 // the user.
 func nameFile(err error, tmp, name string) error {
-	if err == nil || !strings.Contains(err.Error(), tmp) {
+	if err == nil || tmp == "" || !strings.Contains(err.Error(), tmp) {
 		return err
 	}
 	msg := strings.ReplaceAll(errMessage(err), tmp, name)
