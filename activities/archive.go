@@ -8,6 +8,7 @@ import (
 
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/usage"
 )
 
 // ArchiveInput is the task as it ends.
@@ -28,6 +29,25 @@ type Report struct {
 	Task       task.Status `json:"task"`
 	Result     task.Result `json:"result"`
 	ArchivedAt time.Time   `json:"archived_at"`
+}
+
+// recordUsage keeps the tokens of a task that ran in the usage ledger,
+// on the day of its final transition: the same day however often the
+// archive is retried.
+func (a *Activities) recordUsage(ctx context.Context, in ArchiveInput) error {
+	st := in.Status
+	if in.Result.Usage.IsZero() && in.Result.Counts.Done() == 0 {
+		return nil
+	}
+	end := time.Now()
+	if n := len(st.Audit); n > 0 {
+		end = st.Audit[n-1].Time
+	}
+	err := usage.Write(ctx, a.Store, usage.Record{Task: st.ID, Tenant: st.Tenant, Model: st.Model, Day: usage.Day(end), Usage: in.Result.Usage})
+	if err != nil {
+		return fmt.Errorf("archive: the usage ledger: %w", err)
+	}
+	return nil
 }
 
 // Manifest is manifest.json read as task references: every object of the
@@ -56,6 +76,9 @@ func (a *Activities) Archive(ctx context.Context, in ArchiveInput) (ArchiveResul
 	}
 	report, err := a.putJSON(ctx, reportKey, storage.Data, Report{Task: st, Result: in.Result, ArchivedAt: time.Now().UTC()})
 	if err != nil {
+		return ArchiveResult{}, err
+	}
+	if err := a.recordUsage(ctx, in); err != nil {
 		return ArchiveResult{}, err
 	}
 	var entries []storage.ManifestEntry

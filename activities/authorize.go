@@ -9,6 +9,7 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/usage"
 )
 
 // AuthorizeInput is the task to check.
@@ -86,6 +87,9 @@ func (a *Activities) authorize(ctx context.Context, t task.Input) (AuthorizeResu
 			return AuthorizeResult{}, errors.Join(err, serr)
 		}
 	}
+	if err := a.checkTokenQuota(ctx, t.Tenant, tenant.Quotas.MaxTokensPerDay); err != nil {
+		return AuthorizeResult{}, err
+	}
 	return AuthorizeResult{
 		Quorum:                 tenant.Quorum,
 		ApprovalDeadline:       tenant.ApprovalDeadline,
@@ -97,6 +101,23 @@ func (a *Activities) authorize(ctx context.Context, t task.Input) (AuthorizeResu
 		ContinueAsNewEvents:    a.ContinueAsNewEvents,
 		NodeStartTimeout:       a.NodeStartTimeout,
 	}, nil
+}
+
+// checkTokenQuota refuses a task of a tenant that has used its tokens
+// of the day; max 0 is no quota.
+func (a *Activities) checkTokenQuota(ctx context.Context, tenant string, max int64) error {
+	if max <= 0 {
+		return nil
+	}
+	now := time.Now()
+	recs, err := usage.Read(ctx, a.Store, tenant, now, now)
+	if err != nil {
+		return err
+	}
+	if used := usage.Total(recs).TotalTokens; used >= max {
+		return task.Errorf(task.QuotaExceeded, "tenant %s has used %d of its %d tokens for today; new tasks are refused until the day ends (UTC; see autoglm usage)", tenant, used, max)
+	}
+	return nil
 }
 
 // UnmarshalJSON reads the results histories recorded before the policy

@@ -111,6 +111,9 @@ type DispatchInput struct {
 	// Avoid are nodes chosen only if no other node serves the model: one
 	// that just failed the task, or those already running its other shards.
 	Avoid []string `json:"avoid,omitempty"`
+	// Approved, if set, is the autoglm.task.approved event of a task
+	// reviewers approved, for its first dispatch to emit.
+	Approved *task.EventInput `json:"approved,omitempty"`
 }
 
 // DispatchResult is the chosen node and its task queue.
@@ -122,6 +125,9 @@ type DispatchResult struct {
 // Dispatch picks a live node that serves the model, the least busy first.
 // No such node is a retryable NoNode error: one may start.
 func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (DispatchResult, error) {
+	if in.Approved != nil {
+		a.announce(ctx, *in.Approved)
+	}
 	nodes, err := a.LiveNodes(ctx)
 	if err != nil {
 		return DispatchResult{}, err

@@ -47,6 +47,7 @@ type HandBackDetails struct {
 // InferResult is the answered batch.
 type InferResult struct {
 	Counts     task.Counts    `json:"request_counts"`
+	Usage      task.Usage     `json:"usage,omitzero"`
 	Output     task.ObjectRef `json:"output"`
 	Errors     task.ObjectRef `json:"errors"`
 	Checkpoint int            `json:"checkpoint"`
@@ -152,7 +153,7 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 	if err != nil {
 		return InferResult{}, a.inferError(ctx, sink, err, cp)
 	}
-	return InferResult{Counts: cp.Counts, Output: cp.Output, Errors: cp.Errors, Checkpoint: cp.Seq, Node: a.Node, Attempt: int32(max(sink.attempts, int(info.Attempt)))}, nil
+	return InferResult{Counts: cp.Counts, Usage: cp.Usage, Output: cp.Output, Errors: cp.Errors, Checkpoint: cp.Seq, Node: a.Node, Attempt: int32(max(sink.attempts, int(info.Attempt)))}, nil
 }
 
 // FencedDetails go with a Fenced error, and with the task log's line

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 
@@ -91,6 +92,13 @@ func (a *Activities) screen(ctx context.Context, in ScreenInput) (ScreenResult, 
 		return ScreenResult{}, task.Errorf(task.InvalidInput, "the input file changed after upload: sha256 %s, expected %s", got, src.SHA256)
 	}
 	src.SHA256, src.Size, src.Category = hex.EncodeToString(h.Sum(nil)), sc.Bytes, string(cat)
+	if !sc.AutoApprove {
+		// The task waits for a reviewer from here: tell the subscribers.
+		a.announce(ctx, task.EventInput{
+			Tenant: t.Tenant, ID: "evt_" + t.ID + "_" + string(task.AwaitingApproval), Type: task.EventTaskAwaitingApproval,
+			CreatedAt: time.Now().UTC(), Data: map[string]string{"id": t.ID, "state": string(task.AwaitingApproval)},
+		})
+	}
 	return ScreenResult{Source: src, Screening: sc, Shards: sh.result()}, nil
 }
 

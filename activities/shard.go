@@ -69,6 +69,7 @@ func (a *Activities) MergeShards(ctx context.Context, in MergeInput) (InferResul
 		res.Counts.Total += s.Counts.Total
 		res.Counts.Completed += s.Counts.Completed
 		res.Counts.Failed += s.Counts.Failed
+		res.Usage.Add(s.Usage)
 	}
 	var err error
 	res.Output, res.Errors, err = newSink(a, in.Tenant, in.TaskID, nil).mergeInto(ctx, storage.Data, NameOutput, NameErrors, outs, errs)
@@ -110,6 +111,7 @@ func (a *Activities) Collect(ctx context.Context, in CollectInput) (InferResult,
 		parts = append(parts, cp.Parts...)
 		res.Counts.Completed += cp.Counts.Completed
 		res.Counts.Failed += cp.Counts.Failed
+		res.Usage.Add(cp.Usage)
 	}
 	res.Counts.Total = res.Counts.Done()
 	var err error

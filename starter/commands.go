@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	tclient "github.com/autoglm-flow/autoglm-flow/internal/client"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -18,7 +18,6 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/apiclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/logging"
-	"github.com/autoglm-flow/autoglm-flow/internal/server"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
@@ -69,7 +68,7 @@ from --as or AUTOGLM_USER, vouched for by AUTOGLM_ASSERTION_PRIVATE_KEY.`,
 		c.decideCmd("cancel", task.UpdateCancel, "Cancel a task; its partial output is kept"),
 		c.decideCmd("pause", task.UpdatePause, "Pause a running task; it records a checkpoint and resumes from it"),
 		c.decideCmd("resume", task.UpdateResume, "Resume a paused task from its checkpoint"),
-		c.setPriorityCmd(), c.listCmd(), c.resubmitCmd(),
+		c.setPriorityCmd(), c.listCmd(), c.resubmitCmd(), c.usageCmd(),
 		c.resultsCmd(), workerCmd(), c.devCmd(), c.demoCmd(),
 		c.uploadCmd(), c.scheduleCmd(), c.setupCmd(),
 		serverCmd(), c.keysCmd(), c.loginCmd(), c.whoamiCmd(),
@@ -114,32 +113,45 @@ func (c *cli) client(ctx context.Context) (*taskclient.Client, error) {
 	return c.tc, nil
 }
 
-// status connects and reads one task's status.
-func (c *cli) status(ctx context.Context, id string) (*taskclient.Client, task.Status, error) {
-	tc, err := c.client(ctx)
-	if err != nil {
-		return nil, task.Status{}, err
-	}
-	st, err := tc.Status(ctx, id)
-	return tc, st, err
-}
-
 func (c *cli) requireUser() error {
 	if c.user == "" {
-		return fmt.Errorf("%w: say who you are with --as NAME or AUTOGLM_USER", errUsage)
+		return errNoUser
 	}
 	return nil
 }
 
+var errNoUser = fmt.Errorf("%w: say who you are with --as NAME or AUTOGLM_USER", errUsage)
+
+// tasks is the one client every task verb calls: through the server when
+// one is configured (AUTOGLM_SERVER, or `autoglm login`), else the
+// operators' break-glass path to Temporal and the bucket.
+func (c *cli) tasks(cmd *cobra.Command) (tclient.Client, error) {
+	api, err := c.remote(cmd)
+	if err != nil {
+		return nil, err
+	}
+	if api != nil {
+		return tclient.Server{API: api}, nil
+	}
+	tc, err := c.client(cmd.Context())
+	if err != nil {
+		return nil, err
+	}
+	return tclient.Direct{Tasks: tc, User: c.user, Tenant: c.tenant, Policy: tc.Policy, ErrNoUser: errNoUser}, nil
+}
+
 func (c *cli) submitCmd() *cobra.Command {
-	var r taskclient.SubmitRequest
+	var r tclient.SubmitRequest
 	var wait bool
 	cmd := &cobra.Command{
 		Use:   "submit [PROMPT | --file BATCH.jsonl]",
 		Short: "Submit a prompt or an OpenAI Batch JSONL file as a task",
-		Example: `  autoglm submit --as alice "Summarise the Temporal docs in one line"
-  autoglm submit --as alice --file requests.jsonl --priority 2 --wait
-  autoglm submit --as alice --attach spec.pdf --attach data.zip "Review the attached spec"`,
+		Long: `submit starts a task from a prompt or an OpenAI Batch JSONL file. With --wait
+it follows the task like watch and exits like it; for a prompt it then prints
+the answer (with --json: the whole output line).`,
+		Example: `  autoglm submit "Summarise the Temporal docs in one line" --wait
+  autoglm submit --file requests.jsonl --priority 2 --wait
+  autoglm submit --attach spec.pdf --attach data.zip "Review the attached spec"`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
@@ -150,36 +162,37 @@ func (c *cli) submitCmd() *cobra.Command {
 					return err
 				}
 			}
-			if api, err := c.remote(cmd); api != nil || err != nil {
-				if err != nil {
-					return err
-				}
-				return c.remoteSubmit(cmd, api, r, wait)
-			}
-			if err := c.requireUser(); err != nil {
-				return err
-			}
-			r.Tenant, r.Submitter = c.tenant, c.user
-			r.AttachOptions.Progress = progressBars()
-			tc, err := c.client(cmd.Context())
+			cl, err := c.tasks(cmd)
 			if err != nil {
 				return err
 			}
-			in, err := tc.Submit(cmd.Context(), r)
-			if err != nil && (r.File != "" || len(r.Attach) > 0) && r.ID == "" && task.TypeOf(err) == "" {
-				// Uploads resume only under the same task ID.
-				return fmt.Errorf("%w\nto resume the upload, run the same command with --id %s", err, in.ID)
-			}
+			r.Tenant = tenantFlag(cmd, c.tenant)
+			r.AttachOptions.Progress = progressBars()
+			sub, err := cl.Submit(cmd.Context(), r)
 			if err != nil {
 				return err
 			}
 			if !wait {
-				return c.print(in, fmt.Sprintf("submitted task %s (%s, model %s); follow it with: autoglm watch %s", in.ID, in.Kind, in.Model, in.ID))
+				return c.print(sub, fmt.Sprintf("submitted task %s (%s, model %s); follow it with: autoglm watch %s", sub.ID, sub.Kind, sub.Model, sub.ID))
 			}
 			if !c.json {
-				fmt.Fprintf(c.out, "submitted task %s (%s, model %s)\n", in.ID, in.Kind, in.Model)
+				fmt.Fprintf(c.out, "submitted task %s (%s, model %s)\n", sub.ID, sub.Kind, sub.Model)
 			}
-			return c.watch(cmd.Context(), in.ID)
+			st, err := c.follow(cmd.Context(), cl, sub.ID)
+			if err != nil {
+				return err
+			}
+			if sub.Kind == task.KindPrompt && st.Progress.Done() > 0 {
+				line, err := cl.Answer(cmd.Context(), st)
+				if err != nil {
+					return err
+				}
+				if err := c.printAnswer(line); err != nil {
+					return err
+				}
+				return ending(st)
+			}
+			return c.printEnding(st)
 		},
 	}
 	f := cmd.Flags()
@@ -188,23 +201,21 @@ func (c *cli) submitCmd() *cobra.Command {
 	f.StringVar(&r.Model, "model", "", "the model (default: body.model of the file's first line, or the tenant's default model)")
 	f.IntVar(&r.Priority, "priority", 0, "1 (highest) to 5; default 3")
 	f.StringVar(&r.ID, "id", "", "the task ID (default: a new one)")
-	f.BoolVar(&wait, "wait", false, "watch the task until it ends")
+	f.BoolVar(&wait, "wait", false, "watch the task until it ends (and print a prompt's answer)")
 	return cmd
 }
 
 func (c *cli) statusCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "status TASK",
-		Short: "Show a task's state, progress, approvals, artifacts and audit trail",
+		Short: "Show a task's state, progress, tokens, approvals, artifacts and audit trail",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if api, err := c.remote(cmd); api != nil || err != nil {
-				if err != nil {
-					return err
-				}
-				return c.remoteStatus(cmd, api, args[0])
+			cl, err := c.tasks(cmd)
+			if err != nil {
+				return err
 			}
-			_, st, err := c.status(cmd.Context(), args[0])
+			st, err := cl.Status(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -220,24 +231,11 @@ func (c *cli) decideCmd(name, update, short string) *cobra.Command {
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if api, err := c.remote(cmd); api != nil || err != nil {
-				if err != nil {
-					return err
-				}
-				st, err := c.remoteDecide(cmd, api, args[0], update, server.DecisionBody{Reason: reason})
-				if err != nil {
-					return err
-				}
-				return c.print(st, fmt.Sprintf("%s: task %s is %s", name, st.ID, st.State))
-			}
-			if err := c.requireUser(); err != nil {
-				return err
-			}
-			tc, err := c.client(cmd.Context())
+			cl, err := c.tasks(cmd)
 			if err != nil {
 				return err
 			}
-			st, err := tc.Decide(cmd.Context(), args[0], update, task.DecisionRequest{Actor: c.user, Reason: reason})
+			st, err := cl.Decide(cmd.Context(), args[0], update, tclient.Decision{Reason: reason})
 			if err != nil {
 				return err
 			}
@@ -258,24 +256,11 @@ func (c *cli) setPriorityCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%w: priority %q is not a number from 1 to 5", errUsage, args[1])
 			}
-			if api, err := c.remote(cmd); api != nil || err != nil {
-				if err != nil {
-					return err
-				}
-				st, err := c.remoteDecide(cmd, api, args[0], task.UpdateSetPriority, server.DecisionBody{Priority: p})
-				if err != nil {
-					return err
-				}
-				return c.print(st, fmt.Sprintf("task %s now has priority %d", st.ID, st.Priority))
-			}
-			if err := c.requireUser(); err != nil {
-				return err
-			}
-			tc, err := c.client(cmd.Context())
+			cl, err := c.tasks(cmd)
 			if err != nil {
 				return err
 			}
-			st, err := tc.Decide(cmd.Context(), args[0], task.UpdateSetPriority, task.DecisionRequest{Actor: c.user, Priority: p})
+			st, err := cl.Decide(cmd.Context(), args[0], task.UpdateSetPriority, tclient.Decision{Priority: p})
 			if err != nil {
 				return err
 			}
@@ -296,60 +281,23 @@ has no results yet: results says so and exits 5, unless --partial asks for
 what there is (its input and attachments, and whatever has been archived).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if api, err := c.remote(cmd); api != nil || err != nil {
-				if err != nil {
-					return err
-				}
-				return c.remoteResults(cmd, api, args[0], dir, partial)
-			}
-			tc, st, err := c.status(cmd.Context(), args[0])
+			cl, err := c.tasks(cmd)
 			if err != nil {
-				return err
-			}
-			if err := taskclient.CheckFinished(st, partial); err != nil {
 				return err
 			}
 			if dir == "" {
 				dir = args[0]
 			}
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return err
-			}
-			refs, err := tc.Artifacts(cmd.Context(), st)
+			files, err := cl.Results(cmd.Context(), args[0], dir, partial)
 			if err != nil {
 				return err
 			}
-			files, err := taskclient.LocalPaths(dir, refs)
-			if err != nil {
-				return err
-			}
-			for i, ref := range refs {
-				if err := os.MkdirAll(filepath.Dir(files[i]), 0o755); err != nil {
-					return err
-				}
-				if err := downloadTo(cmd.Context(), tc, ref, files[i]); err != nil {
-					return err
-				}
-			}
-			return c.print(files, fmt.Sprintf("downloaded %d file(s) of task %s, sha256 checked:\n  %s", len(files), st.ID, strings.Join(files, "\n  ")))
+			return c.print(files, fmt.Sprintf("downloaded %d file(s) of task %s, sha256 checked:\n  %s", len(files), args[0], strings.Join(files, "\n  ")))
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "where to put the files (default: ./TASK)")
 	cmd.Flags().BoolVar(&partial, "partial", false, "download what there is of a task that has not ended")
 	return cmd
-}
-
-func downloadTo(ctx context.Context, tc *taskclient.Client, ref task.ObjectRef, path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := tc.Download(ctx, ref, f); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
-	}
-	return f.Close()
 }
 
 func workerCmd() *cobra.Command {

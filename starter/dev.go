@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	tclient "github.com/autoglm-flow/autoglm-flow/internal/client"
 	"os"
 	"path/filepath"
 	"strings"
@@ -254,7 +255,11 @@ func (c *cli) runDemo(ctx context.Context, l *local, dir string, n int) error {
 	if _, err := bob.Decide(ctx, in.ID, task.UpdateApprove, server.DecisionBody{Reason: "demo approval"}); err != nil {
 		return err
 	}
-	if err := c.remoteWatch(ctx, alice, in.ID); err != nil {
+	st, err := c.follow(ctx, tclient.Server{API: alice}, in.ID)
+	if err != nil {
+		return err
+	}
+	if err := c.printEnding(st); err != nil {
 		return err
 	}
 	// The checks look in the bucket and at Temporal directly, as an

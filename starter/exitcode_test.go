@@ -7,6 +7,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	tclient "github.com/autoglm-flow/autoglm-flow/internal/client"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
@@ -33,4 +34,11 @@ func TestExitCodeFollowsTheFailureTypeOfAnEndedTask(t *testing.T) {
 			t.Errorf("%s: exit %d, want %d", name, got, c.want)
 		}
 	}
+}
+
+func statusOf(s task.State, c task.Counts, typ task.ErrorType) tclient.Status {
+	var st tclient.Status
+	st.ID, st.State, st.LastErrorType, st.LastError = "t", s, typ, "why"
+	st.Progress.Counts = c
+	return st
 }

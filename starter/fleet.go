@@ -46,10 +46,12 @@ type fleetOps interface {
 	DecideAccess(ctx context.Context, id string, approve bool, reason string) (task.AccessStatus, error)
 }
 
-// directFleet is fleetclient acting as one user.
+// directFleet is fleetclient acting as one user; tenant is the default
+// tenant of an access request.
 type directFleet struct {
-	fc   *fleetclient.Client
-	user string
+	fc     *fleetclient.Client
+	user   string
+	tenant string
 }
 
 func (d directFleet) Nodes(ctx context.Context) ([]fleetclient.NodeView, error) {
@@ -65,6 +67,9 @@ func (d directFleet) Mirror(ctx context.Context, in task.MirrorInput) (task.Mirr
 	return d.fc.Mirror(ctx, d.user, in)
 }
 func (d directFleet) RequestAccess(ctx context.Context, req task.AccessRequest) (task.AccessRequest, error) {
+	if req.Tenant == "" {
+		req.Tenant = d.tenant
+	}
 	return d.fc.RequestAccess(ctx, d.user, req)
 }
 func (d directFleet) AccessStatus(ctx context.Context, id string) (task.AccessStatus, error) {
@@ -75,20 +80,20 @@ func (d directFleet) DecideAccess(ctx context.Context, id string, approve bool, 
 }
 
 // ops is the fleet verbs' client: through the server when one is
-// configured, else direct. remote tells which.
-func (c *cli) ops(cmd *cobra.Command) (ops fleetOps, remote bool, err error) {
+// configured, else direct.
+func (c *cli) ops(cmd *cobra.Command) (fleetOps, error) {
 	api, err := c.remote(cmd)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	if api != nil {
-		return api, true, nil
+		return api, nil
 	}
 	fc, err := c.fleet(cmd)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	return directFleet{fc: fc, user: c.user}, false, nil
+	return directFleet{fc: fc, user: c.user, tenant: c.tenant}, nil
 }
 
 func (c *cli) fleetCmd() *cobra.Command {
@@ -103,7 +108,8 @@ func (c *cli) fleetCmd() *cobra.Command {
 the keys node and model match a node's name and the models it serves; no
 selector is every node), at most --concurrency nodes at once, each within
 --timeout. Prints each node as ok, failed or timed out, with the reason.
-Exits 0 when every node succeeded, 6 when some did not.
+Exits 0 when every node succeeded, 6 when some did not, 4 when the
+selector matches no live node (then nothing ran).
 
   autoglm fleet exec --selector gpu=a100 health
   autoglm fleet exec --selector region=eu --arg model=glm-4-9b@main ensure-model
@@ -118,15 +124,24 @@ Exits 0 when every node succeeded, 6 when some did not.
 			if err != nil {
 				return err
 			}
-			ops, _, err := c.ops(cmd)
+			ops, err := c.ops(cmd)
 			if err != nil {
 				return err
 			}
+			stop := waiting(fmt.Sprintf("%s on the nodes of selector %q", pos[0], sel.String()))
 			res, err := ops.Exec(cmd.Context(), task.FleetCommand{
 				Action: pos[0], Selector: sel, Args: kv, Concurrency: concurrency, NodeTimeout: timeout,
 			})
+			stop()
 			if err != nil {
-				return err
+				return c.reach(err)
+			}
+			if len(res.Nodes) == 0 {
+				// Nothing ran: a script must not take that for success.
+				if c.json {
+					_ = c.print(res, "")
+				}
+				return task.Errorf(task.NotFound, "the selector %q matches no live node: nothing ran (see `autoglm nodes` for the nodes and their labels)", sel.String())
 			}
 			if err := c.print(res, fleetText(res)); err != nil {
 				return err

@@ -2,63 +2,38 @@ package main
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	tclient "github.com/autoglm-flow/autoglm-flow/internal/client"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 )
 
 func (c *cli) listCmd() *cobra.Command {
-	var r taskclient.ListRequest
+	var r tclient.ListRequest
 	var state, kind string
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List tasks of your tenants, newest first, filtered by state, model, submitter or kind",
-		Example: `  autoglm list --as bob --state AWAITING_APPROVAL
-  autoglm list --as carol --all-tenants --model glm-4-test --json`,
+		Long: `list shows the tasks of every tenant you have a role in, or of --tenant
+(AUTOGLM_TENANT) when given.`,
+		Example: `  autoglm list --state AWAITING_APPROVAL
+  autoglm list --tenant demo --model glm-4-test --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var tasks []taskclient.Summary
-			if api, err := c.remote(cmd); api != nil || err != nil {
-				if err != nil {
-					return err
-				}
-				// The server filters to the tenants the key's user has a
-				// role in.
-				tenant := ""
-				if !all {
-					tenant = tenantFlag(cmd, c.tenant)
-				}
-				r.State, r.Kind = task.State(strings.ToUpper(state)), task.Kind(kind)
-				if tasks, err = api.List(cmd.Context(), tenant, r); err != nil {
-					return err
-				}
-				return c.printTasks(tasks)
-			}
-			if err := c.requireUser(); err != nil {
-				return err
-			}
-			tenants, err := c.tenantsOf(c.user)
+			cl, err := c.tasks(cmd)
 			if err != nil {
 				return err
 			}
 			if !all {
-				if !slices.Contains(tenants, c.tenant) {
-					return task.Errorf(task.PermissionDenied, "%s has no role in tenant %s", c.user, c.tenant)
-				}
-				tenants = []string{c.tenant}
+				r.Tenant = tenantFlag(cmd, c.tenant)
 			}
-			r.Tenants, r.State, r.Kind = tenants, task.State(strings.ToUpper(state)), task.Kind(kind)
-			tc, err := c.client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			tasks, err = tc.List(cmd.Context(), r)
+			r.State, r.Kind = task.State(strings.ToUpper(state)), task.Kind(kind)
+			tasks, err := cl.List(cmd.Context(), r)
 			if err != nil {
 				return err
 			}
@@ -71,12 +46,15 @@ func (c *cli) listCmd() *cobra.Command {
 	f.StringVar(&r.Submitter, "submitter", "", "only tasks of this submitter")
 	f.StringVar(&kind, "kind", "", "only prompt or batch tasks")
 	f.IntVar(&r.Limit, "limit", 50, "at most this many tasks")
-	f.BoolVar(&all, "all-tenants", false, "every tenant you have a role in, not just --tenant")
+	f.BoolVar(&all, "all-tenants", false, "every tenant you have a role in, even with --tenant set")
 	return cmd
 }
 
 func (c *cli) printTasks(tasks []taskclient.Summary) error {
 	if c.json {
+		if tasks == nil {
+			tasks = []taskclient.Summary{}
+		}
 		return c.print(tasks, "")
 	}
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
@@ -87,50 +65,48 @@ func (c *cli) printTasks(tasks []taskclient.Summary) error {
 	return tw.Flush()
 }
 
-// tenantsOf lists the tenants user has a role in, by the policy the
-// workers use.
-func (c *cli) tenantsOf(user string) ([]string, error) {
-	p, err := currentPolicy()
-	if err != nil {
-		return nil, err
-	}
-	return p.TenantsOf(user), nil
-}
-
 func (c *cli) resubmitCmd() *cobra.Command {
-	var failed bool
+	var failed, unanswered bool
 	cmd := &cobra.Command{
-		Use:   "resubmit --failed TASK",
-		Short: "Start a new task with only the items of TASK that failed at the model server",
-		Args:  cobra.ExactArgs(1),
+		Use:   "resubmit (--failed | --unanswered) TASK",
+		Short: "Start a new task with the items of TASK that failed, or that it never answered",
+		Long: `resubmit starts a new task, in TASK's tenant and model, with some of TASK's
+items, unchanged from its input:
+
+  --failed      the items that failed at the model server (items that would
+                fail again unchanged, such as malformed lines, are skipped)
+  --unanswered  the items a cancelled or expired TASK never answered
+
+The new task names TASK as its origin, in its status and its report.`,
+		Example: `  autoglm resubmit --failed 20260520-101500-ab12cd34
+  autoglm resubmit --unanswered 20260520-101500-ab12cd34 --json`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !failed {
-				return fmt.Errorf("%w: only --failed is supported: say `autoglm resubmit --failed %s`", errUsage, args[0])
+			var which taskclient.Items
+			switch {
+			case failed == unanswered:
+				return fmt.Errorf("%w: say which items: `autoglm resubmit --failed %s` or `--unanswered %s`", errUsage, args[0], args[0])
+			case failed:
+				which = taskclient.ItemsFailed
+			default:
+				which = taskclient.ItemsUnanswered
 			}
-			if api, err := c.remote(cmd); api != nil || err != nil {
-				if err != nil {
-					return err
-				}
-				res, err := api.ResubmitFailed(cmd.Context(), args[0])
-				if err != nil {
-					return err
-				}
-				return c.print(res, fmt.Sprintf("submitted task %s with the %d failed item(s) of %s (%d skipped: they would fail again unchanged)", res.Task.ID, res.Items, args[0], res.Skipped))
-			}
-			if err := c.requireUser(); err != nil {
-				return err
-			}
-			tc, err := c.client(cmd.Context())
+			cl, err := c.tasks(cmd)
 			if err != nil {
 				return err
 			}
-			res, err := tc.ResubmitFailed(cmd.Context(), args[0], c.user)
+			res, err := cl.Resubmit(cmd.Context(), args[0], which)
 			if err != nil {
 				return err
 			}
-			return c.print(res, fmt.Sprintf("submitted task %s with the %d failed item(s) of %s (%d skipped: they would fail again unchanged)", res.Task.ID, res.Items, args[0], res.Skipped))
+			text := fmt.Sprintf("submitted task %s with the %d %s item(s) of %s", res.Task.ID, res.Items, which, args[0])
+			if which == taskclient.ItemsFailed {
+				text += fmt.Sprintf(" (%d skipped: they would fail again unchanged)", res.Skipped)
+			}
+			return c.print(res, text)
 		},
 	}
-	cmd.Flags().BoolVar(&failed, "failed", false, "resubmit the failed items")
+	cmd.Flags().BoolVar(&failed, "failed", false, "resubmit the items that failed at the model server")
+	cmd.Flags().BoolVar(&unanswered, "unanswered", false, "resubmit the items a cancelled or expired task never answered")
 	return cmd
 }

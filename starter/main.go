@@ -22,6 +22,11 @@ func main() {
 	defer stop()
 	root := newRoot()
 	err := root.ExecuteContext(ctx)
+	if ctx.Err() != nil {
+		// Ctrl-C (or a TERM): the user asked to leave; no error to show.
+		// The task goes on; `autoglm watch` picks it up again.
+		os.Exit(exitInterrupted)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "autoglm:", sentence(err))
 	}
@@ -38,10 +43,18 @@ const (
 	exitWrongState = 5 // the task is not in a state for that, or a conflict
 	exitNotDone    = 6 // the task ended, but not COMPLETED
 	exitUpstream   = 7 // the model server failed the task, or no node serves the model
+	exitAllFailed  = 8 // the task COMPLETED, but every one of its items failed
+	// exitInterrupted is the shell's code for a process ended by SIGINT
+	// (128+2): Ctrl-C leaves watch or submit --wait quietly.
+	exitInterrupted = 130
 )
 
 // errNotCompleted marks a task that ended in another state than COMPLETED.
 var errNotCompleted = errors.New("task did not complete")
+
+// errAllFailed marks a COMPLETED task none of whose items was answered
+// well: nothing for a script to use, so no success either.
+var errAllFailed = errors.New("every item failed")
 
 func exitCode(err error) int {
 	if err == nil {
@@ -63,6 +76,9 @@ func exitCode(err error) int {
 	if errors.Is(err, errNotCompleted) {
 		return exitNotDone
 	}
+	if errors.Is(err, errAllFailed) {
+		return exitAllFailed
+	}
 	if errors.Is(err, errUsage) {
 		return exitInvalid
 	}
@@ -82,14 +98,18 @@ func errType(err error) string {
 // sentence is err as a person should read it: an application error's own
 // message, without the layers of wrapping around it.
 func sentence(err error) string {
+	var h *hinted
+	if errors.As(err, &h) {
+		return sentence(h.err) + "\n" + h.hint
+	}
 	var ae *temporal.ApplicationError
 	if errors.As(err, &ae) {
-		if t := ae.Type(); t != "" {
-			return t + ": " + ae.Message()
+		if t := task.ErrorType(ae.Type()); t.Known() {
+			return string(t) + ": " + ae.Message()
 		}
 		return ae.Message()
 	}
-	if t := task.TypeOf(err); t != "" {
+	if t := task.TypeOf(err); t.Known() {
 		return string(t) + ": " + err.Error()
 	}
 	return err.Error()

@@ -19,18 +19,17 @@ func (c *cli) modelsCmd() *cobra.Command {
   autoglm models status REQUEST`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ops, remote, err := c.ops(cmd)
+			ops, err := c.ops(cmd)
 			if err != nil {
 				return err
 			}
-			req.Tenant, req.Model.Name = c.tenant, args[0]
-			if remote {
-				// Through the server: the key's tenant unless --tenant.
-				req.Tenant = tenantFlag(cmd, c.tenant)
-			}
+			// Your tenant (the key's, through the server) unless --tenant.
+			req.Tenant, req.Model.Name = tenantFlag(cmd, c.tenant), args[0]
+			stop := waiting("screening " + req.Model.Repo + "@" + req.Model.Revision + " at the upstream")
 			r, err := ops.RequestAccess(cmd.Context(), req)
+			stop()
 			if err != nil {
-				return err
+				return c.reach(err, req.Model.Upstream)
 			}
 			return c.print(r, fmt.Sprintf("access request %s for %s (%s@%s) started; follow it with: autoglm models status %s", r.ID, r.Model.Name, r.Model.Repo, r.Model.Revision, r.ID))
 		},
@@ -45,7 +44,7 @@ func (c *cli) modelsCmd() *cobra.Command {
 	status := &cobra.Command{
 		Use: "status REQUEST", Short: "Show an access request's stage, findings and audit trail", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ops, _, err := c.ops(cmd)
+			ops, err := c.ops(cmd)
 			if err != nil {
 				return err
 			}
@@ -61,7 +60,7 @@ func (c *cli) modelsCmd() *cobra.Command {
 		cmd := &cobra.Command{
 			Use: use + " REQUEST", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				ops, _, err := c.ops(cmd)
+				ops, err := c.ops(cmd)
 				if err != nil {
 					return err
 				}
@@ -81,14 +80,16 @@ func (c *cli) modelsCmd() *cobra.Command {
 		Short: "Copy a model into the bucket, verified, without a review (operators); it allows the model for no tenant",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ops, _, err := c.ops(cmd)
+			ops, err := c.ops(cmd)
 			if err != nil {
 				return err
 			}
 			mir.Name = args[0]
+			stop := waiting("mirroring " + mir.Repo + "@" + mir.Revision + " into the bucket")
 			res, err := ops.Mirror(cmd.Context(), mir)
+			stop()
 			if err != nil {
-				return err
+				return c.reach(err, mir.Upstream)
 			}
 			return c.print(res, fmt.Sprintf("mirrored %s@%s: %d file(s), %d bytes (%d already there, verified); %s", res.Name, res.Revision, res.Files, res.Bytes, res.Skipped, res.Meta.URI()))
 		},
@@ -116,4 +117,12 @@ func accessText(st task.AccessStatus) string {
 		fmt.Fprintf(&b, "  %s  %-18s %-10s %s\n", t.Time.Format("15:04:05"), t.To, t.Actor, t.Reason)
 	}
 	return strings.TrimRight(b.String(), "\n")
+}
+
+// upstreamSetting is the setting that says where an upstream is.
+func upstreamSetting(upstream string) string {
+	if upstream == task.UpstreamHTTP {
+		return "AUTOGLM_MODELS_HTTP_URL"
+	}
+	return "AUTOGLM_HF_ENDPOINT"
 }

@@ -18,7 +18,7 @@ func (c *cli) nodesCmd() *cobra.Command {
 		Short: "List the fleet's nodes: models, labels, capacity, running batches, cache, last seen, drained (operators)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ops, _, err := c.ops(cmd)
+			ops, err := c.ops(cmd)
 			if err != nil {
 				return err
 			}
@@ -33,7 +33,7 @@ func (c *cli) nodesCmd() *cobra.Command {
 		return &cobra.Command{
 			Use: use + " NODE", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				ops, _, err := c.ops(cmd)
+				ops, err := c.ops(cmd)
 				if err != nil {
 					return err
 				}

@@ -119,6 +119,10 @@ func newAPIServer(ctx context.Context, cfg config.Config, log *logrus.Logger) (*
 		Metrics: m.Handler(), Codec: cdc, Namespace: cmp.Or(opts.Namespace, client.DefaultNamespace),
 		UIOrigins: strings.FieldsFunc(os.Getenv("AUTOGLM_UI_ORIGINS"), func(r rune) bool { return r == ',' || r == ' ' }),
 	}
+	if err := m.RegisterServer(srv.MetricsSources()); err != nil {
+		tc.Close()
+		return nil, nil, err
+	}
 	if jwks := os.Getenv("AUTOGLM_OIDC_JWKS_URL"); jwks != "" {
 		srv.OIDC = &server.OIDC{
 			JWKSURL: jwks, Issuer: os.Getenv("AUTOGLM_OIDC_ISSUER"), Audience: os.Getenv("AUTOGLM_OIDC_AUDIENCE"),

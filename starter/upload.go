@@ -28,24 +28,14 @@ so that 'autoglm results' downloads them and checks their sha256.
 Files larger than one part (16 MiB) go as multipart uploads. If an upload is
 interrupted, run the same command again: it asks the bucket which parts it
 already has and sends only the others.`,
-		Example: `  autoglm upload --as alice --task 20260520-101500-ab12cd34 spec.pdf photos.zip`,
+		Example: `  autoglm upload --task 20260520-101500-ab12cd34 spec.pdf photos.zip`,
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := c.requireUser(); err != nil {
-				return err
-			}
-			tc, st, err := c.status(cmd.Context(), taskID)
+			cl, err := c.tasks(cmd)
 			if err != nil {
 				return err
 			}
-			p, err := currentPolicy()
-			if err != nil {
-				return err
-			}
-			if err := p.Check(st.Tenant, c.user, authz.Submit, st.Submitter); err != nil {
-				return err
-			}
-			atts, err := tc.Attach(cmd.Context(), st.Tenant, st.ID, args, taskclient.AttachOptions{StateDir: stateDir, Progress: progressBars()})
+			atts, err := cl.Attach(cmd.Context(), taskID, args, taskclient.AttachOptions{StateDir: stateDir, Progress: progressBars()})
 			if err != nil {
 				return err
 			}

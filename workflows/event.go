@@ -18,7 +18,7 @@ func (w *taskRun) emitEnd(ctx workflow.Context) {
 	}
 	ev := task.EventInput{
 		Tenant: w.in.Tenant, ID: "evt_" + w.in.ID + "_" + string(w.status.State), Type: typ,
-		CreatedAt: workflow.Now(ctx).UTC(), Data: map[string]string{"id": w.in.ID},
+		CreatedAt: workflow.Now(ctx).UTC(), Data: map[string]string{"id": w.in.ID, "state": string(w.status.State)},
 	}
 	// The task may be ending because it was cancelled: emit on a context
 	// that is not.

@@ -139,6 +139,13 @@ func (w *taskRun) dispatchAll(ctx workflow.Context, pieces []*piece) error {
 		if p.node.Node == "" {
 			var node activities.DispatchResult
 			in := activities.DispatchInput{TaskID: w.in.ID, Model: w.in.Model, Avoid: append(p.avoid, chosen...)}
+			if w.announceApproved {
+				in.Approved = &task.EventInput{
+					Tenant: w.in.Tenant, ID: "evt_" + w.in.ID + "_" + string(task.Approved), Type: task.EventTaskApproved,
+					CreatedAt: w.status.EnteredAt(task.Approved).UTC(), Data: map[string]string{"id": w.in.ID, "state": string(task.Approved)},
+				}
+				w.announceApproved = false
+			}
 			// A first dispatch is local; a re-dispatch after a stall, rare
 			// and slow anyway, keeps the task queue, where a pause cancels it.
 			f := w.control(ctx, "dispatch", "pick a node serving "+w.in.Model, len(p.avoid) == 0, func(o *workflow.ActivityOptions) {
@@ -313,6 +320,7 @@ func (w *taskRun) mergeShards(ctx workflow.Context, pieces []*piece) error {
 	}
 	w.setCounts(res.Counts)
 	w.result.Counts, w.result.Output, w.result.Errors = res.Counts, res.Output, res.Errors
+	w.result.Usage, w.status.Usage = res.Usage, res.Usage
 	w.addArtifact(res.Output)
 	w.addArtifact(res.Errors)
 	return nil
@@ -349,6 +357,7 @@ func (w *taskRun) collectPartial(ctx workflow.Context) {
 	w.setCounts(res.Counts)
 	w.result.Counts, w.result.Output, w.result.Errors = res.Counts, res.Output, res.Errors
 	w.result.Counts.Total = max(w.status.Progress.Total, res.Counts.Done())
+	w.result.Usage, w.status.Usage = res.Usage, res.Usage
 	w.addArtifact(res.Output)
 	w.addArtifact(res.Errors)
 }

@@ -32,7 +32,7 @@ func TaskWorkflow(ctx workflow.Context, in task.Input) (task.Result, error) {
 		in: in,
 		status: task.Status{
 			ID: in.ID, Tenant: in.Tenant, Submitter: in.Submitter, Model: in.Model,
-			Kind: in.Kind, Priority: in.Priority, Audit: []task.Transition{},
+			Kind: in.Kind, Priority: in.Priority, Origin: in.Origin, Audit: []task.Transition{},
 		},
 	}
 	var c *carry
@@ -90,6 +90,9 @@ type taskRun struct {
 	carried *carry
 	// approvalBy is when the approval wait expires.
 	approvalBy time.Time
+	// announceApproved: reviewers approved the task, and the first
+	// dispatch has yet to announce it (autoglm.task.approved).
+	announceApproved bool
 }
 
 func (w *taskRun) run(ctx workflow.Context) (task.Result, error) {
@@ -171,6 +174,9 @@ func (w *taskRun) approval(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
+	// The first dispatch announces the approval (no command of its
+	// own, so histories recorded before it replay).
+	w.announceApproved = decided && w.status.State == task.Approved
 	if !decided {
 		w.transition(ctx, task.Expired, "timer", fmt.Sprintf("no decision within %s", deadline))
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/server"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
+	"github.com/autoglm-flow/autoglm-flow/internal/usage"
 )
 
 // Client talks to one server with one API key.
@@ -149,7 +150,9 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 		if resp.StatusCode == http.StatusUnauthorized {
 			t = task.PermissionDenied
 		}
-		if t == "" {
+		if !t.Known() {
+			// An untyped failure (the SDK names those after a Go type):
+			// the message says what went wrong.
 			return resp.StatusCode, errors.New(e.Error.Message)
 		}
 		return resp.StatusCode, &task.Error{Type: t, Msg: e.Error.Message}
@@ -328,11 +331,19 @@ func (c *Client) Wait(ctx context.Context, id string) (task.Result, error) {
 	}
 }
 
-// ResubmitFailed starts a new task with the failed items of id.
-func (c *Client) ResubmitFailed(ctx context.Context, id string) (taskclient.Resubmitted, error) {
+// Resubmit starts a new task with the failed or unanswered items of id.
+func (c *Client) Resubmit(ctx context.Context, id string, which taskclient.Items) (taskclient.Resubmitted, error) {
 	var res taskclient.Resubmitted
-	_, err := c.do(ctx, "POST", taskPath(id, "/resubmit-failed"), nil, "", &res)
+	_, err := c.do(ctx, "POST", taskPath(id, "/resubmit-", string(which)), nil, "", &res)
 	return res, err
+}
+
+// Usage is the token report of GET /api/v1/usage with query q (tenant,
+// since, until).
+func (c *Client) Usage(ctx context.Context, q url.Values) ([]usage.Row, error) {
+	var out server.UsageReport
+	_, err := c.do(ctx, "GET", "/api/v1/usage?"+q.Encode(), nil, "", &out)
+	return out.Data, err
 }
 
 // Results lists the task's files with presigned URLs.

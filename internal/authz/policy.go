@@ -94,6 +94,10 @@ type Tenant struct {
 // Quotas bound what a tenant may ask for.
 type Quotas struct {
 	MaxBatchRequests int `yaml:"max_batch_requests"`
+	// MaxTokensPerDay, if set, refuses new tasks at authorization once
+	// the tenant's tasks that ended today (UTC) used this many tokens, as
+	// the usage ledger has them. A task already running is not stopped.
+	MaxTokensPerDay int64 `yaml:"max_tokens_per_day"`
 }
 
 // Screening configures the screen stage.

@@ -169,6 +169,7 @@ type Checkpoint struct {
 	Time         time.Time      `json:"time"`
 	Line         int            `json:"line"`
 	Counts       task.Counts    `json:"request_counts"`
+	Usage        task.Usage     `json:"usage,omitzero"`
 	Parts        []Part         `json:"-"`
 	Sealed       *Part          `json:"part,omitempty"`
 	ConfigDigest string         `json:"config_digest"`
@@ -222,6 +223,7 @@ type Part struct {
 	LastLine  int            `json:"last_line"`
 	Completed int            `json:"completed"`
 	Failed    int            `json:"failed"`
+	Usage     task.Usage     `json:"usage,omitzero"`
 	Output    task.ObjectRef `json:"output"`
 	Errors    task.ObjectRef `json:"errors"`
 }
@@ -258,6 +260,7 @@ type result struct {
 	seq, line int
 	out       []byte // one JSONL line with its newline
 	failed    bool
+	usage     task.Usage // the answer's, as the model server reported it
 }
 
 // Run answers every line of input after from.Line and returns the final
@@ -274,7 +277,7 @@ func (e *Engine) Run(ctx context.Context, input io.Reader, from Checkpoint) (Che
 	if from.Done {
 		return from, nil
 	}
-	r := &run{Engine: e, cfg: cfg, cp: from, counts: from.Counts, recorded: from.Counts, lastSave: time.Now(), health: newHealth(cfg)}
+	r := &run{Engine: e, cfg: cfg, cp: from, counts: from.Counts, usage: from.Usage, recorded: from.Counts, lastSave: time.Now(), health: newHealth(cfg)}
 	r.report = r.mark
 	if err := r.process(ctx, input, r.cp.Line); err != nil {
 		return r.cp, r.fenced(err)
@@ -347,9 +350,10 @@ func (r *run) redo(ctx context.Context, seq int) error {
 	}
 	r.counts.Completed += p.Completed - old.Completed
 	r.counts.Failed += p.Failed - old.Failed
+	r.usage.Add(p.Usage.Sub(old.Usage))
 	r.cp.Parts[seq-1] = p
 	r.cp.Sealed = &p
-	r.cp.Counts = r.counts
+	r.cp.Counts, r.cp.Usage = r.counts, r.usage
 	return r.save(ctx)
 }
 
@@ -361,6 +365,7 @@ type run struct {
 
 	cp       Checkpoint  // the last recorded checkpoint
 	counts   task.Counts // answered so far, recorded or not
+	usage    task.Usage  // the tokens of counts.Completed
 	recorded task.Counts // answered and named by a record
 	out, err bytes.Buffer
 	part     Part // the part being filled
@@ -529,6 +534,8 @@ func (r *run) collect(ctx context.Context, pending map[int]result, next int, slo
 			r.out.Write(res.out)
 			r.part.Completed++
 			r.counts.Completed++
+			r.part.Usage.Add(res.usage)
+			r.usage.Add(res.usage)
 		}
 		if r.part.FirstLine == 0 {
 			r.part.FirstLine = res.line
@@ -587,7 +594,7 @@ func (r *run) seal(ctx context.Context) error {
 	r.cp.Parts = append(r.cp.Parts, p)
 	r.cp.Sealed = &r.cp.Parts[len(r.cp.Parts)-1]
 	r.cp.Line = p.LastLine
-	r.cp.Counts = r.counts
+	r.cp.Counts, r.cp.Usage = r.counts, r.usage
 	if err := r.save(ctx); err != nil {
 		return err
 	}
@@ -691,10 +698,16 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 func (r *run) success(it item, resp *llm.Response) result {
-	return r.line(it, OutputLine{
+	res := r.line(it, OutputLine{
 		CustomID: it.req.CustomID,
 		Response: &Response{StatusCode: resp.StatusCode, RequestID: resp.RequestID, Body: resp.Body},
 	}, false)
+	if !res.failed {
+		// The counts the client read in its one parse of the answer.
+		u := resp.Usage
+		res.usage = task.Usage{PromptTokens: int64(u.PromptTokens), CompletionTokens: int64(u.CompletionTokens), TotalTokens: int64(u.TotalTokens)}
+	}
+	return res
 }
 
 func (r *run) failure(it item, le *llm.Error, lerr *LineError) result {

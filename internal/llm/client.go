@@ -79,6 +79,7 @@ type Response struct {
 type Usage struct {
 	PromptTokens     int `json:"prompt_tokens"`
 	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
 }
 
 // New makes a client for the model server described by cfg. A BaseURL that

@@ -24,6 +24,12 @@ type Event struct {
 	State    task.State     `json:"state"`
 	Progress *task.Progress `json:"progress,omitempty"`
 	Result   *task.Result   `json:"result,omitempty"`
+	// Transitions are the entries of the task's audit trail from index
+	// AuditFrom on, read once per state change for every watcher, so a
+	// watcher shows each transition's actor, reason and own time without
+	// asking a worker itself. Empty when no worker answered in time.
+	Transitions []task.Transition `json:"transitions,omitempty"`
+	AuditFrom   int               `json:"audit_from,omitempty"`
 }
 
 // Events is the answer of the events endpoint: what happened after the
@@ -110,6 +116,10 @@ type follower struct {
 const (
 	describeEvery = time.Second
 	progressEvery = 2 * time.Second
+	// auditWait bounds the one status query per state change that
+	// gives watchers the transitions' actors and reasons; a busy worker
+	// only costs them those.
+	auditWait = 2 * time.Second
 	// idleStop ends a follower nobody has asked about for this long.
 	idleStop = 30 * time.Second
 	// maxEvents is how many of a task's most recent events its follower
@@ -231,6 +241,7 @@ func (h *hub) run(id string, f *follower) {
 	go h.waitResult(ctx, id, ended)
 	var state task.State
 	var progress task.Counts
+	audit := 0 // audit entries sent so far
 	lastProgress, idleSince := time.Time{}, time.Now()
 	tick := time.NewTicker(describeEvery)
 	defer tick.Stop()
@@ -258,7 +269,15 @@ func (h *hub) run(id string, f *follower) {
 		}
 		if s != state && s != "" {
 			state = s
-			f.add(Event{State: state})
+			e := Event{State: state, AuditFrom: audit}
+			qctx, qcancel := context.WithTimeout(ctx, auditWait)
+			st, err := h.src.Status(qctx, id)
+			qcancel()
+			if err == nil && len(st.Audit) > audit {
+				e.Transitions = st.Audit[audit:]
+				audit = len(st.Audit)
+			}
+			f.add(e)
 		}
 		if state == task.Running && time.Since(lastProgress) >= progressEvery {
 			lastProgress = time.Now()

@@ -40,7 +40,9 @@ func (s *Server) native(mux *http.ServeMux) {
 	h("GET "+APIPrefix+"/tasks/{id}/events", s.events)
 	h("GET "+APIPrefix+"/tasks/{id}/result", s.result)
 	h("GET "+APIPrefix+"/tasks/{id}/results", s.results)
-	h("POST "+APIPrefix+"/tasks/{id}/resubmit-failed", s.resubmit)
+	h("POST "+APIPrefix+"/tasks/{id}/resubmit-failed", s.resubmit(taskclient.ItemsFailed))
+	h("POST "+APIPrefix+"/tasks/{id}/resubmit-unanswered", s.resubmit(taskclient.ItemsUnanswered))
+	h("GET "+APIPrefix+"/usage", s.usageReport)
 	h("POST "+APIPrefix+"/tasks/{id}/attachments", s.attach)
 	for _, a := range []authz.Action{authz.Approve, authz.Reject, authz.Cancel, authz.Pause, authz.Resume, authz.SetPriority} {
 		h("POST "+APIPrefix+"/tasks/{id}/"+string(a), s.decide(a))
@@ -354,22 +356,26 @@ func (s *Server) decide(a authz.Action) func(http.ResponseWriter, *http.Request,
 	}
 }
 
-func (s *Server) resubmit(w http.ResponseWriter, r *http.Request, p principal) error {
-	id := taskID(r)
-	ti, _, err := s.authorize(r.Context(), p, id, authz.View)
-	if err != nil {
-		return err
+// resubmit starts a new task with the failed or unanswered items of a
+// task the caller may view, in its tenant, as the caller.
+func (s *Server) resubmit(which taskclient.Items) func(http.ResponseWriter, *http.Request, principal) error {
+	return func(w http.ResponseWriter, r *http.Request, p principal) error {
+		id := taskID(r)
+		ti, _, err := s.authorize(r.Context(), p, id, authz.View)
+		if err != nil {
+			return err
+		}
+		if err := p.Policy.Check(ti.Tenant, p.User, authz.Submit, p.User); err != nil {
+			return err
+		}
+		res, err := s.Tasks.Resubmit(r.Context(), id, p.User, which)
+		if err != nil {
+			return err
+		}
+		res.Task.Prompt = ""
+		writeJSON(w, http.StatusCreated, res)
+		return nil
 	}
-	if err := p.Policy.Check(ti.Tenant, p.User, authz.Submit, p.User); err != nil {
-		return err
-	}
-	res, err := s.Tasks.ResubmitFailed(r.Context(), id, p.User)
-	if err != nil {
-		return err
-	}
-	res.Task.Prompt = ""
-	writeJSON(w, http.StatusCreated, res)
-	return nil
 }
 
 // waitParam is the long-poll time a client asks for, at most max.

@@ -493,7 +493,7 @@ func (s *Server) batch(ctx context.Context, p principal, id string) (Batch, erro
 	if qerr == nil {
 		state = st.State
 		b.RequestCounts = st.Progress.Counts
-		b.Usage = usageOf(st)
+		b.Usage = batchUsage(st.Usage)
 		if b.CreatedAt == 0 && len(st.Audit) > 0 {
 			b.CreatedAt = st.Audit[0].Time.Unix()
 		}

@@ -239,14 +239,14 @@ func (s *Server) authorize(ctx context.Context, p principal, id string, a authz.
 }
 
 // errType is the stable type of err: a Temporal application error's, or
-// the project's own.
+// the project's own; never a name the SDK made up for an untyped error.
 func errType(err error) task.ErrorType {
 	var le *limitError
 	if errors.As(err, &le) {
 		return task.ErrorType(le.errorType())
 	}
 	var ae *temporal.ApplicationError
-	if errors.As(err, &ae) && ae.Type() != "" {
+	if errors.As(err, &ae) && task.ErrorType(ae.Type()).Known() {
 		return task.ErrorType(ae.Type())
 	}
 	return task.TypeOf(err)

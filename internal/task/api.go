@@ -125,6 +125,9 @@ type Input struct {
 	Prompt   string    `json:"prompt,omitempty"`
 	Source   ObjectRef `json:"source,omitempty"` // the uploaded JSONL, under the task's own prefix
 	Priority int       `json:"priority,omitempty"`
+	// Origin is the task this one was resubmitted from (its failed or
+	// unanswered items), if any.
+	Origin string `json:"origin,omitempty"`
 	// Assertion is the start assertion the API server signed over the
 	// task's ID, tenant, submitter, kind and input (internal/assertion's
 	// Start): the workflow runs nothing without it.
@@ -237,4 +240,6 @@ type Result struct {
 	Errors ObjectRef `json:"errors,omitempty"`
 	Report ObjectRef `json:"report,omitempty"`
 	Reason string    `json:"reason,omitempty"`
+	// Usage is the tokens of every answered item, summed.
+	Usage Usage `json:"usage,omitzero"`
 }

@@ -36,6 +36,19 @@ const (
 	HandBack ErrorType = "HandBack"
 )
 
+// types are the ErrorTypes above.
+var types = map[ErrorType]bool{
+	InvalidInput: true, UnknownTenant: true, PermissionDenied: true, ModelNotAllowed: true,
+	QuotaExceeded: true, ScreeningFailed: true, WrongState: true, Conflict: true, NotFound: true,
+	RateLimited: true, UpstreamUnavailable: true, ContextLengthExceeded: true, NoNode: true,
+	Fenced: true, CorruptPart: true, HandBack: true,
+}
+
+// Known reports whether t is one of the project's error types, rather
+// than a name the SDK made up for an untyped error (such as the Go type
+// of a wrapped error), which means nothing to a user.
+func (t ErrorType) Known() bool { return types[t] }
+
 // Error is an error with a stable type. Compare with errors.Is against the
 // sentinels below: errors.Is(err, task.ErrPermissionDenied).
 type Error struct {

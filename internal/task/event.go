@@ -17,6 +17,8 @@ const (
 	EventBatchFailed          = "batch.failed"
 	EventBatchCancelled       = "batch.cancelled"
 	EventBatchExpired         = "batch.expired"
+	EventTaskAwaitingApproval = "autoglm.task.awaiting_approval"
+	EventTaskApproved         = "autoglm.task.approved"
 	EventTaskRejected         = "autoglm.task.rejected"
 	EventAccessRequestDecided = "autoglm.access_request.decided"
 )

@@ -86,6 +86,11 @@ type Status struct {
 	// so a client watching the status exits as for any error of that type.
 	LastErrorType ErrorType    `json:"last_error_type,omitempty"`
 	Audit         []Transition `json:"audit"`
+	// Usage is the tokens of the answered items, once the output is
+	// merged (at the end, or with the partial output of a stopped task).
+	Usage Usage `json:"usage,omitzero"`
+	// Origin is the task this one was resubmitted from, if any.
+	Origin string `json:"origin,omitempty"`
 }
 
 // Screening is what the screen stage found.

@@ -55,6 +55,8 @@ type SubmitRequest struct {
 	Prompt    string
 	File      string // an OpenAI Batch JSONL file
 	Priority  int    // 1 (highest) to 5; 0: the server's default (3)
+	// Origin is the task a resubmit takes the items from.
+	Origin string
 	// Attach are files uploaded as the task's attachments before it
 	// starts (see Attach).
 	Attach        []string
@@ -75,7 +77,7 @@ func NewID() string {
 // is a Conflict, and nothing is uploaded to or attached to that task. It
 // returns the input the workflow started with.
 func (c *Client) Submit(ctx context.Context, r SubmitRequest) (task.Input, error) {
-	in := task.Input{ID: r.ID, Tenant: r.Tenant, Submitter: r.Submitter, Model: r.Model, Priority: r.Priority, Kind: task.KindPrompt}
+	in := task.Input{ID: r.ID, Tenant: r.Tenant, Submitter: r.Submitter, Model: r.Model, Priority: r.Priority, Kind: task.KindPrompt, Origin: r.Origin}
 	if in.Priority == 0 {
 		in.Priority = task.DefaultPriority
 	}

@@ -94,7 +94,8 @@ func (r *receiver) event(id string) (received, bool) {
 	return rc, ok
 }
 
-// webhookPolicy is a tenant that subscribes the receiver to batch events.
+// webhookPolicy is a tenant that subscribes the receiver to batch and
+// approval events.
 func webhookPolicy(t *testing.T, url string) string {
 	t.Helper()
 	p := fmt.Sprintf(`tenants:
@@ -107,7 +108,7 @@ func webhookPolicy(t *testing.T, url string) string {
         url: %s
         allow_loopback: true # the test's receiver is on this machine, over http
         secret_env: FLEET_TEST_WEBHOOK_SECRET
-        events: [batch.completed, batch.failed, batch.cancelled, batch.expired]
+        events: [batch.completed, batch.failed, batch.cancelled, batch.expired, autoglm.task.awaiting_approval, autoglm.task.approved, autoglm.task.rejected]
 `, url)
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(path, []byte(p), 0o644); err != nil {

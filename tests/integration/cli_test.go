@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/batch"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
@@ -28,9 +29,10 @@ func TestCLIExitCodesAndJSON(t *testing.T) {
 	startWorker(t, workerOptions{})
 
 	out, code := autoglm(t, "submit", "--as", "alice", "--json", "--model", "glm-4-test", "--wait", "What is a durable workflow?")
-	var st task.Status
-	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.State != task.Completed {
-		t.Fatalf("submit --wait --json: exit %d, status %+v, output %q", code, st, out)
+	// A prompt's --wait --json is its whole output line.
+	var line batch.OutputLine
+	if code != 0 || json.Unmarshal([]byte(out), &line) != nil || line.Response == nil || line.Response.StatusCode != 200 {
+		t.Fatalf("submit --wait --json: exit %d, output %q", code, out)
 	}
 
 	// A batch over the auto-approve limit waits for a reviewer.

@@ -88,8 +88,13 @@ func TestKilledWorkerLosesNothingAndDuplicatesNothing(t *testing.T) {
 		t.Errorf("output.jsonl and errors.jsonl hold %d lines; want %d", lines, total)
 	}
 	checkAnswers(t, out, in.bodies)
-	if st := status(t, ctx, id); st.Attempts < 3 {
+	st := status(t, ctx, id)
+	if st.Attempts < 3 {
 		t.Errorf("the status counts %d attempts; want at least 3 (two kills)", st.Attempts)
+	}
+	// Tokens too, across the kills: those of the output, none twice.
+	if want := outputUsage(t, out); want.TotalTokens == 0 || res.Usage != want || st.Usage != want {
+		t.Errorf("usage: result %+v, status %+v; the output's sum is %+v", res.Usage, st.Usage, want)
 	}
 	fmt.Printf("kill test: %d lines, %d lost, %d duplicated, killed at %d and %d\n", len(out)+len(errs), lost, dup, killedAt[0], killedAt[1])
 }

@@ -48,4 +48,9 @@ func TestLargeBatchRunsAsShardsOnTwoNodes(t *testing.T) {
 		}
 	}
 	checkAnswers(t, out, in.bodies)
+	// The tokens of the three shards add up to those of the merged output.
+	want := outputUsage(t, out)
+	if want.TotalTokens == 0 || res.Usage != want || st.Usage != want {
+		t.Errorf("usage: result %+v, status %+v; the output's sum is %+v", res.Usage, st.Usage, want)
+	}
 }

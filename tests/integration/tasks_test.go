@@ -287,3 +287,18 @@ func artifact(t *testing.T, st task.Status, name string) task.ObjectRef {
 	t.Fatalf("task %s has no artifact %s among %v", st.ID, name, st.Artifacts)
 	return task.ObjectRef{}
 }
+
+// outputUsage is the sum of response.body.usage over output lines: the
+// tokens a task's totals must equal.
+func outputUsage(t *testing.T, out []batch.OutputLine) task.Usage {
+	t.Helper()
+	var sum task.Usage
+	for _, ol := range out {
+		var body struct{ Usage task.Usage }
+		if ol.Response == nil || json.Unmarshal(ol.Response.Body, &body) != nil {
+			t.Fatalf("output line %s has no response body", ol.CustomID)
+		}
+		sum.Add(body.Usage)
+	}
+	return sum
+}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/batch"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
 )
@@ -69,8 +70,9 @@ func TestCLIThroughServer(t *testing.T) {
 	}
 
 	out, code = autoglm(t, ctx, alice, "", "submit", "--model", "glm-4-test", "--wait", "--json", "one line on durable execution")
-	var res task.Result
-	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.State != task.Completed {
+	// A prompt's --wait --json is its whole output line.
+	var line batch.OutputLine
+	if code != 0 || json.Unmarshal([]byte(out), &line) != nil || line.Response == nil || line.Response.StatusCode != 200 {
 		t.Fatalf("submit --wait: exit %d: %s", code, out)
 	}
 
@@ -135,10 +137,13 @@ func TestCLIThroughServer(t *testing.T) {
 	// Attachments go through the server too, and only to one's own task.
 	spec := filepath.Join(t.TempDir(), "spec.txt")
 	os.WriteFile(spec, []byte("the spec of the thing to review\n"), 0o644)
-	out, code = autoglm(t, ctx, alice, "", "submit", "--model", "glm-4-test", "--attach", spec, "--wait", "--json", "review the attached spec")
+	out, code = autoglm(t, ctx, alice, "", "submit", "--model", "glm-4-test", "--attach", spec, "--json", "review the attached spec")
 	var done struct{ ID string }
 	if code != 0 || json.Unmarshal([]byte(out), &done) != nil {
-		t.Fatalf("submit --attach --wait: exit %d: %s", code, out)
+		t.Fatalf("submit --attach: exit %d: %s", code, out)
+	}
+	if _, code := autoglm(t, ctx, alice, "", "watch", done.ID); code != 0 {
+		t.Fatalf("watch of the task with an attachment: exit %d", code)
 	}
 	dir = filepath.Join(t.TempDir(), "attached")
 	if _, code := autoglm(t, ctx, alice, "", "results", done.ID, "--dir", dir); code != 0 {

@@ -25,6 +25,7 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
+	"github.com/autoglm-flow/autoglm-flow/internal/metrics"
 	"github.com/autoglm-flow/autoglm-flow/internal/model/testhub"
 	"github.com/autoglm-flow/autoglm-flow/internal/server"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
@@ -33,11 +34,13 @@ import (
 
 const bucket = "autoglm"
 
-// users and their roles: tenant demo as in the default policy, and a
-// second tenant, acme, whose user zed must never read demo's tasks.
+// users and their roles: tenant demo as in the default policy, a second
+// tenant, acme, whose user zed must never read demo's tasks, brief,
+// whose approvals expire in seconds, and metered, allowed one token a day;
+// oscar operates every tenant, so he may read the server's metrics.
 var users = map[string]string{ // user -> tenant of their key
 	"alice": "demo", "dave": "demo", "bob": "demo", "rita": "demo",
-	"olga": "demo", "carol": "demo", "aldo": "demo", "zed": "acme",
+	"olga": "demo", "carol": "demo", "aldo": "demo", "zed": "acme", "oscar": "demo",
 }
 
 const policyYAML = `tenants:
@@ -51,6 +54,7 @@ const policyYAML = `tenants:
       olga: [operator]
       carol: [admin]
       aldo: [auditor]
+      oscar: [operator]
     quorum: 1
     approval_deadline: 24h
     auto_approve_max_requests: 10
@@ -58,7 +62,25 @@ const policyYAML = `tenants:
     models: [glm-4-test]
     users:
       zed: [admin, submitter]
+      oscar: [operator]
     auto_approve_max_requests: 10
+  brief:
+    models: [glm-4-test]
+    users:
+      alice: [submitter]
+      bob: [reviewer]
+      carol: [admin]
+      oscar: [operator]
+    approval_deadline: 3s
+    auto_approve_max_requests: 10
+  metered:
+    models: [glm-4-test]
+    users:
+      alice: [submitter]
+      carol: [admin]
+      oscar: [operator]
+    auto_approve_max_requests: 10
+    quotas: {max_tokens_per_day: 1}
 access:
   upstreams: [trusted]
   licences: [apache-2.0]
@@ -78,6 +100,8 @@ var suite struct {
 	url          string // the API server's root
 	keys         map[string]string
 	worker       *testenv.InProcess
+	// workerMetrics is the address of the worker's /metrics.
+	workerMetrics string
 }
 
 func TestMain(m *testing.M) {
@@ -129,6 +153,14 @@ func setUp(e *testenv.Env) error {
 	log.SetLevel(logrus.WarnLevel)
 	suite.tasks = &taskclient.Client{Temporal: suite.Temporal, Store: suite.Store, Signer: e.Signer}
 	suite.api = &server.Server{Tasks: suite.tasks, Policy: src, TempDir: suite.Dir, Log: log}
+	m, err := metrics.New()
+	if err != nil {
+		return err
+	}
+	if err := m.RegisterServer(suite.api.MetricsSources()); err != nil {
+		return err
+	}
+	suite.api.Metrics = m.Handler()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -153,6 +185,14 @@ func startWorker(node string) (*testenv.InProcess, error) {
 		return nil, err
 	}
 	cfg.Node = node
+	// Its /metrics on a free loopback port, for the metrics test.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	cfg.HealthAddr = ln.Addr().String()
+	ln.Close()
+	suite.workerMetrics = cfg.HealthAddr
 	return testenv.RunWorker(cfg, filepath.Join(suite.Dir, "worker-"+node+".log"), 2*time.Minute)
 }
 

@@ -252,7 +252,7 @@ func TestOpenAIShapes(t *testing.T) {
 		_ = json.Unmarshal([]byte(line), &l)
 		sum += l.Response.Body.Usage.TotalTokens
 	}
-	if bt.Usage.TotalTokens != 0 && bt.Usage.TotalTokens != sum {
+	if sum == 0 || bt.Usage.TotalTokens != sum || bt.Usage.InputTokens+bt.Usage.OutputTokens != sum {
 		t.Errorf("batch usage %+v; the output's answers used %d tokens", *bt.Usage, sum)
 	}
 	t.Logf("batch usage %+v; output total %d", *bt.Usage, sum)
