@@ -76,7 +76,8 @@ FUZZ_TARGETS := \
 	./internal/assertion:FuzzVerify \
 	./internal/webhook:FuzzCheckURL \
 	./internal/webhook:FuzzCheckAddr \
-	./internal/server:FuzzAttachmentName
+	./internal/server:FuzzAttachmentName \
+	./internal/model:FuzzParseListing
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

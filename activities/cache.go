@@ -18,15 +18,22 @@ type EnsureModelInput struct {
 // StoreSource reads mirrored models from the bucket, for a node's cache.
 type StoreSource struct{ Store storage.Store }
 
+// maxMetaBytes bounds a cache.meta read from the bucket.
+const maxMetaBytes = 16 << 20
+
 // Meta reads models/<name>/<revision>/cache.meta.
 func (s StoreSource) Meta(ctx context.Context, name, revision string) (task.CacheMeta, error) {
+	return s.read(ctx, task.ModelPrefix(name, revision)+task.CacheMetaName)
+}
+
+func (s StoreSource) read(ctx context.Context, key string) (task.CacheMeta, error) {
 	var m task.CacheMeta
-	r, _, err := s.Store.Get(ctx, task.ModelPrefix(name, revision)+task.CacheMetaName)
+	r, _, err := s.Store.Get(ctx, key)
 	if err != nil {
 		return m, err
 	}
 	defer r.Close()
-	err = json.NewDecoder(r).Decode(&m)
+	err = json.NewDecoder(io.LimitReader(r, maxMetaBytes)).Decode(&m)
 	return m, err
 }
 

@@ -42,21 +42,29 @@ func (m *Mirror) stagingDir() (string, error) {
 	return dir, os.MkdirAll(dir, 0o700)
 }
 
-// ListModelFilesResult names a revision's files.
+// ListModelFilesResult names a revision's commit and files.
 type ListModelFilesResult struct {
-	Files []task.ModelFile `json:"files"`
+	// Commit is empty in histories recorded before the listing resolved
+	// one; their files are copied at the revision.
+	Commit string           `json:"commit,omitempty"`
+	Files  []task.ModelFile `json:"files"`
 }
 
-// ListModelFiles asks the upstream for a revision's files and their sha256.
+// ListModelFiles resolves a revision to its commit and asks the upstream
+// for its files and their sha256, once the model name is known to be
+// free or bound to this repository.
 func (m *Mirror) ListModelFiles(ctx context.Context, in task.MirrorInput) (ListModelFilesResult, error) {
 	if err := in.Validate(); err != nil {
 		return ListModelFilesResult{}, asApplicationError(err)
 	}
-	files, err := m.Upstream.List(ctx, in.Upstream, in.Repo, in.Revision)
+	if err := checkOrigin(ctx, m.Store, in); err != nil {
+		return ListModelFilesResult{}, asApplicationError(err)
+	}
+	l, err := m.Upstream.List(ctx, in.Upstream, in.Repo, in.Revision)
 	if err != nil {
 		return ListModelFilesResult{}, asApplicationError(err)
 	}
-	return ListModelFilesResult{Files: files}, nil
+	return ListModelFilesResult{Commit: l.Commit, Files: l.Files}, nil
 }
 
 // MirrorFileInput is one file to copy.
@@ -76,11 +84,14 @@ type MirrorFileResult struct {
 	Resumes int   `json:"resumes,omitempty"`
 }
 
-// MirrorModelFile copies one file into models/<name>/<revision>/: it is
-// downloaded to a staging file (resumed with Range requests, hashed as it
-// arrives and checked against the upstream's sha256), then uploaded
-// resumably in parts, with the sha256 kept as the object's metadata so a
-// later run can tell the copy is verified and skip it.
+// MirrorModelFile copies one file into models/<name>/<revision>/ from
+// the upstream at the input's commit: streamed to the bucket with its
+// sha256 declared, so the store completes the upload only if the bytes
+// match; or, when that breaks, downloaded to a staging file (resumed with
+// Range requests, hashed as it arrives) and uploaded resumably, declared
+// the same way. The object's metadata then holds the verified sha256, so
+// a later run can skip it. A model name bound to another repository is
+// refused before any byte moves.
 func (m *Mirror) MirrorModelFile(ctx context.Context, in MirrorFileInput) (MirrorFileResult, error) {
 	res, err := m.CopyFile(ctx, in, func(n int64) { activity.RecordHeartbeat(ctx, n) })
 	return res, asApplicationError(err)
@@ -95,10 +106,13 @@ func (m *Mirror) CopyFile(ctx context.Context, in MirrorFileInput, progress func
 	if err := task.CheckModelFileName(in.File.Name); err != nil {
 		return MirrorFileResult{}, err
 	}
+	if err := claimOrigin(ctx, m.Store, in.Model); err != nil {
+		return MirrorFileResult{}, err
+	}
 	key := task.ModelPrefix(in.Model.Name, in.Model.Revision) + in.File.Name
 	ref := task.ObjectRef{Bucket: m.Store.Bucket(), Key: key, Size: in.File.Size, SHA256: in.File.SHA256}
 	switch info, err := m.Store.Stat(ctx, key); {
-	case err == nil && info.Size == in.File.Size && (info.Metadata[storage.MetaSHA256] == in.File.SHA256 || info.Metadata[metaVerified] == in.File.SHA256):
+	case err == nil && info.Size == in.File.Size && info.SHA256 == in.File.SHA256:
 		return MirrorFileResult{ObjectRef: ref, Skipped: true}, nil
 	case err == nil:
 		// A copy that does not verify (an older revision's file under the
@@ -125,12 +139,12 @@ func (m *Mirror) CopyFile(ctx context.Context, in MirrorFileInput, progress func
 		_ = os.Remove(staged)
 		return MirrorFileResult{ObjectRef: ref}, nil
 	}
-	d, err := m.Upstream.Download(ctx, m.Upstream.FileURL(in.Model.Upstream, in.Model.Repo, in.Model.Revision, in.File.Name), staged, in.File, heartbeat)
+	d, err := m.download(ctx, in, staged, heartbeat)
 	if err != nil {
 		return MirrorFileResult{}, err
 	}
 	_, err = storage.UploadFile(ctx, m.Store, key, staged, storage.UploadOptions{
-		PutOptions: storage.PutOptions{ContentType: "application/octet-stream", Metadata: map[string]string{"revision": in.Model.Revision}},
+		PutOptions: m.putOptions(in),
 		StateDir:   filepath.Join(dir, "uploads"),
 		Progress:   func(done, _ int64) { heartbeat(in.File.Size + done) },
 	})
@@ -141,22 +155,53 @@ func (m *Mirror) CopyFile(ctx context.Context, in MirrorFileInput, progress func
 	return MirrorFileResult{ObjectRef: ref, Reused: d.Reused, Resumes: d.Resumes}, nil
 }
 
-// metaVerified is the user metadata of a file copied in one stream: the
-// sha256 it was checked against before its upload was allowed to complete.
-const metaVerified = "verified-sha256"
+// fileURL is where the file is downloaded from: the upstream at the
+// commit, or at the revision for inputs recorded without one.
+func (m *Mirror) fileURL(in MirrorFileInput) string {
+	return m.Upstream.FileURL(in.Model.Upstream, in.Model.Repo, orDefault(in.Model.Commit, in.Model.Revision), in.File.Name)
+}
+
+// putOptions declare the file's sha256 to the store, which refuses to
+// complete an upload whose bytes do not match it.
+func (m *Mirror) putOptions(in MirrorFileInput) storage.PutOptions {
+	meta := map[string]string{"revision": in.Model.Revision}
+	if in.Model.Commit != "" {
+		meta["commit"] = in.Model.Commit
+	}
+	return storage.PutOptions{ContentType: "application/octet-stream", Metadata: meta, SHA256: in.File.SHA256}
+}
+
+// download stages the file, resuming what an earlier attempt staged. A
+// file that does not hash to its sha256 is fetched once more from its
+// first byte, which a broken proxy's flipped byte survives; if the
+// second copy does not match either, the upstream serves other bytes than
+// it listed, and the copy is refused for good.
+func (m *Mirror) download(ctx context.Context, in MirrorFileInput, staged string, progress func(int64)) (model.Downloaded, error) {
+	url := m.fileURL(in)
+	d, err := m.Upstream.Download(ctx, url, staged, in.File, progress)
+	if !errors.Is(err, model.ErrChecksum) {
+		return d, err
+	}
+	d, err = m.Upstream.Download(ctx, url, staged, in.File, progress)
+	if errors.Is(err, model.ErrChecksum) {
+		return d, task.Errorf(task.ScreeningFailed, "mirror: %s@%s serves %s twice with other bytes than it listed: %v", in.Model.Repo, orDefault(in.Model.Commit, in.Model.Revision), in.File.Name, err)
+	}
+	return d, err
+}
 
 // stream is the fast path of a fresh copy: the download goes to the bucket
 // as it arrives (a multipart upload, parts in flight while the next ones
-// download), and to the staging file and the hash beside it. The upload
-// completes only if the last byte hashes to the upstream's sha256; a
-// broken stream aborts it, and the staged bytes let the slow path resume
+// download), and to the staging file beside it. The store reads exactly
+// the listed size and completes the upload only if those bytes hash to
+// the declared sha256, whenever the body reports its end; a broken or
+// refused stream aborts it, and the staged bytes let the slow path go on
 // with Range requests. done is false when the fast path did not apply or
 // did not finish.
 func (m *Mirror) stream(ctx context.Context, in MirrorFileInput, key, staged string, progress func(int64)) (done bool, err error) {
 	if fi, err := os.Stat(staged); err == nil && fi.Size() > 0 {
 		return false, nil // an earlier attempt staged bytes: resume from them
 	}
-	body, _, err := m.Upstream.Open(ctx, m.Upstream.FileURL(in.Model.Upstream, in.Model.Repo, in.Model.Revision, in.File.Name), 0)
+	body, _, err := m.Upstream.Open(ctx, m.fileURL(in), 0)
 	if err != nil {
 		return false, err
 	}
@@ -166,50 +211,22 @@ func (m *Mirror) stream(ctx context.Context, in MirrorFileInput, key, staged str
 		return false, err
 	}
 	defer f.Close()
-	h := sha256.New()
 	var n int64
 	tee := io.TeeReader(body, writerFunc(func(p []byte) (int, error) {
 		if _, err := f.Write(p); err != nil {
 			return 0, err
 		}
-		h.Write(p)
 		n += int64(len(p))
 		progress(n)
 		return len(p), nil
 	}))
-	vr := &verifyingReader{r: tee, check: func() error {
-		if got := hex.EncodeToString(h.Sum(nil)); n != in.File.Size || got != in.File.SHA256 {
-			return fmt.Errorf("%w: %s is %d bytes with sha256 %s, the upstream lists %d bytes with %s", model.ErrChecksum, in.File.Name, n, got, in.File.Size, in.File.SHA256)
-		}
-		return nil
-	}}
-	_, err = m.Store.Put(ctx, key, vr, in.File.Size, storage.PutOptions{
-		ContentType: "application/octet-stream",
-		Metadata:    map[string]string{"revision": in.Model.Revision, metaVerified: in.File.SHA256},
-	})
+	_, err = m.Store.Put(ctx, key, tee, in.File.Size, m.putOptions(in))
 	return err == nil, err
 }
 
 type writerFunc func([]byte) (int, error)
 
 func (w writerFunc) Write(p []byte) (int, error) { return w(p) }
-
-// verifyingReader turns its reader's EOF into check's error, so that an
-// upload of bytes that do not verify never completes.
-type verifyingReader struct {
-	r     io.Reader
-	check func() error
-}
-
-func (v *verifyingReader) Read(p []byte) (int, error) {
-	n, err := v.r.Read(p)
-	if err == io.EOF {
-		if cerr := v.check(); cerr != nil {
-			return n, cerr
-		}
-	}
-	return n, err
-}
 
 // WriteModelMetaInput is a mirrored revision's files.
 type WriteModelMetaInput struct {
@@ -220,9 +237,13 @@ type WriteModelMetaInput struct {
 }
 
 // WriteModelMeta writes the revision's cache.meta, which nodes read to
-// bring the model into their cache and to verify it there.
+// bring the model into their cache and to verify it there; never for a
+// name bound to another repository.
 func (m *Mirror) WriteModelMeta(ctx context.Context, in WriteModelMetaInput) (task.ObjectRef, error) {
-	meta := task.CacheMeta{Name: in.Model.Name, Repo: in.Model.Repo, Revision: in.Model.Revision, Files: in.Files, FetchedAt: in.FetchedAt}
+	if err := claimOrigin(ctx, m.Store, in.Model); err != nil {
+		return task.ObjectRef{}, asApplicationError(err)
+	}
+	meta := task.CacheMeta{Name: in.Model.Name, Repo: in.Model.Repo, Revision: in.Model.Revision, Commit: in.Model.Commit, Files: in.Files, FetchedAt: in.FetchedAt}
 	b, err := json.MarshalIndent(meta, "", "  ")
 	if err != nil {
 		return task.ObjectRef{}, err

@@ -10,7 +10,7 @@ import (
 )
 
 func (c *cli) modelsCmd() *cobra.Command {
-	models := &cobra.Command{Use: "models", Short: "Bring models in: access requests (anyone asks, reviewers decide) and mirrors (operators)"}
+	models := &cobra.Command{Use: "models", Short: "Bring models in: access requests (anyone asks, reviewers decide) and mirrors (fleet operators)"}
 	var req task.AccessRequest
 	request := &cobra.Command{
 		Use:   "request NAME --repo OWNER/NAME [--revision REV] --reason WHY",
@@ -77,7 +77,7 @@ func (c *cli) modelsCmd() *cobra.Command {
 	var mir task.MirrorInput
 	mirrorCmd := &cobra.Command{
 		Use:   "mirror NAME --repo OWNER/NAME [--revision REV]",
-		Short: "Copy a model into the bucket, verified, without a review (operators); it allows the model for no tenant",
+		Short: "Copy a model into the bucket, verified, without a review (fleet operators); it allows the model for no tenant",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ops, err := c.ops(cmd)
@@ -115,6 +115,10 @@ func accessText(st task.AccessStatus) string {
 	}
 	for _, t := range st.Audit {
 		fmt.Fprintf(&b, "  %s  %-18s %-10s %s\n", t.Time.Format("15:04:05"), t.To, t.Actor, t.Reason)
+	}
+	if st.State == task.Completed && st.Mirror.Revision != "" {
+		// The mirror is kept under the screened commit: what nodes load.
+		fmt.Fprintf(&b, "mirrored at %s; bring it into nodes with: autoglm fleet exec --arg model=%s@%s ensure-model\n", st.Mirror.Revision, st.Model, st.Mirror.Revision)
 	}
 	return strings.TrimRight(b.String(), "\n")
 }

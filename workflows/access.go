@@ -58,10 +58,14 @@ func (w *accessRun) run(ctx workflow.Context) error {
 	if sc.Refused != "" {
 		return w.refuse(ctx, "screening", sc.Refused)
 	}
-	w.move(ctx, task.Screened, task.StageSecurityAudit, "screening", fmt.Sprintf("%s licence, %d files, %d bytes", sc.Licence, len(sc.Files), sc.Bytes))
+	found := fmt.Sprintf("%s licence, %d files, %d bytes", sc.Licence, len(sc.Files), sc.Bytes)
+	if sc.Commit != "" {
+		found += " at commit " + sc.Commit
+	}
+	w.move(ctx, task.Screened, task.StageSecurityAudit, "screening", found)
 
 	var audit activities.AuditResult
-	if err := workflow.ExecuteActivity(actx, mirror.AuditModelFiles, activities.AuditInput{Request: w.req, Files: sc.Files}).Get(ctx, &audit); err != nil {
+	if err := workflow.ExecuteActivity(actx, mirror.AuditModelFiles, activities.AuditInput{Request: w.req, Files: sc.Files, Commit: sc.Commit}).Get(ctx, &audit); err != nil {
 		return err
 	}
 	w.status.Findings = audit.Findings
@@ -88,17 +92,40 @@ func (w *accessRun) run(ctx workflow.Context) error {
 	w.move(ctx, task.Approved, task.StageNotification, w.decision.Actor, orDefault(w.decision.Reason, "approved"))
 	w.notify(ctx)
 
-	w.move(ctx, task.Running, task.StageMirror, "autoglm", "mirroring "+w.req.Model.Repo+"@"+w.req.Model.Revision)
-	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: task.MirrorWorkflowID(w.req.Model.Name, w.req.Model.Revision)})
-	if err := workflow.ExecuteChildWorkflow(cctx, task.MirrorWorkflowType, w.req.Model).Get(ctx, &w.status.Mirror); err != nil {
+	in := screened(w.req.Model, sc)
+	w.move(ctx, task.Running, task.StageMirror, "autoglm", "mirroring "+in.Repo+"@"+in.Revision)
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: mirrorID(in, sc)})
+	if err := workflow.ExecuteChildWorkflow(cctx, task.MirrorWorkflowType, in).Get(ctx, &w.status.Mirror); err != nil {
 		return err
 	}
 	var ref task.ObjectRef
-	if err := workflow.ExecuteActivity(actx, mirror.AllowModel, activities.AllowModelInput{Request: w.req, Approver: w.decision.Actor, Mirror: w.status.Mirror}).Get(ctx, &ref); err != nil {
+	if err := workflow.ExecuteActivity(actx, mirror.AllowModel, activities.AllowModelInput{Request: w.req, Approver: w.decision.Actor, Mirror: w.status.Mirror, Commit: sc.Commit}).Get(ctx, &ref); err != nil {
 		return err
 	}
 	w.move(ctx, task.Completed, task.StageMirror, "autoglm", fmt.Sprintf("mirrored (%d files, %d bytes) and allowed for tenant %s", w.status.Mirror.Files, w.status.Mirror.Bytes, w.req.Tenant))
 	return nil
+}
+
+// screened is the mirror of what screening recorded: exactly its files,
+// at its commit, kept under the commit (models/<name>/<commit>/), so what
+// was reviewed is what nodes load. Histories recorded before screening
+// resolved a commit mirror the requested revision, as they did.
+func screened(m task.MirrorInput, sc activities.ScreenAccessResult) task.MirrorInput {
+	if sc.Commit == "" {
+		return m
+	}
+	m.Revision, m.Commit, m.Files = sc.Commit, sc.Commit, sc.Files
+	return m
+}
+
+// mirrorID is the child's workflow ID. Requests screened before the
+// commit was resolved started their mirror under the ID of that time,
+// which replay must find again.
+func mirrorID(in task.MirrorInput, sc activities.ScreenAccessResult) string {
+	if sc.Commit == "" {
+		return "mirror-" + in.Name + "-" + in.Revision
+	}
+	return task.MirrorWorkflowID(in.Name, in.Revision)
 }
 
 // refuse ends the request REJECTED by actor (a stage or a reviewer) and
@@ -160,6 +187,9 @@ func (w *accessRun) registerHandlers(ctx workflow.Context) error {
 				}
 				if w.status.State != task.AwaitingApproval || w.decision != nil {
 					return asUpdateError(task.Errorf(task.WrongState, "access request %s is %s, not awaiting review", w.req.ID, w.status.State))
+				}
+				if err := req.CheckReason(); err != nil {
+					return asUpdateError(err)
 				}
 				if d.action == authz.Reject && req.Reason == "" {
 					return asUpdateError(task.Errorf(task.InvalidInput, "a rejection needs a reason"))

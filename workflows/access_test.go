@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"context"
 	"crypto/ed25519"
 	"strings"
 	"sync"
@@ -122,5 +123,82 @@ func TestAccessRejectionCarriesItsReason(t *testing.T) {
 	last := st.Audit[len(st.Audit)-1]
 	if st.State != task.Rejected || st.Reason != "licence not for commercial use" || last.Actor != "bob" {
 		t.Fatalf("rejected request: %+v", st)
+	}
+}
+
+// TestAccessDecisionReasonIsCapped: as for tasks, a decision whose reason
+// is over the limit is refused before it reaches the history.
+func TestAccessDecisionReasonIsCapped(t *testing.T) {
+	env := accessEnv(t)
+	var longErr error
+	env.RegisterDelayedCallback(func() {
+		env.UpdateWorkflow(task.UpdateReject, "u1", &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { longErr = err }, OnAccept: func() {}, OnComplete: func(any, error) {},
+		}, signAccess(env, task.UpdateReject, task.DecisionRequest{Actor: "bob", Reason: strings.Repeat("x", task.MaxReasonBytes+1)}))
+		env.UpdateWorkflow(task.UpdateReject, "u2", &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { t.Errorf("a reason at the limit refused: %v", err) }, OnAccept: func() {}, OnComplete: func(any, error) {},
+		}, signAccess(env, task.UpdateReject, task.DecisionRequest{Actor: "bob", Reason: strings.Repeat("y", task.MaxReasonBytes)}))
+	}, time.Minute)
+	env.ExecuteWorkflow(task.AccessWorkflowType, accessReq)
+	var st task.AccessStatus
+	if err := env.GetWorkflowResult(&st); err != nil {
+		t.Fatal(err)
+	}
+	if longErr == nil || !strings.Contains(longErr.Error(), "byte limit") {
+		t.Fatalf("a %d-byte reason: %v; want refused", task.MaxReasonBytes+1, longErr)
+	}
+	if st.State != task.Rejected || len(st.Reason) != task.MaxReasonBytes {
+		t.Fatalf("request %s with a %d-byte reason; want REJECTED with the whole reason", st.State, len(st.Reason))
+	}
+}
+
+// TestAccessMirrorsWhatScreeningRecorded: on approval the mirror gets
+// exactly the screened files at the screened commit, under the commit,
+// without listing the upstream again, and the grant binds that commit.
+func TestAccessMirrorsWhatScreeningRecorded(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(ModelAccessWorkflow, workflow.RegisterOptions{Name: task.AccessWorkflowType})
+	env.RegisterWorkflowWithOptions(MirrorWorkflow, workflow.RegisterOptions{Name: task.MirrorWorkflowType})
+	m := &activities.Mirror{}
+	env.RegisterActivity(m)
+	env.RegisterActivity(&activities.Activities{})
+	commit := strings.Repeat("c", 40)
+	files := []task.ModelFile{{Name: "m.safetensors", Size: 10, SHA256: strings.Repeat("a", 64)}}
+	env.OnActivity(m.ScreenAccessRequest, mock.Anything, mock.Anything).Return(activities.ScreenAccessResult{
+		Licence: "mit", Bytes: 10, Commit: commit, Files: files, ReviewDeadline: time.Hour,
+	}, nil)
+	env.OnActivity(m.AuditModelFiles, mock.Anything, mock.MatchedBy(func(in activities.AuditInput) bool { return in.Commit == commit })).Return(activities.AuditResult{}, nil)
+	env.OnActivity((&activities.Activities{}).EmitEvent, mock.Anything, mock.Anything).Return(activities.EmitEventResult{}, nil)
+	var copied []activities.MirrorFileInput
+	env.OnActivity(m.MirrorModelFile, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.MirrorFileInput) (activities.MirrorFileResult, error) {
+		copied = append(copied, in)
+		return activities.MirrorFileResult{ObjectRef: task.ObjectRef{Size: in.File.Size}}, nil
+	})
+	var meta activities.WriteModelMetaInput
+	env.OnActivity(m.WriteModelMeta, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.WriteModelMetaInput) (task.ObjectRef, error) {
+		meta = in
+		return task.ObjectRef{}, nil
+	})
+	var grant activities.AllowModelInput
+	env.OnActivity(m.AllowModel, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AllowModelInput) (task.ObjectRef, error) {
+		grant = in
+		return task.ObjectRef{}, nil
+	})
+	env.RegisterDelayedCallback(func() {
+		env.UpdateWorkflow(task.UpdateApprove, "u1", &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { t.Errorf("bob's approval refused: %v", err) }, OnAccept: func() {}, OnComplete: func(any, error) {},
+		}, signAccess(env, task.UpdateApprove, task.DecisionRequest{Actor: "bob"}))
+	}, time.Minute)
+	env.ExecuteWorkflow(task.AccessWorkflowType, accessReq)
+	var st task.AccessStatus
+	if err := env.GetWorkflowResult(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st.State != task.Completed || len(copied) != 1 || copied[0].File != files[0] || copied[0].Model.Commit != commit || copied[0].Model.Revision != commit {
+		t.Fatalf("approved request %s copied %+v; want exactly the screened file at commit %s", st.State, copied, commit)
+	}
+	if meta.Model.Commit != commit || len(meta.Files) != 1 || grant.Commit != commit || st.Mirror.Revision != commit {
+		t.Fatalf("cache.meta %+v, grant %+v, mirror %+v; want all bound to commit %s", meta, grant, st.Mirror, commit)
 	}
 }

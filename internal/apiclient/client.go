@@ -421,7 +421,7 @@ func (c *Client) Attach(ctx context.Context, tenant, id, path string) (taskclien
 	return a, err
 }
 
-// Nodes lists the fleet's nodes (operators and admins).
+// Nodes lists the fleet's nodes (fleet operators).
 func (c *Client) Nodes(ctx context.Context) ([]fleetclient.NodeView, error) {
 	var out struct {
 		Nodes []fleetclient.NodeView `json:"nodes"`
@@ -453,7 +453,7 @@ func (c *Client) Exec(ctx context.Context, cmd task.FleetCommand) (task.FleetRes
 	return res, err
 }
 
-// Mirror copies a model revision into the bucket (operators and admins)
+// Mirror copies a model revision into the bucket (fleet operators)
 // and waits for it.
 func (c *Client) Mirror(ctx context.Context, in task.MirrorInput) (task.MirrorResult, error) {
 	var res task.MirrorResult

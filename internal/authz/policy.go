@@ -65,6 +65,8 @@ type Policy struct {
 	Screening Screening         `yaml:"screening"`
 	// Access screens requests for new models (see access.go).
 	Access AccessRules `yaml:"access"`
+	// Fleet names who runs the fleet (see fleet.go).
+	Fleet FleetRules `yaml:"fleet"`
 	// APIKeys are the API server's keys, stored hashed (see keys.go).
 	APIKeys []APIKey `yaml:"api_keys"`
 	// Sensitive names what the API server masks for roles not allowed to

@@ -92,15 +92,16 @@ func (c *Client) AccessStatus(ctx context.Context, user, id string) (task.Access
 	return st, nil
 }
 
-// Mirror copies a model revision into the bucket as user (an operator or
-// admin: it needs no review, and allows the model for no tenant) and
-// waits for it. A second call for the same revision skips the files
-// already verified.
+// Mirror copies a model revision into the bucket as user (a fleet
+// operator: it needs no review, and allows the model for no tenant) and
+// waits for it. The mirror resolves the revision to its commit and copies
+// that listing; a caller cannot hand it a list of files. A second call
+// for the same revision skips the files already verified.
 func (c *Client) Mirror(ctx context.Context, user string, in task.MirrorInput) (task.MirrorResult, error) {
 	if err := c.checkFleet(user); err != nil {
 		return task.MirrorResult{}, err
 	}
-	in.Actor = user
+	in.Actor, in.Commit, in.Files = user, "", nil
 	if in.Upstream == "" {
 		in.Upstream = task.UpstreamHF
 	}

@@ -36,7 +36,7 @@ func (c *Client) checkFleet(user string) error {
 	return p.CheckFleet(user)
 }
 
-// Exec runs a fleet command as user (an operator or admin) and waits for
+// Exec runs a fleet command as user (a fleet operator) and waits for
 // its per-node result. cmd.Actor is set to user whatever it held.
 func (c *Client) Exec(ctx context.Context, user string, cmd task.FleetCommand) (task.FleetResult, error) {
 	if err := c.checkFleet(user); err != nil {

@@ -15,7 +15,7 @@ type NodeView struct {
 	Alive bool `json:"alive"`
 }
 
-// Nodes lists the fleet's nodes (operators and admins): each node's
+// Nodes lists the fleet's nodes (fleet operators): each node's
 // record, with its last sign of life from the Temporal server.
 func (c *Client) Nodes(ctx context.Context, user, namespace string) ([]NodeView, error) {
 	if err := c.checkFleet(user); err != nil {

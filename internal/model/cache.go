@@ -73,7 +73,10 @@ func (c *Cache) Ensure(ctx context.Context, name, revision string, progress func
 	if err != nil {
 		return Ensured{}, err
 	}
-	dir := filepath.Join(c.Dir, name, revision)
+	dir, err := c.revisionDir(name, revision)
+	if err != nil {
+		return Ensured{}, err
+	}
 	res := Ensured{Name: name, Revision: revision, Dir: dir, Bytes: meta.Size()}
 	if c.Budget > 0 && meta.Size() > c.Budget {
 		return res, task.Errorf(task.QuotaExceeded, "model %s@%s is %d bytes, over this node's cache budget of %d", name, revision, meta.Size(), c.Budget)
@@ -134,7 +137,8 @@ func (c *Cache) fetch(ctx context.Context, name, revision string, f task.ModelFi
 	}
 	defer os.Remove(tmp.Name())
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), r)
+	// One byte past the size is enough to tell a longer file.
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(r, f.Size+1))
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -151,6 +155,10 @@ func (c *Cache) fetch(ctx context.Context, name, revision string, f task.ModelFi
 }
 
 // Cached lists the revisions in the cache, most recently used first.
+// Name and revision come from the folder a record sits in, never from the
+// record's own fields, and a folder whose names are not a model's is
+// skipped: eviction removes what Cached lists, so a record naming
+// another path must not steer it.
 func (c *Cache) Cached() ([]task.CacheMeta, error) {
 	metas, err := filepath.Glob(filepath.Join(c.Dir, "*", "*", task.CacheMetaName))
 	if err != nil {
@@ -158,14 +166,21 @@ func (c *Cache) Cached() ([]task.CacheMeta, error) {
 	}
 	var out []task.CacheMeta
 	for _, p := range metas {
+		rev := filepath.Dir(p)
+		name := filepath.Base(filepath.Dir(rev))
+		if (task.MirrorInput{Name: name, Revision: filepath.Base(rev), Repo: "x"}).Validate() != nil {
+			continue
+		}
 		b, err := os.ReadFile(p)
 		if err != nil {
 			continue
 		}
 		var m task.CacheMeta
-		if json.Unmarshal(b, &m) == nil {
-			out = append(out, m)
+		if json.Unmarshal(b, &m) != nil {
+			continue
 		}
+		m.Name, m.Revision = name, filepath.Base(rev)
+		out = append(out, m)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].LastUsed.After(out[j].LastUsed) })
 	return out, nil
@@ -191,13 +206,30 @@ func (c *Cache) evict(keepName, keepRevision string) ([]string, error) {
 		if m.Name == keepName && m.Revision == keepRevision {
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(c.Dir, m.Name, m.Revision)); err != nil {
+		dir, err := c.revisionDir(m.Name, m.Revision)
+		if err != nil {
+			return evicted, err
+		}
+		if err := os.RemoveAll(dir); err != nil {
 			return evicted, err
 		}
 		total -= m.Size()
 		evicted = append(evicted, m.Name+"@"+m.Revision)
 	}
 	return evicted, nil
+}
+
+// revisionDir is the folder of a cached revision, checked to be a
+// model's folder directly under the cache's.
+func (c *Cache) revisionDir(name, revision string) (string, error) {
+	if err := (task.MirrorInput{Name: name, Revision: revision, Repo: "x"}).Validate(); err != nil {
+		return "", err
+	}
+	dir := filepath.Join(c.Dir, name, revision)
+	if rel, err := filepath.Rel(c.Dir, dir); err != nil || rel != filepath.Join(name, revision) {
+		return "", task.Errorf(task.InvalidInput, "model: %s@%s is not a folder of the cache", name, revision)
+	}
+	return dir, nil
 }
 
 func fileSHA256(path string) (string, error) {
@@ -218,9 +250,19 @@ func writeFileAtomic(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	// CreateTemp takes only a name no file has, so the record never
+	// overwrites a cached file, and a crash leaves no half record.
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(b)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

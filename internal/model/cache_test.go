@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,5 +94,53 @@ func TestCacheDetectsCorruptionAndEvictsLeastRecentlyUsed(t *testing.T) {
 	leftovers, _ := filepath.Glob(filepath.Join(c.Dir, "*", "*", ".*tmp*"))
 	if len(leftovers) != 0 {
 		t.Fatalf("temporary files left: %v", leftovers)
+	}
+}
+
+// A record whose name and revision point out of the cache does not steer
+// eviction: what goes is the folder the record sits in, and a folder
+// whose names are not a model's is left alone.
+func TestEvictionRemovesOnlyCacheFolders(t *testing.T) {
+	root := t.TempDir()
+	outside := filepath.Join(root, "precious")
+	if err := os.MkdirAll(outside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "cache")
+	hostile := filepath.Join(dir, "x", "r1")
+	if err := os.MkdirAll(hostile, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(hostile, task.CacheMetaName), []byte(`{"name":"..","revision":"precious","files":[{"name":"w","size":1000,"sha256":"00"}]}`), 0o644)
+	odd := filepath.Join(dir, "UPPER", "r1")
+	os.MkdirAll(odd, 0o755)
+	os.WriteFile(filepath.Join(odd, task.CacheMetaName), []byte(`{"files":[{"name":"w","size":1000}]}`), 0o644)
+
+	src := &memSource{files: map[string][]byte{}}
+	src.add("a", "r1", "w.bin", bytes.Repeat([]byte("a"), 100))
+	c := &Cache{Dir: dir, Budget: 500, Source: src}
+	e, err := c.Ensure(context.Background(), "a", "r1", nil)
+	if err != nil || !slices.Equal(e.Evicted, []string{"x@r1"}) {
+		t.Fatalf("ensure: %+v %v; want x@r1 evicted", e, err)
+	}
+	if _, err := os.Stat(outside); err != nil {
+		t.Fatalf("eviction removed a folder outside the cache: %v", err)
+	}
+	if _, err := os.Stat(odd); err != nil {
+		t.Fatalf("eviction removed a folder that is no model's: %v", err)
+	}
+}
+
+// An upstream file named like the cache's record is refused before it
+// could overwrite it.
+func TestCacheMetaNameIsReserved(t *testing.T) {
+	src := &memSource{files: map[string][]byte{}}
+	src.add("a", "r1", task.CacheMetaName, []byte(`{"files":[]}`))
+	c := &Cache{Dir: t.TempDir(), Source: src}
+	if _, err := c.Ensure(context.Background(), "a", "r1", nil); task.TypeOf(err) != task.InvalidInput {
+		t.Fatalf("a model with a file named %s: %v; want InvalidInput", task.CacheMetaName, err)
+	}
+	if _, err := ParseManifest([]byte(`{"files":[{"name":"cache.meta","size":1,"sha256":"` + strings.Repeat("a", 64) + `"}]}`)); err == nil {
+		t.Fatal("a manifest listing cache.meta was accepted")
 	}
 }

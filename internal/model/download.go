@@ -53,13 +53,16 @@ func (u Upstream) Download(ctx context.Context, fileURL, path string, want task.
 		if size > 0 {
 			d.Resumes++
 		}
-		n, err := u.fetchFrom(ctx, f, h, fileURL, size, progress)
+		n, err := u.fetchFrom(ctx, f, h, fileURL, size, want.Size, progress)
 		if errors.Is(err, errRestart) {
 			h.Reset()
 			size, d.Reused = 0, 0
 			continue
 		}
 		size = n
+		if errors.Is(err, ErrChecksum) {
+			return d, errors.Join(err, f.Truncate(0))
+		}
 		if err != nil {
 			if ctx.Err() != nil || task.TypeOf(err) != "" || reopens >= reopenLimit {
 				return d, err
@@ -99,8 +102,10 @@ func stagedPrefix(f *os.File, h hash.Hash, want int64) (int64, error) {
 }
 
 // fetchFrom appends the file from offset on to f and h, and returns how
-// many bytes f holds when the stream ends or breaks.
-func (u Upstream) fetchFrom(ctx context.Context, f *os.File, h hash.Hash, fileURL string, offset int64, progress func(int64)) (int64, error) {
+// many bytes f holds when the stream ends or breaks. It stages no byte
+// past size: an upstream that sends more than it listed is refused, not
+// allowed to fill the disk.
+func (u Upstream) fetchFrom(ctx context.Context, f *os.File, h hash.Hash, fileURL string, offset, size int64, progress func(int64)) (int64, error) {
 	body, resumed, err := u.Open(ctx, fileURL, offset)
 	if errors.Is(err, errRangeNotSatisfiable) || (err == nil && offset > 0 && !resumed) {
 		if body != nil {
@@ -116,8 +121,13 @@ func (u Upstream) fetchFrom(ctx context.Context, f *os.File, h hash.Hash, fileUR
 		return offset, err
 	}
 	w := &countingWriter{w: io.MultiWriter(f, h), n: offset, progress: progress}
-	_, err = io.CopyBuffer(w, body, make([]byte, 1<<20))
-	return w.n, err
+	if _, err = io.CopyBuffer(w, io.LimitReader(body, size-offset), make([]byte, 1<<20)); err != nil {
+		return w.n, err
+	}
+	if n, _ := body.Read(make([]byte, 1)); n > 0 {
+		return w.n, fmt.Errorf("%w: %s sends more than the %d bytes it lists", ErrChecksum, redact(fileURL), size)
+	}
+	return w.n, nil
 }
 
 type countingWriter struct {

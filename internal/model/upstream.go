@@ -75,62 +75,25 @@ func (u Upstream) client() *http.Client {
 	}}
 }
 
-// hubRevision is the part of the hub's revision API that names the files:
-// GET /api/models/{repo}/revision/{revision}?blobs=true.
-type hubRevision struct {
-	SHA      string `json:"sha"`
-	Siblings []struct {
-		RFilename string `json:"rfilename"`
-		Size      int64  `json:"size"`
-		LFS       *struct {
-			SHA256 string `json:"sha256"`
-			Size   int64  `json:"size"`
-		} `json:"lfs"`
-	} `json:"siblings"`
-}
-
-// manifest is a plain HTTP folder's list of files.
-type manifest struct {
-	Files []task.ModelFile `json:"files"`
-}
-
-// List is the files of a revision with their sizes and sha256. A file
-// the upstream gives no sha256 for is refused: a mirror must verify
-// every byte it keeps.
-func (u Upstream) List(ctx context.Context, kind, repo, revision string) ([]task.ModelFile, error) {
-	var files []task.ModelFile
-	switch kind {
-	case task.UpstreamHTTP:
+// List resolves a revision to its commit and lists its files with their
+// sizes and sha256 (see ParseHubRevision and ParseManifest for what is
+// refused). A plain HTTP folder has one revision, whatever is asked.
+func (u Upstream) List(ctx context.Context, kind, repo, revision string) (Listing, error) {
+	if kind == task.UpstreamHTTP {
 		if u.HTTPURL == "" {
-			return nil, task.Errorf(task.InvalidInput, "no plain HTTP model upstream is configured (AUTOGLM_MODELS_HTTP_URL)")
+			return Listing{}, task.Errorf(task.InvalidInput, "no plain HTTP model upstream is configured (AUTOGLM_MODELS_HTTP_URL)")
 		}
-		var m manifest
-		if err := u.getJSON(ctx, u.HTTPURL+"/"+repo+"/manifest.json", &m); err != nil {
-			return nil, err
+		b, err := u.get(ctx, u.HTTPURL+"/"+repo+"/manifest.json")
+		if err != nil {
+			return Listing{}, err
 		}
-		files = m.Files
-	default:
-		var r hubRevision
-		if err := u.getJSON(ctx, fmt.Sprintf("%s/api/models/%s/revision/%s?blobs=true", u.HubURL, repo, url.PathEscape(revision)), &r); err != nil {
-			return nil, err
-		}
-		for _, s := range r.Siblings {
-			f := task.ModelFile{Name: s.RFilename, Size: s.Size}
-			if s.LFS != nil {
-				f.SHA256, f.Size = s.LFS.SHA256, s.LFS.Size
-			}
-			files = append(files, f)
-		}
+		return ParseManifest(b)
 	}
-	for _, f := range files {
-		if err := task.CheckModelFileName(f.Name); err != nil {
-			return nil, err
-		}
-		if len(f.SHA256) != 64 {
-			return nil, task.Errorf(task.ScreeningFailed, "the upstream gives no sha256 for %s of %s@%s; it cannot be verified", f.Name, repo, revision)
-		}
+	b, err := u.get(ctx, fmt.Sprintf("%s/api/models/%s/revision/%s?blobs=true", u.HubURL, repo, url.PathEscape(revision)))
+	if err != nil {
+		return Listing{}, err
 	}
-	return files, nil
+	return ParseHubRevision(b)
 }
 
 // FileURL is where a file of a revision is downloaded from.
@@ -168,21 +131,40 @@ func (u Upstream) Open(ctx context.Context, fileURL string, offset int64) (body 
 	return nil, false, statusError(resp, fileURL)
 }
 
-func (u Upstream) getJSON(ctx context.Context, url string, v any) error {
+// maxListingBytes bounds an upstream's JSON answer.
+const maxListingBytes = 64 << 20
+
+// get reads a JSON answer of at most maxListingBytes.
+func (u Upstream) get(ctx context.Context, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	u.authorize(req)
 	resp, err := u.client().Do(req)
 	if err != nil {
-		return fmt.Errorf("model: %s: %w", redact(url), err)
+		return nil, fmt.Errorf("model: %s: %w", redact(url), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return statusError(resp, url)
+		return nil, statusError(resp, url)
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(v); err != nil {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxListingBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("model: %s: %w", redact(url), err)
+	}
+	if len(b) > maxListingBytes {
+		return nil, task.Errorf(task.ScreeningFailed, "model: %s answered more than %d bytes", redact(url), maxListingBytes)
+	}
+	return b, nil
+}
+
+func (u Upstream) getJSON(ctx context.Context, url string, v any) error {
+	b, err := u.get(ctx, url)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("model: %s: %w", redact(url), err)
 	}
 	return nil

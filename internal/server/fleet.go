@@ -14,7 +14,7 @@ import (
 
 // The fleet and model routes: the verbs of internal/fleetclient, each
 // called with the authenticated user, which checks the role table itself
-// (operators and admins run the fleet and mirror models; any member of a
+// (fleet operators run the fleet and mirror models; any member of a
 // tenant asks for a model; the tenant's reviewers decide). No body names
 // an actor.
 func (s *Server) fleetRoutes(mux *http.ServeMux) {

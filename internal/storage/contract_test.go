@@ -46,6 +46,7 @@ var contract = []contractCase{
 	{"ManifestConcurrentUpdatesLoseNothing", testManifestConcurrentUpdates},
 	{"ManifestMergesOnConflict", testManifestMergesOnConflict},
 	{"OnePutBodyIsCheckedBySHA256", testOnePutBodyIsChecked},
+	{"DeclaredSHA256IsCheckedBeforeCompletion", testDeclaredSHA256},
 	{"UploadResumesInterrupted64MiB", testUploadResumes},
 	{"UploadSmallFile", testUploadSmallFile},
 	{"UploadChangedFileStartsAgain", testUploadChangedFileStartsAgain},

@@ -2,8 +2,11 @@ package storage
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +18,32 @@ import (
 
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
+
+// ErrSHA256Mismatch is a write whose content does not hash to the
+// PutOptions.SHA256 it declared; nothing was stored.
+var ErrSHA256Mismatch = errors.New("storage: content does not match its declared sha256")
+
+// checkDeclared refuses a declared sha256 that is not 64 hex digits.
+func checkDeclared(key, sum string) error {
+	if sum == "" {
+		return nil
+	}
+	if _, err := hex.DecodeString(sum); err != nil || len(sum) != 2*sha256.Size {
+		return task.Errorf(task.InvalidInput, "storage: write %s: declared sha256 %q is not 64 hex digits", key, sum)
+	}
+	return nil
+}
+
+// verifyDeclared compares what a write hashed with what it declared.
+func verifyDeclared(key, declared string, h hash.Hash, n int64) error {
+	if declared == "" {
+		return nil
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != declared {
+		return fmt.Errorf("%w: %s: %d bytes hash to %s, declared %s", ErrSHA256Mismatch, key, n, got, declared)
+	}
+	return nil
+}
 
 // classifyWrite maps a failed write to the project's typed errors. S3 (and
 // MinIO) answer a failed If-None-Match or If-Match with 412

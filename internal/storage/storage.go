@@ -89,16 +89,26 @@ type PutOptions struct {
 	// parts of 5 MiB sent one at a time, holding none in memory: for a
 	// body that is itself a stream from the store (a merge), where memory
 	// matters more than sending parts in parallel. Like every multipart
-	// write, its sha256 comes back in Info, not in the object's metadata.
+	// write, its sha256 comes back in Info, not in the object's metadata
+	// (unless SHA256 declares it).
 	Stream bool
+	// SHA256, if set, is the hex sha256 the content must have. The write
+	// hashes exactly the bytes it sends and checks them against it before
+	// the single PUT goes or the multipart upload completes: content that
+	// does not match is never stored (the error matches
+	// ErrSHA256Mismatch), whenever its reader reports EOF. The object then
+	// carries the digest as MetaSHA256, multipart or not, so Stat tells a
+	// verified object.
+	SHA256 string
 }
 
 // MetaSHA256 is the user-metadata key that holds the sha256 of an object
-// written in one part (≤ 16 MiB), or uploaded from a file (UploadFile
-// hashes the file first), so that Stat and Get can return it. A streamed
-// multipart object's digest is known only once its last part is read,
-// after its metadata was sent, so it has none: keep the digest that the
-// write returned (the task's manifest does).
+// written in one part (≤ 16 MiB), uploaded from a file (UploadFile hashes
+// the file first), or written with a declared PutOptions.SHA256, so that
+// Stat and Get can return it. Any other streamed multipart object's digest
+// is known only once its last part is read, after its metadata was sent,
+// so it has none: keep the digest that the write returned (the task's
+// manifest does).
 const MetaSHA256 = "sha256"
 
 // Info describes an object.

@@ -34,6 +34,13 @@ func writeStream(ctx context.Context, u streamUploader, key string, r io.Reader,
 		src.r = rr
 	}
 	delete(req.metadata, MetaSHA256) // known only after the last part
+	if o.SHA256 != "" {
+		// Declared: the upload completes only if the content matches.
+		if req.metadata == nil {
+			req.metadata = map[string]string{}
+		}
+		req.metadata[MetaSHA256] = o.SHA256
+	}
 
 	id, err := u.startMultipart(ctx, req)
 	if err != nil {
@@ -56,6 +63,9 @@ func writeStream(ctx context.Context, u streamUploader, key string, r io.Reader,
 			return Info{}, fmt.Errorf("storage: write %s: %w after %d of %d bytes", key, io.ErrUnexpectedEOF, src.n, size)
 		}
 		parts = append(parts, part{number: n, etag: etag})
+	}
+	if err = verifyDeclared(key, o.SHA256, h, src.n); err != nil {
+		return Info{}, err
 	}
 	info, err := u.complete(ctx, req, id, parts)
 	if err != nil {

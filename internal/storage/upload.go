@@ -27,7 +27,8 @@ import (
 // multipart or not); every part goes with its Content-MD5, which the server
 // checks; a part found on resume is reused only if its ETag is the MD5 of
 // the same bytes of the file now; and a file that changes during the upload
-// fails it. Like Create, it never overwrites: an existing key is a
+// fails it. A declared PutOptions.SHA256 that the file does not hash to
+// refuses the upload before anything is sent. Like Create, it never overwrites: an existing key is a
 // Conflict, unless it holds this very file (an earlier run that finished),
 // which is success.
 func UploadFile(ctx context.Context, s Store, key, path string, o UploadOptions) (UploadResult, error) {
@@ -132,6 +133,9 @@ func uploadFile(ctx context.Context, ms multipartStore, key, path string, o Uplo
 	d, err := digestFile(f, size, ps)
 	if err != nil {
 		return UploadResult{}, fmt.Errorf("storage: reading %s: %w", path, err)
+	}
+	if d.sha256 != o.SHA256 && o.SHA256 != "" {
+		return UploadResult{}, fmt.Errorf("%w: %s hashes to %s, declared %s", ErrSHA256Mismatch, path, d.sha256, o.SHA256)
 	}
 	if o.ContentType == "" {
 		o.ContentType, _ = Sniff(d.head)

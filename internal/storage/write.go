@@ -80,6 +80,9 @@ func write(ctx context.Context, u uploader, partSize int64, key string, r io.Rea
 	if size < -1 {
 		return Info{}, fmt.Errorf("storage: write %s: negative size %d", key, size)
 	}
+	if err := checkDeclared(key, o.SHA256); err != nil {
+		return Info{}, err
+	}
 	if su, ok := u.(streamUploader); ok && o.Stream && size > streamAbove {
 		return writeStream(ctx, su, key, r, size, o, cond)
 	}
@@ -126,6 +129,9 @@ func write(ctx context.Context, u uploader, partSize int64, key string, r io.Rea
 		if size >= 0 && total != size {
 			return Info{}, fmt.Errorf("storage: write %s: %w after %d of %d bytes", key, io.ErrUnexpectedEOF, total, size)
 		}
+		if err := verifyDeclared(key, o.SHA256, h, total); err != nil {
+			return Info{}, err
+		}
 		sum := hex.EncodeToString(h.Sum(nil))
 		if req.metadata == nil {
 			req.metadata = map[string]string{}
@@ -138,7 +144,15 @@ func write(ctx context.Context, u uploader, partSize int64, key string, r io.Rea
 		info.SHA256 = sum
 	} else {
 		delete(req.metadata, MetaSHA256) // it would describe another content
-		if info, total, err = writeParts(ctx, u, req, buf, src, size, full, h); err != nil {
+		if o.SHA256 != "" {
+			// Sent before the content, but the object exists only if
+			// writeParts finds the content matches it.
+			if req.metadata == nil {
+				req.metadata = map[string]string{}
+			}
+			req.metadata[MetaSHA256] = o.SHA256
+		}
+		if info, total, err = writeParts(ctx, u, req, buf, src, size, full, h, o.SHA256); err != nil {
 			return Info{}, err
 		}
 		info.SHA256 = hex.EncodeToString(h.Sum(nil))
@@ -174,8 +188,9 @@ func abortOnError(ctx context.Context, u uploader, req request, id string, err *
 // writeParts uploads first and the rest of src as parts and completes the
 // upload; on any error it aborts it. A stream of unknown size goes on in
 // parts of full bytes after streamedSmallParts. Parts are read and hashed in order,
-// and sent partsInFlight at a time.
-func writeParts(ctx context.Context, u uploader, req request, first []byte, src io.Reader, size, full int64, h hash.Hash) (_ Info, total int64, err error) {
+// and sent partsInFlight at a time. A declared sha256 is checked against
+// h before the upload completes.
+func writeParts(ctx context.Context, u uploader, req request, first []byte, src io.Reader, size, full int64, h hash.Hash, declared string) (_ Info, total int64, err error) {
 	id, err := u.startMultipart(ctx, req)
 	if err != nil {
 		return Info{}, 0, err
@@ -216,6 +231,9 @@ func writeParts(ctx context.Context, u uploader, req request, first []byte, src 
 	}
 	if size >= 0 && total != size {
 		return Info{}, 0, fmt.Errorf("storage: write %s: %w after %d of %d bytes", req.key, io.ErrUnexpectedEOF, total, size)
+	}
+	if err = verifyDeclared(req.key, declared, h, total); err != nil {
+		return Info{}, 0, err
 	}
 	info, err := u.complete(ctx, req, id, parts)
 	return info, total, err

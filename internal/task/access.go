@@ -46,6 +46,8 @@ func (r AccessRequest) Validate() error {
 		return Errorf(InvalidInput, "access request id %q is not a valid id", r.ID)
 	case r.Tenant == "" || r.Requester == "":
 		return Errorf(InvalidInput, "an access request needs its tenant and requester")
+	case len(r.Reason) > MaxReasonBytes:
+		return Errorf(InvalidInput, "the reason is %d bytes, over the %d-byte limit", len(r.Reason), MaxReasonBytes)
 	}
 	return r.Model.Validate()
 }

@@ -13,8 +13,9 @@ const MirrorWorkflowType = "MirrorWorkflow"
 
 // MirrorWorkflowID is the workflow ID of the mirror of one model revision:
 // a second request for the same revision joins the first instead of
-// copying twice.
-func MirrorWorkflowID(name, revision string) string { return "mirror-" + name + "-" + revision }
+// copying twice. The "@" is in neither a name nor a revision, so no two
+// pairs share an ID (with "-", a@b-c and a-b@c would).
+func MirrorWorkflowID(name, revision string) string { return "mirror-" + name + "@" + revision }
 
 // Upstream kinds a model is mirrored from.
 const (
@@ -38,6 +39,12 @@ type MirrorInput struct {
 	Upstream string `json:"upstream,omitempty"`
 	// Actor asked for the mirror, for the log.
 	Actor string `json:"actor,omitempty"`
+	// Commit and Files, when set, are what screening recorded: the mirror
+	// downloads exactly these files at that commit and nothing else. A
+	// mirror without them lists the revision and copies that listing at
+	// its commit.
+	Commit string      `json:"commit,omitempty"`
+	Files  []ModelFile `json:"files,omitempty"`
 }
 
 var (
@@ -57,6 +64,10 @@ func (in MirrorInput) Validate() error {
 		return Errorf(InvalidInput, "repo %q must be owner/name", in.Repo)
 	case in.Upstream != "" && in.Upstream != UpstreamHF && in.Upstream != UpstreamHTTP:
 		return Errorf(InvalidInput, "upstream %q must be %q or %q", in.Upstream, UpstreamHF, UpstreamHTTP)
+	case in.Commit != "" && !revisionPattern.MatchString(in.Commit):
+		return Errorf(InvalidInput, "commit %q must match [A-Za-z0-9][A-Za-z0-9._-]{0,79}", in.Commit)
+	case len(in.Files) > 0 && in.Commit == "":
+		return Errorf(InvalidInput, "a mirror of listed files needs their commit")
 	}
 	return nil
 }
@@ -69,8 +80,13 @@ type ModelFile struct {
 }
 
 // CheckModelFileName refuses file names that could leave the model's
-// folder, in the bucket or in a node's cache.
+// folder, in the bucket or in a node's cache, and the name of the record
+// kept beside the files (CacheMetaName), which an upstream file must not
+// overwrite.
 func CheckModelFileName(name string) error {
+	if name == CacheMetaName {
+		return Errorf(InvalidInput, "model file name %q is reserved for the cache's record", name)
+	}
 	if name == "" || len(name) > 400 || strings.HasPrefix(name, "/") || strings.ContainsAny(name, "\\\x00") {
 		return Errorf(InvalidInput, "model file name %q is not a relative path", name)
 	}
@@ -94,9 +110,11 @@ const CacheMetaName = "cache.meta"
 // CacheMeta records a mirrored revision: every file with its size and
 // sha256, and when it was fetched.
 type CacheMeta struct {
-	Name      string      `json:"name"`
-	Repo      string      `json:"repo,omitempty"`
-	Revision  string      `json:"revision"`
+	Name     string `json:"name"`
+	Repo     string `json:"repo,omitempty"`
+	Revision string `json:"revision"`
+	// Commit is the upstream commit the files were copied at.
+	Commit    string      `json:"commit,omitempty"`
 	Files     []ModelFile `json:"files"`
 	FetchedAt time.Time   `json:"fetched_at"`
 	// LastUsed is kept by a node's cache only: eviction goes least

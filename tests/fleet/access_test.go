@@ -44,6 +44,8 @@ func accessPolicy(t *testing.T, url string) string {
         allow_loopback: true # the test's receiver is on this machine, over http
         secret_env: FLEET_TEST_WEBHOOK_SECRET
         events: [autoglm.access_request.decided]
+fleet:
+  operators: [olga]
 access:
   upstreams: [trusted]
   licences: [apache-2.0, mit]
@@ -145,7 +147,7 @@ func TestAccessRequests(t *testing.T) {
 		rc, ok := rcv.event("evt_access_" + id + "_APPROVED")
 		return ok && rc.Verified && strings.Contains(string(rc.Body), `"state":"APPROVED"`), nil
 	})
-	if _, err := suite.Store.Stat(ctx, task.ModelPrefix(name, "main")+"model.safetensors"); err != nil {
+	if _, err := suite.Store.Stat(ctx, task.ModelPrefix(name, st.Mirror.Revision)+"model.safetensors"); err != nil {
 		t.Fatalf("the approved model is not in the bucket: %v", err)
 	}
 	// Authorized now. The stand-in model server answers only glm-4-test,

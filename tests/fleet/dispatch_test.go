@@ -26,6 +26,8 @@ func fleetPolicy(t *testing.T) string {
     models: [glm-4-test, glm-4-flash]
     users: {alice: [submitter], olga: [operator], bob: [reviewer]}
     auto_approve_max_requests: 100000
+fleet:
+  operators: [olga]
 `
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(path, []byte(p), 0o644); err != nil {

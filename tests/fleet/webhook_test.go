@@ -109,6 +109,8 @@ func webhookPolicy(t *testing.T, url string) string {
         allow_loopback: true # the test's receiver is on this machine, over http
         secret_env: FLEET_TEST_WEBHOOK_SECRET
         events: [batch.completed, batch.failed, batch.cancelled, batch.expired, autoglm.task.awaiting_approval, autoglm.task.approved, autoglm.task.rejected]
+fleet:
+  operators: [olga]
 `, url)
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(path, []byte(p), 0o644); err != nil {

@@ -81,6 +81,8 @@ const policyYAML = `tenants:
       oscar: [operator]
     auto_approve_max_requests: 10
     quotas: {max_tokens_per_day: 1}
+fleet:
+  operators: [olga]
 access:
   upstreams: [trusted]
   licences: [apache-2.0]

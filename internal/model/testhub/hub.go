@@ -1,9 +1,11 @@
 // Package testhub is a stand-in for a Hugging Face-style model hub, for
 // tests and benchmarks: it serves {base}/{repo}/resolve/{revision}/{file}
 // with Range support, lists a revision's files with their sha256 at
-// {base}/api/models/{repo}/revision/{revision} as the hub does, also
+// {base}/api/models/{repo}/revision/{revision} as the hub does, resolving
+// the revision to a commit that keeps serving the files it listed, also
 // serves them as a plain HTTP folder with a manifest.json, asks for a
-// token when given one, and breaks streams on demand.
+// token when given one, and misbehaves on demand: broken streams, flipped
+// bytes, and bodies other than the listed file.
 package testhub
 
 import (
@@ -14,6 +16,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,7 +33,24 @@ type Hub struct {
 	lic   map[string]string // repo → licence
 	cuts  map[string][]int64
 	bad   map[string]int // file → how many next answers have a flipped byte
-	log   []Request
+	// instead: file → the body served in place of the listed content.
+	instead map[string]body
+	// commits: a commit a listing named → the files it listed then.
+	commits map[string]commit
+	log     []Request
+}
+
+// body is a hostile answer: content, and whether its end comes on a
+// read of its own (a chunked body without Content-Length).
+type body struct {
+	content  []byte
+	eofApart bool
+}
+
+// commit is a snapshot of a revision's files when a listing named it.
+type commit struct {
+	repo, revision string
+	files          map[string][]byte
 }
 
 // Request is one file request the hub answered.
@@ -42,7 +62,10 @@ type Request struct {
 
 // New starts a hub on a free loopback port.
 func New(token string) *Hub {
-	h := &Hub{Token: token, files: map[string][]byte{}, cuts: map[string][]int64{}, bad: map[string]int{}, lic: map[string]string{}}
+	h := &Hub{
+		Token: token, files: map[string][]byte{}, cuts: map[string][]int64{}, bad: map[string]int{}, lic: map[string]string{},
+		instead: map[string]body{}, commits: map[string]commit{},
+	}
 	h.srv = httptest.NewServer(http.HandlerFunc(h.serve))
 	return h
 }
@@ -102,6 +125,16 @@ func (h *Hub) CorruptNext(repo, revision, file string, n int) {
 	h.bad[repo+"@"+revision+"/"+file] += n
 }
 
+// ServeInstead makes every later answer for the file carry content in
+// place of what the listing describes, as a hostile or compromised
+// upstream would. With eofApart the body goes chunked, without a
+// Content-Length, so a reader sees its end on a read of its own.
+func (h *Hub) ServeInstead(repo, revision, file string, content []byte, eofApart bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.instead[repo+"@"+revision+"/"+file] = body{content: content, eofApart: eofApart}
+}
+
 // Requests are the file requests answered so far, in order.
 func (h *Hub) Requests() []Request {
 	h.mu.Lock()
@@ -121,7 +154,7 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if repo, file, ok := strings.Cut(path, "/resolve/"); ok {
 		rev, name, _ := strings.Cut(file, "/")
-		h.serveFile(w, r, repo+"@"+rev+"/"+name)
+		h.serveFile(w, r, repo, rev, name)
 		return
 	}
 	// A plain HTTP folder: {repo}/{file} of the revision "main".
@@ -132,7 +165,7 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request) {
 			h.serveManifest(w, repo)
 			return
 		}
-		h.serveFile(w, r, repo+"@main/"+parts[2])
+		h.serveFile(w, r, repo, "main", parts[2])
 		return
 	}
 	http.NotFound(w, r)
@@ -147,15 +180,48 @@ type sibling struct {
 	} `json:"lfs"`
 }
 
-func (h *Hub) siblings(prefix string) []sibling {
+// snapshot is the files of repo at rev, a branch or a commit a listing
+// named, by file name; the key its requests are logged under; and the
+// revision's commit.
+func (h *Hub) snapshot(repo, rev string) (files map[string][]byte, revision, id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var out []sibling
+	if c, ok := h.commits[rev]; ok && c.repo == repo {
+		return c.files, c.revision, rev
+	}
+	files = map[string][]byte{}
 	for k, b := range h.files {
-		name, ok := strings.CutPrefix(k, prefix)
-		if !ok {
-			continue
+		if name, ok := strings.CutPrefix(k, repo+"@"+rev+"/"); ok {
+			files[name] = b
 		}
+	}
+	if len(files) == 0 {
+		return nil, rev, ""
+	}
+	id = commitID(files)
+	h.commits[id] = commit{repo: repo, revision: rev, files: files}
+	return files, rev, id
+}
+
+// commitID is a 40-hex-digit digest of the files, as a git commit's id
+// looks: any change to them makes another.
+func commitID(files map[string][]byte) string {
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	d := sha256.New()
+	for _, n := range names {
+		sum := sha256.Sum256(files[n])
+		fmt.Fprintf(d, "%s %x\n", n, sum)
+	}
+	return hex.EncodeToString(d.Sum(nil))[:40]
+}
+
+func siblingsOf(files map[string][]byte) []sibling {
+	var out []sibling
+	for name, b := range files {
 		sum := sha256.Sum256(b)
 		s := sibling{RFilename: name, Size: int64(len(b))}
 		s.LFS.SHA256, s.LFS.Size = hex.EncodeToString(sum[:]), int64(len(b))
@@ -167,18 +233,19 @@ func (h *Hub) siblings(prefix string) []sibling {
 // serveRevision answers /api/models/{owner}/{name}/revision/{revision}.
 func (h *Hub) serveRevision(w http.ResponseWriter, rest string) {
 	repo, rev, ok := strings.Cut(rest, "/revision/")
-	sib := h.siblings(repo + "@" + rev + "/")
-	if !ok || len(sib) == 0 {
+	files, _, id := h.snapshot(repo, rev)
+	if !ok || len(files) == 0 {
 		http.Error(w, `{"error":"Repository not found"}`, http.StatusNotFound)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"id": repo, "sha": rev, "siblings": sib, "cardData": map[string]string{"license": h.licence(repo)}})
+	_ = json.NewEncoder(w).Encode(map[string]any{"id": repo, "sha": id, "siblings": siblingsOf(files), "cardData": map[string]string{"license": h.licence(repo)}})
 }
 
 func (h *Hub) serveManifest(w http.ResponseWriter, repo string) {
 	var files []map[string]any
-	for _, s := range h.siblings(repo + "@main/") {
+	snap, _, _ := h.snapshot(repo, "main")
+	for _, s := range siblingsOf(snap) {
 		files = append(files, map[string]any{"name": s.RFilename, "size": s.Size, "sha256": s.LFS.SHA256})
 	}
 	if len(files) == 0 {
@@ -188,9 +255,13 @@ func (h *Hub) serveManifest(w http.ResponseWriter, repo string) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"files": files, "license": h.licence(repo)})
 }
 
-func (h *Hub) serveFile(w http.ResponseWriter, r *http.Request, key string) {
+// serveFile answers a file of repo at rev (a branch or a commit). Faults
+// and the log are keyed by the branch, whichever way it was named.
+func (h *Hub) serveFile(w http.ResponseWriter, r *http.Request, repo, rev, name string) {
+	files, branch, _ := h.snapshot(repo, rev)
+	b, ok := files[name]
+	key := repo + "@" + branch + "/" + name
 	h.mu.Lock()
-	b, ok := h.files[key]
 	cut := int64(-1)
 	if c := h.cuts[key]; len(c) > 0 {
 		cut, h.cuts[key] = c[0], c[1:]
@@ -199,9 +270,14 @@ func (h *Hub) serveFile(w http.ResponseWriter, r *http.Request, key string) {
 	if corrupt {
 		h.bad[key]--
 	}
+	hostile, instead := h.instead[key]
 	h.mu.Unlock()
 	if !ok {
 		http.NotFound(w, r)
+		return
+	}
+	if instead {
+		h.serveInstead(w, key, hostile)
 		return
 	}
 	sum := sha256.Sum256(b)
@@ -253,5 +329,26 @@ func (h *Hub) serveFile(w http.ResponseWriter, r *http.Request, key string) {
 			f.Flush()
 		}
 		panic(http.ErrAbortHandler)
+	}
+}
+
+// serveInstead sends a hostile body whole, ignoring any range.
+func (h *Hub) serveInstead(w http.ResponseWriter, key string, b body) {
+	h.mu.Lock()
+	h.log = append(h.log, Request{File: key, Sent: int64(len(b.content))})
+	h.mu.Unlock()
+	if !b.eofApart {
+		w.Header().Set("Content-Length", strconv.Itoa(len(b.content)))
+		_, _ = w.Write(b.content)
+		return
+	}
+	f, _ := w.(http.Flusher)
+	for rest := b.content; len(rest) > 0; {
+		n := min(len(rest), 32<<10)
+		_, _ = w.Write(rest[:n])
+		rest = rest[n:]
+		if f != nil {
+			f.Flush()
+		}
 	}
 }
