@@ -48,6 +48,8 @@ const policyYAML = `tenants:
     users:
       zed: [admin, submitter]
     auto_approve_max_requests: 10
+fleet:
+  operators: [olga]
 `
 
 // node is the in-process worker's node name, as the fleet page shows it.
