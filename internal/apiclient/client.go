@@ -33,6 +33,8 @@ type Client struct {
 	BaseURL string // e.g. http://127.0.0.1:8080
 	Key     string
 	HTTP    *http.Client
+	// PartSize is the part size of large uploads; DefaultPartSize if 0.
+	PartSize int64
 }
 
 // Credentials are what `autoglm login` keeps in the user's config folder.
@@ -200,13 +202,23 @@ func (c *Client) Submit(ctx context.Context, r taskclient.SubmitRequest, metadat
 		}), "application/json", &sub)
 		return sub, err
 	}
+	if c.largeFile(r.File) {
+		fileID, err := c.uploadParts(ctx, r.File, "batch")
+		if err != nil {
+			return sub, err
+		}
+		_, err = c.do(ctx, "POST", "/api/v1/tasks", jsonBody(server.SubmitRequest{
+			ID: r.ID, Tenant: r.Tenant, Model: r.Model, Priority: r.Priority, Metadata: metadata, FileID: fileID,
+		}), "application/json", &sub)
+		return sub, err
+	}
 	f, err := os.Open(r.File)
 	if err != nil {
 		return sub, task.Errorf(task.InvalidInput, "%v", err)
 	}
 	defer f.Close()
 	q := url.Values{}
-	for k, v := range map[string]string{"id": r.ID, "tenant": r.Tenant, "model": r.Model} {
+	for k, v := range map[string]string{"id": r.ID, "tenant": r.Tenant, "model": r.Model, "name": filepath.Base(r.File)} {
 		if v != "" {
 			q.Set(k, v)
 		}
@@ -384,6 +396,18 @@ func (c *Client) Download(ctx context.Context, f server.ResultFile, path string)
 // submitter's, or one not submitted yet), named after the file.
 func (c *Client) Attach(ctx context.Context, tenant, id, path string) (taskclient.Attachment, error) {
 	var a taskclient.Attachment
+	if c.largeFile(path) {
+		fileID, err := c.uploadParts(ctx, path, "user_data")
+		if err != nil {
+			return a, err
+		}
+		q := url.Values{"name": {filepath.Base(path)}, "file_id": {fileID}}
+		if tenant != "" {
+			q.Set("tenant", tenant)
+		}
+		_, err = c.do(ctx, "POST", taskPath(id, "/attachments?", q.Encode()), nil, "", &a)
+		return a, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return a, task.Errorf(task.InvalidInput, "%v", err)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -115,6 +116,9 @@ type SubmitRequest struct {
 	Prompt   string            `json:"prompt,omitempty"`
 	Priority int               `json:"priority,omitempty"`
 	Metadata map[string]string `json:"metadata,omitempty"`
+	// FileID names a batch file uploaded through the Uploads or Files API
+	// (a large file goes up in parts, resumably), instead of a body.
+	FileID string `json:"file_id,omitempty"`
 }
 
 // Submitted is the answer to a submit: the task as it started, without
@@ -131,10 +135,18 @@ type Submitted struct {
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) error {
 	var req SubmitRequest
 	ct := r.Header.Get("Content-Type")
-	file := ""
+	file, fileName := "", r.URL.Query().Get("name")
 	if strings.HasPrefix(ct, "application/json") && !strings.HasPrefix(ct, "application/jsonl") {
 		if err := readJSON(r, &req); err != nil {
 			return err
+		}
+		if req.FileID != "" {
+			sf, name, err := s.spoolUploaded(r.Context(), p, req.FileID)
+			if err != nil {
+				return err
+			}
+			defer sf.remove()
+			file, fileName = sf.path, name
 		}
 	} else {
 		q := r.URL.Query()
@@ -156,7 +168,8 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) err
 	}
 	sub, err := s.submitTask(r.Context(), p, req, file)
 	if err != nil {
-		return err
+		// Name the user's file, not the spool file.
+		return nameFile(err, file, cmp.Or(fileName, "the request's body"))
 	}
 	writeJSON(w, http.StatusCreated, sub)
 	return nil
@@ -540,7 +553,12 @@ func (s *Server) attach(w http.ResponseWriter, r *http.Request, p principal) err
 		}
 	}
 	extendTransfer(w)
-	sf, err := s.spool(p.User, r.Body, MaxBatchBytes)
+	var sf *spoolFile
+	if fid := q.Get("file_id"); fid != "" {
+		sf, _, err = s.spoolUploaded(r.Context(), p, fid)
+	} else {
+		sf, err = s.spool(p.User, r.Body, MaxBatchBytes)
+	}
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ func (s *Server) openai(mux *http.ServeMux) {
 		mux.HandleFunc(pattern, s.openaiHandler(f))
 	}
 	h("POST /v1/files", s.createFile)
+	h("GET /v1/files", s.listFiles)
 	h("GET /v1/files/{id}", s.getFile)
 	h("GET /v1/files/{id}/content", s.fileContent)
 	h("DELETE /v1/files/{id}", s.deleteFile)
@@ -39,6 +40,7 @@ func (s *Server) openai(mux *http.ServeMux) {
 	h("GET /v1/batches", s.listBatches)
 	h("GET /v1/batches/{id}", s.getBatch)
 	h("POST /v1/batches/{id}/cancel", s.cancelBatch)
+	s.uploadRoutes(mux)
 	s.openaiFineTuning(mux)
 }
 
@@ -92,6 +94,15 @@ func (s *Server) openaiHandler(f func(http.ResponseWriter, *http.Request, princi
 		case code == http.StatusConflict:
 			c = "conflict"
 		}
+		if errType(err) == task.NoNode {
+			c = "model_not_available"
+			model := "model"
+			body.Param = &model
+		}
+		var pe *paramErr
+		if errors.As(err, &pe) {
+			body.Param = &pe.param
+		}
 		if c != "" {
 			body.Code = &c
 		}
@@ -111,6 +122,10 @@ type File struct {
 	Status    string `json:"status"`
 	// key is where the content is.
 	key string
+	// ofTask: the file is a task's input, output or errors, kept with it.
+	ofTask bool
+	// written orders files created in the same second (files.list).
+	written time.Time
 }
 
 const (
@@ -222,7 +237,7 @@ func (s *Server) file(ctx context.Context, p principal, id string) (File, error)
 	if !ok {
 		return File{}, notFound
 	}
-	for _, kind := range []string{"output", "errors"} {
+	for _, kind := range []string{"output", "errors", "input"} {
 		taskID, ok := strings.CutSuffix(rest, "-"+kind)
 		if !ok {
 			continue
@@ -239,7 +254,11 @@ func (s *Server) file(ctx context.Context, p principal, id string) (File, error)
 		if err != nil {
 			return File{}, notFound
 		}
-		return File{ID: id, Object: "file", Bytes: info.Size, CreatedAt: info.LastModified.Unix(), Filename: kind + ".jsonl", Purpose: "batch_output", Status: "processed", key: key}, nil
+		purpose := "batch_output"
+		if kind == "input" {
+			purpose = "batch"
+		}
+		return File{ID: id, Object: "file", Bytes: info.Size, CreatedAt: info.LastModified.Unix(), Filename: kind + ".jsonl", Purpose: purpose, Status: "processed", key: key, ofTask: true}, nil
 	}
 	if len(p.Policy.RolesOf(p.Tenant, p.User)) == 0 {
 		return File{}, notFound
@@ -284,8 +303,8 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request, p principal)
 	if err != nil {
 		return err
 	}
-	if f.Purpose != "batch" && f.Purpose != FineTunePurpose {
-		return task.Errorf(task.InvalidInput, "%s is a batch's output; it is kept with its task", id)
+	if f.ofTask {
+		return task.Errorf(task.InvalidInput, "%s is a batch's own file; it is kept with its task", id)
 	}
 	if err := p.Policy.Check(p.Tenant, p.User, authz.Submit, p.User); err != nil {
 		return err
@@ -394,7 +413,7 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request, p principal
 		return err
 	}
 	if _, err := s.submitTask(r.Context(), p, SubmitRequest{ID: id, Tenant: p.Tenant, Metadata: req.Metadata}, sf.path); err != nil {
-		return err
+		return nameFile(err, sf.path, f.Filename+" ("+f.ID+")")
 	}
 	b, err := s.batch(r.Context(), p, id)
 	if err != nil {
@@ -455,13 +474,15 @@ func (s *Server) batch(ctx context.Context, p principal, id string) (Batch, erro
 		// A batch task submitted through the native API.
 		rec = batchRecordData{Endpoint: batch.ChatCompletionsURL, CompletionWindow: "24h"}
 	}
+	if rec.InputFileID == "" {
+		// Submitted through the native API: the task's own input.
+		rec.InputFileID = FileIDPrefix + id + "-input"
+	}
 	b := Batch{
 		ID: BatchIDPrefix + id, Object: "batch", Endpoint: rec.Endpoint, InputFileID: rec.InputFileID,
 		CompletionWindow: rec.CompletionWindow, CreatedAt: rec.CreatedAt,
 		Metadata: p.Policy.Sensitive.MaskMetadata(rec.Metadata, roles),
 	}
-	exp := rec.CreatedAt + 24*3600
-	b.ExpiresAt = &exp
 	if rec.Cancelling > 0 && !task.State(ti.State).Final() {
 		b.CancellingAt = &rec.Cancelling
 	}
@@ -512,6 +533,12 @@ func (s *Server) batch(ctx context.Context, p principal, id string) (Batch, erro
 				b.ErrorFileID = &v
 			}
 		}
+	}
+	if b.CreatedAt > 0 {
+		// The completion window, from when the batch was created: known
+		// only here for a batch submitted through the native API.
+		exp := b.CreatedAt + 24*3600
+		b.ExpiresAt = &exp
 	}
 	b.Status = batchStatus(state, b.CancellingAt != nil)
 	return b, nil

@@ -85,6 +85,7 @@ func (s *Server) Handler() http.Handler {
 	s.native(mux)
 	s.fleetRoutes(mux)
 	s.openai(mux)
+	s.consoleRoutes(mux)
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.metrics())
 	}
@@ -98,7 +99,7 @@ func (s *Server) Handler() http.Handler {
 			Allowed: s.readsEveryTenant,
 		}))
 	}
-	return mux
+	return jsonFallback(mux)
 }
 
 // principal is who a request comes from, as authenticated.
@@ -281,7 +282,11 @@ func httpStatus(err error) int {
 		return http.StatusNotFound
 	case task.WrongState, task.Conflict:
 		return http.StatusConflict
-	case task.UpstreamUnavailable, task.ContextLengthExceeded, task.NoNode:
+	case task.NoNode:
+		// The request names a model no node serves: a retry of the same
+		// request fails the same way until someone starts one.
+		return http.StatusBadRequest
+	case task.UpstreamUnavailable, task.ContextLengthExceeded:
 		return http.StatusBadGateway
 	}
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -99,3 +99,16 @@ func TestAuthentication(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestNameFile: the spool file's path in a message becomes the user's
+// name for the file, with the error's type kept; with no file, the
+// message is as it was.
+func TestNameFile(t *testing.T) {
+	err := task.Errorf(task.InvalidInput, "/tmp/autoglm-server-1 is image/png")
+	if got := nameFile(err, "/tmp/autoglm-server-1", "pic.jsonl"); got.Error() != "pic.jsonl is image/png" || task.TypeOf(got) != task.InvalidInput {
+		t.Errorf("named: %v (%s)", got, task.TypeOf(got))
+	}
+	if got := nameFile(err, "", "the request's body"); got != err {
+		t.Errorf("no file: %v", got)
+	}
+}

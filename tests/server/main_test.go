@@ -45,7 +45,7 @@ var users = map[string]string{ // user -> tenant of their key
 
 const policyYAML = `tenants:
   demo:
-    models: [glm-4-test]
+    models: [glm-4-test, glm-4-unserved]
     users:
       alice: [submitter]
       dave: [submitter]

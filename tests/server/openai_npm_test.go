@@ -53,14 +53,7 @@ console.log(JSON.stringify({ event: 'done', batch, seen, output, errors, file: i
 // until then), and downloads the output and error files.
 func TestOpenAIClient(t *testing.T) {
 	ctx := testCtx(t, 5*time.Minute)
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Fatal("node is needed for this test: ", err)
-	}
-	dir := t.TempDir()
-	install := exec.CommandContext(ctx, "npm", "install", "--prefix", dir, "--no-audit", "--no-fund", "openai")
-	if out, err := install.CombinedOutput(); err != nil {
-		t.Fatalf("npm install openai: %v\n%s", err, out)
-	}
+	dir := openaiPackage(t)
 	script := filepath.Join(dir, "batch.mjs")
 	input := filepath.Join(dir, "requests.jsonl")
 	if err := os.WriteFile(script, []byte(openaiScript), 0o644); err != nil {
