@@ -22,9 +22,11 @@ func main() {
 	defer stop()
 	root := newRoot()
 	err := root.ExecuteContext(ctx)
-	if ctx.Err() != nil {
-		// Ctrl-C (or a TERM): the user asked to leave; no error to show.
-		// The task goes on; `autoglm watch` picks it up again.
+	if ctx.Err() != nil && err != nil {
+		// Ctrl-C (or a TERM) cut a wait short: the user asked to leave; no
+		// error to show. The task goes on; `autoglm watch` picks it up
+		// again. A worker or server that stopped cleanly on the signal
+		// returns nil and exits 0.
 		os.Exit(exitInterrupted)
 	}
 	if err != nil {
