@@ -96,7 +96,8 @@ FUZZ_TARGETS := \
 	./internal/webhook:FuzzCheckURL \
 	./internal/webhook:FuzzCheckAddr \
 	./internal/server:FuzzAttachmentName \
-	./internal/model:FuzzParseListing
+	./internal/model:FuzzParseListing \
+	./internal/trainer:FuzzParseExample
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
