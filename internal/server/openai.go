@@ -601,22 +601,39 @@ type BatchList struct {
 }
 
 func (s *Server) listBatches(w http.ResponseWriter, r *http.Request, p principal) error {
+	data, more, err := listTasks(s, r, p, task.KindBatch, BatchIDPrefix, s.batch)
+	if err != nil {
+		return err
+	}
+	out := BatchList{Object: "list", Data: data, HasMore: more}
+	if n := len(out.Data); n > 0 {
+		out.FirstID, out.LastID = &out.Data[0].ID, &out.Data[n-1].ID
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// listTasks is one page of the caller's tenant's tasks of a kind, as
+// OpenAI lists them (limit 1 to 100, default 20, after an object's ID),
+// each read by one; a task that cannot be read is left out.
+func listTasks[T any](s *Server, r *http.Request, p principal, kind task.Kind, idPrefix string,
+	one func(context.Context, principal, string) (T, error)) ([]T, bool, error) {
 	if len(p.Policy.RolesOf(p.Tenant, p.User)) == 0 {
-		return task.Errorf(task.PermissionDenied, "%s has no role in tenant %s", p.User, p.Tenant)
+		return nil, false, task.Errorf(task.PermissionDenied, "%s has no role in tenant %s", p.User, p.Tenant)
 	}
 	q := r.URL.Query()
 	limit := 20
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 100 {
-			return task.Errorf(task.InvalidInput, "limit must be 1 to 100")
+			return nil, false, task.Errorf(task.InvalidInput, "limit must be 1 to 100")
 		}
 		limit = n
 	}
-	after := strings.TrimPrefix(q.Get("after"), BatchIDPrefix)
-	all, err := s.Tasks.List(r.Context(), taskclient.ListRequest{Tenants: []string{p.Tenant}, Kind: task.KindBatch, Limit: 1000})
+	after := strings.TrimPrefix(q.Get("after"), idPrefix)
+	all, err := s.Tasks.List(r.Context(), taskclient.ListRequest{Tenants: []string{p.Tenant}, Kind: kind, Limit: 1000})
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	start := 0
 	if after != "" {
@@ -628,21 +645,16 @@ func (s *Server) listBatches(w http.ResponseWriter, r *http.Request, p principal
 			}
 		}
 	}
-	out := BatchList{Object: "list", Data: []Batch{}}
+	data := []T{}
 	for _, t := range all[start:] {
-		if len(out.Data) == limit {
-			out.HasMore = true
-			break
+		if len(data) == limit {
+			return data, true, nil
 		}
-		b, err := s.batch(r.Context(), p, t.ID)
+		v, err := one(r.Context(), p, t.ID)
 		if err != nil {
 			continue
 		}
-		out.Data = append(out.Data, b)
+		data = append(data, v)
 	}
-	if n := len(out.Data); n > 0 {
-		out.FirstID, out.LastID = &out.Data[0].ID, &out.Data[n-1].ID
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return data, false, nil
 }

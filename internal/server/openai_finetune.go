@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -272,46 +271,11 @@ type FineTuningJobList struct {
 }
 
 func (s *Server) listFineTuningJobs(w http.ResponseWriter, r *http.Request, p principal) error {
-	if len(p.Policy.RolesOf(p.Tenant, p.User)) == 0 {
-		return task.Errorf(task.PermissionDenied, "%s has no role in tenant %s", p.User, p.Tenant)
-	}
-	q := r.URL.Query()
-	limit := 20
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 100 {
-			return task.Errorf(task.InvalidInput, "limit must be 1 to 100")
-		}
-		limit = n
-	}
-	after := strings.TrimPrefix(q.Get("after"), FineTuneJobIDPrefix)
-	all, err := s.Tasks.List(r.Context(), taskclient.ListRequest{Tenants: []string{p.Tenant}, Kind: task.KindFineTune, Limit: 1000})
+	data, more, err := listTasks(s, r, p, task.KindFineTune, FineTuneJobIDPrefix, s.fineTuningJob)
 	if err != nil {
 		return err
 	}
-	start := 0
-	if after != "" {
-		start = len(all)
-		for i, t := range all {
-			if t.ID == after {
-				start = i + 1
-				break
-			}
-		}
-	}
-	out := FineTuningJobList{Object: "list", Data: []FineTuningJob{}}
-	for _, t := range all[start:] {
-		if len(out.Data) == limit {
-			out.HasMore = true
-			break
-		}
-		job, err := s.fineTuningJob(r.Context(), p, t.ID)
-		if err != nil {
-			continue
-		}
-		out.Data = append(out.Data, job)
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, FineTuningJobList{Object: "list", Data: data, HasMore: more})
 	return nil
 }
 

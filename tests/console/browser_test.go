@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,42 +11,15 @@ import (
 
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
-)
 
-// chromium is the browser binary, or "" where none is installed.
-func chromium() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
+	"github.com/autoglm-flow/autoglm-flow/internal/testenv"
+)
 
 // newBrowser starts a headless Chromium with a fresh profile for the
 // test; each tab it opens is a separate browser context (its own cookies),
 // as a separate person's browser would be.
 func newBrowser(t *testing.T) context.Context {
-	t.Helper()
-	path := chromium()
-	if path == "" {
-		t.Skip("Chromium is not installed (`apt-get install -y chromium`); the console test needs a real browser")
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1360, 900),
-	}
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("starting Chromium: %v", err)
-	}
-	return ctx
+	return testenv.Browser(t, "the console test", 1360, 900)
 }
 
 // tab is one person's browser: a browser context with its own cookies

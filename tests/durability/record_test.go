@@ -56,8 +56,10 @@ func TestLifecyclePaths(t *testing.T) {
 	})
 
 	t.Run("pause and resume", func(t *testing.T) {
+		// Long enough that the pause, which reaches each shard with its
+		// next heartbeat (up to 2 s), finds the shards still running.
 		ctx := testCtx(t, 2*time.Minute)
-		in := writeBatch(t, "pause", 600)
+		in := writeBatch(t, "pause", 1500)
 		id := submitApproved(t, ctx, "pause", in)
 		waitDone(t, ctx, id, 20)
 		decide(t, ctx, id, task.UpdatePause)
