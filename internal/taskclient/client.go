@@ -234,11 +234,11 @@ func FirstModel(path string) (string, error) {
 // tasks too.
 func (c *Client) Status(ctx context.Context, id string) (task.Status, error) {
 	var st task.Status
-	v, err := c.Temporal.QueryWorkflow(ctx, task.WorkflowID(id), "", task.QueryStatus)
+	v, err := c.queryStatus(ctx, id, "")
 	if err != nil && !isNotFound(err) {
 		// The newest run may be a start the workflow refused.
 		if run, lerr := c.taskRun(ctx, id); lerr == nil && run != "" {
-			v, err = c.Temporal.QueryWorkflow(ctx, task.WorkflowID(id), run, task.QueryStatus)
+			v, err = c.queryStatus(ctx, id, run)
 		}
 	}
 	if err != nil {
