@@ -49,11 +49,11 @@ func TestPromptIsAutoApprovedCompletesAndIsArchived(t *testing.T) {
 	// The key layout, derived here from its definition rather than from
 	// the code under test: data/<first 2 hex of sha256(tenant)>/<tenant>/<id>/.
 	sum := sha256.Sum256([]byte(tenant))
-	shard := hex.EncodeToString(sum[:1])
-	if storage.Shard(tenant) != shard {
-		t.Errorf("storage.Shard(%q) = %q; want %q", tenant, storage.Shard(tenant), shard)
+	hash := hex.EncodeToString(sum[:1])
+	if storage.TenantHash(tenant) != hash {
+		t.Errorf("storage.TenantHash(%q) = %q; want %q", tenant, storage.TenantHash(tenant), hash)
 	}
-	prefix := fmt.Sprintf("data/%s/%s/%s/", shard, tenant, id)
+	prefix := fmt.Sprintf("data/%s/%s/%s/", hash, tenant, id)
 	for _, name := range []string{"input.jsonl", "output.jsonl", "errors.jsonl", "report.json", "manifest.json"} {
 		if _, err := suite.Store.Stat(ctx, prefix+name); err != nil {
 			t.Errorf("%s%s is not in MinIO: %v", prefix, name, err)
