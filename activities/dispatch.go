@@ -126,7 +126,7 @@ type DispatchResult struct {
 // No such node is a retryable NoNode error: one may start.
 func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (DispatchResult, error) {
 	if in.Approved != nil {
-		a.announce(ctx, *in.Approved)
+		a.emit(ctx, *in.Approved)
 	}
 	nodes, err := a.LiveNodes(ctx)
 	if err != nil {

@@ -163,7 +163,7 @@ func listed(t *testing.T, ctx context.Context, query, wid string) map[string]str
 
 // checkLean wants a one-prompt task to cost the Temporal server no more
 // than it must: the inference as its one activity task (authorize, screen,
-// dispatch, archive and the end's announcement run as local activities),
+// dispatch, archive and the end's event run as local activities),
 // two workflow tasks (the first, and the one after the inference), and the
 // TaskState search attribute set only to the states a list can see between
 // workflow tasks (SUBMITTED, RUNNING, COMPLETED), not to each state the
