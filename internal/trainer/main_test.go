@@ -327,7 +327,7 @@ func headRecord(t *testing.T, task string) *trainer.Record {
 func finalWeights(t *testing.T, rec trainer.Record) string {
 	t.Helper()
 	ctx := context.Background()
-	var m trainer.Manifest
+	var m trainer.CheckpointManifest
 	readJSON(t, rec.Manifest.Key, &m)
 	for _, f := range m.Files {
 		if f.Name != "model.bin" {

@@ -46,7 +46,7 @@ func TestPyTorchTrainerResumesFromItsCheckpoint(t *testing.T) {
 	}
 	// The final trainer_state.json logs every step once, in order: the
 	// history before the kill came back with the checkpoint.
-	var m trainer.Manifest
+	var m trainer.CheckpointManifest
 	readJSON(t, last.Result.Final.Manifest.Key, &m)
 	var st trainer.State
 	for _, f := range m.Files {

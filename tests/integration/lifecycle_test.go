@@ -100,12 +100,12 @@ func TestPromptIsAutoApprovedCompletesAndIsArchived(t *testing.T) {
 // MinIO serves.
 func checkManifest(t *testing.T, ctx context.Context, prefix string, names ...string) {
 	t.Helper()
-	var m activities.Manifest
+	var m storage.Manifest
 	if err := getJSON(ctx, prefix+"manifest.json", &m); err != nil {
 		t.Fatalf("manifest.json: %v", err)
 	}
 	for _, name := range names {
-		if !slices.ContainsFunc(m.Objects, func(r task.ObjectRef) bool { return r.Key == prefix+name }) {
+		if !slices.ContainsFunc(m.Objects, func(e storage.ManifestEntry) bool { return e.Key == prefix+name }) {
 			t.Errorf("manifest.json does not list %s%s: %+v", prefix, name, m.Objects)
 		}
 	}
