@@ -140,7 +140,7 @@ func trainingFile(t *testing.T, n int) string {
 // line is one line a testagent prints.
 type line struct {
 	Progress *trainer.Progress `json:"progress"`
-	Event    string            `json:"event"`
+	Action   string            `json:"action"`
 	Step     int               `json:"step"`
 	Seq      int               `json:"seq"`
 	Log      string            `json:"log"`
@@ -278,12 +278,12 @@ func (a *agent) wait() (line, int) {
 	return last, code
 }
 
-func (a *agent) events(kind string) []line {
+func (a *agent) actions(kind string) []line {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var out []line
 	for _, l := range a.seen {
-		if l.Event == kind {
+		if l.Action == kind {
 			out = append(out, l)
 		}
 	}
