@@ -37,7 +37,7 @@ func (s *Server) native(mux *http.ServeMux) {
 	h("POST "+APIPrefix+"/tasks", s.submit)
 	h("GET "+APIPrefix+"/tasks", s.list)
 	h("GET "+APIPrefix+"/tasks/{id}", s.status)
-	h("GET "+APIPrefix+"/tasks/{id}/events", s.events)
+	h("GET "+APIPrefix+"/tasks/{id}/changes", s.changes)
 	h("GET "+APIPrefix+"/tasks/{id}/result", s.result)
 	h("GET "+APIPrefix+"/tasks/{id}/results", s.results)
 	h("POST "+APIPrefix+"/tasks/{id}/resubmit-failed", s.resubmit(taskclient.ItemsFailed))
@@ -492,7 +492,7 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request, p principal) er
 	return nil
 }
 
-func (s *Server) events(w http.ResponseWriter, r *http.Request, p principal) error {
+func (s *Server) changes(w http.ResponseWriter, r *http.Request, p principal) error {
 	id := taskID(r)
 	release, err := s.limits.startLongPoll(p.User)
 	if err != nil {
@@ -505,11 +505,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, p principal) err
 	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
 	ctx, cancel := context.WithTimeout(r.Context(), waitParam(r, 25*time.Second, maxLongPoll))
 	defer cancel()
-	evs, final := s.hub.wait(ctx, id, after)
-	if evs == nil {
-		evs = []Event{}
+	cs, final := s.hub.wait(ctx, id, after)
+	if cs == nil {
+		cs = []Change{}
 	}
-	writeJSON(w, http.StatusOK, Events{Events: evs, Final: final})
+	writeJSON(w, http.StatusOK, Changes{Changes: cs, Final: final})
 	return nil
 }
 
