@@ -30,7 +30,7 @@ type Node struct {
 	Models  []string `json:"models"`
 	Labels  []string `json:"labels,omitempty"`
 	Running int64    `json:"running"`
-	// Capacity is how many batches the node runs at once.
+	// Capacity is how many pieces a queue of the node runs at once.
 	Capacity int `json:"capacity,omitempty"`
 	// TrainingSlots is how many fine-tuning jobs it trains at once, apart
 	// from Capacity; Training how many it trains now.
@@ -45,7 +45,7 @@ type Node struct {
 	LastSeen time.Time `json:"last_seen"`
 }
 
-// running counts the batches this worker runs, for its node record;
+// running counts the pieces this worker runs, for its node record;
 // training the fine-tuning jobs it trains.
 var running, training atomic.Int64
 
@@ -135,7 +135,7 @@ type DispatchResult struct {
 // No such node is a retryable NoNode error: one may start.
 func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (DispatchResult, error) {
 	if in.Approved != nil {
-		a.announce(ctx, *in.Approved)
+		a.emit(ctx, *in.Approved)
 	}
 	nodes, err := a.LiveNodes(ctx)
 	if err != nil {
