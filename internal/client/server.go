@@ -72,6 +72,9 @@ func (s Server) Watch(ctx context.Context, id string, seen func(Update)) (Status
 			if e.Progress != nil {
 				seen(Update{Progress: e.Progress})
 			}
+			if e.Training != nil {
+				seen(Update{Training: e.Training})
+			}
 			if e.Result != nil {
 				res = e.Result
 			}
