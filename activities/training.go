@@ -65,7 +65,7 @@ type TrainProgress struct {
 // TrainingObserver is told what one training attempt does.
 type TrainingObserver interface {
 	Progress(trainer.Progress)
-	Event(trainer.Event)
+	Action(trainer.Action)
 	// Done is called once the attempt has ended.
 	Done()
 }
@@ -144,9 +144,9 @@ func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, err
 			// the workflow's history.
 			activity.RecordHeartbeat(ctx, last)
 		},
-		Events: func(e trainer.Event) {
-			obs.Event(e)
-			activity.GetLogger(ctx).Info("trainer", "event", e.Kind, "step", e.Step, "seq", e.Seq, "why", e.Why)
+		Actions: func(e trainer.Action) {
+			obs.Action(e)
+			activity.GetLogger(ctx).Info("trainer", "action", e.Kind, "step", e.Step, "seq", e.Seq, "why", e.Why)
 		},
 		Log: logWriter{ctx},
 	}
@@ -173,7 +173,7 @@ func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, err
 type noObserver struct{}
 
 func (noObserver) Progress(trainer.Progress) {}
-func (noObserver) Event(trainer.Event)       {}
+func (noObserver) Action(trainer.Action)     {}
 func (noObserver) Done()                     {}
 
 // TrainerFailed is the error type of a trainer that exited without its

@@ -74,8 +74,8 @@ func (t *Training) Progress(p trainer.Progress) {
 	t.App.Training.Loss.WithLabelValues(t.Task).Set(p.Loss)
 }
 
-// Event counts resumes and committed checkpoints.
-func (t *Training) Event(e trainer.Event) {
+// Action counts resumes and committed checkpoints.
+func (t *Training) Action(e trainer.Action) {
 	if t.App == nil {
 		return
 	}

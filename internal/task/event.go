@@ -26,10 +26,10 @@ const (
 	EventFineTuningCancelled  = "fine_tuning.job.cancelled"
 )
 
-// EventOf is the event a task of kind k is announced with in its final
-// state s; "" for states that announce nothing. A fine-tuning task ends
-// with OpenAI's fine_tuning.job.* events (an expired one failed, as its
-// job's status says), a batch with batch.*.
+// EventOf is the event a task of kind k emits when it ends in state s;
+// "" for states that emit none. A fine-tuning task ends with OpenAI's
+// fine_tuning.job.* events (an expired one failed, as its job's status
+// says), a batch with batch.*.
 func EventOf(k Kind, s State) string {
 	if k == KindFineTune {
 		switch s {

@@ -61,7 +61,7 @@ func ReadHistory(ctx context.Context, s storage.Store, tenant, taskID string) (H
 // readable trainer_state.json. The file is found through the manifest,
 // which names it as the trainer wrote it.
 func (c *Checkpoints) logOf(ctx context.Context, r Record, present map[string]bool) []LogEntry {
-	var m Manifest
+	var m CheckpointManifest
 	if getJSON(ctx, c.Store, r.Manifest.Key, &m) != nil {
 		return nil
 	}

@@ -82,7 +82,7 @@ func (r *receiver) wait(t *testing.T, id string) delivery {
 }
 
 // TestFineTuneWebhooks: a fine-tuning job that succeeds and one that is
-// cancelled while it trains are announced to tenant tuned's subscriber
+// cancelled while it trains are emitted to tenant tuned's subscriber
 // as OpenAI's fine_tuning.job.succeeded and fine_tuning.job.cancelled
 // events, signed as every delivery (Standard Webhooks), in OpenAI's shape
 // {id, object: "event", created_at, type, data: {id: "ftjob-…"}}.
