@@ -84,7 +84,7 @@ func (d Direct) Status(ctx context.Context, id string) (Status, error) {
 const watchEvery = 500 * time.Millisecond
 
 // Watch implements Client, by the status query.
-func (d Direct) Watch(ctx context.Context, id string, seen func(Update)) (Status, error) {
+func (d Direct) Watch(ctx context.Context, id string, seen func(Change)) (Status, error) {
 	audit := 0
 	var last task.Counts
 	step := 0
@@ -97,11 +97,11 @@ func (d Direct) Watch(ctx context.Context, id string, seen func(Update)) (Status
 		if st.State == task.Running && st.Progress.Counts != last {
 			last = st.Progress.Counts
 			p := st.Progress
-			seen(Update{Progress: &p})
+			seen(Change{Progress: &p})
 		}
 		if ft := st.FineTune; st.State == task.Running && ft != nil && ft.Step != step {
 			step = ft.Step
-			seen(Update{Training: ft})
+			seen(Change{Training: ft})
 		}
 		if st.State.Final() {
 			return Status{Status: st}, nil
