@@ -86,6 +86,11 @@ func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, err
 			}
 		}
 	}
+	// From here the attempt holds the node's training slot.
+	attempt := fmt.Sprintf("a%d%s", info.Attempt, randomHex(3))
+	defer a.meterTraining(ctx, in, attempt)()
+	training.Add(1)
+	defer training.Add(-1)
 	cfg := a.Trainer
 	root := filepath.Join(cfg.WorkDir, in.Tenant, in.TaskID)
 	cfg.WorkDir = filepath.Join(root, "run")
@@ -136,7 +141,7 @@ func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, err
 	defer obs.Done()
 	r := &trainer.Runner{
 		Config:      cfg,
-		Checkpoints: &trainer.Checkpoints{Store: a.Store, Tenant: in.Tenant, TaskID: in.TaskID, Attempt: fmt.Sprintf("a%d%s", info.Attempt, randomHex(3))},
+		Checkpoints: &trainer.Checkpoints{Store: a.Store, Tenant: in.Tenant, TaskID: in.TaskID, Attempt: attempt},
 		Progress: func(p trainer.Progress) {
 			last = TrainProgress{Progress: p, Node: a.Node}
 			obs.Progress(p)
@@ -288,9 +293,9 @@ func (a *Activities) screenTraining(ctx context.Context, in ScreenTrainingInput)
 	sc.AutoApprove = flagged == 0 && in.AutoApproveMaxExamples > 0 && sc.Requests <= in.AutoApproveMaxExamples
 	switch {
 	case sc.AutoApprove:
-		sc.Reasons = append(sc.Reasons, fmt.Sprintf("auto-approved: %d example(s), at most %d allowed without review, nothing flagged", sc.Requests, in.AutoApproveMaxExamples))
+		sc.Reasons = append(sc.Reasons, fmt.Sprintf("auto-approved: %d example(s), at most %d allowed without approval, nothing flagged", sc.Requests, in.AutoApproveMaxExamples))
 	case flagged == 0:
-		sc.Reasons = append(sc.Reasons, fmt.Sprintf("needs review: %d example(s), over the %d approved without review", sc.Requests, in.AutoApproveMaxExamples))
+		sc.Reasons = append(sc.Reasons, fmt.Sprintf("needs approval: %d example(s), over the %d approved without it", sc.Requests, in.AutoApproveMaxExamples))
 	}
 	return res, nil
 }

@@ -37,7 +37,8 @@ const bucket = "autoglm"
 // users and their roles: tenant demo as in the default policy, a second
 // tenant, acme, whose user zed must never read demo's tasks, brief,
 // whose approvals expire in seconds, metered, allowed one token a day,
-// and tuned, whose fine-tuning events go to the suite's webhook receiver;
+// gpumetered, allowed a millisecond of training a day, and tuned, whose
+// fine-tuning events go to the suite's webhook receiver;
 // oscar operates every tenant, so he may read the server's metrics.
 var users = map[string]string{ // user -> tenant of their key
 	"alice": "demo", "dave": "demo", "bob": "demo", "rita": "demo",
@@ -95,12 +96,20 @@ const policyYAML = `tenants:
         allow_loopback: true # the test's receiver is on this machine, over http
         secret_env: SERVER_TEST_WEBHOOK_SECRET
         events: [fine_tuning.job.succeeded, fine_tuning.job.failed, fine_tuning.job.cancelled]
+  gpumetered:
+    models: [glm-4-test]
+    users:
+      alice: [submitter]
+      carol: [admin]
+      oscar: [operator]
+    auto_approve_max_requests: 10
+    quotas: {max_training_seconds_per_day: 0.001}
 fleet:
   operators: [olga]
 access:
   upstreams: [trusted]
   licences: [apache-2.0]
-  review_deadline: 1h
+  approval_deadline: 1h
 sensitive:
   fields: [prompt]
   metadata: [phone, email, id_number]
