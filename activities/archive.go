@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/audittrail"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/usage"
@@ -65,6 +66,11 @@ type Manifest struct {
 // manifest update merges (attachments uploaded meanwhile stay listed), so
 // doing it again is harmless.
 func (a *Activities) Archive(ctx context.Context, in ArchiveInput) (ArchiveResult, error) {
+	// The report keeps the whole audit trail: the earlier runs' part is
+	// in the bucket.
+	if err := audittrail.Whole(ctx, a.Store, &in.Status); err != nil {
+		return ArchiveResult{}, fmt.Errorf("archive: %w", err)
+	}
 	st := in.Status
 	reportKey, err := taskObject{storage.Data, st.Tenant, st.ID, NameReport}.key()
 	if err != nil {

@@ -89,9 +89,12 @@ func (f fineTune) run(ctx workflow.Context) error {
 		if err != nil {
 			return err
 		}
-		f.status.Node = node.Node
+		f.dispatched, f.status.Node = true, ""
+		if !node.AnyNode() {
+			f.status.Node = node.Node
+		}
 		// RUNNING follows at once.
-		f.passThrough(ctx, task.Dispatched, "dispatch", "training on node "+node.Node)
+		f.passThrough(ctx, task.Dispatched, "dispatch", "training on "+node.Where())
 		var res activities.TrainResult
 		err = f.train(ctx, node).Get(ctx, &res)
 		f.trainStopped(err)
@@ -102,7 +105,7 @@ func (f fineTune) run(ctx workflow.Context) error {
 			return err
 		case isScheduleToStartTimeout(err):
 			avoid = append(avoid, node.Node)
-			f.transition(ctx, task.Dispatched, "dispatch", fmt.Sprintf("node %s did not start the training within %s; dispatching again", node.Node, f.nodeStartTimeout()))
+			f.transition(ctx, task.Dispatched, "dispatch", fmt.Sprintf("%s did not start the training within %s; dispatching again", node.Where(), f.nodeStartTimeout()))
 		case !f.paused && f.pauses != pauses && temporal.IsCanceledError(err):
 			// Paused and resumed before the stage had stopped: train again
 			// from the checkpoint, as after any resume.
@@ -119,8 +122,8 @@ func (f fineTune) run(ctx workflow.Context) error {
 // train runs Train on the chosen node's queue.
 func (f fineTune) train(ctx workflow.Context, node activities.DispatchResult) workflow.Future {
 	spec := f.spec()
-	ctx = f.stage(ctx, "training", fmt.Sprintf("%s on %s", f.in.Model, node.Node))
-	f.transition(ctx, task.Running, "dispatch", "training on "+node.Node)
+	ctx = f.stage(ctx, "training", fmt.Sprintf("%s on %s", f.in.Model, node.Where()))
+	f.transition(ctx, task.Running, "dispatch", "training on "+node.Where())
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:              node.Queue,
 		ScheduleToStartTimeout: f.nodeStartTimeout(),
@@ -129,7 +132,7 @@ func (f fineTune) train(ctx workflow.Context, node activities.DispatchResult) wo
 		// Let the trainer save and its checkpoint commit before the task
 		// moves on.
 		WaitForCancellation: true,
-		Summary:             fmt.Sprintf("training: %s, %d example(s), on %s", f.in.Model, f.status.Progress.Total, node.Node),
+		Summary:             fmt.Sprintf("training: %s, %d example(s), on %s", f.in.Model, f.status.Progress.Total, node.Where()),
 		Priority:            f.priority(),
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
