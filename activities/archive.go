@@ -34,10 +34,13 @@ type Report struct {
 
 // recordUsage keeps the tokens of a task that ran in the usage ledger,
 // on the day of its final transition: the same day however often the
-// archive is retried.
+// archive is retried. A task that never ran (rejected, expired, or
+// stopped before its work reached a node) is no task of the usage
+// report's, whatever its result says; nor is one that ran and answered
+// nothing.
 func (a *Activities) recordUsage(ctx context.Context, in ArchiveInput) error {
 	st := in.Status
-	if in.Result.Usage.IsZero() && in.Result.Counts.Done() == 0 {
+	if st.EnteredAt(task.Running).IsZero() || in.Result.Usage.IsZero() && in.Result.Counts.Done() == 0 {
 		return nil
 	}
 	end := time.Now()

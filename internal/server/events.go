@@ -248,7 +248,17 @@ func (h *hub) run(id string, f *follower) {
 	for {
 		select {
 		case res := <-ended:
-			f.add(Event{State: res.State, Result: &res})
+			// The end carries the audit lines not sent yet (ARCHIVING and
+			// the final one), so a watcher shows them with their actors
+			// rather than the bare final state.
+			e := Event{State: res.State, Result: &res, AuditFrom: audit}
+			qctx, qcancel := context.WithTimeout(ctx, auditWait)
+			st, err := h.src.Status(qctx, id)
+			qcancel()
+			if err == nil && len(st.Audit) > audit {
+				e.Transitions = st.Audit[audit:]
+			}
+			f.add(e)
 			// Late callers get the end from here, for a while.
 			select {
 			case <-ctx.Done():
