@@ -38,20 +38,20 @@ func (s Server) Status(ctx context.Context, id string) (Status, error) {
 }
 
 // statusWait bounds the one status read at the end of Watch: the status
-// needs a worker to answer, the events do not, so a busy worker only
+// needs a worker to answer, the changes do not, so a busy worker only
 // costs the full report, never the watch.
 const statusWait = 5 * time.Second
 
-// Watch follows the server's events: what the Temporal server already
+// Watch follows the task's changes on the server: what the Temporal server already
 // knows, with the audit trail the server reads once per state change for
 // every watcher, so watching asks no worker anything. Only the final
 // status, for the full report, is read at the end.
-func (s Server) Watch(ctx context.Context, id string, seen func(Update)) (Status, error) {
+func (s Server) Watch(ctx context.Context, id string, seen func(Change)) (Status, error) {
 	var after int64
 	audit := 0
 	var last task.State // the state of the newest line shown
 	shown := seen
-	seen = func(u Update) {
+	seen = func(u Change) {
 		if u.Transition != nil {
 			last = u.Transition.To
 		}
@@ -59,7 +59,7 @@ func (s Server) Watch(ctx context.Context, id string, seen func(Update)) (Status
 	}
 	var res *task.Result
 	for res == nil {
-		evs, err := s.API.Events(ctx, id, after, 30*time.Second)
+		cs, err := s.API.Changes(ctx, id, after, 30*time.Second)
 		if err != nil {
 			if task.TypeOf(err) != "" || ctx.Err() != nil {
 				return Status{}, err
@@ -70,17 +70,17 @@ func (s Server) Watch(ctx context.Context, id string, seen func(Update)) (Status
 			}
 			continue
 		}
-		for _, e := range evs.Events {
+		for _, e := range cs.Changes {
 			after = e.Seq
 			audit = transitions(e, audit, seen)
 			if e.Progress != nil {
-				seen(Update{Progress: e.Progress})
+				seen(Change{Progress: e.Progress})
 			}
 			if e.Result != nil {
 				res = e.Result
 			}
 		}
-		if evs.Final && res == nil {
+		if cs.Final && res == nil {
 			r, err := s.API.Wait(ctx, id)
 			if err != nil {
 				return Status{}, err
@@ -101,20 +101,20 @@ func (s Server) Watch(ctx context.Context, id string, seen func(Update)) (Status
 	// No worker answered: the result alone says how it ended, and its
 	// reason is the final audit line's.
 	if res.State != last {
-		seen(Update{Transition: &task.Transition{Time: time.Now().UTC(), To: res.State, Reason: res.Reason}})
+		seen(Change{Transition: &task.Transition{Time: time.Now().UTC(), To: res.State, Reason: res.Reason}})
 	}
 	return fromResult(*res), nil
 }
 
 // transitions tells seen the audit entries of e not seen yet (the first
-// audit were) and returns how many have been seen. An event that moved
+// audit were) and returns how many have been seen. A change that moved
 // the state without its audit lines (no worker answered the server in
 // time) shows nothing: a line without its actor and reason says less
-// than the lines a later event or the final status brings.
-func transitions(e server.Event, audit int, seen func(Update)) int {
+// than the lines a later change or the final status brings.
+func transitions(e server.Change, audit int, seen func(Change)) int {
 	for i, tr := range e.Transitions {
 		if e.AuditFrom+i >= audit {
-			seen(Update{Transition: &tr})
+			seen(Change{Transition: &tr})
 		}
 	}
 	return max(audit, e.AuditFrom+len(e.Transitions))

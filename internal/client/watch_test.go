@@ -8,9 +8,9 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
-// TestWatchShowsNoStateWithoutItsAuditLine: the server's events for a task
+// TestWatchShowsNoStateWithoutItsAuditLine: the server's changes of a task
 // that ended while no worker answered its status query at once: the final
-// state first without audit lines, then (in the end event) ARCHIVING and
+// state first without audit lines, then (in the end) ARCHIVING and
 // COMPLETED with their actors. Watch shows each transition once, each
 // with its actor and reason, and no bare COMPLETED ahead of ARCHIVING.
 func TestWatchShowsNoStateWithoutItsAuditLine(t *testing.T) {
@@ -23,7 +23,7 @@ func TestWatchShowsNoStateWithoutItsAuditLine(t *testing.T) {
 		{Time: at, To: task.Archiving, Actor: "autoglm", Reason: "archiving outputs and report"},
 		{Time: at, To: task.Completed, Actor: "autoglm", Reason: "1 completed, 0 failed"},
 	}
-	events := []server.Event{
+	changes := []server.Change{
 		{State: task.Running, Transitions: early},
 		{State: task.Completed},
 		{State: task.Completed, Result: &task.Result{State: task.Completed}, AuditFrom: 2, Transitions: late},
@@ -32,8 +32,8 @@ func TestWatchShowsNoStateWithoutItsAuditLine(t *testing.T) {
 	}
 	var got []task.Transition
 	audit := 0
-	for _, e := range events {
-		audit = transitions(e, audit, func(u Update) { got = append(got, *u.Transition) })
+	for _, e := range changes {
+		audit = transitions(e, audit, func(u Change) { got = append(got, *u.Transition) })
 	}
 	want := append(append([]task.Transition(nil), early...), late...)
 	if len(got) != len(want) {

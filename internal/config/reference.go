@@ -76,7 +76,7 @@ var Reference = []Var{
 	{Name: "AUTOGLM_SERVER_UPLOADS_PER_USER", Default: "4", Doc: "server: request bodies one user may have spooling at once; past it, 429"},
 	{Name: "AUTOGLM_SERVER_SPOOL_BYTES", Default: "4GiB", Doc: "server: bytes of request bodies on its disk at once, in all; past it, 507 Insufficient Storage"},
 	{Name: "AUTOGLM_SERVER_SPOOL_BYTES_PER_USER", Default: "1GiB", Doc: "server: bytes of one user's request bodies on its disk at once; past it, 507"},
-	{Name: "AUTOGLM_SERVER_LONG_POLLS_PER_USER", Default: "64", Doc: "server: event and result long polls one user may hold open at once; past it, 429"},
+	{Name: "AUTOGLM_SERVER_LONG_POLLS_PER_USER", Default: "64", Doc: "server: change and result long polls one user may hold open at once; past it, 429"},
 	{Name: "AUTOGLM_BREAK_GLASS_PUBLIC_KEYS", Secret: true, Doc: "workers: operators' break-glass public keys, trusted like AUTOGLM_ASSERTION_PUBLIC_KEYS; all approvals one of them signs count as one person"},
 	{Name: "AUTOGLM_DEPLOYMENT", Default: DefaultDeployment, Doc: "workers: the Worker Deployment of the control plane (workflows and local activities on autoglm-tasks); node queues are unversioned"},
 	{Name: "AUTOGLM_BUILD_ID", Default: "the executable's sha256", Doc: "workers: this build's ID within AUTOGLM_DEPLOYMENT; tasks stay pinned to the build that started them"},
