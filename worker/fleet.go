@@ -7,11 +7,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"go.temporal.io/sdk/client"
 
 	"github.com/dustin/go-humanize"
+	"go.temporal.io/sdk/activity"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -103,12 +105,50 @@ func labelsFromEnv() []string {
 // its running batches record a checkpoint and give their work back, so
 // another node serving the model picks it up; undraining starts new ones.
 type modelPollers struct {
-	tc     client.Client
-	opts   sdkworker.Options
-	acts   *activities.Activities
-	log    *logrus.Logger
-	mu     sync.Mutex
-	active []sdkworker.Worker
+	tc   client.Client
+	opts sdkworker.Options
+	acts *activities.Activities
+	log  *logrus.Logger
+	// training polls each served model's training queue
+	// (task.TrainingQueue) while the node has a training slot free; nil
+	// on a node that trains nothing.
+	training *trainingSlots
+	mu       sync.Mutex
+	active   []sdkworker.Worker
+}
+
+// trainingSlots are the node's training slots, shared by the pollers of
+// all its models' training queues, so the node trains at most that many
+// jobs whatever their models, apart from the batches it runs.
+type trainingSlots struct {
+	opts sdkworker.Options
+}
+
+// newTrainingSlots makes slots training slots; 0 is nil (no training).
+// A training worker's stop waits for its trainer to save and its
+// checkpoint to upload: stop timeout plus the upload's time.
+func newTrainingSlots(base sdkworker.Options, slots int, stopTimeout time.Duration) (*trainingSlots, error) {
+	if slots <= 0 {
+		return nil, nil
+	}
+	acts, err := sdkworker.NewFixedSizeSlotSupplier(slots)
+	if err != nil {
+		return nil, err
+	}
+	one := func() sdkworker.SlotSupplier { s, _ := sdkworker.NewFixedSizeSlotSupplier(1); return s }
+	tuner, err := sdkworker.NewCompositeTuner(sdkworker.CompositeTunerOptions{
+		ActivitySlotSupplier: acts, WorkflowSlotSupplier: one(), LocalActivitySlotSupplier: one(),
+		NexusSlotSupplier: one(), SessionActivitySlotSupplier: one(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	opts := base
+	opts.Tuner = tuner
+	opts.MaxConcurrentActivityExecutionSize = 0
+	opts.MaxConcurrentActivityTaskPollers = 1
+	opts.WorkerStopTimeout = stopTimeout + 5*time.Minute
+	return &trainingSlots{opts: opts}, nil
 }
 
 func (p *modelPollers) start() error {
@@ -127,12 +167,23 @@ func (p *modelPollers) start() error {
 			return fmt.Errorf("worker: polling %s: %w", task.ModelQueue(m), err)
 		}
 		p.active = append(p.active, w)
+		if p.training == nil {
+			continue
+		}
+		tw := sdkworker.New(p.tc, task.TrainingQueue(m), p.training.opts)
+		tw.RegisterActivityWithOptions(p.acts.Train, activity.RegisterOptions{Name: "Train"})
+		if err := tw.Start(); err != nil {
+			return fmt.Errorf("worker: polling %s: %w", task.TrainingQueue(m), err)
+		}
+		p.active = append(p.active, tw)
 	}
 	return nil
 }
 
 // stop stops polling; running batches checkpoint and their work goes back
-// to the model's queue. It returns once they have.
+// to the model's queue, and running trainers save and their checkpoint
+// is committed before their job goes back to the training queue. It
+// returns once they have.
 func (p *modelPollers) stop() {
 	p.mu.Lock()
 	ws := p.active
@@ -153,7 +204,7 @@ func (p *modelPollers) setDrained(drained bool) {
 	if drained {
 		go func() {
 			p.stop()
-			p.log.Info("node drained: stopped polling the model queues; running batches moved on from their checkpoints")
+			p.log.Info("node drained: stopped polling the model and training queues; running batches and training jobs moved on from their checkpoints")
 		}()
 		return
 	}
