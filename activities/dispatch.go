@@ -50,6 +50,9 @@ var running atomic.Int64
 // day. Liveness comes from the node queue's pollers (see Liveness).
 func (a *Activities) Announce(ctx context.Context) error {
 	n := Node{Name: a.Node, Queue: task.NodeQueue(a.Node), Models: a.Models, Labels: a.Labels, Running: running.Load(), Capacity: a.Capacity, Drained: drained.Load()}
+	if a.FineTuned != nil {
+		n.Models = append(slices.Clip(n.Models), a.FineTuned()...)
+	}
 	if a.Cached != nil {
 		n.Cached = a.Cached()
 	}
@@ -143,7 +146,7 @@ func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (DispatchRe
 func pick(nodes []Node, model string, avoid []string, now time.Time) (Node, error) {
 	var live []Node
 	for _, n := range nodes {
-		if n.Alive(now) && !n.Drained && (slices.Contains(n.Models, model) || slices.Contains(n.Models, "*")) {
+		if n.Alive(now) && !n.Drained && n.Serves(model) {
 			live = append(live, n)
 		}
 	}
@@ -162,6 +165,14 @@ func pick(nodes []Node, model string, avoid []string, now time.Time) (Node, erro
 		return live[i].Running < live[j].Running
 	})
 	return live[0], nil
+}
+
+// Serves tells whether the node serves the model. A fine-tuned model is
+// served only by a node that has loaded it into its model server and says
+// so in its record, never by one that merely serves its base model or
+// every model ("*").
+func (n Node) Serves(model string) bool {
+	return slices.Contains(n.Models, model) || !task.IsFineTuned(model) && slices.Contains(n.Models, "*")
 }
 
 // errNoNode is retryable on purpose: a node may come up.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -29,12 +30,11 @@ import (
 //
 //	AUTOGLM_HF_ENDPOINT, AUTOGLM_HF_TOKEN  the model hub (see model.UpstreamFromEnv)
 //	AUTOGLM_MIRROR_STAGING_DIR             where mirrored files are staged (system temp)
-//	AUTOGLM_CACHE_DIR                      the node's model cache (user cache folder/autoglm/<node>/models)
 //	AUTOGLM_CACHE_BUDGET                   its size bound, e.g. 500GiB (none)
-func registerFleet(shared, node sdkworker.Worker, acts *activities.Activities, pollers *modelPollers) error {
+func registerFleet(shared, node sdkworker.Worker, acts *activities.Activities, pollers *modelPollers, cacheDir string) (*model.Cache, error) {
 	up, err := model.UpstreamFromEnv()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	shared.RegisterWorkflowWithOptions(workflows.MirrorWorkflow, workflow.RegisterOptions{Name: task.MirrorWorkflowType})
 	shared.RegisterWorkflowWithOptions(workflows.FleetCommandWorkflow, workflow.RegisterOptions{Name: task.FleetCommandWorkflowType})
@@ -42,9 +42,9 @@ func registerFleet(shared, node sdkworker.Worker, acts *activities.Activities, p
 	shared.RegisterWorkflowWithOptions(workflows.ModelAccessWorkflow, workflow.RegisterOptions{Name: task.AccessWorkflowType, VersioningBehavior: pinned.VersioningBehavior})
 	shared.RegisterActivity(&activities.Mirror{Store: acts.Store, Upstream: up, Policy: acts.Policy, StagingDir: os.Getenv("AUTOGLM_MIRROR_STAGING_DIR")})
 
-	cache, err := cacheFromEnv(acts)
+	cache, err := cacheFromEnv(acts, cacheDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	acts.Cached = func() []string {
 		metas, _ := cache.Cached()
@@ -64,11 +64,11 @@ func registerFleet(shared, node sdkworker.Worker, acts *activities.Activities, p
 		agent.Health = m.Models
 	}
 	node.RegisterActivity(agent)
-	return nil
+	return cache, nil
 }
 
-func cacheFromEnv(acts *activities.Activities) (*model.Cache, error) {
-	c := &model.Cache{Dir: os.Getenv("AUTOGLM_CACHE_DIR"), Source: activities.StoreSource{Store: acts.Store}}
+func cacheFromEnv(acts *activities.Activities, dir string) (*model.Cache, error) {
+	c := &model.Cache{Dir: dir, Source: activities.StoreSource{Store: acts.Store}}
 	if c.Dir == "" {
 		base, err := os.UserCacheDir()
 		if err != nil {
@@ -99,26 +99,52 @@ func labelsFromEnv() []string {
 }
 
 // modelPollers are the workers that poll the queues of the models this
-// node serves (task.ModelQueue). Draining the node stops them, which makes
-// its running batches record a checkpoint and give their work back, so
-// another node serving the model picks it up; undraining starts new ones.
+// node serves (task.ModelQueue): its base models, and the fine-tuned
+// models it has loaded (served), which come while it runs. Draining the
+// node stops them, which makes its running batches record a checkpoint
+// and give their work back, so another node serving the model picks it
+// up; undraining starts new ones.
 type modelPollers struct {
 	tc     client.Client
 	opts   sdkworker.Options
 	acts   *activities.Activities
+	served *activities.ServedFineTuned // nil: the node serves no fine-tuned model
 	log    *logrus.Logger
 	mu     sync.Mutex
-	active []sdkworker.Worker
+	active map[string]sdkworker.Worker
+	// stopped is a drained node: a fine-tuned model loaded meanwhile is
+	// polled for from the undrain on.
+	stopped bool
 }
 
 func (p *modelPollers) start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.active) > 0 {
+	p.stopped = false
+	return p.startMissing()
+}
+
+// refresh starts polling for the fine-tuned models loaded since, unless
+// the node is drained.
+func (p *modelPollers) refresh() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
 		return nil
 	}
-	for _, m := range p.acts.Models {
-		if m == "*" {
+	return p.startMissing()
+}
+
+func (p *modelPollers) startMissing() error {
+	models := p.acts.Models
+	if p.served != nil {
+		models = append(slices.Clip(models), p.served.Loaded()...)
+	}
+	if p.active == nil {
+		p.active = map[string]sdkworker.Worker{}
+	}
+	for _, m := range models {
+		if m == "*" || p.active[m] != nil {
 			continue // a wildcard node is reached through its own queue
 		}
 		w := sdkworker.New(p.tc, task.ModelQueue(m), p.opts)
@@ -126,7 +152,7 @@ func (p *modelPollers) start() error {
 		if err := w.Start(); err != nil {
 			return fmt.Errorf("worker: polling %s: %w", task.ModelQueue(m), err)
 		}
-		p.active = append(p.active, w)
+		p.active[m] = w
 	}
 	return nil
 }
@@ -136,7 +162,7 @@ func (p *modelPollers) start() error {
 func (p *modelPollers) stop() {
 	p.mu.Lock()
 	ws := p.active
-	p.active = nil
+	p.active, p.stopped = nil, true
 	p.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, w := range ws {
