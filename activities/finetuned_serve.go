@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -116,7 +117,13 @@ func (s *ServedFineTuned) load(ctx context.Context, base, name string) error {
 	if err != nil {
 		return fmt.Errorf("fetching it into the cache: %w", err)
 	}
-	if err := s.Load(ctx, name, got.Dir); err != nil {
+	// The model server reads the folder itself: a path relative to this
+	// process means nothing to it.
+	dir, err := filepath.Abs(got.Dir)
+	if err != nil {
+		return err
+	}
+	if err := s.Load(ctx, name, dir); err != nil {
 		return fmt.Errorf("loading it into the model server: %w", err)
 	}
 	return nil

@@ -152,7 +152,7 @@ func (d *ftDemo) run(ctx context.Context) error {
 	}
 	killedAt, pid := fineTune(st).Step, d.node.PID()
 	d.node.Kill()
-	fmt.Printf("\nSIGKILL to the worker of node %s (pid %d) at step %d: no time to save; its trainer dies with it\n", demoNode, pid, killedAt)
+	fmt.Printf("\nSIGKILL to the worker of node %s (pid %d), its last heartbeat at step %d: no time to save; its trainer dies with it\n", demoNode, pid, killedAt)
 	if err := d.startNode(); err != nil {
 		return err
 	}
@@ -165,8 +165,8 @@ func (d *ftDemo) run(ctx context.Context) error {
 	if st.State != task.Completed || ft.FineTunedModel == "" {
 		return fmt.Errorf("%w: fine-tuning job %s ended %s: %s", errNotCompleted, sub.ID, st.State, st.LastError)
 	}
-	fmt.Printf("\nthe job resumed from its checkpoint at step %d (redoing %d steps, not %d) and COMPLETED at step %d, loss %.3f, after %d attempt(s)\n",
-		ft.ResumedFrom, killedAt-ft.ResumedFrom, killedAt, ft.Step, ft.Loss, st.Attempts)
+	fmt.Printf("\nthe next attempt resumed from the newest verified checkpoint, step %d (not from step 0): only the steps after it were trained again\n", ft.ResumedFrom)
+	fmt.Printf("the job COMPLETED at step %d, loss %.3f, after %d attempt(s)\n", ft.Step, ft.Loss, st.Attempts)
 	fmt.Printf("the tuned model: %s\n  s3://%s/%s\n", ft.FineTunedModel, tc.Store.Bucket(), task.FineTunedPrefix("demo", ft.FineTunedModel))
 	return d.batch(ctx, tc, ft.FineTunedModel)
 }
@@ -251,7 +251,12 @@ func (d *ftDemo) startNode() error {
 	if err != nil {
 		return err
 	}
-	work := filepath.Join(d.dir, "demo-finetune")
+	// Absolute: the trainer runs in its job's folder, and the model server
+	// reads the tuned model from the path the node gives it.
+	work, err := filepath.Abs(filepath.Join(d.dir, "demo-finetune"))
+	if err != nil {
+		return err
+	}
 	d.node, err = devstack.StartProcess(devstack.ProcessOptions{
 		Name: "worker " + demoNode, Bin: exe, Args: []string{"worker"},
 		LogPath: filepath.Join(d.dir, "logs", "worker-"+demoNode+".log"),
@@ -263,7 +268,7 @@ func (d *ftDemo) startNode() error {
 			"AUTOGLM_HEALTH_ADDR=", "AUTOGLM_LOG_LEVEL=info",
 			// The test trainer's model is tiny; a pause per step makes the
 			// run long enough to watch and to kill.
-			"TESTTRAINER_STEP_DELAY=40ms",
+			"TESTTRAINER_STEP_DELAY=60ms",
 		},
 	})
 	return err
