@@ -38,7 +38,7 @@ var (
 // AuditModelFiles is the security audit: every file's type by name and by
 // its first bytes (a safetensors header, no pickle or PyTorch zip unless
 // the policy allows pickled weights), and every file's sha256 as the
-// upstream's file endpoint announces it against the listing's.
+// upstream's file endpoint reports it, against the listing's.
 func (m *Mirror) AuditModelFiles(ctx context.Context, in AuditInput) (AuditResult, error) {
 	res, err := m.audit(ctx, in)
 	return res, asApplicationError(err)
@@ -54,12 +54,12 @@ func (m *Mirror) audit(ctx context.Context, in AuditInput) (AuditResult, error) 
 	for _, f := range in.Files {
 		ext := strings.ToLower(path.Ext(f.Name))
 		url := m.Upstream.FileURL(orHF(in.Request.Model.Upstream), in.Request.Model.Repo, orDefault(in.Commit, in.Request.Model.Revision), f.Name)
-		head, announced, err := m.Upstream.Head(ctx, url, 64)
+		head, reported, err := m.Upstream.Head(ctx, url, 64)
 		if err != nil {
 			return res, err
 		}
-		if announced != "" && announced != f.SHA256 {
-			refused = append(refused, fmt.Sprintf("%s: the file endpoint announces sha256 %s, the listing %s", f.Name, announced, f.SHA256))
+		if reported != "" && reported != f.SHA256 {
+			refused = append(refused, fmt.Sprintf("%s: the file endpoint reports sha256 %s, the listing %s", f.Name, reported, f.SHA256))
 			continue
 		}
 		switch kind := sniffWeights(head); {

@@ -50,16 +50,6 @@ func (a *Activities) recordUsage(ctx context.Context, in ArchiveInput) error {
 	return nil
 }
 
-// Manifest is manifest.json read as task references: every object of the
-// task with its size, sha256 and category, so anyone can check what they
-// download. storage.Manifest is the whole document (content type and
-// version too), and the one writers use.
-type Manifest struct {
-	TaskID  string           `json:"task_id"`
-	Tenant  string           `json:"tenant"`
-	Objects []task.ObjectRef `json:"objects"`
-}
-
 // Archive writes the report of a task and adds its artifacts to the
 // manifest. The report is a function of the task's final state, and the
 // manifest update merges (attachments uploaded meanwhile stay listed), so

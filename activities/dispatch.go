@@ -30,7 +30,7 @@ type Node struct {
 	Models  []string `json:"models"`
 	Labels  []string `json:"labels,omitempty"`
 	Running int64    `json:"running"`
-	// Capacity is how many batches the node runs at once.
+	// Capacity is how many pieces a queue of the node runs at once.
 	Capacity int `json:"capacity,omitempty"`
 	// Drained nodes take no new work (`autoglm nodes drain`).
 	Drained bool `json:"drained,omitempty"`
@@ -41,7 +41,7 @@ type Node struct {
 	LastSeen time.Time `json:"last_seen"`
 }
 
-// running counts the batches this worker runs, for its node record.
+// running counts the pieces this worker runs, for its node record.
 var running atomic.Int64
 
 // Announce writes this node's record when what it says changed (models,
@@ -129,7 +129,7 @@ type DispatchResult struct {
 // No such node is a retryable NoNode error: one may start.
 func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (DispatchResult, error) {
 	if in.Approved != nil {
-		a.announce(ctx, *in.Approved)
+		a.emit(ctx, *in.Approved)
 	}
 	nodes, err := a.LiveNodes(ctx)
 	if err != nil {

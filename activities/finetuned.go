@@ -47,7 +47,7 @@ func (a *Activities) publishModel(ctx context.Context, in PublishModelInput) (ta
 	if in.Manifest.Bucket != "" && in.Manifest.Bucket != a.Store.Bucket() || !strings.Contains(in.Manifest.Key, want) {
 		return task.ObjectRef{}, task.Errorf(task.PermissionDenied, "the model manifest %s is not under the task's own checkpoint prefix", in.Manifest.Key)
 	}
-	var m trainer.Manifest
+	var m trainer.CheckpointManifest
 	if err := a.getJSON(ctx, in.Manifest.Key, &m); err != nil {
 		return task.ObjectRef{}, fmt.Errorf("reading the model's manifest: %w", err)
 	}

@@ -80,7 +80,7 @@ func (a *Activities) ListOldTaskLogs(ctx context.Context, in ListOldTaskLogsInpu
 	return res, nil
 }
 
-// logTaskOf is the task of a log key: log/<shard>/<tenant>/<task>/<name>.
+// logTaskOf is the task of a log key: log/<hash>/<tenant>/<task>/<name>.
 func logTaskOf(key string) (LogTask, bool) {
 	parts := strings.SplitN(key, "/", 5)
 	if len(parts) < 5 || parts[0] != string(storage.Log) {
@@ -108,7 +108,7 @@ type ArchiveTaskLogsResult struct {
 }
 
 // ArchiveTaskLogs packs a task's log chunks older than in.Before into one
-// archive per day, archive/<shard>/<tenant>/<task>/logs/<yyyymmdd>.tar.gz
+// archive per day, archive/<hash>/<tenant>/<task>/logs/<yyyymmdd>.tar.gz
 // (one tar member per chunk, gzip'd, tagged for log retention), then
 // removes the chunks. It is safe to run again at any point: an archive that
 // exists is extended, members it already holds are not added twice, and a

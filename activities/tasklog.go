@@ -30,7 +30,7 @@ import (
 // and one when it ends, and writes the buffer when the activity ends (or
 // when it grows past FlushBytes) as a new object:
 //
-//	log/<shard>/<tenant>/<task>/<yyyymmdd>-<hhmmss>.<nanoseconds>.jsonl
+//	log/<hash>/<tenant>/<task>/<yyyymmdd>-<hhmmss>.<nanoseconds>.jsonl
 //
 // S3 has no append, so a log is a series of such chunks; LogArchiveWorkflow
 // later packs a task's old chunks into one archive. Writing a log never

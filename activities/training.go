@@ -134,8 +134,8 @@ func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, err
 			// the workflow's history.
 			activity.RecordHeartbeat(ctx, last)
 		},
-		Events: func(e trainer.Event) {
-			activity.GetLogger(ctx).Info("trainer", "event", e.Kind, "step", e.Step, "seq", e.Seq, "why", e.Why)
+		Actions: func(e trainer.Action) {
+			activity.GetLogger(ctx).Info("trainer", "action", e.Kind, "step", e.Step, "seq", e.Seq, "why", e.Why)
 		},
 		Log: logWriter{ctx},
 	}

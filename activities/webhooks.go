@@ -48,13 +48,13 @@ func (a *Activities) EmitEvent(ctx context.Context, in task.EventInput) (EmitEve
 	return EmitEventResult{Subscribers: len(subs)}, err
 }
 
-// announce emits ev from inside an activity, for events of a stage that
+// emit emits ev from inside an activity, for events of a stage that
 // runs no activity of its own (the approval stage's): its delivery, like
 // every event's, is a NotifyWorkflow of its own, started once per event
 // ID. A failure is logged, never the activity's.
-func (a *Activities) announce(ctx context.Context, ev task.EventInput) {
+func (a *Activities) emit(ctx context.Context, ev task.EventInput) {
 	if _, err := a.EmitEvent(ctx, ev); err != nil {
-		activity.GetLogger(ctx).Warn("event not announced to webhooks", "event", ev.ID, "error", err)
+		activity.GetLogger(ctx).Warn("event not emitted to webhooks", "event", ev.ID, "error", err)
 	}
 }
 

@@ -248,7 +248,7 @@ func (c *cli) runDemo(ctx context.Context, l *local, dir string, n int) error {
 		return err
 	}
 	fmt.Printf("\nalice submitted task %s through the API server %s: %d requests from %s (2 of them malformed on purpose)\n", in.ID, l.server, n+2, file)
-	if err := waitForEvent(ctx, alice, in.ID, task.AwaitingApproval); err != nil {
+	if err := waitForState(ctx, alice, in.ID, task.AwaitingApproval); err != nil {
 		return err
 	}
 	fmt.Println("it is over the tenant's auto-approve limit, so it waits for a reviewer; bob approves it with his key:")
@@ -322,21 +322,21 @@ func listRequest(query string) *workflowservice.ListWorkflowExecutionsRequest {
 	return &workflowservice.ListWorkflowExecutionsRequest{Namespace: os.Getenv("TEMPORAL_NAMESPACE"), Query: query}
 }
 
-// waitForEvent follows the task's events until it reaches state or ends.
-func waitForEvent(ctx context.Context, api *apiclient.Client, id string, state task.State) error {
+// waitForState follows the task's changes until it reaches state or ends.
+func waitForState(ctx context.Context, api *apiclient.Client, id string, state task.State) error {
 	var after int64
 	for {
-		evs, err := api.Events(ctx, id, after, 30*time.Second)
+		cs, err := api.Changes(ctx, id, after, 30*time.Second)
 		if err != nil {
 			return err
 		}
-		for _, e := range evs.Events {
+		for _, e := range cs.Changes {
 			after = e.Seq
 			if e.State == state {
 				return nil
 			}
 		}
-		if evs.Final {
+		if cs.Final {
 			return fmt.Errorf("%w: task %s ended before it was %s", errNotCompleted, id, state)
 		}
 	}

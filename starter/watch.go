@@ -134,7 +134,7 @@ type renderer struct {
 	lastPlain time.Time
 }
 
-func (r *renderer) seen(u tclient.Update) {
+func (r *renderer) seen(u tclient.Change) {
 	if r.quiet {
 		return
 	}

@@ -132,7 +132,7 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 	shared.RegisterActivity(acts)
 	// The node's queues hold activities only: unversioned.
 	nodeOpts := opts
-	nodeOpts.MaxConcurrentActivityExecutionSize = max(cfg.MaxBatches, 1)
+	nodeOpts.MaxConcurrentActivityExecutionSize = max(cfg.MaxPieces, 1)
 	node := sdkworker.New(tc, task.NodeQueue(cfg.Node), nodeOpts)
 	node.RegisterActivity(acts)
 	acts.Namespace = copts.Namespace
@@ -238,7 +238,7 @@ func NewActivities(ctx context.Context, cfg config.Config, tc client.Client) (*a
 		}
 	}
 	return &activities.Activities{
-		Store: store, Policy: policy, LLM: lc, Temporal: tc, Node: cfg.Node, Models: models, Labels: labelsFromEnv(), Capacity: max(cfg.MaxBatches, 1),
+		Store: store, Policy: policy, LLM: lc, Temporal: tc, Node: cfg.Node, Models: models, Labels: labelsFromEnv(), Capacity: max(cfg.MaxPieces, 1),
 		Batch: batch.Config{
 			Concurrency: cfg.Concurrency, CheckpointInterval: cfg.CheckpointInterval,
 			OutageAfter: cfg.Outage.After, ProbeBase: cfg.Outage.ProbeMin, ProbeMax: cfg.Outage.ProbeMax, HandBackAfter: cfg.Outage.HandBack,

@@ -274,7 +274,7 @@ func (h *harness) isFirstAttempt(ctx context.Context) bool {
 // a stub runs later on the activity's own goroutine, which may reach it
 // only after the workflow has moved on or even finished (a paused attempt
 // cancelled at once), so counting there made the count a race.
-// Activities the harness does not stub (the announcement's) are not
+// Activities the harness does not stub (the event emitter) are not
 // counted.
 func (h *harness) count(name string) {
 	// h.calls is written only before run, from the test goroutine.

@@ -143,12 +143,12 @@ func (w *taskRun) dispatchAll(ctx workflow.Context, pieces []*piece) error {
 		if p.node.Node == "" {
 			var node activities.DispatchResult
 			in := activities.DispatchInput{TaskID: w.in.ID, Model: w.in.Model, Avoid: append(p.avoid, chosen...)}
-			if w.announceApproved {
+			if w.emitApproved {
 				in.Approved = &task.EventInput{
 					Tenant: w.in.Tenant, ID: "evt_" + w.in.ID + "_" + string(task.Approved), Type: task.EventTaskApproved,
 					CreatedAt: w.status.EnteredAt(task.Approved).UTC(), Data: map[string]string{"id": w.in.ID, "state": string(task.Approved)},
 				}
-				w.announceApproved = false
+				w.emitApproved = false
 			}
 			// A first dispatch is local; a re-dispatch after a stall, rare
 			// and slow anyway, keeps the task queue, where a pause cancels it.

@@ -93,9 +93,9 @@ type taskRun struct {
 	carried *carry
 	// approvalBy is when the approval wait expires.
 	approvalBy time.Time
-	// announceApproved: reviewers approved the task, and the first
-	// dispatch has yet to announce it (autoglm.task.approved).
-	announceApproved bool
+	// emitApproved: reviewers approved the task, and the first dispatch
+	// has yet to emit its event (autoglm.task.approved).
+	emitApproved bool
 }
 
 func (w *taskRun) run(ctx workflow.Context) (task.Result, error) {
@@ -177,9 +177,9 @@ func (w *taskRun) approval(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
-	// The first dispatch announces the approval (no command of its
+	// The first dispatch emits the approval's event (no command of its
 	// own, so histories recorded before it replay).
-	w.announceApproved = decided && w.status.State == task.Approved
+	w.emitApproved = decided && w.status.State == task.Approved
 	if !decided {
 		w.transition(ctx, task.Expired, "timer", fmt.Sprintf("no decision within %s", deadline))
 	}

@@ -267,16 +267,16 @@ func (c *Client) List(ctx context.Context, tenant string, r taskclient.ListReque
 	return out.Tasks, err
 }
 
-// Events long-polls the events after seq.
-func (c *Client) Events(ctx context.Context, id string, after int64, wait time.Duration) (server.Events, error) {
+// Changes long-polls the task's changes after seq.
+func (c *Client) Changes(ctx context.Context, id string, after int64, wait time.Duration) (server.Changes, error) {
 	for {
-		var evs server.Events
-		_, err := c.do(ctx, "GET", taskPath(id, fmt.Sprintf("/events?after=%d&wait=%s", after, wait)), nil, "", &evs)
+		var cs server.Changes
+		_, err := c.do(ctx, "GET", taskPath(id, fmt.Sprintf("/changes?after=%d&wait=%s", after, wait)), nil, "", &cs)
 		if !rateLimited(err) {
-			return evs, err
+			return cs, err
 		}
 		if err := pause(ctx); err != nil {
-			return evs, err
+			return cs, err
 		}
 	}
 }

@@ -24,7 +24,7 @@ type Client interface {
 	Status(ctx context.Context, id string) (Status, error)
 	// Watch follows a task until it ends, telling seen each transition
 	// and each move of its progress, and returns its final status.
-	Watch(ctx context.Context, id string, seen func(Update)) (Status, error)
+	Watch(ctx context.Context, id string, seen func(Change)) (Status, error)
 	// Decide approves, rejects, cancels, pauses, resumes or sets the
 	// priority of a task (action is the update's name).
 	Decide(ctx context.Context, id, action string, d Decision) (Status, error)
@@ -77,22 +77,22 @@ type UsageRequest struct {
 // since is given: the last 30, today included, as the server's.
 const DefaultUsageDays = server.DefaultUsageDays
 
-// Update is one thing Watch learned: a transition of the audit trail, or
+// Change is one thing Watch learned: a transition of the audit trail, or
 // the progress of the running inference.
-type Update struct {
+type Change struct {
 	Transition *task.Transition
 	Progress   *task.Progress
 }
 
 // newTransitions calls seen with the audit entries after the first n and
 // returns the new n.
-func newTransitions(st task.Status, n int, seen func(Update)) int {
+func newTransitions(st task.Status, n int, seen func(Change)) int {
 	if n > len(st.Audit) {
 		n = 0
 	}
 	for i := n; i < len(st.Audit); i++ {
 		tr := st.Audit[i]
-		seen(Update{Transition: &tr})
+		seen(Change{Transition: &tr})
 	}
 	return len(st.Audit)
 }

@@ -84,7 +84,7 @@ func (d Direct) Status(ctx context.Context, id string) (Status, error) {
 const watchEvery = 500 * time.Millisecond
 
 // Watch implements Client, by the status query.
-func (d Direct) Watch(ctx context.Context, id string, seen func(Update)) (Status, error) {
+func (d Direct) Watch(ctx context.Context, id string, seen func(Change)) (Status, error) {
 	audit := 0
 	var last task.Counts
 	for {
@@ -96,7 +96,7 @@ func (d Direct) Watch(ctx context.Context, id string, seen func(Update)) (Status
 		if st.State == task.Running && st.Progress.Counts != last {
 			last = st.Progress.Counts
 			p := st.Progress
-			seen(Update{Progress: &p})
+			seen(Change{Progress: &p})
 		}
 		if st.State.Final() {
 			return Status{Status: st}, nil

@@ -38,21 +38,21 @@ func (s Server) Status(ctx context.Context, id string) (Status, error) {
 }
 
 // statusWait bounds the one status read at the end of Watch: the status
-// needs a worker to answer, the events do not, so a busy worker only
+// needs a worker to answer, the changes do not, so a busy worker only
 // costs the full report, never the watch.
 const statusWait = 5 * time.Second
 
-// Watch follows the server's events: what the Temporal server already
+// Watch follows the task's changes on the server: what the Temporal server already
 // knows, with the audit trail the server reads once per state change for
 // every watcher, so watching asks no worker anything. Only the final
 // status, for the full report, is read at the end.
-func (s Server) Watch(ctx context.Context, id string, seen func(Update)) (Status, error) {
+func (s Server) Watch(ctx context.Context, id string, seen func(Change)) (Status, error) {
 	var after int64
 	audit := 0
 	var last task.State
 	var res *task.Result
 	for res == nil {
-		evs, err := s.API.Events(ctx, id, after, 30*time.Second)
+		cs, err := s.API.Changes(ctx, id, after, 30*time.Second)
 		if err != nil {
 			if task.TypeOf(err) != "" || ctx.Err() != nil {
 				return Status{}, err
@@ -63,20 +63,20 @@ func (s Server) Watch(ctx context.Context, id string, seen func(Update)) (Status
 			}
 			continue
 		}
-		for _, e := range evs.Events {
+		for _, e := range cs.Changes {
 			after = e.Seq
 			if e.State != last || len(e.Transitions) > 0 {
 				audit = transitions(e, audit, last, seen)
 				last = e.State
 			}
 			if e.Progress != nil {
-				seen(Update{Progress: e.Progress})
+				seen(Change{Progress: e.Progress})
 			}
 			if e.Result != nil {
 				res = e.Result
 			}
 		}
-		if evs.Final && res == nil {
+		if cs.Final && res == nil {
 			r, err := s.API.Wait(ctx, id)
 			if err != nil {
 				return Status{}, err
@@ -101,17 +101,17 @@ func (s Server) Watch(ctx context.Context, id string, seen func(Update)) (Status
 // transitions tells seen the audit entries of e not seen yet (the first
 // audit were), or, when the server had none to give, e's new state at
 // the time the server saw it.
-func transitions(e server.Event, audit int, last task.State, seen func(Update)) int {
+func transitions(e server.Change, audit int, last task.State, seen func(Change)) int {
 	if len(e.Transitions) > 0 {
 		for i, tr := range e.Transitions {
 			if e.AuditFrom+i >= audit {
-				seen(Update{Transition: &tr})
+				seen(Change{Transition: &tr})
 			}
 		}
 		return max(audit, e.AuditFrom+len(e.Transitions))
 	}
 	if e.State != last {
-		seen(Update{Transition: &task.Transition{Time: e.Time, To: e.State}})
+		seen(Change{Transition: &task.Transition{Time: e.Time, To: e.State}})
 	}
 	return audit
 }

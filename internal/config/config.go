@@ -44,14 +44,14 @@ type Config struct {
 	// PolicyFile is the tenant policy (YAML); empty uses the embedded
 	// default policy.
 	PolicyFile string
-	// Concurrency is how many requests one batch keeps in flight.
+	// Concurrency is how many requests one piece keeps in flight.
 	Concurrency int
 	// ShardRequests cuts batches larger than this into shards that run in
 	// parallel on the nodes.
 	ShardRequests int
-	// MaxBatches is how many batches this node runs at once; more wait in
-	// its queue, highest priority first.
-	MaxBatches int
+	// MaxPieces is how many pieces each of this node's queues runs at once;
+	// more wait in the queue, highest priority first.
+	MaxPieces int
 	// CheckpointInterval is the longest time between two checkpoints of a
 	// running batch.
 	CheckpointInterval time.Duration
@@ -155,7 +155,7 @@ func FromEnv() (Config, error) {
 		Models:              e.list("AUTOGLM_MODELS"),
 		PolicyFile:          e.str("AUTOGLM_POLICY_FILE", ""),
 		Concurrency:         e.int("AUTOGLM_CONCURRENCY", 16),
-		MaxBatches:          e.int("AUTOGLM_MAX_BATCHES", 4),
+		MaxPieces:           e.int("AUTOGLM_MAX_PIECES", e.int("AUTOGLM_MAX_BATCHES", 4)),
 		ShardRequests:       e.int("AUTOGLM_SHARD_REQUESTS", 50000),
 		CheckpointInterval:  e.duration("AUTOGLM_CHECKPOINT_INTERVAL", 30*time.Second),
 		HeartbeatTimeout:    e.duration("AUTOGLM_HEARTBEAT_TIMEOUT", time.Minute),

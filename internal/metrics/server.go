@@ -48,7 +48,7 @@ func (m *Metrics) RegisterServer(src ServerSources) error {
 		tasks:  prometheus.NewDesc(Namespace+"_usage_tasks", "Tasks that ended today (UTC) having answered something, per tenant and model, from the usage ledger.", []string{"tenant", "model"}, nil),
 		seen:   prometheus.NewDesc(Namespace+"_node_last_seen_timestamp_seconds", "Unix time the node last polled its queue (its last sign of life).", []string{"node"}, nil),
 		nodeUp: prometheus.NewDesc(Namespace+"_node_up", "1 if the node polled its queue in the last 90 s.", []string{"node"}, nil),
-		busy:   prometheus.NewDesc(Namespace+"_node_running_batches", "Batches the node runs now, as its record says.", []string{"node"}, nil),
+		busy:   prometheus.NewDesc(Namespace+"_node_running_pieces", "Pieces the node runs now, as its record says.", []string{"node"}, nil),
 		drain:  prometheus.NewDesc(Namespace+"_node_drained", "1 if the node is drained (takes no new work).", []string{"node"}, nil),
 		up:     prometheus.NewDesc(Namespace+"_server_sources_up", "1 if the last scrape could read the source: source=usage or nodes.", []string{"source"}, nil),
 	})

@@ -229,7 +229,7 @@ func (u Upstream) Info(ctx context.Context, kind, repo, revision string) (RepoIn
 
 // Head reads the first n bytes of a file, for the security audit to
 // recognise its format by its content, and the sha256 the upstream
-// announces for it (X-Linked-Etag, as the hub sends for LFS files).
+// reports for it (X-Linked-Etag, as the hub sends for LFS files).
 func (u Upstream) Head(ctx context.Context, fileURL string, n int64) ([]byte, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fileURL, nil)
 	if err != nil {

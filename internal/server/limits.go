@@ -24,7 +24,7 @@ type Limits struct {
 	// (default 1 GiB).
 	SpoolBytes        int64
 	SpoolBytesPerUser int64
-	// LongPollsPerUser is how many event or result long polls one user
+	// LongPollsPerUser is how many change or result long polls one user
 	// may hold open at once (default 64).
 	LongPollsPerUser int
 }

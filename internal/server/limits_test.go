@@ -139,7 +139,7 @@ func TestLongPollCap(t *testing.T) {
 		}
 		releases = append(releases, r)
 	}
-	for _, path := range []string{"/tasks/t1/events", "/tasks/t1/result"} {
+	for _, path := range []string{"/tasks/t1/changes", "/tasks/t1/result"} {
 		req := httptest.NewRequest("GET", APIPrefix+path, nil)
 		req.Header.Set("Authorization", "Bearer "+keys["alice"])
 		rec := httptest.NewRecorder()

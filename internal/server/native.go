@@ -1,12 +1,9 @@
 package server
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path"
@@ -37,7 +34,7 @@ func (s *Server) native(mux *http.ServeMux) {
 	h("POST "+APIPrefix+"/tasks", s.submit)
 	h("GET "+APIPrefix+"/tasks", s.list)
 	h("GET "+APIPrefix+"/tasks/{id}", s.status)
-	h("GET "+APIPrefix+"/tasks/{id}/events", s.events)
+	h("GET "+APIPrefix+"/tasks/{id}/changes", s.changes)
 	h("GET "+APIPrefix+"/tasks/{id}/result", s.result)
 	h("GET "+APIPrefix+"/tasks/{id}/results", s.results)
 	h("POST "+APIPrefix+"/tasks/{id}/resubmit-failed", s.resubmit(taskclient.ItemsFailed))
@@ -235,48 +232,6 @@ func (s *Server) checkNewID(ctx context.Context, p principal, tenant, id string)
 		return err
 	}
 	return s.checkReservation(ctx, tenant, id, p.User)
-}
-
-const metadataName = "metadata.json"
-
-// putMetadata writes the metadata of a task about to start: after
-// checkNewID, so a taken ID never gets any, and unconditionally, so that
-// a retry of a submit that failed before its task started may write it
-// again.
-func (s *Server) putMetadata(ctx context.Context, tenant, id string, md map[string]string) error {
-	if len(md) > 16 {
-		return task.Errorf(task.InvalidInput, "metadata has %d keys; at most 16", len(md))
-	}
-	key, err := storage.Key(storage.Data, tenant, id, metadataName)
-	if err != nil {
-		return err
-	}
-	b, _ := json.Marshal(md)
-	_, err = s.Tasks.Store.Put(ctx, key, bytes.NewReader(b), int64(len(b)), storage.PutOptions{ContentType: "application/json"})
-	return err
-}
-
-func (s *Server) deleteMetadata(ctx context.Context, tenant, id string) {
-	if key, err := storage.Key(storage.Data, tenant, id, metadataName); err == nil {
-		if err := s.Tasks.Store.Delete(ctx, key); err != nil {
-			s.Log.WithError(err).WithField("task", id).Warn("the metadata of a task that did not start is left behind")
-		}
-	}
-}
-
-func (s *Server) metadata(ctx context.Context, tenant, id string) map[string]string {
-	key, err := storage.Key(storage.Data, tenant, id, metadataName)
-	if err != nil {
-		return nil
-	}
-	rc, _, err := s.Tasks.Store.Get(ctx, key)
-	if err != nil {
-		return nil
-	}
-	defer rc.Close()
-	var md map[string]string
-	_ = json.NewDecoder(io.LimitReader(rc, 64<<10)).Decode(&md)
-	return md
 }
 
 // TaskStatus is a task's status as the API shows it: the workflow's own,
@@ -492,7 +447,7 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request, p principal) er
 	return nil
 }
 
-func (s *Server) events(w http.ResponseWriter, r *http.Request, p principal) error {
+func (s *Server) changes(w http.ResponseWriter, r *http.Request, p principal) error {
 	id := taskID(r)
 	release, err := s.limits.startLongPoll(p.User)
 	if err != nil {
@@ -505,11 +460,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, p principal) err
 	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
 	ctx, cancel := context.WithTimeout(r.Context(), waitParam(r, 25*time.Second, maxLongPoll))
 	defer cancel()
-	evs, final := s.hub.wait(ctx, id, after)
-	if evs == nil {
-		evs = []Event{}
+	cs, final := s.hub.wait(ctx, id, after)
+	if cs == nil {
+		cs = []Change{}
 	}
-	writeJSON(w, http.StatusOK, Events{Events: evs, Final: final})
+	writeJSON(w, http.StatusOK, Changes{Changes: cs, Final: final})
 	return nil
 }
 

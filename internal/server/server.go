@@ -313,10 +313,10 @@ func readJSON(r *http.Request, v any) error {
 }
 
 // ownKey reports whether key lies under the task's own prefix: category,
-// then the shard, tenant and ID of that very task.
+// then the tenant hash, tenant and ID of that very task.
 func ownKey(key, tenant, id string) bool {
 	parts := strings.SplitN(key, "/", 5)
-	return len(parts) == 5 && parts[1] == storage.Shard(tenant) && parts[2] == tenant && parts[3] == id
+	return len(parts) == 5 && parts[1] == storage.TenantHash(tenant) && parts[2] == tenant && parts[3] == id
 }
 
 func decodePayload(p *commonpb.Payload, v any) error {

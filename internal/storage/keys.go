@@ -13,10 +13,10 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
-// The key layout is <category>/<shard>/<tenant>/<task-id>/<name>. The shard
-// (first 2 hex of sha256(tenant)) spreads tenants over 256 prefixes, which
-// S3 scales per prefix; a task's objects stay together under one prefix per
-// category, so a task is listed or expired with one prefix.
+// The key layout is <category>/<hash>/<tenant>/<task-id>/<name>. The tenant
+// hash (first 2 hex of sha256(tenant)) spreads tenants over 256 prefixes,
+// which S3 scales per prefix; a task's objects stay together under one
+// prefix per category, so a task is listed or expired with one prefix.
 
 // Limits of a name within a task.
 const (
@@ -35,8 +35,9 @@ func CheckID(what, id string) error {
 	return nil
 }
 
-// Shard is the shard folder of tenant: the first 2 hex of sha256(tenant).
-func Shard(tenant string) string {
+// TenantHash is the folder between category and tenant in every key: the
+// first 2 hex of sha256(tenant).
+func TenantHash(tenant string) string {
 	sum := sha256.Sum256([]byte(tenant))
 	return hex.EncodeToString(sum[:1])
 }
@@ -69,7 +70,7 @@ func TaskPrefix(c Category, tenant, taskID string) string {
 	if !c.Valid() || CheckID("tenant", tenant) != nil || CheckID("task id", taskID) != nil {
 		return "invalid/"
 	}
-	return string(c) + "/" + Shard(tenant) + "/" + tenant + "/" + taskID + "/"
+	return string(c) + "/" + TenantHash(tenant) + "/" + tenant + "/" + taskID + "/"
 }
 
 // SafeName checks a name within a task's folder and returns it in Unicode
@@ -120,7 +121,7 @@ func SafeName(name string) (string, error) {
 }
 
 // CheckOwnKey refuses a key that is not an object of the given task: any
-// category, but the task's own <category>/<shard>/<tenant>/<task-id>/
+// category, but the task's own <category>/<hash>/<tenant>/<task-id>/
 // prefix and a safe name. A worker handed a key by a caller checks it
 // before reading, so that nobody can point a task at another tenant's
 // (or another task's) objects. A refusal is PermissionDenied.

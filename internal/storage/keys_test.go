@@ -18,18 +18,18 @@ func TestKeyLayout(t *testing.T) {
 	if got != want {
 		t.Errorf("Key = %q, want %q", got, want)
 	}
-	if s := Shard("acme"); len(s) != 2 || strings.Trim(s, "0123456789abcdef") != "" {
-		t.Errorf("Shard = %q, want 2 hex digits", s)
+	if s := TenantHash("acme"); len(s) != 2 || strings.Trim(s, "0123456789abcdef") != "" {
+		t.Errorf("TenantHash = %q, want 2 hex digits", s)
 	}
 	if p := TaskPrefix(Data, "acme", "task-0001"); !strings.HasPrefix(got, p) || !strings.HasSuffix(p, "/") {
 		t.Errorf("TaskPrefix = %q does not hold %q", p, got)
 	}
 }
 
-func TestShardIsStable(t *testing.T) {
+func TestTenantHashIsStable(t *testing.T) {
 	// echo -n acme | sha256sum
-	if got := Shard("acme"); got != "82" {
-		t.Errorf("Shard(acme) = %q, want 82", got)
+	if got := TenantHash("acme"); got != "82" {
+		t.Errorf("TenantHash(acme) = %q, want 82", got)
 	}
 }
 
@@ -105,11 +105,11 @@ func TestCheckOwnKeyAcceptsOnlyTheTasksOwnPrefix(t *testing.T) {
 		attach:  true,
 		other:   false, // another tenant's task of the same ID
 		sibling: false,
-		"data/" + Shard("other") + "/acme/t1/input.jsonl":    false, // the wrong shard
-		TaskPrefix(Data, "acme", "t1") + "../t2/input.jsonl": false,
-		TaskPrefix(Data, "acme", "t1"):                       false, // the folder itself
-		"fleet/nodes/local.json":                             false,
-		"":                                                   false,
+		"data/" + TenantHash("other") + "/acme/t1/input.jsonl": false, // the wrong tenant hash
+		TaskPrefix(Data, "acme", "t1") + "../t2/input.jsonl":   false,
+		TaskPrefix(Data, "acme", "t1"):                         false, // the folder itself
+		"fleet/nodes/local.json":                               false,
+		"":                                                     false,
 	} {
 		err := CheckOwnKey("acme", "t1", key)
 		if ok != (err == nil) {

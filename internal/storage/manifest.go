@@ -76,7 +76,7 @@ func Describe(ctx context.Context, s Store, key, sha256 string) (ManifestEntry, 
 }
 
 // NameOf is the name of key within its task's folder: what follows
-// <category>/<shard>/<tenant>/<task>/. A key outside the layout is its own
+// <category>/<hash>/<tenant>/<task>/. A key outside the layout is its own
 // name.
 func NameOf(key string) string {
 	parts := strings.SplitN(key, "/", 5)

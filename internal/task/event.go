@@ -23,8 +23,8 @@ const (
 	EventAccessRequestDecided = "autoglm.access_request.decided"
 )
 
-// EventOf is the event a task's final state is announced with; "" for
-// states that announce nothing.
+// EventOf is the event a task emits when it ends in state s; "" for
+// states that emit none.
 func EventOf(s State) string {
 	switch s {
 	case Completed:

@@ -53,9 +53,10 @@ type Record struct {
 	ConfigDigest string         `json:"config_digest"`
 }
 
-// Manifest lists the files of one checkpoint. Name is the file's path in
+// CheckpointManifest lists the files of one checkpoint, with the entries
+// of a task's manifest (storage.ManifestEntry). Name is the file's path in
 // the checkpoint folder.
-type Manifest struct {
+type CheckpointManifest struct {
 	Step  int                     `json:"step"`
 	Final bool                    `json:"final,omitempty"`
 	Files []storage.ManifestEntry `json:"files"`
@@ -282,7 +283,7 @@ func (c *Checkpoints) Upload(ctx context.Context, dir string, step int, final bo
 	if err := errors.Join(errs...); err != nil {
 		return task.ObjectRef{}, err
 	}
-	b, err := json.MarshalIndent(Manifest{Step: step, Final: final, Files: entries}, "", "  ")
+	b, err := json.MarshalIndent(CheckpointManifest{Step: step, Final: final, Files: entries}, "", "  ")
 	if err != nil {
 		return task.ObjectRef{}, err
 	}

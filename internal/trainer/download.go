@@ -34,7 +34,7 @@ func (c *Checkpoints) Download(ctx context.Context, rec Record, dir string) erro
 	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != rec.Manifest.SHA256 {
 		return corrupt("its manifest's sha256 is not the one recorded")
 	}
-	var m Manifest
+	var m CheckpointManifest
 	if err := json.Unmarshal(b, &m); err != nil {
 		return corrupt("its manifest is not JSON: %v", err)
 	}

@@ -27,7 +27,7 @@ func jobFlags(t *testing.T, more ...string) []string {
 // resumedFrom is the step an attempt resumed from; 0 when it started from
 // the beginning.
 func resumedFrom(a *agent) int {
-	if ev := a.events("resumed"); len(ev) > 0 {
+	if ev := a.actions("resumed"); len(ev) > 0 {
 		return ev[0].Step
 	}
 	return 0
@@ -110,7 +110,7 @@ func TestKillMidWriteResumesFromThePreviousCheckpoint(t *testing.T) {
 	task := unique("ft-midwrite")
 	env := append(slices.Clone(slowSteps), "TESTTRAINER_SLOW_SAVE=150ms")
 	a := startAgent(t, agentOptions{task: task, attempt: "a1", flags: flags, env: env})
-	c := a.waitFor("a committed checkpoint", func(l line) bool { return l.Event == "committed" })
+	c := a.waitFor("a committed checkpoint", func(l line) bool { return l.Action == "committed" })
 	cut := a.waitFor("the next save", func(l line) bool { return l.Saving > c.Step })
 	a.kill()
 	dir := filepath.Join(scratch, "nodes", task, "a1", "output", trainer.CheckpointDir(cut.Saving))
@@ -133,8 +133,8 @@ func TestKillMidUploadResumesFromThePreviousCheckpoint(t *testing.T) {
 	want := reference(t, flags)
 	task := unique("ft-midupload")
 	a := startAgent(t, agentOptions{task: task, attempt: "a1", flags: append(slices.Clone(flags), "-slow-upload", "100ms"), env: slowSteps})
-	c := a.waitFor("a committed checkpoint", func(l line) bool { return l.Event == "committed" })
-	up := a.waitFor("the next upload", func(l line) bool { return l.Event == "uploading" && l.Step > c.Step })
+	c := a.waitFor("a committed checkpoint", func(l line) bool { return l.Action == "committed" })
+	up := a.waitFor("the next upload", func(l line) bool { return l.Action == "uploading" && l.Step > c.Step })
 	// The upload has begun: wait for one of its objects to be in the
 	// bucket, so the node dies with the checkpoint half uploaded.
 	folder := fmt.Sprintf("a1-%08d", up.Step)
@@ -195,7 +195,7 @@ func TestSplitBrainCommitsNothing(t *testing.T) {
 	want := reference(t, flags)
 	task := unique("ft-split")
 	a := startAgent(t, agentOptions{task: task, attempt: "a1", flags: flags, env: slowSteps})
-	a.waitFor("a committed checkpoint", func(l line) bool { return l.Event == "committed" })
+	a.waitFor("a committed checkpoint", func(l line) bool { return l.Action == "committed" })
 	// The node hangs: the agent and its trainer stop, as a paused VM.
 	hung := append([]int{a.cmd.Process.Pid}, children(t, a.cmd.Process.Pid)...)
 	if len(hung) < 2 {
@@ -250,7 +250,7 @@ func TestMaxKeepBoundsDiskAndBucket(t *testing.T) {
 		if l.Folders > 3 {
 			t.Fatalf("the node held %d checkpoint folders when the trainer began step %d's", l.Folders, l.Saving)
 		}
-		if l.Event == "committed" {
+		if l.Action == "committed" {
 			if n := len(folders(t, task)); n > 2 {
 				t.Fatalf("after committing step %d the bucket holds %d checkpoints: %v", l.Step, n, folders(t, task))
 			}
@@ -266,7 +266,7 @@ func TestMaxKeepBoundsDiskAndBucket(t *testing.T) {
 	if got := folders(t, task); len(got) > 2 {
 		t.Fatalf("the bucket ends with %d checkpoints: %v", len(got), got)
 	}
-	commits := len(a.events("committed"))
+	commits := len(a.actions("committed"))
 	saves := 0
 	for _, l := range a.seen {
 		if l.Saving > 0 {

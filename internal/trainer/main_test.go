@@ -140,7 +140,7 @@ func trainingFile(t *testing.T, n int) string {
 // line is one line a testagent prints.
 type line struct {
 	Progress *trainer.Progress `json:"progress"`
-	Event    string            `json:"event"`
+	Action   string            `json:"action"`
 	Step     int               `json:"step"`
 	Seq      int               `json:"seq"`
 	Log      string            `json:"log"`
@@ -278,12 +278,12 @@ func (a *agent) wait() (line, int) {
 	return last, code
 }
 
-func (a *agent) events(kind string) []line {
+func (a *agent) actions(kind string) []line {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var out []line
 	for _, l := range a.seen {
-		if l.Event == kind {
+		if l.Action == kind {
 			out = append(out, l)
 		}
 	}
@@ -327,7 +327,7 @@ func headRecord(t *testing.T, task string) *trainer.Record {
 func finalWeights(t *testing.T, rec trainer.Record) string {
 	t.Helper()
 	ctx := context.Background()
-	var m trainer.Manifest
+	var m trainer.CheckpointManifest
 	readJSON(t, rec.Manifest.Key, &m)
 	for _, f := range m.Files {
 		if f.Name != "model.bin" {

@@ -63,11 +63,11 @@ func (j Job) Digest() string {
 	return hex.EncodeToString(h[:8])
 }
 
-// Event is something the runner did, for logs and tests.
-type Event struct {
+// Action is something the runner did, for logs and tests.
+type Action struct {
 	// Kind is "resumed", "uploading", "committed", "skipped" (a
 	// checkpoint that was unusable on resume) or "stopping".
-	Kind string `json:"event"`
+	Kind string `json:"action"`
 	Step int    `json:"step"`
 	Seq  int    `json:"seq,omitempty"`
 	// Why says what was wrong with a skipped checkpoint.
@@ -83,9 +83,9 @@ type Runner struct {
 	// at least every second: a trainer that waits for an upload or writes
 	// a long checkpoint prints nothing, and a heartbeat must still go.
 	Progress func(Progress)
-	// Events, if set, is told what the runner does, from more than one
+	// Actions, if set, is told what the runner does, from more than one
 	// goroutine.
-	Events func(Event)
+	Actions func(Action)
 	// Log receives the trainer's stderr and its stdout lines that are not
 	// progress; nil discards them.
 	Log io.Writer
@@ -112,9 +112,9 @@ func (e *TrainerError) Error() string {
 	return fmt.Sprintf("trainer: the trainer %s (exit code %d): %s", e.Why, e.ExitCode, e.Tail)
 }
 
-func (r *Runner) event(e Event) {
-	if r.Events != nil {
-		r.Events(e)
+func (r *Runner) act(a Action) {
+	if r.Actions != nil {
+		r.Actions(a)
 	}
 }
 
@@ -204,17 +204,17 @@ func (r *Runner) resume(ctx context.Context, job Job, head *Record, dir string) 
 		err := r.Checkpoints.Download(ctx, rec, target)
 		var corrupt *CorruptCheckpointError
 		if errors.As(err, &corrupt) {
-			r.event(Event{Kind: "skipped", Step: rec.Step, Seq: rec.Seq, Why: corrupt.Why})
+			r.act(Action{Kind: "skipped", Step: rec.Step, Seq: rec.Seq, Why: corrupt.Why})
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
 		if !isComplete(target) {
-			r.event(Event{Kind: "skipped", Step: rec.Step, Seq: rec.Seq, Why: "no completion marker"})
+			r.act(Action{Kind: "skipped", Step: rec.Step, Seq: rec.Seq, Why: "no completion marker"})
 			continue
 		}
-		r.event(Event{Kind: "resumed", Step: rec.Step, Seq: rec.Seq})
+		r.act(Action{Kind: "resumed", Step: rec.Step, Seq: rec.Seq})
 		return &rec, nil
 	}
 	return nil, nil

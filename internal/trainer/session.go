@@ -78,7 +78,7 @@ func (s *session) run(ctx context.Context, spec Spec) (Result, error) {
 			}
 		case <-ctxDone(ctx, stopping):
 			stopping = true
-			s.event(Event{Kind: "stopping", Step: s.progress.Step})
+			s.act(Action{Kind: "stopping", Step: s.progress.Step})
 			s.signal(SaveAndExit)
 			kill = time.After(cmpDur(s.Config.StopTimeout, 5*time.Minute))
 		case <-kill:
@@ -170,7 +170,7 @@ func (s *session) tend(ctx context.Context, uploads chan<- uploadDone) error {
 		if newest.step > s.committed.Step && s.uploading == 0 {
 			s.uploading = newest.step
 			s.lastSave = time.Now()
-			s.event(Event{Kind: "uploading", Step: newest.step})
+			s.act(Action{Kind: "uploading", Step: newest.step})
 			go func() {
 				st, err := ReadState(newest.dir)
 				var rec Record
@@ -205,7 +205,7 @@ func (s *session) commit(ctx context.Context, dir string, st State, final bool) 
 	if err != nil {
 		return Record{}, err
 	}
-	s.event(Event{Kind: "committed", Step: rec.Step, Seq: rec.Seq})
+	s.act(Action{Kind: "committed", Step: rec.Step, Seq: rec.Seq})
 	return rec, nil
 }
 

@@ -19,7 +19,7 @@ func TestStopSavesAndTheNextNodeResumesThere(t *testing.T) {
 	want := reference(t, flags)
 	task := unique("ft-stop")
 	a := startAgent(t, agentOptions{task: task, attempt: "a1", flags: flags, env: slowSteps})
-	c := a.waitFor("a checkpoint asked by the interval", func(l line) bool { return l.Event == "committed" })
+	c := a.waitFor("a checkpoint asked by the interval", func(l line) bool { return l.Action == "committed" })
 	if c.Step%100000 == 0 {
 		t.Fatalf("the first checkpoint is at step %d", c.Step)
 	}
@@ -49,7 +49,7 @@ func TestTrainerRefusingToStopIsKilledAndLosesOnlyItsLastSteps(t *testing.T) {
 	flags := jobFlags(t, "-stop-timeout", "300ms")
 	task := unique("ft-refuse")
 	a := startAgent(t, agentOptions{task: task, attempt: "a1", flags: flags, env: append(slices.Clone(slowSteps), "TESTTRAINER_IGNORE_SIGTERM=1")})
-	c := a.waitFor("a committed checkpoint", func(l line) bool { return l.Event == "committed" })
+	c := a.waitFor("a committed checkpoint", func(l line) bool { return l.Action == "committed" })
 	if err := syscall.Kill(a.cmd.Process.Pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

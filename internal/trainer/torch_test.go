@@ -24,7 +24,7 @@ func TestPyTorchTrainerResumesFromItsCheckpoint(t *testing.T) {
 	// the run is still going when the node dies.
 	flags := jobFlags(t, "-save-steps", "10", "-slow-upload", "30ms")
 	a := startAgent(t, agentOptions{task: task, attempt: "a1", flags: flags, command: script})
-	c := a.waitFor("a committed checkpoint past step 20", func(l line) bool { return l.Event == "committed" && l.Step >= 20 })
+	c := a.waitFor("a committed checkpoint past step 20", func(l line) bool { return l.Action == "committed" && l.Step >= 20 })
 	a.waitFor("steps past it", func(l line) bool { return l.Progress != nil && l.Progress.Step > c.Step+3 })
 	a.kill()
 	head := headRecord(t, task)
@@ -46,7 +46,7 @@ func TestPyTorchTrainerResumesFromItsCheckpoint(t *testing.T) {
 	}
 	// The final trainer_state.json logs every step once, in order: the
 	// history before the kill came back with the checkpoint.
-	var m trainer.Manifest
+	var m trainer.CheckpointManifest
 	readJSON(t, last.Result.Final.Manifest.Key, &m)
 	var st trainer.State
 	for _, f := range m.Files {

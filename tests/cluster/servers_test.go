@@ -51,7 +51,7 @@ func openai(t *testing.T, ctx context.Context, base, user, method, path, content
 
 // Two API servers on the same cluster serve the same users: a key works
 // on both; a task submitted on one is approved on the other and followed
-// to its end there by the events long-poll; an OpenAI file uploaded to
+// to its end there by the changes long poll; an OpenAI file uploaded to
 // one becomes a batch on the other, which the first reports completed.
 // Neither server holds state the other needs.
 func TestTwoAPIServers(t *testing.T) {
@@ -78,11 +78,11 @@ func TestTwoAPIServers(t *testing.T) {
 	var after int64
 	var states []task.State
 	for final := false; !final; {
-		evs, err := aliceB.Events(ctx, sub.ID, after, 20*time.Second)
+		cs, err := aliceB.Changes(ctx, sub.ID, after, 20*time.Second)
 		if err != nil {
-			t.Fatalf("events of %s on server B: %v", sub.ID, err)
+			t.Fatalf("changes of %s on server B: %v", sub.ID, err)
 		}
-		for _, e := range evs.Events {
+		for _, e := range cs.Changes {
 			after = e.Seq
 			states = append(states, e.State)
 			if e.State == task.AwaitingApproval {
@@ -91,11 +91,11 @@ func TestTwoAPIServers(t *testing.T) {
 				}
 			}
 		}
-		final = evs.Final
+		final = cs.Final
 	}
 	st, err := aliceA.Status(ctx, sub.ID)
 	if err != nil || st.State != task.Completed || states[len(states)-1] != task.Completed {
-		t.Fatalf("task %s: server A says %+v (%v), server B's events %v; want COMPLETED on both", sub.ID, st.State, err, states)
+		t.Fatalf("task %s: server A says %+v (%v), server B's changes %v; want COMPLETED on both", sub.ID, st.State, err, states)
 	}
 	t.Logf("task %s submitted on A, approved and followed on B: %v", sub.ID, states)
 

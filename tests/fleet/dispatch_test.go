@@ -94,7 +94,7 @@ func TestThreeNodesServeTheirModelsAndSurviveAKillAndADrain(t *testing.T) {
 	t.Setenv("AUTOGLM_POLICY_FILE", fleetPolicy(t))
 	servers := map[string]*testmodel.Server{}
 	nodes := map[string]*node{}
-	env := []string{"AUTOGLM_HEARTBEAT_TIMEOUT=5s", "AUTOGLM_CHECKPOINT_INTERVAL=1s", "AUTOGLM_MAX_BATCHES=1", "AUTOGLM_CONCURRENCY=4"}
+	env := []string{"AUTOGLM_HEARTBEAT_TIMEOUT=5s", "AUTOGLM_CHECKPOINT_INTERVAL=1s", "AUTOGLM_MAX_PIECES=1", "AUTOGLM_CONCURRENCY=4"}
 	for _, spec := range []struct{ short, models, labels string }{
 		{"a", "glm-4-test", "gpu=a100,region=eu"},
 		{"b", "glm-4-test", "gpu=h100,region=us"},

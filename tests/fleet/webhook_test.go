@@ -22,12 +22,12 @@ import (
 )
 
 // With -record-task and -record-notify the test saves the history of a
-// task that announced its end, and of a delivery retried while the
+// task that emitted its end's event, and of a delivery retried while the
 // receiver was down, for the replay tests in workflows/testdata:
 //
-//	go test ./tests/fleet -run TestWebhooks -record-task $PWD/workflows/testdata/task_announced.json -record-notify $PWD/workflows/testdata/notify_redelivered.json
+//	go test ./tests/fleet -run TestWebhooks -record-task $PWD/workflows/testdata/task_emitted.json -record-notify $PWD/workflows/testdata/notify_redelivered.json
 var (
-	recordTask   = flag.String("record-task", "", "save the history of a task that announced its end to this JSON file")
+	recordTask   = flag.String("record-task", "", "save the history of a task that emitted its end's event to this JSON file")
 	recordNotify = flag.String("record-notify", "", "save the history of a redelivered event to this JSON file")
 )
 

@@ -49,11 +49,11 @@ func TestPromptIsAutoApprovedCompletesAndIsArchived(t *testing.T) {
 	// The key layout, derived here from its definition rather than from
 	// the code under test: data/<first 2 hex of sha256(tenant)>/<tenant>/<id>/.
 	sum := sha256.Sum256([]byte(tenant))
-	shard := hex.EncodeToString(sum[:1])
-	if storage.Shard(tenant) != shard {
-		t.Errorf("storage.Shard(%q) = %q; want %q", tenant, storage.Shard(tenant), shard)
+	hash := hex.EncodeToString(sum[:1])
+	if storage.TenantHash(tenant) != hash {
+		t.Errorf("storage.TenantHash(%q) = %q; want %q", tenant, storage.TenantHash(tenant), hash)
 	}
-	prefix := fmt.Sprintf("data/%s/%s/%s/", shard, tenant, id)
+	prefix := fmt.Sprintf("data/%s/%s/%s/", hash, tenant, id)
 	for _, name := range []string{"input.jsonl", "output.jsonl", "errors.jsonl", "report.json", "manifest.json"} {
 		if _, err := suite.Store.Stat(ctx, prefix+name); err != nil {
 			t.Errorf("%s%s is not in MinIO: %v", prefix, name, err)
@@ -100,12 +100,12 @@ func TestPromptIsAutoApprovedCompletesAndIsArchived(t *testing.T) {
 // MinIO serves.
 func checkManifest(t *testing.T, ctx context.Context, prefix string, names ...string) {
 	t.Helper()
-	var m activities.Manifest
+	var m storage.Manifest
 	if err := getJSON(ctx, prefix+"manifest.json", &m); err != nil {
 		t.Fatalf("manifest.json: %v", err)
 	}
 	for _, name := range names {
-		if !slices.ContainsFunc(m.Objects, func(r task.ObjectRef) bool { return r.Key == prefix+name }) {
+		if !slices.ContainsFunc(m.Objects, func(e storage.ManifestEntry) bool { return e.Key == prefix+name }) {
 			t.Errorf("manifest.json does not list %s%s: %+v", prefix, name, m.Objects)
 		}
 	}
@@ -163,7 +163,7 @@ func listed(t *testing.T, ctx context.Context, query, wid string) map[string]str
 
 // checkLean wants a one-prompt task to cost the Temporal server no more
 // than it must: the inference as its one activity task (authorize, screen,
-// dispatch, archive and the end's announcement run as local activities),
+// dispatch, archive and the end's event run as local activities),
 // two workflow tasks (the first, and the one after the inference), and the
 // TaskState search attribute set only to the states a list can see between
 // workflow tasks (SUBMITTED, RUNNING, COMPLETED), not to each state the

@@ -21,7 +21,7 @@ func TestHigherPriorityStartsFirstOnABusyNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	startWorker(t, workerOptions{Model: m, Concurrency: 1, MaxBatches: 1})
+	startWorker(t, workerOptions{Model: m, Concurrency: 1, MaxPieces: 1})
 
 	// The blocker holds the node's only slot for about three seconds.
 	blocker := newID("prio-blocker")

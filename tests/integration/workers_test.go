@@ -33,8 +33,8 @@ type workerOptions struct {
 	// worker's inference waits before it is retried; 0 keeps the default
 	// (a minute).
 	HeartbeatTimeout time.Duration
-	// MaxBatches is AUTOGLM_MAX_BATCHES; 0 keeps the default.
-	MaxBatches int
+	// MaxPieces is AUTOGLM_MAX_PIECES; 0 keeps the default.
+	MaxPieces int
 	// ShardRequests is AUTOGLM_SHARD_REQUESTS; 0 keeps the default.
 	ShardRequests int
 }
@@ -103,8 +103,8 @@ func startWorker(t *testing.T, o workerOptions) *inProcWorker {
 	if o.HeartbeatTimeout > 0 {
 		cfg.HeartbeatTimeout = o.HeartbeatTimeout
 	}
-	if o.MaxBatches > 0 {
-		cfg.MaxBatches = o.MaxBatches
+	if o.MaxPieces > 0 {
+		cfg.MaxPieces = o.MaxPieces
 	}
 	if o.ShardRequests > 0 {
 		cfg.ShardRequests = o.ShardRequests

@@ -87,7 +87,7 @@ func TestTenantIsolation(t *testing.T) {
 	callers := append(append([]string{}, demo...), "zed", "made-up-key", "")
 	reads := []struct{ method, path string }{
 		{"GET", "/api/v1/tasks/" + id},
-		{"GET", "/api/v1/tasks/" + id + "/events?wait=1s"},
+		{"GET", "/api/v1/tasks/" + id + "/changes?wait=1s"},
 		{"GET", "/api/v1/tasks/" + id + "/result?wait=1s"},
 		{"GET", "/api/v1/tasks/" + id + "/results"},
 		{"GET", "/v1/files/" + file.ID},

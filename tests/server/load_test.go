@@ -154,13 +154,13 @@ func TestServerStaysUpUnderHostileLoad(t *testing.T) {
 			out <- outcome{"upload", code, err}
 		}()
 	}
-	// Long polls for events after now: each waits until its wait ends.
+	// Long polls for changes after now: each waits until its wait ends.
 	after := time.Now().Add(time.Hour).UnixNano()
 	for range 1000 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			code, _, err := do("alice", "GET", fmt.Sprintf("/api/v1/tasks/%s/events?after=%d&wait=5s", id, after), "", nil)
+			code, _, err := do("alice", "GET", fmt.Sprintf("/api/v1/tasks/%s/changes?after=%d&wait=5s", id, after), "", nil)
 			out <- outcome{"long poll", code, err}
 		}()
 	}

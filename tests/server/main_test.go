@@ -276,22 +276,22 @@ func submitBatch(t *testing.T, ctx context.Context, user string, n int) string {
 	return sub.ID
 }
 
-// waitState waits, through the events endpoint as carol, until the task
+// waitState waits, through the changes endpoint as carol, until the task
 // is in state.
 func waitState(t *testing.T, ctx context.Context, id string, state task.State) {
 	t.Helper()
 	var after int64
 	eventually(t, ctx, fmt.Sprintf("task %s to be %s", id, state), func() (bool, error) {
-		var evs server.Events
-		must(t, ctx, http.StatusOK, "carol", "GET", fmt.Sprintf("/api/v1/tasks/%s/events?after=%d&wait=5s", id, after), nil, &evs)
-		for _, e := range evs.Events {
+		var cs server.Changes
+		must(t, ctx, http.StatusOK, "carol", "GET", fmt.Sprintf("/api/v1/tasks/%s/changes?after=%d&wait=5s", id, after), nil, &cs)
+		for _, e := range cs.Changes {
 			after = e.Seq
 			if e.State == state {
 				return true, nil
 			}
 		}
-		if evs.Final {
-			t.Fatalf("task %s ended without reaching %s: %+v", id, state, evs.Events)
+		if cs.Final {
+			t.Fatalf("task %s ended without reaching %s: %+v", id, state, cs.Changes)
 		}
 		return false, nil
 	})

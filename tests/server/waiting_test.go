@@ -56,7 +56,7 @@ func TestWaitingWithoutWorkers(t *testing.T) {
 			ids <- sub.ID
 			var state task.State
 			if i < watchers {
-				state, err = watchEvents(ctx, api, sub.ID)
+				state, err = watchChanges(ctx, api, sub.ID)
 			} else {
 				var res task.Result
 				res, err = api.Wait(ctx, sub.ID)
@@ -107,26 +107,26 @@ func TestWaitingWithoutWorkers(t *testing.T) {
 		t.Error(err)
 		failures++
 	}
-	t.Logf("%d users waited (%d through events, %d through the result long poll) across a stopped and a restarted worker: %d completed, %d failures",
+	t.Logf("%d users waited (%d through changes, %d through the result long poll) across a stopped and a restarted worker: %d completed, %d failures",
 		users, watchers, users-watchers, completed.Load(), failures)
 }
 
-// watchEvents follows the events endpoint as `autoglm watch` does, until
+// watchChanges follows the changes endpoint as `autoglm watch` does, until
 // the task's result.
-func watchEvents(ctx context.Context, api *apiclient.Client, id string) (task.State, error) {
+func watchChanges(ctx context.Context, api *apiclient.Client, id string) (task.State, error) {
 	var after int64
 	for {
-		evs, err := api.Events(ctx, id, after, 20*time.Second)
+		cs, err := api.Changes(ctx, id, after, 20*time.Second)
 		if err != nil {
 			return "", err
 		}
-		for _, e := range evs.Events {
+		for _, e := range cs.Changes {
 			after = e.Seq
 			if e.Result != nil {
 				return e.Result.State, nil
 			}
 		}
-		if evs.Final {
+		if cs.Final {
 			res, err := api.Wait(ctx, id)
 			return res.State, err
 		}

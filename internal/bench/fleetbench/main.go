@@ -6,7 +6,7 @@
 //	BENCH name=submit_to_running_3_nodes value=… unit=ms baseline=… ratio=…
 //
 // The baseline is one node; each node runs one batch at a time
-// (AUTOGLM_MAX_BATCHES=1), so with one node the burst queues behind itself
+// (AUTOGLM_MAX_PIECES=1), so with one node the burst queues behind itself
 // and with three Temporal hands it to three pollers of the model's queue.
 package main
 
@@ -81,7 +81,7 @@ func run(ctx context.Context, burst, items int) error {
 		return err
 	}
 	env := append(stack.Env("bench"), "AUTOGLM_LLM_BASE_URL="+model.URL(), "AUTOGLM_POLICY_FILE="+pol, "AUTOGLM_MODELS=glm-4-test",
-		"AUTOGLM_LOG_LEVEL=warn", "AUTOGLM_MAX_BATCHES=1", "AUTOGLM_CONCURRENCY=4")
+		"AUTOGLM_LOG_LEVEL=warn", "AUTOGLM_MAX_PIECES=1", "AUTOGLM_CONCURRENCY=4")
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
 		os.Setenv(k, v)

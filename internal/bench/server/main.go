@@ -120,7 +120,7 @@ api_keys:
 	signer := assertion.NewSigner(priv)
 	env := append(stack.Env("bench"), "AUTOGLM_LLM_BASE_URL="+model.URL(), "AUTOGLM_POLICY_FILE="+policyFile,
 		"AUTOGLM_ASSERTION_PUBLIC_KEYS="+assertion.EncodePublic(signer.Public()), "AUTOGLM_NODE=bench",
-		fmt.Sprintf("AUTOGLM_MAX_BATCHES=%d", inflight), "AUTOGLM_LOG_LEVEL=warn")
+		fmt.Sprintf("AUTOGLM_MAX_PIECES=%d", inflight), "AUTOGLM_LOG_LEVEL=warn")
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
 		os.Setenv(k, v)

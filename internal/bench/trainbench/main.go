@@ -160,7 +160,7 @@ func train(ctx context.Context, store storage.Store, tt, data, dir, name string,
 				last, steps = time.Now(), p.Step
 			}
 		},
-		Events: func(e trainer.Event) {
+		Actions: func(e trainer.Action) {
 			if e.Kind == "committed" {
 				commits++
 			}

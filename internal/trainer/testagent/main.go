@@ -4,7 +4,7 @@
 // SIGSTOP it, and start it again, as a node dies or hangs under a worker;
 // its trainer dies with it (the runner asks the kernel for that).
 //
-// It prints one JSON object a line: {"progress":…}, {"event":…}, the
+// It prints one JSON object a line: {"progress":…}, {"action":…}, the
 // trainer's own lines as {"log":"…"}, and last {"result":…} or
 // {"error":"…","type":"…"}. Exit status: 0 done, 2 fenced, 3 stopped by
 // SIGTERM after its checkpoint, 1 anything else.
@@ -96,7 +96,7 @@ func run() int {
 		},
 		Checkpoints: &trainer.Checkpoints{Store: store, Tenant: *tenant, TaskID: *taskID, Attempt: *attempt},
 		Progress:    func(p trainer.Progress) { say(map[string]any{"progress": p}) },
-		Events:      func(e trainer.Event) { say(e) },
+		Actions:     func(a trainer.Action) { say(a) },
 		Log:         &lines{},
 	}
 	job := trainer.Job{

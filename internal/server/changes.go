@@ -12,10 +12,10 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 )
 
-// Event is one thing a watcher learns about a task: its state changed,
+// Change is one thing a watcher learns about a task: its state changed,
 // its progress moved, or it ended (then Result is set).
-type Event struct {
-	// Seq orders events; a client asks for those after the last it saw.
+type Change struct {
+	// Seq orders changes; a client asks for those after the last it saw.
 	// It is a clock reading in nanoseconds, so it keeps growing when the
 	// server starts following a task anew (after idling, or a restart):
 	// the client then sees the current state once more, never misses one.
@@ -32,11 +32,11 @@ type Event struct {
 	AuditFrom   int               `json:"audit_from,omitempty"`
 }
 
-// Events is the answer of the events endpoint: what happened after the
+// Changes is the answer of the changes endpoint: what happened after the
 // seq the client gave, and whether the task has ended.
-type Events struct {
-	Events []Event `json:"events"`
-	Final  bool    `json:"final"`
+type Changes struct {
+	Changes []Change `json:"changes"`
+	Final   bool     `json:"final"`
 }
 
 // taskSource is what a follower reads of a task: the Temporal server's
@@ -73,7 +73,7 @@ func (t temporalSource) Status(ctx context.Context, id string) (task.Status, err
 	return t.tasks.Status(ctx, id)
 }
 
-// hub feeds the events endpoint. One follower per watched task, however
+// hub feeds the changes endpoint. One follower per watched task, however
 // many clients watch it, reads what the Temporal server already has:
 // the TaskState search attribute (DescribeWorkflowExecution) and the
 // workflow's result (a long poll). Its calls are shared by every watcher
@@ -82,7 +82,7 @@ func (t temporalSource) Status(ctx context.Context, id string) (task.Status, err
 // progress figures, which come from a status query at most every few
 // seconds and are skipped when it times out.
 //
-// A follower keeps the last maxEvents events only, so its memory and the
+// A follower keeps the last maxChanges changes only, so its memory and the
 // scan of each wake-up stay bounded however long the task runs; a watcher
 // that fell further behind gets those, the current state among them. A
 // follower that stops (idle, or a panic) is replaced by the next watcher.
@@ -101,9 +101,9 @@ func newHub(src taskSource, log *logrus.Logger) *hub {
 
 type follower struct {
 	mu      sync.Mutex
-	events  []Event
+	changes []Change
 	final   bool
-	changed chan struct{} // closed and replaced on every new event
+	changed chan struct{} // closed and replaced on every new change
 	// done is closed when the follower has stopped: its watchers go to
 	// its replacement.
 	done chan struct{}
@@ -122,9 +122,9 @@ const (
 	auditWait = 2 * time.Second
 	// idleStop ends a follower nobody has asked about for this long.
 	idleStop = 30 * time.Second
-	// maxEvents is how many of a task's most recent events its follower
+	// maxChanges is how many of a task's most recent changes its follower
 	// keeps.
-	maxEvents = 64
+	maxChanges = 64
 )
 
 // join returns the live follower of id, starting one if there is none,
@@ -163,9 +163,9 @@ func (h *hub) poke(id string) {
 	}
 }
 
-// wait returns the events after seq, blocking until there is one or ctx
+// wait returns the changes after seq, blocking until there is one or ctx
 // ends.
-func (h *hub) wait(ctx context.Context, id string, after int64) ([]Event, bool) {
+func (h *hub) wait(ctx context.Context, id string, after int64) ([]Change, bool) {
 	for {
 		f := h.join(id)
 		out, final, changed := f.since(after)
@@ -184,13 +184,13 @@ func (h *hub) wait(ctx context.Context, id string, after int64) ([]Event, bool) 
 	}
 }
 
-// since is the events after seq, whether the task has ended, and the
-// channel closed at the next event.
-func (f *follower) since(after int64) ([]Event, bool, chan struct{}) {
+// since is the changes after seq, whether the task has ended, and the
+// channel closed at the next change.
+func (f *follower) since(after int64) ([]Change, bool, chan struct{}) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []Event
-	for _, e := range f.events {
+	var out []Change
+	for _, e := range f.changes {
 		if e.Seq > after {
 			out = append(out, e)
 		}
@@ -198,21 +198,21 @@ func (f *follower) since(after int64) ([]Event, bool, chan struct{}) {
 	return out, f.final, f.changed
 }
 
-func (f *follower) add(e Event) {
+func (f *follower) add(e Change) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	e.Time = time.Now().UTC()
 	e.Seq = e.Time.UnixNano()
-	if n := len(f.events); n > 0 && e.Seq <= f.events[n-1].Seq {
-		e.Seq = f.events[n-1].Seq + 1
+	if n := len(f.changes); n > 0 && e.Seq <= f.changes[n-1].Seq {
+		e.Seq = f.changes[n-1].Seq + 1
 	}
-	if len(f.events) == maxEvents {
+	if len(f.changes) == maxChanges {
 		// Shift rather than reslice, so the array does not creep forward
 		// and keep growing underneath.
-		copy(f.events, f.events[1:])
-		f.events = f.events[:maxEvents-1]
+		copy(f.changes, f.changes[1:])
+		f.changes = f.changes[:maxChanges-1]
 	}
-	f.events = append(f.events, e)
+	f.changes = append(f.changes, e)
 	if e.Result != nil || e.State.Final() {
 		f.final = true
 	}
@@ -228,7 +228,7 @@ func (h *hub) run(id string, f *follower) {
 	defer func() {
 		cancel()
 		if r := recover(); r != nil {
-			h.log.WithField("task", id).WithField("panic", fmt.Sprint(r)).Error("the events follower of a task stopped; the next watcher starts another")
+			h.log.WithField("task", id).WithField("panic", fmt.Sprint(r)).Error("the changes follower of a task stopped; the next watcher starts another")
 		}
 		h.mu.Lock()
 		if h.tasksByID[id] == f {
@@ -248,7 +248,7 @@ func (h *hub) run(id string, f *follower) {
 	for {
 		select {
 		case res := <-ended:
-			f.add(Event{State: res.State, Result: &res})
+			f.add(Change{State: res.State, Result: &res})
 			// Late callers get the end from here, for a while.
 			select {
 			case <-ctx.Done():
@@ -269,7 +269,7 @@ func (h *hub) run(id string, f *follower) {
 		}
 		if s != state && s != "" {
 			state = s
-			e := Event{State: state, AuditFrom: audit}
+			e := Change{State: state, AuditFrom: audit}
 			qctx, qcancel := context.WithTimeout(ctx, auditWait)
 			st, err := h.src.Status(qctx, id)
 			qcancel()
@@ -287,7 +287,7 @@ func (h *hub) run(id string, f *follower) {
 			if err == nil && st.Progress.Counts != progress && st.State == task.Running {
 				progress = st.Progress.Counts
 				p := st.Progress
-				f.add(Event{State: state, Progress: &p})
+				f.add(Change{State: state, Progress: &p})
 			}
 		}
 	}

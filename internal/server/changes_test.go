@@ -31,7 +31,7 @@ func (s *stepSource) State(ctx context.Context, id string) (task.State, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.n++
-	// A new "state" on every call, so every look adds an event.
+	// A new "state" on every call, so every look adds a change.
 	if s.n%2 == 0 {
 		return task.Running, nil
 	}
@@ -57,13 +57,13 @@ func quietLog() *logrus.Logger {
 	return l
 }
 
-// However many events a task has, its follower keeps the last maxEvents:
+// However many changes a task has, its follower keeps the last maxChanges:
 // a watcher far behind gets those, the newest among them.
 func TestFollowerMemoryIsBounded(t *testing.T) {
 	src := &stepSource{end: make(chan task.Result)}
 	h := newHub(src, quietLog())
 	var last int64
-	for range 3 * maxEvents {
+	for range 3 * maxChanges {
 		evs, _ := h.wait(context.Background(), "t1", last)
 		last = evs[len(evs)-1].Seq
 		h.poke("t1")
@@ -71,13 +71,13 @@ func TestFollowerMemoryIsBounded(t *testing.T) {
 	f := h.join("t1")
 	defer h.leave(f)
 	evs, _, _ := f.since(0)
-	if len(evs) != maxEvents || evs[len(evs)-1].Seq < last {
-		t.Fatalf("the follower holds %d events after %d looks, want the last %d, the newest seen (%d) among them", len(evs), src.calls.Load(), maxEvents, last)
+	if len(evs) != maxChanges || evs[len(evs)-1].Seq < last {
+		t.Fatalf("the follower holds %d changes after %d looks, want the last %d, the newest seen (%d) among them", len(evs), src.calls.Load(), maxChanges, last)
 	}
 	f.mu.Lock()
-	c := cap(f.events)
+	c := cap(f.changes)
 	f.mu.Unlock()
-	if c > 2*maxEvents {
+	if c > 2*maxChanges {
 		t.Fatalf("its array grew to %d", c)
 	}
 }
@@ -95,7 +95,7 @@ func TestFollowerIsSharedAndReplaced(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			if evs, _ := h.wait(ctx, "t1", 0); len(evs) == 0 {
-				t.Error("a watcher got no event")
+				t.Error("a watcher got no change")
 			}
 		}()
 	}
@@ -108,7 +108,7 @@ func TestFollowerIsSharedAndReplaced(t *testing.T) {
 	}
 
 	// The follower dies on its next look; a watcher waiting past the
-	// last event gets the next one from its replacement.
+	// last change gets the next one from its replacement.
 	f := h.join("t1")
 	evs, _, _ := f.since(0)
 	h.leave(f)
@@ -117,7 +117,7 @@ func TestFollowerIsSharedAndReplaced(t *testing.T) {
 	got, _ := h.wait(ctx, "t1", evs[len(evs)-1].Seq)
 	<-f.done
 	if len(got) == 0 {
-		t.Fatal("no event after the follower died")
+		t.Fatal("no change after the follower died")
 	}
 	h.mu.Lock()
 	started = h.started
@@ -134,7 +134,7 @@ func TestFollowerIsSharedAndReplaced(t *testing.T) {
 		after = evs[len(evs)-1].Seq
 		if final {
 			if e := evs[len(evs)-1]; e.Result == nil || e.State != task.Completed {
-				t.Fatalf("the last event %+v, want the result", e)
+				t.Fatalf("the last change %+v, want the result", e)
 			}
 			break
 		}

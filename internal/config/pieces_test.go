@@ -1,0 +1,30 @@
+package config
+
+import "testing"
+
+// TestMaxPieces: AUTOGLM_MAX_PIECES sets a queue's slots; the deprecated
+// AUTOGLM_MAX_BATCHES is read only when it is unset.
+func TestMaxPieces(t *testing.T) {
+	for _, c := range []struct {
+		name          string
+		pieces, batch string
+		want          int
+	}{
+		{"default", "", "", 4},
+		{"pieces", "2", "", 2},
+		{"deprecated alias", "", "3", 3},
+		{"pieces wins", "2", "3", 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("AUTOGLM_MAX_PIECES", c.pieces)
+			t.Setenv("AUTOGLM_MAX_BATCHES", c.batch)
+			cfg, err := FromEnv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.MaxPieces != c.want {
+				t.Errorf("MaxPieces = %d; want %d", cfg.MaxPieces, c.want)
+			}
+		})
+	}
+}
