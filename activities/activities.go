@@ -39,6 +39,9 @@ type Activities struct {
 	FineTuned func() []string
 	// Capacity is how many batches the node runs at once, for its record.
 	Capacity int
+	// TrainingSlots is how many fine-tuning jobs the node trains at once,
+	// apart from Capacity, for its record; 0: it trains none.
+	TrainingSlots int
 	// Namespace is the Temporal namespace, for DescribeTaskQueue.
 	Namespace string
 	// Labels describe the node as key=value (gpu=a100, region=eu), for

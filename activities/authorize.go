@@ -86,6 +86,11 @@ func (a *Activities) authorize(ctx context.Context, t task.Input) (AuthorizeResu
 	if err := a.checkTokenQuota(ctx, t.Tenant, tenant.Quotas.MaxTokensPerDay); err != nil {
 		return AuthorizeResult{}, err
 	}
+	if t.Kind == task.KindFineTune {
+		if err := a.checkTrainingQuota(ctx, t.Tenant, tenant.Quotas.MaxTrainingSecondsPerDay); err != nil {
+			return AuthorizeResult{}, err
+		}
+	}
 	return AuthorizeResult{
 		Quorum:                 tenant.Quorum,
 		ApprovalDeadline:       tenant.ApprovalDeadline,
@@ -112,6 +117,24 @@ func (a *Activities) checkTokenQuota(ctx context.Context, tenant string, max int
 	}
 	if used := usage.Total(recs).TotalTokens; used >= max {
 		return task.Errorf(task.QuotaExceeded, "tenant %s has used %d of its %d tokens for today; new tasks are refused until the day ends (UTC; see autoglm usage)", tenant, used, max)
+	}
+	return nil
+}
+
+// checkTrainingQuota refuses a fine-tuning task of a tenant whose
+// training attempts of the day have used its GPU time; max 0 is no
+// quota.
+func (a *Activities) checkTrainingQuota(ctx context.Context, tenant string, max float64) error {
+	if max <= 0 {
+		return nil
+	}
+	now := time.Now()
+	recs, err := usage.Read(ctx, a.Store, tenant, now, now)
+	if err != nil {
+		return err
+	}
+	if used := usage.TrainingSeconds(recs); used >= max {
+		return task.Errorf(task.QuotaExceeded, "tenant %s has used %.1f of its %g training seconds (GPU time) for today; new fine-tuning jobs are refused until the day ends (UTC; see autoglm usage)", tenant, used, max)
 	}
 	return nil
 }

@@ -32,6 +32,10 @@ type Node struct {
 	Running int64    `json:"running"`
 	// Capacity is how many pieces a queue of the node runs at once.
 	Capacity int `json:"capacity,omitempty"`
+	// TrainingSlots is how many fine-tuning jobs it trains at once, apart
+	// from Capacity; Training how many it trains now.
+	TrainingSlots int   `json:"training_slots,omitempty"`
+	Training      int64 `json:"training,omitempty"`
 	// Drained nodes take no new work (`autoglm nodes drain`).
 	Drained bool `json:"drained,omitempty"`
 	// Cached are the model revisions in the node's cache, name@revision.
@@ -41,15 +45,17 @@ type Node struct {
 	LastSeen time.Time `json:"last_seen"`
 }
 
-// running counts the pieces this worker runs, for its node record.
-var running atomic.Int64
+// running counts the pieces this worker runs, for its node record;
+// training the fine-tuning jobs it trains.
+var running, training atomic.Int64
 
 // Announce writes this node's record when what it says changed (models,
 // labels, running batches, drain, cache) and at start, not on a clock: in
 // a versioned bucket a record rewritten every 10 s kept 8,640 versions a
 // day. Liveness comes from the node queue's pollers (see Liveness).
 func (a *Activities) Announce(ctx context.Context) error {
-	n := Node{Name: a.Node, Queue: task.NodeQueue(a.Node), Models: a.Models, Labels: a.Labels, Running: running.Load(), Capacity: a.Capacity, Drained: drained.Load()}
+	n := Node{Name: a.Node, Queue: task.NodeQueue(a.Node), Models: a.Models, Labels: a.Labels, Running: running.Load(), Capacity: a.Capacity, Drained: drained.Load(),
+		TrainingSlots: a.TrainingSlots, Training: training.Load()}
 	if a.FineTuned != nil {
 		n.Models = append(slices.Clip(n.Models), a.FineTuned()...)
 	}
@@ -117,6 +123,9 @@ type DispatchInput struct {
 	// Approved, if set, is the autoglm.task.approved event of a task
 	// reviewers approved, for its first dispatch to emit.
 	Approved *task.EventInput `json:"approved,omitempty"`
+	// Training asks for the model's training queue, which only nodes
+	// with training slots poll, each while it has one free.
+	Training bool `json:"training,omitempty"`
 }
 
 // DispatchResult is the chosen node and its task queue.
@@ -136,11 +145,31 @@ func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (DispatchRe
 		return DispatchResult{}, err
 	}
 	now := time.Now()
+	if in.Training {
+		return pickTraining(nodes, in.Model, now)
+	}
 	n, err := pick(nodes, in.Model, in.Avoid, now)
 	if err != nil {
 		return DispatchResult{}, err
 	}
 	return route(nodes, n, in, now), nil
+}
+
+// pickTraining sends a fine-tuning job to its base model's training
+// queue (task.TrainingQueue) once a live node that serves the model has
+// training slots. Each such node polls that queue only while it has a
+// slot free, so the job starts on one with a free slot, and waits in the
+// queue (the job "queued") while every slot is taken: a full fleet makes
+// it wait, not fail. No node with slots at all is a retryable NoNode.
+func pickTraining(nodes []Node, model string, now time.Time) (DispatchResult, error) {
+	var names []string
+	for _, n := range nodes {
+		if n.Alive(now) && !n.Drained && n.TrainingSlots > 0 && slices.Contains(n.Models, model) {
+			return DispatchResult{Node: modelNode(model), Queue: task.TrainingQueue(model)}, nil
+		}
+		names = append(names, fmt.Sprintf("%s (%d training slot(s))", n.Name, n.TrainingSlots))
+	}
+	return DispatchResult{}, fmt.Errorf("%w: no live node that serves %s has a training slot (nodes known: %s)", errNoNode, model, strings.Join(names, ", "))
 }
 
 func pick(nodes []Node, model string, avoid []string, now time.Time) (Node, error) {

@@ -78,6 +78,11 @@ func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, err
 			}
 		}
 	}
+	// From here the attempt holds the node's training slot.
+	attempt := fmt.Sprintf("a%d%s", info.Attempt, randomHex(3))
+	defer a.meterTraining(ctx, in, attempt)()
+	training.Add(1)
+	defer training.Add(-1)
 	cfg := a.Trainer
 	// Absolute: the trainer runs in its own folder, where a path relative
 	// to the node agent's would name nothing (AUTOGLM_TRAINER_DIR=.data/…).
@@ -127,7 +132,7 @@ func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, err
 	var last TrainProgress
 	r := &trainer.Runner{
 		Config:      cfg,
-		Checkpoints: &trainer.Checkpoints{Store: a.Store, Tenant: in.Tenant, TaskID: in.TaskID, Attempt: fmt.Sprintf("a%d%s", info.Attempt, randomHex(3))},
+		Checkpoints: &trainer.Checkpoints{Store: a.Store, Tenant: in.Tenant, TaskID: in.TaskID, Attempt: attempt},
 		Progress: func(p trainer.Progress) {
 			last = TrainProgress{Progress: p, Node: a.Node}
 			// Throttled by the SDK: a heartbeat per step costs nothing in

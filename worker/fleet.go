@@ -5,14 +5,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"go.temporal.io/sdk/client"
 
 	"github.com/dustin/go-humanize"
+	"go.temporal.io/sdk/activity"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -105,16 +106,57 @@ func labelsFromEnv() []string {
 // and give their work back, so another node serving the model picks it
 // up; undraining starts new ones.
 type modelPollers struct {
-	tc     client.Client
-	opts   sdkworker.Options
-	acts   *activities.Activities
-	served *activities.ServedFineTuned // nil: the node serves no fine-tuned model
+	tc   client.Client
+	opts sdkworker.Options
+	acts *activities.Activities
+	// served loads the fine-tuned models of the node's base models; nil on
+	// a node that serves none.
+	served *activities.ServedFineTuned
 	log    *logrus.Logger
-	mu     sync.Mutex
+	// training polls each served model's training queue
+	// (task.TrainingQueue) while the node has a training slot free; nil
+	// on a node that trains nothing.
+	training *trainingSlots
+	mu       sync.Mutex
+	// active are the running pollers by task queue.
 	active map[string]sdkworker.Worker
 	// stopped is a drained node: a fine-tuned model loaded meanwhile is
 	// polled for from the undrain on.
 	stopped bool
+}
+
+// trainingSlots are the node's training slots, shared by the pollers of
+// all its models' training queues, so the node trains at most that many
+// jobs whatever their models, apart from the batches it runs.
+type trainingSlots struct {
+	opts sdkworker.Options
+}
+
+// newTrainingSlots makes slots training slots; 0 is nil (no training).
+// A training worker's stop waits for its trainer to save and its
+// checkpoint to upload: stop timeout plus the upload's time.
+func newTrainingSlots(base sdkworker.Options, slots int, stopTimeout time.Duration) (*trainingSlots, error) {
+	if slots <= 0 {
+		return nil, nil
+	}
+	acts, err := sdkworker.NewFixedSizeSlotSupplier(slots)
+	if err != nil {
+		return nil, err
+	}
+	one := func() sdkworker.SlotSupplier { s, _ := sdkworker.NewFixedSizeSlotSupplier(1); return s }
+	tuner, err := sdkworker.NewCompositeTuner(sdkworker.CompositeTunerOptions{
+		ActivitySlotSupplier: acts, WorkflowSlotSupplier: one(), LocalActivitySlotSupplier: one(),
+		NexusSlotSupplier: one(), SessionActivitySlotSupplier: one(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	opts := base
+	opts.Tuner = tuner
+	opts.MaxConcurrentActivityExecutionSize = 0
+	opts.MaxConcurrentActivityTaskPollers = 1
+	opts.WorkerStopTimeout = stopTimeout + 5*time.Minute
+	return &trainingSlots{opts: opts}, nil
 }
 
 func (p *modelPollers) start() error {
@@ -135,30 +177,57 @@ func (p *modelPollers) refresh() error {
 	return p.startMissing()
 }
 
+// startMissing starts the pollers not running yet: the model and training
+// queues of the base models, the model queues of the fine-tuned ones
+// (nothing trains on those).
 func (p *modelPollers) startMissing() error {
-	models := p.acts.Models
-	if p.served != nil {
-		models = append(slices.Clip(models), p.served.Loaded()...)
-	}
 	if p.active == nil {
 		p.active = map[string]sdkworker.Worker{}
 	}
-	for _, m := range models {
-		if m == "*" || p.active[m] != nil {
+	all := func(w sdkworker.Worker) { w.RegisterActivity(p.acts) }
+	for _, m := range p.acts.Models {
+		if m == "*" {
 			continue // a wildcard node is reached through its own queue
 		}
-		w := sdkworker.New(p.tc, task.ModelQueue(m), p.opts)
-		w.RegisterActivity(p.acts)
-		if err := w.Start(); err != nil {
-			return fmt.Errorf("worker: polling %s: %w", task.ModelQueue(m), err)
+		if err := p.poll(task.ModelQueue(m), p.opts, all); err != nil {
+			return err
 		}
-		p.active[m] = w
+		if p.training == nil {
+			continue
+		}
+		if err := p.poll(task.TrainingQueue(m), p.training.opts, func(w sdkworker.Worker) {
+			w.RegisterActivityWithOptions(p.acts.Train, activity.RegisterOptions{Name: "Train"})
+		}); err != nil {
+			return err
+		}
+	}
+	if p.served != nil {
+		for _, m := range p.served.Loaded() {
+			if err := p.poll(task.ModelQueue(m), p.opts, all); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
 
+func (p *modelPollers) poll(queue string, opts sdkworker.Options, register func(sdkworker.Worker)) error {
+	if p.active[queue] != nil {
+		return nil
+	}
+	w := sdkworker.New(p.tc, queue, opts)
+	register(w)
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("worker: polling %s: %w", queue, err)
+	}
+	p.active[queue] = w
+	return nil
+}
+
 // stop stops polling; running batches checkpoint and their work goes back
-// to the model's queue. It returns once they have.
+// to the model's queue, and running trainers save and their checkpoint
+// is committed before their job goes back to the training queue. It
+// returns once they have.
 func (p *modelPollers) stop() {
 	p.mu.Lock()
 	ws := p.active
@@ -179,7 +248,7 @@ func (p *modelPollers) setDrained(drained bool) {
 	if drained {
 		go func() {
 			p.stop()
-			p.log.Info("node drained: stopped polling the model queues; running batches moved on from their checkpoints")
+			p.log.Info("node drained: stopped polling the model and training queues; running batches and training jobs moved on from their checkpoints")
 		}()
 		return
 	}

@@ -137,6 +137,11 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 	node.RegisterActivity(acts)
 	acts.Namespace = copts.Namespace
 	pollers := &modelPollers{tc: tc, opts: nodeOpts, acts: acts, log: log}
+	if runsNode {
+		if pollers.training, err = newTrainingSlots(opts, cfg.Trainer.Slots, cfg.Trainer.StopTimeout); err != nil {
+			return err
+		}
+	}
 	cache, err := registerFleet(shared, node, acts, pollers, cfg.CacheDir)
 	if err != nil {
 		return err
@@ -239,6 +244,7 @@ func NewActivities(ctx context.Context, cfg config.Config, tc client.Client) (*a
 	}
 	return &activities.Activities{
 		Store: store, Policy: policy, LLM: lc, Temporal: tc, Node: cfg.Node, Models: models, Labels: labelsFromEnv(), Capacity: max(cfg.MaxPieces, 1),
+		TrainingSlots: cfg.Trainer.Slots,
 		Batch: batch.Config{
 			Concurrency: cfg.Concurrency, CheckpointInterval: cfg.CheckpointInterval,
 			OutageAfter: cfg.Outage.After, ProbeBase: cfg.Outage.ProbeMin, ProbeMax: cfg.Outage.ProbeMax, HandBackAfter: cfg.Outage.HandBack,

@@ -70,28 +70,28 @@ func (f fineTune) screensLocally() bool {
 	return size <= maxLocalScreenBytes
 }
 
-// run dispatches Train to a node serving the base model and waits for
-// it. A pause stops it (the trainer saves, the checkpoint is committed)
-// until resume; a node that does not start it in time is replaced; every
-// new attempt, on whichever node, resumes from the newest verified
-// checkpoint, which the node finds in the bucket by itself.
+// run dispatches Train to the base model's training queue, which a node
+// serving the model takes from while it has a free training slot, and
+// waits for it. A pause stops it (the trainer saves, the checkpoint is
+// committed) until resume; every new attempt, on whichever node, resumes
+// from the newest verified checkpoint, which the node finds in the
+// bucket by itself.
 func (f fineTune) run(ctx workflow.Context) error {
-	var avoid []string
 	for {
 		pauses := f.pauses
 		var node activities.DispatchResult
-		err := f.control(ctx, "dispatch", "pick a node serving "+f.in.Model, len(avoid) == 0, func(o *workflow.ActivityOptions) {
+		err := f.control(ctx, "dispatch", "find nodes serving "+f.in.Model+" with training slots", true, func(o *workflow.ActivityOptions) {
 			o.RetryPolicy = &temporal.RetryPolicy{
 				InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 15 * time.Second,
 				MaximumAttempts: 20, NonRetryableErrorTypes: nonRetryable,
 			}
-		}, a.Dispatch, activities.DispatchInput{TaskID: f.in.ID, Model: f.in.Model, Avoid: avoid}).Get(ctx, &node)
+		}, a.Dispatch, activities.DispatchInput{TaskID: f.in.ID, Model: f.in.Model, Training: true}).Get(ctx, &node)
 		if err != nil {
 			return err
 		}
 		f.status.Node = node.Node
 		// RUNNING follows at once.
-		f.passThrough(ctx, task.Dispatched, "dispatch", "training on node "+node.Node)
+		f.passThrough(ctx, task.Dispatched, "dispatch", "queued on "+node.Queue+": the first node serving "+f.in.Model+" with a free training slot takes it")
 		var res activities.TrainResult
 		err = f.train(ctx, node).Get(ctx, &res)
 		f.trainStopped(err)
@@ -100,9 +100,6 @@ func (f fineTune) run(ctx workflow.Context) error {
 			return f.publish(ctx, res)
 		case f.cancelled != nil:
 			return err
-		case isScheduleToStartTimeout(err):
-			avoid = append(avoid, node.Node)
-			f.transition(ctx, task.Dispatched, "dispatch", fmt.Sprintf("node %s did not start the training within %s; dispatching again", node.Node, f.nodeStartTimeout()))
 		case !f.paused && f.pauses != pauses && temporal.IsCanceledError(err):
 			// Paused and resumed before the stage had stopped: train again
 			// from the checkpoint, as after any resume.
@@ -119,17 +116,20 @@ func (f fineTune) run(ctx workflow.Context) error {
 // train runs Train on the chosen node's queue.
 func (f fineTune) train(ctx workflow.Context, node activities.DispatchResult) workflow.Future {
 	spec := f.spec()
-	ctx = f.stage(ctx, "training", fmt.Sprintf("%s on %s", f.in.Model, node.Node))
-	f.transition(ctx, task.Running, "dispatch", "training on "+node.Node)
+	ctx = f.stage(ctx, "training", fmt.Sprintf("%s on a node with a free training slot", f.in.Model))
+	f.transition(ctx, task.Running, "dispatch", "training "+f.in.Model+" as soon as a node has a free training slot")
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:              node.Queue,
-		ScheduleToStartTimeout: f.nodeStartTimeout(),
-		StartToCloseTimeout:    7 * 24 * time.Hour,
-		HeartbeatTimeout:       f.heartbeatTimeout(),
+		// The model's training queue holds the job until a node with a
+		// free training slot takes it, however long the fleet is full: no
+		// start timeout. A retry goes back to it, so whichever such node
+		// is alive resumes the job.
+		TaskQueue:           node.Queue,
+		StartToCloseTimeout: 7 * 24 * time.Hour,
+		HeartbeatTimeout:    f.heartbeatTimeout(),
 		// Let the trainer save and its checkpoint commit before the task
 		// moves on.
 		WaitForCancellation: true,
-		Summary:             fmt.Sprintf("training: %s, %d example(s), on %s", f.in.Model, f.status.Progress.Total, node.Node),
+		Summary:             fmt.Sprintf("training: %s, %d example(s), on %s", f.in.Model, f.status.Progress.Total, node.Queue),
 		Priority:            f.priority(),
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,

@@ -86,8 +86,8 @@ func TestFineTuneTrainsOnTheBaseModelsNodeAndPublishesTheModel(t *testing.T) {
 		t.Fatalf("Train ran %d times", len(h.trainIn))
 	}
 	in, info := h.trainIn[0], h.trainInfo[0]
-	if info.TaskQueue != task.NodeQueue(node) {
-		t.Errorf("Train ran on queue %s, not the dispatched node's", info.TaskQueue)
+	if info.TaskQueue != task.TrainingQueue("glm-4-test") {
+		t.Errorf("Train ran on queue %s, not the base model's training queue", info.TaskQueue)
 	}
 	// 2 epochs as given; the batch is "auto": 8, the examples being more.
 	if in.Hyperparameters != (task.Resolved{NEpochs: 2, BatchSize: 8, LearningRateMultiplier: 1}) || in.Seed != 42 {

@@ -185,7 +185,10 @@ func (h *harness) answers() {
 	h.authorize = func(context.Context, activities.AuthorizeInput) (activities.AuthorizeResult, error) {
 		return h.rules, nil
 	}
-	h.dispatch = func(context.Context, activities.DispatchInput) (activities.DispatchResult, error) {
+	h.dispatch = func(_ context.Context, in activities.DispatchInput) (activities.DispatchResult, error) {
+		if in.Training {
+			return activities.DispatchResult{Node: "any:" + in.Model, Queue: task.TrainingQueue(in.Model)}, nil
+		}
 		return activities.DispatchResult{Node: node, Queue: task.NodeQueue(node)}, nil
 	}
 	h.infer = func(context.Context, activities.InferInput) (activities.InferResult, error) {

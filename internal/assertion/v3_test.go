@@ -80,3 +80,49 @@ func TestStartAssertion(t *testing.T) {
 		t.Errorf("no start assertion: %v; want PermissionDenied", err)
 	}
 }
+
+// A fine-tuning start also binds the validation file and the
+// hyperparameters, seed and suffix: a start that swaps any of them is
+// refused, saying what was signed and what was sent.
+func TestStartAssertionCoversFineTuning(t *testing.T) {
+	pub, priv, _ := GenerateKey()
+	now := time.Unix(1_800_000_000, 0)
+	s := NewSigner(priv)
+	s.Now = func() time.Time { return now }
+	keys := []ed25519.PublicKey{pub}
+	in := task.Input{ID: "t1", Tenant: "demo", Submitter: "alice", Kind: task.KindFineTune,
+		Source: task.ObjectRef{Key: "data/ab/demo/t1/training.jsonl", SHA256: "abc"},
+		FineTune: &task.FineTune{ValidationFile: &task.ObjectRef{Key: "data/ab/demo/t1/validation.jsonl", SHA256: "def"},
+			Hyperparameters: task.Hyperparameters{NEpochs: task.Number(2)}, Seed: 7, Suffix: "s"}}
+	tok := s.SignStart(StartOf(in), 0)
+	if _, err := VerifyStart(keys, tok, StartOf(in), now); err != nil {
+		t.Fatalf("the signed start: %v; want verified", err)
+	}
+	swap := func(f func(*task.FineTune)) task.Input {
+		out, ft := in, *in.FineTune
+		f(&ft)
+		out.FineTune = &ft
+		return out
+	}
+	for name, forged := range map[string]task.Input{
+		"another validation file": swap(func(ft *task.FineTune) {
+			ft.ValidationFile = &task.ObjectRef{Key: "data/ab/demo/t1/validation.jsonl", SHA256: "bad"}
+		}),
+		"no validation file": swap(func(ft *task.FineTune) { ft.ValidationFile = nil }),
+		"other epochs":       swap(func(ft *task.FineTune) { ft.Hyperparameters.NEpochs = task.Number(50) }),
+		"epochs auto":        swap(func(ft *task.FineTune) { ft.Hyperparameters.NEpochs = task.Auto{} }),
+		"another seed":       swap(func(ft *task.FineTune) { ft.Seed = 8 }),
+	} {
+		_, err := VerifyStart(keys, tok, StartOf(forged), now)
+		if !errors.Is(err, task.ErrPermissionDenied) || !strings.Contains(err.Error(), "validation data/ab/demo/t1/validation.jsonl sha256 def, hyperparameters "+FineTuneDigest(*in.FineTune)[:16]+"), not this start") {
+			t.Errorf("%s: %v; want PermissionDenied naming the signed validation file and hyperparameters", name, err)
+		}
+	}
+	// A batch's start (v1, no fine-tuning fields) does not start the
+	// fine-tuning task of the same ID and file.
+	batch := in
+	batch.FineTune = nil
+	if _, err := VerifyStart(keys, s.SignStart(StartOf(batch), 0), StartOf(in), now); !errors.Is(err, task.ErrPermissionDenied) {
+		t.Errorf("a start without the fine-tuning fields: %v; want PermissionDenied", err)
+	}
+}

@@ -100,6 +100,11 @@ type Quotas struct {
 	// the tenant's tasks that ended today (UTC) used this many tokens, as
 	// the usage ledger has them. A task already running is not stopped.
 	MaxTokensPerDay int64 `yaml:"max_tokens_per_day"`
+	// MaxTrainingSecondsPerDay, if set, refuses new fine-tuning tasks at
+	// authorization once the tenant's training attempts that started
+	// today (UTC) held nodes' training slots this many seconds: its GPU
+	// time. A job already training is not stopped.
+	MaxTrainingSecondsPerDay float64 `yaml:"max_training_seconds_per_day"`
 }
 
 // Screening configures the screen stage.

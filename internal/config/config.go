@@ -129,6 +129,10 @@ type Trainer struct {
 	MaxKeep int
 	// StopTimeout is how long a trainer told to stop has to save.
 	StopTimeout time.Duration
+	// Slots is how many fine-tuning jobs the node trains at once, apart
+	// from the pieces of batches it runs (MaxPieces): 1 on a node with a trainer
+	// command, 0 (no training) without one.
+	Slots int
 }
 
 // FromEnv reads AUTOGLM_* variables.
@@ -189,6 +193,11 @@ func FromEnv() (Config, error) {
 			StopTimeout: e.duration("AUTOGLM_TRAINER_STOP_TIMEOUT", 5*time.Minute),
 		},
 	}
+	defSlots := 0
+	if len(c.Trainer.Command) > 0 {
+		defSlots = 1
+	}
+	c.Trainer.Slots = e.int("AUTOGLM_TRAINING_SLOTS", defSlots)
 	c.LLM.MaxIdleConnsPerHost = c.Concurrency
 	if e.err == nil {
 		e.err = c.check()
@@ -253,6 +262,10 @@ func (c Config) check() error {
 		return fmt.Errorf("config: AUTOGLM_OUTAGE_HAND_BACK=%s: 0 or more", c.Outage.HandBack)
 	case c.Promote != PromoteAlways && c.Promote != PromoteIfNone && c.Promote != PromoteNever:
 		return fmt.Errorf("config: AUTOGLM_PROMOTE=%q: want %s, %s or %s", c.Promote, PromoteAlways, PromoteIfNone, PromoteNever)
+	case c.Trainer.Slots < 0:
+		return fmt.Errorf("config: AUTOGLM_TRAINING_SLOTS=%d: 0 or more", c.Trainer.Slots)
+	case c.Trainer.Slots > 0 && len(c.Trainer.Command) == 0:
+		return fmt.Errorf("config: AUTOGLM_TRAINING_SLOTS=%d needs AUTOGLM_TRAINER_COMMAND: a node trains with its trainer", c.Trainer.Slots)
 	case c.Role != RoleAll && c.Role != RoleControl && c.Role != RoleNode:
 		return fmt.Errorf("config: AUTOGLM_WORKER_ROLE=%q: want %s, %s or %s", c.Role, RoleAll, RoleControl, RoleNode)
 	case !slices.Contains(llm.LoRAAPIs, c.LoRAAdapters):

@@ -69,6 +69,7 @@ var Reference = []Var{
 	{Name: "AUTOGLM_TRAINER_INTERVAL", Default: "10m", Doc: "node: ask the trainer for a checkpoint (SIGUSR1) this long after the last (0: off)"},
 	{Name: "AUTOGLM_TRAINER_SAVE_STEPS", Default: "500", Doc: "node: the trainer saves every this many steps by itself (AUTOGLM_SAVE_STEPS)"},
 	{Name: "AUTOGLM_TRAINER_MAX_KEEP", Default: "2", Doc: "node: checkpoints kept in the bucket and on its disk; the trainer waits while the disk holds one more"},
+	{Name: "AUTOGLM_TRAINING_SLOTS", Default: "1 with AUTOGLM_TRAINER_COMMAND, else 0", Doc: "node: fine-tuning jobs it trains at once, apart from its inference (AUTOGLM_MAX_PIECES); 0: it trains none"},
 	{Name: "AUTOGLM_TRAINER_STOP_TIMEOUT", Default: "5m", Doc: "node: how long a trainer told to stop (SIGTERM) has to save before it is killed"},
 	{Name: "AUTOGLM_ASSERTION_PUBLIC_KEYS", Secret: true, Doc: "workers: base64 public keys, comma-separated, whose assertions the update validators accept; with none every update is refused"},
 	{Name: "AUTOGLM_WEBHOOK_HOSTS", Doc: "worker: host=address pairs, comma-separated, used for webhook hosts instead of DNS (as curl's --resolve); the addresses are still checked when dialed"},

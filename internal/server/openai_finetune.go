@@ -247,6 +247,9 @@ func (s *Server) fineTuningJob(ctx context.Context, p principal, id string) (Fin
 	}
 	job.Method = FineTuningMethod{Type: "supervised", Supervised: &FineTuningSettings{Hyperparameters: job.Hyperparameters}}
 	job.Status = fineTuningJobStatus(state)
+	if qerr == nil && state == task.Running && st.FineTune != nil && st.FineTune.WaitingForSlot {
+		job.Status = "queued" // every training slot of the fleet is taken
+	}
 	return job, nil
 }
 

@@ -27,6 +27,11 @@ func NodeQueue(node string) string { return "autoglm-node-" + node }
 // is alive.
 func ModelQueue(model string) string { return "autoglm-model-" + model }
 
+// TrainingQueue is the task queue of fine-tuning jobs on model: every
+// node that serves it and has training slots polls it while a slot is
+// free, so a job starts on such a node and waits while all are taken.
+func TrainingQueue(model string) string { return "autoglm-train-" + model }
+
 // WorkflowType is the registered name of the task workflow.
 const WorkflowType = "TaskWorkflow"
 

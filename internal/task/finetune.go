@@ -196,6 +196,10 @@ type FineTuneStatus struct {
 	Epoch       float64 `json:"epoch,omitempty"`
 	Loss        float64 `json:"loss,omitempty"`
 	ResumedFrom int     `json:"resumed_from,omitempty"`
+	// WaitingForSlot: the job waits in its base model's training queue
+	// until a node serving the model has a free training slot (OpenAI's
+	// "queued"); from the pending Train activity, not the history.
+	WaitingForSlot bool `json:"waiting_for_slot,omitempty"`
 	// FineTunedModel is the model's name once it is published.
 	FineTunedModel string `json:"fine_tuned_model,omitempty"`
 }

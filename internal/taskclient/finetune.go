@@ -70,8 +70,15 @@ type trainHeartbeat struct {
 
 // trainProgress adds the running attempt's step, epoch and loss to a
 // fine-tuning task's status: they travel in heartbeat details, so
-// training adds no events to the workflow's history.
-func trainProgress(st *task.Status, details []*commonpb.Payload) {
+// training adds no events to the workflow's history. waiting: no node has
+// taken the attempt yet (every training slot is taken, or a retry waits
+// for its backoff).
+func trainProgress(st *task.Status, details []*commonpb.Payload, waiting bool) {
+	if st.FineTune != nil && waiting {
+		ft := *st.FineTune
+		ft.WaitingForSlot = true
+		st.FineTune = &ft
+	}
 	var hb trainHeartbeat
 	if st.FineTune == nil || len(details) == 0 || converter.GetDefaultDataConverter().FromPayload(details[0], &hb) != nil || hb.Step == 0 {
 		return

@@ -22,12 +22,12 @@ func TestTrainProgressFromHeartbeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := task.Status{Node: "gpu-1", FineTune: &task.FineTuneStatus{Step: 20, Seed: 9}}
-	trainProgress(&st, []*commonpb.Payload{p})
+	trainProgress(&st, []*commonpb.Payload{p}, false)
 	if ft := st.FineTune; ft.Step != 40 || ft.Epoch != 1.5 || ft.Loss != 0.75 || ft.Seed != 9 || st.Node != "gpu-2" {
 		t.Errorf("status %+v, fine-tune %+v", st, ft)
 	}
 	before := *st.FineTune
-	trainProgress(&st, nil)
+	trainProgress(&st, nil, false)
 	if *st.FineTune != before {
 		t.Errorf("no heartbeat changed the status: %+v", st.FineTune)
 	}

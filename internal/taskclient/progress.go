@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/converter"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/batch"
@@ -35,7 +36,7 @@ func (c *Client) addProgress(ctx context.Context, st *task.Status) error {
 	nodes := map[int]string{}
 	for _, pa := range d.GetPendingActivities() {
 		if pa.GetActivityType().GetName() == trainActivity {
-			trainProgress(st, pa.GetHeartbeatDetails().GetPayloads())
+			trainProgress(st, pa.GetHeartbeatDetails().GetPayloads(), pa.GetState() == enumspb.PENDING_ACTIVITY_STATE_SCHEDULED)
 			st.Attempts = max(st.Attempts, int(pa.GetAttempt()))
 			continue
 		}

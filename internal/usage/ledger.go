@@ -30,13 +30,21 @@ const DayLayout = "2006-01-02"
 // MaxDays bounds the days one report reads.
 const MaxDays = 366
 
-// Record is one task's tokens, on the day (UTC) it ended.
+// Record is one task's tokens, on the day (UTC) it ended; or, with
+// Attempt set, the training seconds of one attempt of a fine-tuning task,
+// on the day (UTC) the attempt started.
 type Record struct {
 	Task   string     `json:"task"`
 	Tenant string     `json:"tenant"`
 	Model  string     `json:"model"`
 	Day    string     `json:"day"`
 	Usage  task.Usage `json:"usage"`
+	// Attempt names the training attempt whose seconds this is; "" for
+	// the task's own record, written when it is archived.
+	Attempt string `json:"attempt,omitempty"`
+	// TrainingSeconds is how long the attempt held a node's training
+	// slot: the tenant's GPU time.
+	TrainingSeconds float64 `json:"training_seconds,omitempty"`
 }
 
 // Row is the usage of one tenant and model on one day: the report's line.
@@ -48,6 +56,8 @@ type Row struct {
 	PromptTokens     int64  `json:"prompt_tokens"`
 	CompletionTokens int64  `json:"completion_tokens"`
 	TotalTokens      int64  `json:"total_tokens"`
+	// TrainingSeconds is the fine-tuning attempts' GPU time.
+	TrainingSeconds float64 `json:"training_seconds,omitempty"`
 }
 
 // Day is the day of t, in UTC.
@@ -60,18 +70,26 @@ func dayPrefix(tenant, day string) (string, error) {
 	return Prefix + tenant + "/" + day + "/", nil
 }
 
-// Write keeps r in the ledger. Its key is a function of the task, so
-// writing it again (an archive retried) replaces it with the same record.
+// Write keeps r in the ledger. Its key is a function of the task (and
+// the attempt), so writing it again (an archive retried, an attempt's
+// seconds brought up to date) replaces it.
 func Write(ctx context.Context, s storage.Store, r Record) error {
 	if err := storage.CheckID("task id", r.Task); err != nil {
 		return err
+	}
+	name := r.Task
+	if r.Attempt != "" {
+		if err := storage.CheckID("attempt", r.Attempt); err != nil {
+			return err
+		}
+		name += "." + r.Attempt
 	}
 	p, err := dayPrefix(r.Tenant, r.Day)
 	if err != nil {
 		return err
 	}
 	b, _ := json.Marshal(r)
-	_, err = s.Put(ctx, p+r.Task+".json", bytes.NewReader(b), int64(len(b)), storage.PutOptions{ContentType: "application/json"})
+	_, err = s.Put(ctx, p+name+".json", bytes.NewReader(b), int64(len(b)), storage.PutOptions{ContentType: "application/json"})
 	return err
 }
 
@@ -136,6 +154,10 @@ func Rows(recs []Record) []Row {
 			rows = append(rows, Row{Day: r.Day, Tenant: r.Tenant, Model: r.Model})
 		}
 		row := &rows[i]
+		row.TrainingSeconds += r.TrainingSeconds
+		if r.Attempt != "" {
+			continue // an attempt's seconds; its task has a record of its own
+		}
 		row.Tasks++
 		row.PromptTokens += r.Usage.PromptTokens
 		row.CompletionTokens += r.Usage.CompletionTokens
@@ -145,6 +167,15 @@ func Rows(recs []Record) []Row {
 		return cmp.Or(cmp.Compare(a.Day, b.Day), cmp.Compare(a.Tenant, b.Tenant), cmp.Compare(a.Model, b.Model))
 	})
 	return rows
+}
+
+// TrainingSeconds is the sum of the records' training seconds.
+func TrainingSeconds(recs []Record) float64 {
+	var n float64
+	for _, r := range recs {
+		n += r.TrainingSeconds
+	}
+	return n
 }
 
 // Total is the sum of records.

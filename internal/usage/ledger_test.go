@@ -44,3 +44,20 @@ func TestReadRefusesBadRanges(t *testing.T) {
 		}
 	}
 }
+
+// A training attempt's record adds its seconds to its day's row, not a
+// task: the task's own record counts it once.
+func TestRowsAddTrainingSeconds(t *testing.T) {
+	recs := []Record{
+		{Task: "ft", Tenant: "demo", Model: "m", Day: "2026-12-04", Attempt: "a1x", TrainingSeconds: 30},
+		{Task: "ft", Tenant: "demo", Model: "m", Day: "2026-12-04", Attempt: "a2y", TrainingSeconds: 12.5},
+		{Task: "ft", Tenant: "demo", Model: "m", Day: "2026-12-04"},
+	}
+	rows := Rows(recs)
+	if want := (Row{Day: "2026-12-04", Tenant: "demo", Model: "m", Tasks: 1, TrainingSeconds: 42.5}); len(rows) != 1 || rows[0] != want {
+		t.Fatalf("rows %+v, want [%+v]", rows, want)
+	}
+	if got := TrainingSeconds(recs); got != 42.5 {
+		t.Errorf("TrainingSeconds %g, want 42.5", got)
+	}
+}

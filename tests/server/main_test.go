@@ -81,6 +81,14 @@ const policyYAML = `tenants:
       oscar: [operator]
     auto_approve_max_requests: 10
     quotas: {max_tokens_per_day: 1}
+  gpumetered:
+    models: [glm-4-test]
+    users:
+      alice: [submitter]
+      carol: [admin]
+      oscar: [operator]
+    auto_approve_max_requests: 10
+    quotas: {max_training_seconds_per_day: 0.001}
 fleet:
   operators: [olga]
 access:

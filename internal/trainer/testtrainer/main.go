@@ -13,6 +13,10 @@
 //	TESTTRAINER_IGNORE_SIGTERM=1  keep training on SIGTERM
 //	TESTTRAINER_STEP_DELAY=D      wait D after every step
 //	TESTTRAINER_HIDDEN=H          hidden layer width (default 64)
+//	TESTTRAINER_GATE=path         after every step, wait while path exists
+//	                              (a test's gate: it holds the trainer at a
+//	                              step, and a stop told while held saves
+//	                              that step)
 package main
 
 import (
@@ -84,6 +88,7 @@ func train() error {
 	r.slowSave, _ = time.ParseDuration(os.Getenv("TESTTRAINER_SLOW_SAVE"))
 	delay, _ := time.ParseDuration(os.Getenv("TESTTRAINER_STEP_DELAY"))
 	crashAt := envInt("TESTTRAINER_CRASH_AT_STEP", -1)
+	gate := os.Getenv("TESTTRAINER_GATE")
 
 	if spec.ResumeFrom != "" {
 		if err := r.load(spec.ResumeFrom); err != nil {
@@ -142,6 +147,12 @@ func train() error {
 		if stop.Load() {
 			return nil
 		}
+		for gate != "" && exists(gate) && !stop.Load() {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if stop.Load() {
+			return r.save()
+		}
 		time.Sleep(delay)
 	}
 	return r.saveFinal()
@@ -184,6 +195,11 @@ func shuffle(n int, p position) []int {
 func say(v any) {
 	b, _ := json.Marshal(v)
 	os.Stdout.Write(append(b, '\n'))
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func envInt(name string, def int) int {
