@@ -276,9 +276,9 @@ func (a *Activities) screenTraining(ctx context.Context, in ScreenTrainingInput)
 	sc.AutoApprove = flagged == 0 && in.AutoApproveMaxExamples > 0 && sc.Requests <= in.AutoApproveMaxExamples
 	switch {
 	case sc.AutoApprove:
-		sc.Reasons = append(sc.Reasons, fmt.Sprintf("auto-approved: %d example(s), at most %d allowed without review, nothing flagged", sc.Requests, in.AutoApproveMaxExamples))
+		sc.Reasons = append(sc.Reasons, fmt.Sprintf("auto-approved: %d example(s), at most %d allowed without approval, nothing flagged", sc.Requests, in.AutoApproveMaxExamples))
 	case flagged == 0:
-		sc.Reasons = append(sc.Reasons, fmt.Sprintf("needs review: %d example(s), over the %d approved without review", sc.Requests, in.AutoApproveMaxExamples))
+		sc.Reasons = append(sc.Reasons, fmt.Sprintf("needs approval: %d example(s), over the %d approved without it", sc.Requests, in.AutoApproveMaxExamples))
 	}
 	return res, nil
 }
