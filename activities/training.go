@@ -84,7 +84,12 @@ func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, err
 	training.Add(1)
 	defer training.Add(-1)
 	cfg := a.Trainer
-	root := filepath.Join(cfg.WorkDir, in.Tenant, in.TaskID)
+	// Absolute: the trainer runs in its own folder, where a path relative
+	// to the node agent's would name nothing (AUTOGLM_TRAINER_DIR=.data/…).
+	root, err := filepath.Abs(filepath.Join(cfg.WorkDir, in.Tenant, in.TaskID))
+	if err != nil {
+		return TrainResult{}, err
+	}
 	cfg.WorkDir = filepath.Join(root, "run")
 	if in.IntervalSeconds > 0 {
 		cfg.Interval = time.Duration(in.IntervalSeconds) * time.Second
@@ -103,7 +108,6 @@ func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, err
 		}
 		job.ModelPath = p
 	}
-	var err error
 	if job.TrainingFile, err = a.fetchTrainingFile(ctx, in.TrainingFile, filepath.Join(root, "data", "training.jsonl")); err != nil {
 		return TrainResult{}, asApplicationError(err)
 	}
