@@ -34,6 +34,9 @@ type Activities struct {
 	Models []string
 	// Cached lists the model revisions in the node's cache, for its record.
 	Cached func() []string
+	// FineTuned lists the fine-tuned models the node has loaded into its
+	// model server (ServedFineTuned), which its record adds to Models.
+	FineTuned func() []string
 	// Capacity is how many batches the node runs at once, for its record.
 	Capacity int
 	// TrainingSlots is how many fine-tuning jobs the node trains at once,
@@ -48,8 +51,9 @@ type Activities struct {
 	Batch batch.Config
 	// HeartbeatTimeout of the inference activity; 0 means one minute.
 	HeartbeatTimeout time.Duration
-	// ShardRequests is the shard size of large batches; 0 never shards.
-	ShardRequests int
+	// PieceRequests is the piece size of large batches; 0 runs every batch
+	// whole.
+	PieceRequests int
 	// ContinueAsNewEvents and NodeStartTimeout: see AuthorizeResult.
 	ContinueAsNewEvents int
 	NodeStartTimeout    time.Duration
@@ -59,6 +63,9 @@ type Activities struct {
 	// ModelPath is the folder of a base model in the node's cache, for
 	// the trainer; nil gives the trainer the model's name.
 	ModelPath func(ctx context.Context, model string) (string, error)
+	// ObserveTraining, if set, gives each training attempt what is told
+	// its progress and its runner's events: the node's metrics.
+	ObserveTraining func(taskID string) TrainingObserver
 }
 
 // asApplicationError turns the project's typed errors into non-retryable

@@ -3,7 +3,6 @@ package activities
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"time"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
@@ -35,9 +34,10 @@ type AuthorizeResult struct {
 	// died) is given to another attempt. It is the worker's setting,
 	// recorded here so the workflow reads it deterministically.
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
-	// ShardRequests cuts a larger batch into shards of this many requests
-	// that run in parallel on the nodes; 0 never shards.
-	ShardRequests int `json:"shard_requests,omitempty"`
+	// PieceRequests cuts a larger batch into pieces of this many requests
+	// that run in parallel on the nodes; 0 runs every batch whole. It keeps
+	// its JSON name (see MergeInput).
+	PieceRequests int `json:"shard_requests,omitempty"`
 	// ContinueAsNewEvents makes the task's waits continue as new once a
 	// run's history reaches this many events, besides when the server
 	// suggests it; 0 leaves it to the server. A worker setting recorded
@@ -81,11 +81,8 @@ func (a *Activities) authorize(ctx context.Context, t task.Input) (AuthorizeResu
 	if err := p.Check(t.Tenant, t.Submitter, authz.Submit, t.Submitter); err != nil {
 		return AuthorizeResult{}, err
 	}
-	if err := tenant.AllowsModel(t.Tenant, t.Model); err != nil {
-		// An approved access request allows a model the policy file does not list.
-		if ok, serr := AllowedByRequest(ctx, a.Store, t.Tenant, t.Model); !ok || serr != nil {
-			return AuthorizeResult{}, errors.Join(err, serr)
-		}
+	if err := ModelAllowed(ctx, a.Store, tenant, t.Tenant, t.Model); err != nil {
+		return AuthorizeResult{}, err
 	}
 	if err := a.checkTokenQuota(ctx, t.Tenant, tenant.Quotas.MaxTokensPerDay); err != nil {
 		return AuthorizeResult{}, err
@@ -102,7 +99,7 @@ func (a *Activities) authorize(ctx context.Context, t task.Input) (AuthorizeResu
 		MaxBatchRequests:       tenant.Quotas.MaxBatchRequests,
 		MaxRequestBytes:        p.Screening.MaxRequestBytes,
 		HeartbeatTimeout:       a.HeartbeatTimeout,
-		ShardRequests:          a.ShardRequests,
+		PieceRequests:          a.PieceRequests,
 		ContinueAsNewEvents:    a.ContinueAsNewEvents,
 		NodeStartTimeout:       a.NodeStartTimeout,
 	}, nil

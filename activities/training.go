@@ -62,6 +62,14 @@ type TrainProgress struct {
 	Node string `json:"node"`
 }
 
+// TrainingObserver is told what one training attempt does.
+type TrainingObserver interface {
+	Progress(trainer.Progress)
+	Action(trainer.Action)
+	// Done is called once the attempt has ended.
+	Done()
+}
+
 // Train runs a fine-tuning job on this node with its configured trainer
 // (internal/trainer): it resumes from the newest verified checkpoint in
 // the bucket, auto-saves (every interval, every save_steps, and on a
@@ -84,7 +92,12 @@ func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, err
 	training.Add(1)
 	defer training.Add(-1)
 	cfg := a.Trainer
-	root := filepath.Join(cfg.WorkDir, in.Tenant, in.TaskID)
+	// Absolute: the trainer runs in its own folder, where a path relative
+	// to the node agent's would name nothing (AUTOGLM_TRAINER_DIR=.data/…).
+	root, err := filepath.Abs(filepath.Join(cfg.WorkDir, in.Tenant, in.TaskID))
+	if err != nil {
+		return TrainResult{}, err
+	}
 	cfg.WorkDir = filepath.Join(root, "run")
 	if in.IntervalSeconds > 0 {
 		cfg.Interval = time.Duration(in.IntervalSeconds) * time.Second
@@ -103,7 +116,6 @@ func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, err
 		}
 		job.ModelPath = p
 	}
-	var err error
 	if job.TrainingFile, err = a.fetchTrainingFile(ctx, in.TrainingFile, filepath.Join(root, "data", "training.jsonl")); err != nil {
 		return TrainResult{}, asApplicationError(err)
 	}
@@ -126,16 +138,23 @@ func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, err
 		}
 	}()
 	var last TrainProgress
+	var obs TrainingObserver = noObserver{}
+	if a.ObserveTraining != nil {
+		obs = a.ObserveTraining(in.TaskID)
+	}
+	defer obs.Done()
 	r := &trainer.Runner{
 		Config:      cfg,
 		Checkpoints: &trainer.Checkpoints{Store: a.Store, Tenant: in.Tenant, TaskID: in.TaskID, Attempt: attempt},
 		Progress: func(p trainer.Progress) {
 			last = TrainProgress{Progress: p, Node: a.Node}
+			obs.Progress(p)
 			// Throttled by the SDK: a heartbeat per step costs nothing in
 			// the workflow's history.
 			activity.RecordHeartbeat(ctx, last)
 		},
 		Actions: func(e trainer.Action) {
+			obs.Action(e)
 			activity.GetLogger(ctx).Info("trainer", "action", e.Kind, "step", e.Step, "seq", e.Seq, "why", e.Why)
 		},
 		Log: logWriter{ctx},
@@ -159,6 +178,12 @@ func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, err
 	f := res.Final
 	return TrainResult{Model: f.Manifest, Step: f.Step, Epoch: f.Epoch, Loss: f.Loss, Checkpoint: f.Seq, ResumedFrom: res.ResumedFrom, Node: a.Node, Attempt: info.Attempt}, nil
 }
+
+type noObserver struct{}
+
+func (noObserver) Progress(trainer.Progress) {}
+func (noObserver) Action(trainer.Action)     {}
+func (noObserver) Done()                     {}
 
 // TrainerFailed is the error type of a trainer that exited without its
 // final model; the attempt after it resumes from its newest checkpoint.

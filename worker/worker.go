@@ -108,6 +108,7 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 	prepareLogs(ctx, logSettings, tc, acts.Store, log)
 	// Wrapped after prepareLogs: lifecycle rules need the driver itself.
 	acts.Store = metrics.Store{Store: acts.Store, App: m.App}
+	acts.ObserveTraining = func(id string) activities.TrainingObserver { return &metrics.Training{App: m.App, Task: id} }
 	runsControl, runsNode := cfg.Polls()
 	if runsNode {
 		if err := acts.AnnounceStart(ctx); err != nil {
@@ -142,8 +143,12 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 			return err
 		}
 	}
-	if err := registerFleet(shared, node, acts, pollers); err != nil {
+	cache, err := registerFleet(shared, node, acts, pollers, cfg.CacheDir)
+	if err != nil {
 		return err
+	}
+	if runsNode {
+		pollers.served = serveFineTuned(cfg, acts, cache)
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -190,7 +195,11 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 
 	if runsNode {
 		m.App.NodeLastAnnounce.WithLabelValues(cfg.Node).SetToCurrentTime()
-		g.Go(func() error { return announce(gctx, acts, log, m.App.NodeLastAnnounce.WithLabelValues(cfg.Node)) })
+		g.Go(func() error {
+			return announce(gctx, acts, log, m.App.NodeLastAnnounce.WithLabelValues(cfg.Node), func(ctx context.Context) {
+				syncFineTuned(ctx, pollers, acts, log)
+			})
+		})
 	}
 	if cfg.HeapProfile != "" {
 		go profilePeakHeap(gctx, cfg.HeapProfile, log)
@@ -199,7 +208,7 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 		g.Go(func() error { return serveHealth(gctx, cfg.HealthAddr, tc, m.Handler()) })
 	}
 	<-gctx.Done()
-	log.Info("stopping worker: running batches record a checkpoint first")
+	log.Info("stopping worker: running pieces record a checkpoint first")
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -242,7 +251,7 @@ func NewActivities(ctx context.Context, cfg config.Config, tc client.Client) (*a
 			OutageAfter: cfg.Outage.After, ProbeBase: cfg.Outage.ProbeMin, ProbeMax: cfg.Outage.ProbeMax, HandBackAfter: cfg.Outage.HandBack,
 		},
 		HeartbeatTimeout:    cfg.HeartbeatTimeout,
-		ShardRequests:       cfg.ShardRequests,
+		PieceRequests:       cfg.PieceRequests,
 		ContinueAsNewEvents: cfg.ContinueAsNewEvents,
 		NodeStartTimeout:    cfg.NodeStartTimeout,
 		Trainer: trainer.Config{
@@ -252,14 +261,18 @@ func NewActivities(ctx context.Context, cfg config.Config, tc client.Client) (*a
 	}, nil
 }
 
-func announce(ctx context.Context, acts *activities.Activities, log *logrus.Logger, last prometheus.Gauge) error {
+// announce rewrites the node record on a clock, when it changed; before
+// each, tick runs (the fine-tuned models' sync), first at once.
+func announce(ctx context.Context, acts *activities.Activities, log *logrus.Logger, last prometheus.Gauge, tick func(context.Context)) error {
 	t := time.NewTicker(announceEvery)
 	defer t.Stop()
+	tick(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+			tick(ctx)
 			err := acts.Announce(ctx)
 			switch {
 			case err == nil:

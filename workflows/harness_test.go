@@ -3,7 +3,9 @@ package workflows_test
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -62,7 +65,7 @@ type harness struct {
 
 	rules     activities.AuthorizeResult
 	screening task.Screening
-	shards    []activities.Shard // screening's cut; nil runs the batch whole
+	cut       []activities.Piece // screening's pieces; nil runs the batch whole
 	authorize func(context.Context, activities.AuthorizeInput) (activities.AuthorizeResult, error)
 	dispatch  func(context.Context, activities.DispatchInput) (activities.DispatchResult, error)
 	infer     func(context.Context, activities.InferInput) (activities.InferResult, error)
@@ -87,6 +90,10 @@ type harness struct {
 	// cancelIdentity is who the stand-in for the history says requested a
 	// cancellation through Temporal.
 	cancelIdentity string
+
+	// trail stands for the bucket's audit trail objects (KeepAudit),
+	// shared by the runs of one task.
+	trail *trailStore
 
 	outcomes  []*outcome
 	startedAt time.Time
@@ -141,6 +148,7 @@ func newHarness(t *testing.T) *harness {
 		onStart:      map[string]func(int32){},
 		onCancel:     map[string]func(){},
 		firstStarted: map[string]string{},
+		trail:        &trailStore{objects: map[string][]task.Transition{}},
 	}
 	// A hang guard, not a deadline: the SDK's default (3 s of wall time)
 	// is too short for the tests that wait on heartbeats under -race on a
@@ -199,7 +207,7 @@ func (h *harness) answers() {
 	}
 	h.merge = func(_ context.Context, in activities.MergeInput) (activities.InferResult, error) {
 		res := activities.InferResult{Output: ref("output.jsonl"), Errors: ref("errors.jsonl"), Node: node}
-		for _, s := range in.Shards {
+		for _, s := range in.Pieces {
 			res.Counts.Total += s.Counts.Total
 			res.Counts.Completed += s.Counts.Completed
 			res.Counts.Failed += s.Counts.Failed
@@ -227,7 +235,7 @@ func (h *harness) stub() {
 		return h.authorize(ctx, in)
 	})
 	h.env.OnActivity(a.Screen, any2...).Return(func(ctx context.Context, in activities.ScreenInput) (activities.ScreenResult, error) {
-		return activities.ScreenResult{Source: ref("input.jsonl"), Screening: h.screening, Shards: h.shards}, nil
+		return activities.ScreenResult{Source: ref("input.jsonl"), Screening: h.screening, Pieces: h.cut}, nil
 	})
 	h.env.OnActivity(a.Dispatch, any2...).Return(func(ctx context.Context, in activities.DispatchInput) (activities.DispatchResult, error) {
 		return h.dispatch(ctx, in)
@@ -235,7 +243,7 @@ func (h *harness) stub() {
 	h.env.OnActivity(a.Infer, any2...).Return(func(ctx context.Context, in activities.InferInput) (activities.InferResult, error) {
 		return h.infer(ctx, in)
 	})
-	h.env.OnActivity(a.MergeShards, any2...).Return(func(ctx context.Context, in activities.MergeInput) (activities.InferResult, error) {
+	h.env.OnActivity(a.MergePieces, any2...).Return(func(ctx context.Context, in activities.MergeInput) (activities.InferResult, error) {
 		return h.merge(ctx, in)
 	})
 	h.env.OnActivity(a.Collect, any2...).Return(func(ctx context.Context, in activities.CollectInput) (activities.InferResult, error) {
@@ -243,6 +251,9 @@ func (h *harness) stub() {
 	})
 	h.env.OnActivity(a.Archive, any2...).Return(func(ctx context.Context, in activities.ArchiveInput) (activities.ArchiveResult, error) {
 		return h.archive(ctx, in)
+	})
+	h.env.OnActivity(a.KeepAudit, any2...).Return(func(_ context.Context, in activities.KeepAuditInput) (task.EarlierAudit, error) {
+		return h.trail.keep(in)
 	})
 	h.env.OnActivity(a.CancelRequester, mock.Anything).Return(func(context.Context) (activities.CancelRequest, error) {
 		return activities.CancelRequest{Identity: h.cancelIdentity}, nil
@@ -302,7 +313,7 @@ func (h *harness) at(d time.Duration, f func()) { h.env.RegisterDelayedCallback(
 // run executes the workflow to its end.
 func (h *harness) run() {
 	h.t.Helper()
-	for _, name := range []string{"Authorize", "Screen", "Dispatch", "Infer", "MergeShards", "Collect", "Archive"} {
+	for _, name := range []string{"Authorize", "Screen", "Dispatch", "Infer", "MergePieces", "Collect", "Archive"} {
 		h.calls[name] = &atomic.Int32{}
 	}
 	h.startedAt = h.env.Now()
@@ -336,8 +347,55 @@ func (h *harness) result() task.Result {
 	return res
 }
 
-// status answers the status query.
+// status answers the status query, with the audit trail whole, as
+// taskclient reads it: the earlier runs' part from the bucket first.
 func (h *harness) status() task.Status {
+	h.t.Helper()
+	st := h.rawStatus()
+	if e := st.EarlierAudit; e != nil {
+		earlier, ok := h.trail.read(e.Ref.Key)
+		if !ok || len(earlier) != e.Transitions {
+			h.t.Fatalf("the earlier audit trail %+v is not what KeepAudit kept", e)
+		}
+		st.Audit, st.EarlierAudit = append(earlier, st.Audit...), nil
+	}
+	return st
+}
+
+// trailStore keeps the audit trail objects KeepAudit writes, by key.
+type trailStore struct {
+	mu      sync.Mutex
+	objects map[string][]task.Transition
+	// down makes KeepAudit fail as when the bucket stays down past its
+	// retries.
+	down bool
+}
+
+func (s *trailStore) keep(in activities.KeepAuditInput) (task.EarlierAudit, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return task.EarlierAudit{}, temporal.NewNonRetryableApplicationError("the bucket is down", "BucketDown", nil)
+	}
+	var all []task.Transition
+	if in.Earlier != nil {
+		all = append(all, s.objects[in.Earlier.Ref.Key]...)
+	}
+	all = append(all, in.Transitions...)
+	key := fmt.Sprintf("data/%s/%s/audit-%d.json", in.Tenant, in.TaskID, in.Run)
+	s.objects[key] = all
+	return task.EarlierAudit{Ref: task.ObjectRef{Bucket: "autoglm", Key: key}, Transitions: len(all)}, nil
+}
+
+func (s *trailStore) read(key string) ([]task.Transition, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	trs, ok := s.objects[key]
+	return slices.Clone(trs), ok
+}
+
+// rawStatus answers the status query as the workflow gives it.
+func (h *harness) rawStatus() task.Status {
 	h.t.Helper()
 	v, err := h.env.QueryWorkflow(task.QueryStatus)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,14 +46,14 @@ type Config struct {
 	PolicyFile string
 	// Concurrency is how many requests one piece keeps in flight.
 	Concurrency int
-	// ShardRequests cuts batches larger than this into shards that run in
+	// PieceRequests cuts batches larger than this into pieces that run in
 	// parallel on the nodes.
-	ShardRequests int
+	PieceRequests int
 	// MaxPieces is how many pieces each of this node's queues runs at once;
 	// more wait in the queue, highest priority first.
 	MaxPieces int
 	// CheckpointInterval is the longest time between two checkpoints of a
-	// running batch.
+	// running piece.
 	CheckpointInterval time.Duration
 	// HeartbeatTimeout is how soon the inference of a worker that died is
 	// retried elsewhere.
@@ -102,6 +103,13 @@ type Config struct {
 	Role string
 	// Trainer is how this node runs fine-tuning jobs.
 	Trainer Trainer
+	// CacheDir is the node's model cache; empty is
+	// <user cache dir>/autoglm/<node>/models.
+	CacheDir string
+	// LoRAAdapters is how the node loads fine-tuned models into its model
+	// server: llm.LoRAVLLM, llm.LoRASGLang, or llm.LoRANone (it serves
+	// none).
+	LoRAAdapters string
 }
 
 // Trainer is a node's trainer command and its auto-save settings (see
@@ -152,7 +160,7 @@ func FromEnv() (Config, error) {
 		PolicyFile:          e.str("AUTOGLM_POLICY_FILE", ""),
 		Concurrency:         e.int("AUTOGLM_CONCURRENCY", 16),
 		MaxPieces:           e.int("AUTOGLM_MAX_PIECES", e.int("AUTOGLM_MAX_BATCHES", 4)),
-		ShardRequests:       e.int("AUTOGLM_SHARD_REQUESTS", 50000),
+		PieceRequests:       e.int("AUTOGLM_PIECE_REQUESTS", e.int("AUTOGLM_SHARD_REQUESTS", 50000)),
 		CheckpointInterval:  e.duration("AUTOGLM_CHECKPOINT_INTERVAL", 30*time.Second),
 		HeartbeatTimeout:    e.duration("AUTOGLM_HEARTBEAT_TIMEOUT", time.Minute),
 		ContinueAsNewEvents: e.int("AUTOGLM_CONTINUE_AS_NEW_EVENTS", 0),
@@ -174,6 +182,8 @@ func FromEnv() (Config, error) {
 		BuildID:        e.str("AUTOGLM_BUILD_ID", ""),
 		Promote:        e.str("AUTOGLM_PROMOTE", PromoteIfNone),
 		Role:           e.str("AUTOGLM_WORKER_ROLE", RoleAll),
+		CacheDir:       e.str("AUTOGLM_CACHE_DIR", ""),
+		LoRAAdapters:   e.str("AUTOGLM_LORA_ADAPTERS", llm.LoRANone),
 		Trainer: Trainer{
 			Command:     strings.Fields(e.str("AUTOGLM_TRAINER_COMMAND", "")),
 			Dir:         e.str("AUTOGLM_TRAINER_DIR", filepath.Join(os.TempDir(), "autoglm-training")),
@@ -258,6 +268,8 @@ func (c Config) check() error {
 		return fmt.Errorf("config: AUTOGLM_TRAINING_SLOTS=%d needs AUTOGLM_TRAINER_COMMAND: a node trains with its trainer", c.Trainer.Slots)
 	case c.Role != RoleAll && c.Role != RoleControl && c.Role != RoleNode:
 		return fmt.Errorf("config: AUTOGLM_WORKER_ROLE=%q: want %s, %s or %s", c.Role, RoleAll, RoleControl, RoleNode)
+	case !slices.Contains(llm.LoRAAPIs, c.LoRAAdapters):
+		return fmt.Errorf("config: AUTOGLM_LORA_ADAPTERS=%q: want %s", c.LoRAAdapters, strings.Join(llm.LoRAAPIs, ", "))
 	}
 	return nil
 }
