@@ -3,6 +3,7 @@
 //
 //	BENCH name=train_steps_autosave_5s value=… unit=steps/s baseline=… ratio=… goal=0.95
 //	BENCH name=checkpoint_upload_throughput value=… unit=MiB/s baseline=… ratio=… goal=0.9
+//	BENCH name=train_resume_after_node_death value=… unit=s baseline=<heartbeat timeout> ratio=…
 //
 // The first runs the test trainer (a real character-level model, its
 // hidden layer wide enough that a step is real work) through the runner
@@ -14,6 +15,9 @@
 // checked, with the same number of files in flight. The two training runs
 // of a round run at the same time (the machine's other load slows both
 // alike); the uploads alternate. Each figure is the median of the rounds.
+// The third (death.go) SIGKILLs the node training a job on the real stack
+// and measures the time until the job's next attempt starts on the other
+// node, against the heartbeat timeout that bounds it.
 package main
 
 import (
@@ -45,16 +49,17 @@ func main() {
 	rounds := flag.Int("rounds", 3, "runs per side")
 	epochs := flag.Int("epochs", 4, "epochs of each training run")
 	mib := flag.Int("mib", 128, "size of the uploaded checkpoint in MiB (4 files)")
+	only := flag.String("only", "", "run one figure: train, upload or death (default: all)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *rounds, *epochs, *mib); err != nil {
+	if err := run(ctx, *rounds, *epochs, *mib, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "train bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, rounds, epochs, mib int) error {
+func run(ctx context.Context, rounds, epochs, mib int, only string) error {
 	bin, err := devstack.BinDir()
 	if err != nil {
 		return err
@@ -70,7 +75,8 @@ func run(ctx context.Context, rounds, epochs, mib int) error {
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("building the test trainer: %v\n%s", err, out)
 	}
-	st, err := devstack.Start(ctx, devstack.Options{Dir: dir + "/stack", BinDir: bin, NoTemporal: true, Buckets: []string{bucket}})
+	death := only == "" || only == "death"
+	st, err := devstack.Start(ctx, devstack.Options{Dir: dir + "/stack", BinDir: bin, NoTemporal: !death, Buckets: []string{bucket}})
 	if err != nil {
 		return err
 	}
@@ -88,6 +94,29 @@ func run(ctx context.Context, rounds, epochs, mib int) error {
 		return err
 	}
 
+	if only == "" || only == "train" {
+		if err := trainFigure(ctx, store, tt, data, dir, rounds, epochs); err != nil {
+			return err
+		}
+	}
+	if only == "" || only == "upload" {
+		if err := uploadFigure(ctx, store, raw, dir, rounds, mib); err != nil {
+			return err
+		}
+	}
+	if death {
+		d, from, err := resumeAfterDeath(ctx, st, filepath.Dir(bin), dir, tt, data)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("BENCH name=train_resume_after_node_death value=%.1f unit=s baseline=%.1f ratio=%.2f resumed_from_step=%d\n",
+			d.Seconds(), heartbeatTimeout.Seconds(), d.Seconds()/heartbeatTimeout.Seconds(), from)
+	}
+	return nil
+}
+
+// trainFigure is train_steps_autosave_5s.
+func trainFigure(ctx context.Context, store storage.Store, tt, data, dir string, rounds, epochs int) error {
 	// The two sides of a round run at the same time, so that whatever
 	// else the machine runs slows both alike.
 	var saving, plain []float64
@@ -114,7 +143,11 @@ func run(ctx context.Context, rounds, epochs, mib int) error {
 	}
 	v, b := median(saving), median(plain)
 	fmt.Printf("BENCH name=train_steps_autosave_5s value=%.1f unit=steps/s baseline=%.1f ratio=%.3f goal=0.95 checkpoints=%d\n", v, b, v/b, saves)
+	return nil
+}
 
+// uploadFigure is checkpoint_upload_throughput.
+func uploadFigure(ctx context.Context, store storage.Store, raw *minio.Client, dir string, rounds, mib int) error {
 	folder, err := checkpointFolder(dir, mib)
 	if err != nil {
 		return err
@@ -136,7 +169,7 @@ func run(ctx context.Context, rounds, epochs, mib int) error {
 		}
 		rawRates = append(rawRates, float64(mib)/time.Since(start).Seconds())
 	}
-	v, b = median(ours), median(rawRates)
+	v, b := median(ours), median(rawRates)
 	fmt.Printf("BENCH name=checkpoint_upload_throughput_%dMiB value=%.1f unit=MiB/s baseline=%.1f ratio=%.3f goal=0.9\n", mib, v, b, v/b)
 	return nil
 }
