@@ -13,7 +13,7 @@ TESTFLAGS ?= -count=1 -timeout 20m
 
 export AUTOGLM_BIN_DIR := $(BIN)
 
-.PHONY: all tools build dev demo cluster test test-unit test-cluster fuzz lint bench bench-cluster clean
+.PHONY: all tools build dev demo demo-finetune cluster test test-unit test-cluster fuzz lint bench bench-cluster clean
 
 all: build
 
@@ -73,6 +73,12 @@ cluster: tools build
 # One batch task end to end on the local stack, with an approval.
 demo: tools build
 	$(BIN)/autoglm demo
+
+# A fine-tuning job on the test trainer whose worker is killed once
+# mid-run and resumes from its checkpoint; then a batch on the tuned model.
+demo-finetune: tools build
+	$(GO) build -o $(BIN)/testtrainer ./internal/trainer/testtrainer
+	$(BIN)/autoglm demo finetune
 
 # Unit tests and integration tests; the integration tests start the real
 # Temporal dev server and MinIO from ./bin on free ports.

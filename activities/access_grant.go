@@ -16,7 +16,7 @@ const accessPrefix = "fleet/access/"
 
 // Grant is an approved access request: it binds the tenant and the model
 // name to the upstream repository and the commit that were screened,
-// audited and reviewed, never to the name alone.
+// audited and approved, never to the name alone.
 type Grant struct {
 	Tenant   string `json:"tenant"`
 	Model    string `json:"model"`

@@ -19,10 +19,13 @@ type ScreenAccessResult struct {
 	// the commit, the mirror copies these files at it and nothing else.
 	Commit string           `json:"commit,omitempty"`
 	Files  []task.ModelFile `json:"files"`
-	// No members or roles: the review's validators check the roles the
+	// No members or roles: the approval's validators check the roles the
 	// server signs into each decision's assertion. Results recorded with a
 	// "grant" still decode; it is ignored.
-	ReviewDeadline time.Duration `json:"review_deadline"`
+	//
+	// ApprovalDeadline keeps the JSON name the recorded histories and the
+	// requests in flight carry: the wait's timer is built from it.
+	ApprovalDeadline time.Duration `json:"review_deadline"`
 }
 
 // ScreenAccessRequest checks an access request against the policy's
@@ -50,9 +53,9 @@ func (m *Mirror) screenAccess(ctx context.Context, in task.AccessRequest) (Scree
 	if len(t.Users[in.Requester]) == 0 {
 		return res, task.Errorf(task.PermissionDenied, "%s has no role in tenant %s", in.Requester, in.Tenant)
 	}
-	res.ReviewDeadline = p.Access.ReviewDeadline
-	if res.ReviewDeadline <= 0 {
-		res.ReviewDeadline = 72 * time.Hour
+	res.ApprovalDeadline = p.Access.ApprovalDeadline
+	if res.ApprovalDeadline <= 0 {
+		res.ApprovalDeadline = 72 * time.Hour
 	}
 	rules := p.Access
 	switch o, ok, err := readOrigin(ctx, m.Store, in.Model.Name); {

@@ -34,6 +34,9 @@ type Activities struct {
 	Models []string
 	// Cached lists the model revisions in the node's cache, for its record.
 	Cached func() []string
+	// FineTuned lists the fine-tuned models the node has loaded into its
+	// model server (ServedFineTuned), which its record adds to Models.
+	FineTuned func() []string
 	// Capacity is how many batches the node runs at once, for its record.
 	Capacity int
 	// TrainingSlots is how many fine-tuning jobs the node trains at once,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/audittrail"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/usage"
@@ -33,10 +34,13 @@ type Report struct {
 
 // recordUsage keeps the tokens of a task that ran in the usage ledger,
 // on the day of its final transition: the same day however often the
-// archive is retried.
+// archive is retried. A task that never ran (rejected, expired, or
+// stopped before its work reached a node) is no task of the usage
+// report's, whatever its result says; nor is one that ran and answered
+// nothing.
 func (a *Activities) recordUsage(ctx context.Context, in ArchiveInput) error {
 	st := in.Status
-	if in.Result.Usage.IsZero() && in.Result.Counts.Done() == 0 {
+	if st.EnteredAt(task.Running).IsZero() || in.Result.Usage.IsZero() && in.Result.Counts.Done() == 0 {
 		return nil
 	}
 	end := time.Now()
@@ -55,6 +59,11 @@ func (a *Activities) recordUsage(ctx context.Context, in ArchiveInput) error {
 // manifest update merges (attachments uploaded meanwhile stay listed), so
 // doing it again is harmless.
 func (a *Activities) Archive(ctx context.Context, in ArchiveInput) (ArchiveResult, error) {
+	// The report keeps the whole audit trail: the earlier runs' part is
+	// in the bucket.
+	if err := audittrail.Whole(ctx, a.Store, &in.Status); err != nil {
+		return ArchiveResult{}, fmt.Errorf("archive: %w", err)
+	}
 	st := in.Status
 	reportKey, err := taskObject{storage.Data, st.Tenant, st.ID, NameReport}.key()
 	if err != nil {

@@ -3,7 +3,6 @@ package activities
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"time"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
@@ -81,11 +80,8 @@ func (a *Activities) authorize(ctx context.Context, t task.Input) (AuthorizeResu
 	if err := p.Check(t.Tenant, t.Submitter, authz.Submit, t.Submitter); err != nil {
 		return AuthorizeResult{}, err
 	}
-	if err := tenant.AllowsModel(t.Tenant, t.Model); err != nil {
-		// An approved access request allows a model the policy file does not list.
-		if ok, serr := AllowedByRequest(ctx, a.Store, t.Tenant, t.Model); !ok || serr != nil {
-			return AuthorizeResult{}, errors.Join(err, serr)
-		}
+	if err := ModelAllowed(ctx, a.Store, tenant, t.Tenant, t.Model); err != nil {
+		return AuthorizeResult{}, err
 	}
 	if err := a.checkTokenQuota(ctx, t.Tenant, tenant.Quotas.MaxTokensPerDay); err != nil {
 		return AuthorizeResult{}, err

@@ -56,6 +56,9 @@ var running, training atomic.Int64
 func (a *Activities) Announce(ctx context.Context) error {
 	n := Node{Name: a.Node, Queue: task.NodeQueue(a.Node), Models: a.Models, Labels: a.Labels, Running: running.Load(), Capacity: a.Capacity, Drained: drained.Load(),
 		TrainingSlots: a.TrainingSlots, Training: training.Load()}
+	if a.FineTuned != nil {
+		n.Models = append(slices.Clip(n.Models), a.FineTuned()...)
+	}
 	if a.Cached != nil {
 		n.Cached = a.Cached()
 	}
@@ -172,7 +175,7 @@ func pickTraining(nodes []Node, model string, now time.Time) (DispatchResult, er
 func pick(nodes []Node, model string, avoid []string, now time.Time) (Node, error) {
 	var live []Node
 	for _, n := range nodes {
-		if n.Alive(now) && !n.Drained && (slices.Contains(n.Models, model) || slices.Contains(n.Models, "*")) {
+		if n.Alive(now) && !n.Drained && n.Serves(model) {
 			live = append(live, n)
 		}
 	}
@@ -191,6 +194,14 @@ func pick(nodes []Node, model string, avoid []string, now time.Time) (Node, erro
 		return live[i].Running < live[j].Running
 	})
 	return live[0], nil
+}
+
+// Serves tells whether the node serves the model. A fine-tuned model is
+// served only by a node that has loaded it into its model server and says
+// so in its record, never by one that merely serves its base model or
+// every model ("*").
+func (n Node) Serves(model string) bool {
+	return slices.Contains(n.Models, model) || !task.IsFineTuned(model) && slices.Contains(n.Models, "*")
 }
 
 // errNoNode is retryable on purpose: a node may come up.

@@ -34,8 +34,9 @@ type PublishModelInput struct {
 // to models/<tenant>/<name>/, checking the sha256 of every file against
 // the manifest the trainer's upload verified, and writes the model's
 // manifest (task.CacheMetaName, the record a node's cache fetches a model
-// by) last, so a model without it is not whole. A retry writes the same
-// objects again.
+// by) last, so a model without it is not whole; then its entry in the
+// index the nodes serving its base read (ServedFineTuned). A retry writes
+// the same objects again.
 func (a *Activities) PublishModel(ctx context.Context, in PublishModelInput) (task.ObjectRef, error) {
 	ref, err := a.publishModel(ctx, in)
 	return ref, asApplicationError(err)
@@ -75,7 +76,11 @@ func (a *Activities) publishModel(ctx context.Context, in PublishModelInput) (ta
 		return task.ObjectRef{}, fmt.Errorf("writing the model's manifest: %w", err)
 	}
 	sum := sha256.Sum256(b)
-	return task.ObjectRef{Bucket: a.Store.Bucket(), Key: key, Size: info.Size, SHA256: hex.EncodeToString(sum[:]), Category: "model"}, nil
+	ref := task.ObjectRef{Bucket: a.Store.Bucket(), Key: key, Size: info.Size, SHA256: hex.EncodeToString(sum[:]), Category: "model"}
+	if err := a.indexFineTuned(ctx, in.Name, ref); err != nil {
+		return task.ObjectRef{}, fmt.Errorf("listing the model for the nodes that serve its base: %w", err)
+	}
+	return ref, nil
 }
 
 // copyVerified streams one file of a model to key, and deletes the copy

@@ -42,6 +42,9 @@ type HandBackDetails struct {
 	Since time.Time `json:"since"`
 	// Counts are the answers up to the checkpoint, for the status.
 	Counts task.Counts `json:"request_counts"`
+	// Attempts is how many attempts have run the piece, this one and the
+	// hand-backs before it included.
+	Attempts int `json:"attempts,omitempty"`
 }
 
 // InferResult is the answered batch.
@@ -148,7 +151,7 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 		// that resumes from this checkpoint.
 		return InferResult{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("node %s hands the work back at checkpoint %d: %v", a.Node, cp.Seq, err), string(task.HandBack), err,
-			HandBackDetails{Node: a.Node, Since: hb.Since.UTC(), Counts: cp.Counts})
+			HandBackDetails{Node: a.Node, Since: hb.Since.UTC(), Counts: cp.Counts, Attempts: max(sink.attempts, int(info.Attempt))})
 	}
 	if err != nil {
 		return InferResult{}, a.inferError(ctx, sink, err, cp)

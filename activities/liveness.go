@@ -74,7 +74,22 @@ func namespaceOf(a *Activities) string {
 
 // modelNode is the Node a piece sent to a model's queue is dispatched to:
 // any node serving the model.
-func modelNode(model string) string { return "any:" + model }
+func modelNode(model string) string { return anyNodePrefix + model }
+
+const anyNodePrefix = "any:"
+
+// AnyNode reports whether d sends the work to its model's queue, where
+// whichever node serving the model takes it first: which one, only the
+// attempt that runs knows.
+func (d DispatchResult) AnyNode() bool { return strings.HasPrefix(d.Node, anyNodePrefix) }
+
+// Where is d as a person reads it: "node n1", or "any node serving m".
+func (d DispatchResult) Where() string {
+	if d.AnyNode() {
+		return "any node serving " + strings.TrimPrefix(d.Node, anyNodePrefix)
+	}
+	return "node " + d.Node
+}
 
 // route chooses where the piece runs once pick found a node for it: the
 // model's own queue, where every node serving it polls and Temporal

@@ -31,3 +31,24 @@ func TestRouteUsesTheModelQueueUnlessSomeNodesHoldTheModelCached(t *testing.T) {
 		t.Fatalf("the model's queue did not start the piece: routed to %+v, want the picked node b", r)
 	}
 }
+
+// A fine-tuned model goes only to a node that announced it (it loaded the
+// adapter), never to one that serves its base or every model.
+func TestPickSendsAFineTunedModelOnlyToNodesThatLoadedIt(t *testing.T) {
+	now := time.Now()
+	ft := task.FineTunedName("m", "demo", "x", "t1")
+	nodes := []Node{
+		{Name: "base", Models: []string{"m"}, LastSeen: now},
+		{Name: "wild", Models: []string{"*"}, LastSeen: now},
+	}
+	if n, err := pick(nodes, ft, nil, now); err == nil {
+		t.Fatalf("picked %s for %s; no node loaded it", n.Name, ft)
+	}
+	nodes = append(nodes, Node{Name: "lora", Models: []string{"m", ft}, Running: 9, LastSeen: now})
+	if n, err := pick(nodes, ft, nil, now); err != nil || n.Name != "lora" {
+		t.Fatalf("picked %s, %v; want lora, the only node that loaded %s", n.Name, err, ft)
+	}
+	if n, err := pick(nodes, "m", nil, now); err != nil || n.Name == "lora" {
+		t.Fatalf("the base model went to %s, %v; want a less busy node", n.Name, err)
+	}
+}

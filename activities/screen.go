@@ -182,9 +182,9 @@ func scanWith(r io.Reader, rules AuthorizeResult, words []string, model string, 
 	}
 	sc.AutoApprove = len(flagged) == 0 && rules.AutoApproveMaxRequests > 0 && sc.Requests <= rules.AutoApproveMaxRequests
 	if sc.AutoApprove {
-		sc.Reasons = append(sc.Reasons, fmt.Sprintf("auto-approved: %d request(s), at most %d allowed without review, nothing flagged", sc.Requests, rules.AutoApproveMaxRequests))
+		sc.Reasons = append(sc.Reasons, fmt.Sprintf("auto-approved: %d request(s), at most %d allowed without approval, nothing flagged", sc.Requests, rules.AutoApproveMaxRequests))
 	} else if len(flagged) == 0 {
-		sc.Reasons = append(sc.Reasons, fmt.Sprintf("needs review: %d request(s), over the %d approved without review", sc.Requests, rules.AutoApproveMaxRequests))
+		sc.Reasons = append(sc.Reasons, fmt.Sprintf("needs approval: %d request(s), over the %d approved without it", sc.Requests, rules.AutoApproveMaxRequests))
 	}
 	return sc, nil
 }

@@ -84,7 +84,12 @@ func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, err
 	training.Add(1)
 	defer training.Add(-1)
 	cfg := a.Trainer
-	root := filepath.Join(cfg.WorkDir, in.Tenant, in.TaskID)
+	// Absolute: the trainer runs in its own folder, where a path relative
+	// to the node agent's would name nothing (AUTOGLM_TRAINER_DIR=.data/…).
+	root, err := filepath.Abs(filepath.Join(cfg.WorkDir, in.Tenant, in.TaskID))
+	if err != nil {
+		return TrainResult{}, err
+	}
 	cfg.WorkDir = filepath.Join(root, "run")
 	if in.IntervalSeconds > 0 {
 		cfg.Interval = time.Duration(in.IntervalSeconds) * time.Second
@@ -103,7 +108,6 @@ func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, err
 		}
 		job.ModelPath = p
 	}
-	var err error
 	if job.TrainingFile, err = a.fetchTrainingFile(ctx, in.TrainingFile, filepath.Join(root, "data", "training.jsonl")); err != nil {
 		return TrainResult{}, asApplicationError(err)
 	}
@@ -272,9 +276,9 @@ func (a *Activities) screenTraining(ctx context.Context, in ScreenTrainingInput)
 	sc.AutoApprove = flagged == 0 && in.AutoApproveMaxExamples > 0 && sc.Requests <= in.AutoApproveMaxExamples
 	switch {
 	case sc.AutoApprove:
-		sc.Reasons = append(sc.Reasons, fmt.Sprintf("auto-approved: %d example(s), at most %d allowed without review, nothing flagged", sc.Requests, in.AutoApproveMaxExamples))
+		sc.Reasons = append(sc.Reasons, fmt.Sprintf("auto-approved: %d example(s), at most %d allowed without approval, nothing flagged", sc.Requests, in.AutoApproveMaxExamples))
 	case flagged == 0:
-		sc.Reasons = append(sc.Reasons, fmt.Sprintf("needs review: %d example(s), over the %d approved without review", sc.Requests, in.AutoApproveMaxExamples))
+		sc.Reasons = append(sc.Reasons, fmt.Sprintf("needs approval: %d example(s), over the %d approved without it", sc.Requests, in.AutoApproveMaxExamples))
 	}
 	return res, nil
 }

@@ -212,6 +212,7 @@ func (c *cli) demoCmd() *cobra.Command {
 	}
 	f.add(cmd)
 	cmd.Flags().IntVar(&n, "requests", 200, "how many requests the demo batch holds")
+	cmd.AddCommand(c.demoFinetuneCmd())
 	return cmd
 }
 

@@ -77,7 +77,7 @@ func (c *cli) modelsCmd() *cobra.Command {
 	var mir task.MirrorInput
 	mirrorCmd := &cobra.Command{
 		Use:   "mirror NAME --repo OWNER/NAME [--revision REV]",
-		Short: "Copy a model into the bucket, verified, without a review (fleet operators); it allows the model for no tenant",
+		Short: "Copy a model into the bucket, verified, without an approval (fleet operators); it allows the model for no tenant",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ops, err := c.ops(cmd)

@@ -31,12 +31,11 @@ import (
 //
 //	AUTOGLM_HF_ENDPOINT, AUTOGLM_HF_TOKEN  the model hub (see model.UpstreamFromEnv)
 //	AUTOGLM_MIRROR_STAGING_DIR             where mirrored files are staged (system temp)
-//	AUTOGLM_CACHE_DIR                      the node's model cache (user cache folder/autoglm/<node>/models)
 //	AUTOGLM_CACHE_BUDGET                   its size bound, e.g. 500GiB (none)
-func registerFleet(shared, node sdkworker.Worker, acts *activities.Activities, pollers *modelPollers) error {
+func registerFleet(shared, node sdkworker.Worker, acts *activities.Activities, pollers *modelPollers, cacheDir string) (*model.Cache, error) {
 	up, err := model.UpstreamFromEnv()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	shared.RegisterWorkflowWithOptions(workflows.MirrorWorkflow, workflow.RegisterOptions{Name: task.MirrorWorkflowType})
 	shared.RegisterWorkflowWithOptions(workflows.FleetCommandWorkflow, workflow.RegisterOptions{Name: task.FleetCommandWorkflowType})
@@ -44,9 +43,9 @@ func registerFleet(shared, node sdkworker.Worker, acts *activities.Activities, p
 	shared.RegisterWorkflowWithOptions(workflows.ModelAccessWorkflow, workflow.RegisterOptions{Name: task.AccessWorkflowType, VersioningBehavior: pinned.VersioningBehavior})
 	shared.RegisterActivity(&activities.Mirror{Store: acts.Store, Upstream: up, Policy: acts.Policy, StagingDir: os.Getenv("AUTOGLM_MIRROR_STAGING_DIR")})
 
-	cache, err := cacheFromEnv(acts)
+	cache, err := cacheFromEnv(acts, cacheDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	acts.Cached = func() []string {
 		metas, _ := cache.Cached()
@@ -66,11 +65,11 @@ func registerFleet(shared, node sdkworker.Worker, acts *activities.Activities, p
 		agent.Health = m.Models
 	}
 	node.RegisterActivity(agent)
-	return nil
+	return cache, nil
 }
 
-func cacheFromEnv(acts *activities.Activities) (*model.Cache, error) {
-	c := &model.Cache{Dir: os.Getenv("AUTOGLM_CACHE_DIR"), Source: activities.StoreSource{Store: acts.Store}}
+func cacheFromEnv(acts *activities.Activities, dir string) (*model.Cache, error) {
+	c := &model.Cache{Dir: dir, Source: activities.StoreSource{Store: acts.Store}}
 	if c.Dir == "" {
 		base, err := os.UserCacheDir()
 		if err != nil {
@@ -101,20 +100,29 @@ func labelsFromEnv() []string {
 }
 
 // modelPollers are the workers that poll the queues of the models this
-// node serves (task.ModelQueue). Draining the node stops them, which makes
-// its running batches record a checkpoint and give their work back, so
-// another node serving the model picks it up; undraining starts new ones.
+// node serves (task.ModelQueue): its base models, and the fine-tuned
+// models it has loaded (served), which come while it runs. Draining the
+// node stops them, which makes its running batches record a checkpoint
+// and give their work back, so another node serving the model picks it
+// up; undraining starts new ones.
 type modelPollers struct {
 	tc   client.Client
 	opts sdkworker.Options
 	acts *activities.Activities
-	log  *logrus.Logger
+	// served loads the fine-tuned models of the node's base models; nil on
+	// a node that serves none.
+	served *activities.ServedFineTuned
+	log    *logrus.Logger
 	// training polls each served model's training queue
 	// (task.TrainingQueue) while the node has a training slot free; nil
 	// on a node that trains nothing.
 	training *trainingSlots
 	mu       sync.Mutex
-	active   []sdkworker.Worker
+	// active are the running pollers by task queue.
+	active map[string]sdkworker.Worker
+	// stopped is a drained node: a fine-tuned model loaded meanwhile is
+	// polled for from the undrain on.
+	stopped bool
 }
 
 // trainingSlots are the node's training slots, shared by the pollers of
@@ -154,29 +162,65 @@ func newTrainingSlots(base sdkworker.Options, slots int, stopTimeout time.Durati
 func (p *modelPollers) start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.active) > 0 {
+	p.stopped = false
+	return p.startMissing()
+}
+
+// refresh starts polling for the fine-tuned models loaded since, unless
+// the node is drained.
+func (p *modelPollers) refresh() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
 		return nil
 	}
+	return p.startMissing()
+}
+
+// startMissing starts the pollers not running yet: the model and training
+// queues of the base models, the model queues of the fine-tuned ones
+// (nothing trains on those).
+func (p *modelPollers) startMissing() error {
+	if p.active == nil {
+		p.active = map[string]sdkworker.Worker{}
+	}
+	all := func(w sdkworker.Worker) { w.RegisterActivity(p.acts) }
 	for _, m := range p.acts.Models {
 		if m == "*" {
 			continue // a wildcard node is reached through its own queue
 		}
-		w := sdkworker.New(p.tc, task.ModelQueue(m), p.opts)
-		w.RegisterActivity(p.acts)
-		if err := w.Start(); err != nil {
-			return fmt.Errorf("worker: polling %s: %w", task.ModelQueue(m), err)
+		if err := p.poll(task.ModelQueue(m), p.opts, all); err != nil {
+			return err
 		}
-		p.active = append(p.active, w)
 		if p.training == nil {
 			continue
 		}
-		tw := sdkworker.New(p.tc, task.TrainingQueue(m), p.training.opts)
-		tw.RegisterActivityWithOptions(p.acts.Train, activity.RegisterOptions{Name: "Train"})
-		if err := tw.Start(); err != nil {
-			return fmt.Errorf("worker: polling %s: %w", task.TrainingQueue(m), err)
+		if err := p.poll(task.TrainingQueue(m), p.training.opts, func(w sdkworker.Worker) {
+			w.RegisterActivityWithOptions(p.acts.Train, activity.RegisterOptions{Name: "Train"})
+		}); err != nil {
+			return err
 		}
-		p.active = append(p.active, tw)
 	}
+	if p.served != nil {
+		for _, m := range p.served.Loaded() {
+			if err := p.poll(task.ModelQueue(m), p.opts, all); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (p *modelPollers) poll(queue string, opts sdkworker.Options, register func(sdkworker.Worker)) error {
+	if p.active[queue] != nil {
+		return nil
+	}
+	w := sdkworker.New(p.tc, queue, opts)
+	register(w)
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("worker: polling %s: %w", queue, err)
+	}
+	p.active[queue] = w
 	return nil
 }
 
@@ -187,7 +231,7 @@ func (p *modelPollers) start() error {
 func (p *modelPollers) stop() {
 	p.mu.Lock()
 	ws := p.active
-	p.active = nil
+	p.active, p.stopped = nil, true
 	p.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, w := range ws {

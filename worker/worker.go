@@ -142,8 +142,12 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 			return err
 		}
 	}
-	if err := registerFleet(shared, node, acts, pollers); err != nil {
+	cache, err := registerFleet(shared, node, acts, pollers, cfg.CacheDir)
+	if err != nil {
 		return err
+	}
+	if runsNode {
+		pollers.served = serveFineTuned(cfg, acts, cache)
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -190,7 +194,11 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 
 	if runsNode {
 		m.App.NodeLastAnnounce.WithLabelValues(cfg.Node).SetToCurrentTime()
-		g.Go(func() error { return announce(gctx, acts, log, m.App.NodeLastAnnounce.WithLabelValues(cfg.Node)) })
+		g.Go(func() error {
+			return announce(gctx, acts, log, m.App.NodeLastAnnounce.WithLabelValues(cfg.Node), func(ctx context.Context) {
+				syncFineTuned(ctx, pollers, acts, log)
+			})
+		})
 	}
 	if cfg.HeapProfile != "" {
 		go profilePeakHeap(gctx, cfg.HeapProfile, log)
@@ -252,14 +260,18 @@ func NewActivities(ctx context.Context, cfg config.Config, tc client.Client) (*a
 	}, nil
 }
 
-func announce(ctx context.Context, acts *activities.Activities, log *logrus.Logger, last prometheus.Gauge) error {
+// announce rewrites the node record on a clock, when it changed; before
+// each, tick runs (the fine-tuned models' sync), first at once.
+func announce(ctx context.Context, acts *activities.Activities, log *logrus.Logger, last prometheus.Gauge, tick func(context.Context)) error {
 	t := time.NewTicker(announceEvery)
 	defer t.Stop()
+	tick(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+			tick(ctx)
 			err := acts.Announce(ctx)
 			switch {
 			case err == nil:

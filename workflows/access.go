@@ -73,16 +73,16 @@ func (w *accessRun) run(ctx workflow.Context) error {
 		return w.refuse(ctx, "security-audit", audit.Refused)
 	}
 
-	w.status.Deadline = workflow.Now(ctx).Add(sc.ReviewDeadline).UTC()
-	w.move(ctx, task.AwaitingApproval, task.StageReview, "security-audit", fmt.Sprintf("%d file(s) passed; waiting for a reviewer within %s", len(sc.Files), sc.ReviewDeadline))
+	w.status.Deadline = workflow.Now(ctx).Add(sc.ApprovalDeadline).UTC()
+	w.move(ctx, task.AwaitingApproval, task.StageApproval, "security-audit", fmt.Sprintf("%d file(s) passed; waiting for a reviewer within %s", len(sc.Files), sc.ApprovalDeadline))
 	decided, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
-		Timeout: sc.ReviewDeadline, TimerOptions: workflow.TimerOptions{Summary: "review deadline"},
+		Timeout: sc.ApprovalDeadline, TimerOptions: workflow.TimerOptions{Summary: "approval deadline"},
 	}, func() bool { return w.decision != nil })
 	if err != nil {
 		return err
 	}
 	if !decided {
-		w.move(ctx, task.Expired, task.StageNotification, "timer", fmt.Sprintf("no decision within %s", sc.ReviewDeadline))
+		w.move(ctx, task.Expired, task.StageNotification, "timer", fmt.Sprintf("no decision within %s", sc.ApprovalDeadline))
 		w.notify(ctx)
 		return nil
 	}
@@ -108,7 +108,7 @@ func (w *accessRun) run(ctx workflow.Context) error {
 
 // screened is the mirror of what screening recorded: exactly its files,
 // at its commit, kept under the commit (models/<name>/<commit>/), so what
-// was reviewed is what nodes load. Histories recorded before screening
+// was approved is what nodes load. Histories recorded before screening
 // resolved a commit mirror the requested revision, as they did.
 func screened(m task.MirrorInput, sc activities.ScreenAccessResult) task.MirrorInput {
 	if sc.Commit == "" {
@@ -186,7 +186,7 @@ func (w *accessRun) registerHandlers(ctx workflow.Context) error {
 					return asUpdateError(err)
 				}
 				if w.status.State != task.AwaitingApproval || w.decision != nil {
-					return asUpdateError(task.Errorf(task.WrongState, "access request %s is %s, not awaiting review", w.req.ID, w.status.State))
+					return asUpdateError(task.Errorf(task.WrongState, "access request %s is %s, not awaiting approval", w.req.ID, w.status.State))
 				}
 				if err := req.CheckReason(); err != nil {
 					return asUpdateError(err)

@@ -29,7 +29,7 @@ func accessEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	m := &activities.Mirror{}
 	env.OnActivity(m.ScreenAccessRequest, mock.Anything, mock.Anything).Return(activities.ScreenAccessResult{
 		Licence: "mit", Bytes: 10, Files: []task.ModelFile{{Name: "m.safetensors", Size: 10}},
-		ReviewDeadline: time.Hour,
+		ApprovalDeadline: time.Hour,
 	}, nil)
 	env.OnActivity(m.AuditModelFiles, mock.Anything, mock.Anything).Return(activities.AuditResult{Findings: []string{"m.safetensors: safetensors"}}, nil)
 	env.OnActivity((&activities.Activities{}).EmitEvent, mock.Anything, mock.Anything).Return(activities.EmitEventResult{}, nil)
@@ -166,7 +166,7 @@ func TestAccessMirrorsWhatScreeningRecorded(t *testing.T) {
 	commit := strings.Repeat("c", 40)
 	files := []task.ModelFile{{Name: "m.safetensors", Size: 10, SHA256: strings.Repeat("a", 64)}}
 	env.OnActivity(m.ScreenAccessRequest, mock.Anything, mock.Anything).Return(activities.ScreenAccessResult{
-		Licence: "mit", Bytes: 10, Commit: commit, Files: files, ReviewDeadline: time.Hour,
+		Licence: "mit", Bytes: 10, Commit: commit, Files: files, ApprovalDeadline: time.Hour,
 	}, nil)
 	env.OnActivity(m.AuditModelFiles, mock.Anything, mock.MatchedBy(func(in activities.AuditInput) bool { return in.Commit == commit })).Return(activities.AuditResult{}, nil)
 	env.OnActivity((&activities.Activities{}).EmitEvent, mock.Anything, mock.Anything).Return(activities.EmitEventResult{}, nil)

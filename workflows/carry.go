@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/autoglm-flow/autoglm-flow/activities"
@@ -20,7 +22,10 @@ const (
 
 // carry is what one run of TaskWorkflow hands to the run it continues as
 // new: everything the steps after the wait read. The workflow ID stays
-// task-<id>.
+// task-<id>. It is references and counts, of a size that does not grow
+// with the runs: the audit trail goes to the bucket first (keepAudit)
+// and Status carries its reference; nonces are those still able to
+// verify; a piece's avoid-list names each node once.
 type carry struct {
 	Step   string                     `json:"step"`
 	Status task.Status                `json:"status"`
@@ -45,6 +50,7 @@ type carry struct {
 // its result once finished.
 type carryPiece struct {
 	Node  activities.DispatchResult `json:"node"`
+	Ran   string                    `json:"ran,omitempty"`
 	Avoid []string                  `json:"avoid,omitempty"`
 	Res   *activities.InferResult   `json:"result,omitempty"`
 }
@@ -60,7 +66,12 @@ func (w *taskRun) restore(ctx workflow.Context, c *carry) {
 	w.paused, w.pauses = c.Paused, c.Pauses
 	w.cancelled = c.Cancelled
 	w.nonces = c.Nonces
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — continued as new (run %d)\n\n%s", w.status.State, c.Runs+1, auditDetails(w.status.Audit)))
+	// A run continued in the kind's run: its work was dispatched.
+	w.dispatched = c.Step == carryInfer || c.Status.Node != ""
+	if w.status.Audit == nil {
+		w.status.Audit = []task.Transition{}
+	}
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — continued as new (run %d)\n\n%s", w.status.State, c.Runs+1, auditDetails(w.status)))
 }
 
 // carriedPieces are the pieces of a continued run, or nil.
@@ -73,7 +84,7 @@ func (w *taskRun) carriedPieces() []*piece {
 		return nil
 	}
 	for i, cp := range w.carried.Pieces {
-		ps[i].node, ps[i].avoid, ps[i].res = cp.Node, cp.Avoid, cp.Res
+		ps[i].node, ps[i].ran, ps[i].avoid, ps[i].res = cp.Node, cp.Ran, cp.Avoid, cp.Res
 	}
 	return ps
 }
@@ -97,17 +108,22 @@ func (w *taskRun) suggested(ctx workflow.Context) bool {
 // continueAsNew waits for the updates still running, then ends this run
 // with a ContinueAsNewError whose input carries the task's state.
 func (w *taskRun) continueAsNew(ctx workflow.Context, step string, pieces []*piece) error {
+	run := 0
+	if w.carried != nil {
+		run = w.carried.Runs
+	}
+	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+	w.keepAudit(ctx, run)
+	// An update taken while the trail was written finishes before the
+	// state is read; its transition rides in Status.Audit.
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	c := carry{
 		Step: step, Status: w.status, Rules: *w.rules, Source: w.source, Shards: w.shards,
 		ApprovalBy: w.approvalBy, Paused: w.paused, Pauses: w.pauses, Cancelled: w.cancelled,
-		Nonces: w.nonces.live(workflow.Now(ctx)),
-	}
-	if w.carried != nil {
-		c.Runs = w.carried.Runs + 1
+		Nonces: w.nonces.live(workflow.Now(ctx)), Runs: run + 1,
 	}
 	for _, p := range pieces {
-		c.Pieces = append(c.Pieces, carryPiece{Node: p.node, Avoid: p.avoid, Res: p.res})
+		c.Pieces = append(c.Pieces, carryPiece{Node: p.node, Ran: p.ran, Avoid: p.avoid, Res: p.res})
 	}
 	// Encoding a plain struct is deterministic (the same bytes for the
 	// same value, map keys sorted); workflowcheck flags json for its
@@ -125,6 +141,32 @@ func (w *taskRun) continueAsNew(ctx workflow.Context, step string, pieces []*pie
 	return workflow.NewContinueAsNewErrorWithOptions(ctx, workflow.ContinueAsNewErrorOptions{
 		InitialVersioningBehavior: workflow.ContinueAsNewVersioningBehaviorAutoUpgrade,
 	}, task.WorkflowType, in)
+}
+
+// keepAudit hands the audit trail so far to the bucket, and keeps only
+// the reference and count in the status (and so in the carry). When the
+// bucket does not take it, the trail is carried whole this once: a
+// bucket outage holds no task back from continuing as new.
+func (w *taskRun) keepAudit(ctx workflow.Context, run int) {
+	n := len(w.status.Audit)
+	if n == 0 {
+		return
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 30 * time.Second, Summary: "keep the audit trail in the bucket",
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 5},
+	})
+	in := activities.KeepAuditInput{
+		TaskID: w.in.ID, Tenant: w.in.Tenant, Run: run, Earlier: w.status.EarlierAudit,
+		Transitions: slices.Clone(w.status.Audit[:n]),
+	}
+	var e task.EarlierAudit
+	if err := workflow.ExecuteLocalActivity(lctx, a.KeepAudit, in).Get(ctx, &e); err != nil {
+		workflow.GetLogger(ctx).Warn("the audit trail is carried whole: the bucket did not keep it", "error", err)
+		return
+	}
+	w.status.EarlierAudit = &e
+	w.status.Audit = slices.Clone(w.status.Audit[n:])
 }
 
 // awaitApproval waits for a decision, a cancel or the approval deadline

@@ -42,6 +42,7 @@ func (h *harness) continued() *harness {
 	}
 	next := newHarness(h.t)
 	next.in = in
+	next.trail = h.trail
 	next.env.SetStartTime(h.env.Now())
 	next.env.SetContinuedExecutionRunID("the-run-that-continued")
 	return next

@@ -89,7 +89,10 @@ func (f fineTune) run(ctx workflow.Context) error {
 		if err != nil {
 			return err
 		}
-		f.status.Node = node.Node
+		f.dispatched, f.status.Node = true, ""
+		if !node.AnyNode() {
+			f.status.Node = node.Node
+		}
 		// RUNNING follows at once.
 		f.passThrough(ctx, task.Dispatched, "dispatch", "queued on "+node.Queue+": the first node serving "+f.in.Model+" with a free training slot takes it")
 		var res activities.TrainResult

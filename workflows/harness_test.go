@@ -3,7 +3,9 @@ package workflows_test
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,6 +90,10 @@ type harness struct {
 	// cancellation through Temporal.
 	cancelIdentity string
 
+	// trail stands for the bucket's audit trail objects (KeepAudit),
+	// shared by the runs of one task.
+	trail *trailStore
+
 	outcomes  []*outcome
 	startedAt time.Time
 	// unsigned sends updates as they are given, without the API server's
@@ -141,6 +147,7 @@ func newHarness(t *testing.T) *harness {
 		onStart:      map[string]func(int32){},
 		onCancel:     map[string]func(){},
 		firstStarted: map[string]string{},
+		trail:        &trailStore{objects: map[string][]task.Transition{}},
 	}
 	// A hang guard, not a deadline: the SDK's default (3 s of wall time)
 	// is too short for the tests that wait on heartbeats under -race on a
@@ -244,6 +251,9 @@ func (h *harness) stub() {
 	h.env.OnActivity(a.Archive, any2...).Return(func(ctx context.Context, in activities.ArchiveInput) (activities.ArchiveResult, error) {
 		return h.archive(ctx, in)
 	})
+	h.env.OnActivity(a.KeepAudit, any2...).Return(func(_ context.Context, in activities.KeepAuditInput) (task.EarlierAudit, error) {
+		return h.trail.keep(in), nil
+	})
 	h.env.OnActivity(a.CancelRequester, mock.Anything).Return(func(context.Context) (activities.CancelRequest, error) {
 		return activities.CancelRequest{Identity: h.cancelIdentity}, nil
 	})
@@ -336,8 +346,49 @@ func (h *harness) result() task.Result {
 	return res
 }
 
-// status answers the status query.
+// status answers the status query, with the audit trail whole, as
+// taskclient reads it: the earlier runs' part from the bucket first.
 func (h *harness) status() task.Status {
+	h.t.Helper()
+	st := h.rawStatus()
+	if e := st.EarlierAudit; e != nil {
+		earlier, ok := h.trail.read(e.Ref.Key)
+		if !ok || len(earlier) != e.Transitions {
+			h.t.Fatalf("the earlier audit trail %+v is not what KeepAudit kept", e)
+		}
+		st.Audit, st.EarlierAudit = append(earlier, st.Audit...), nil
+	}
+	return st
+}
+
+// trailStore keeps the audit trail objects KeepAudit writes, by key.
+type trailStore struct {
+	mu      sync.Mutex
+	objects map[string][]task.Transition
+}
+
+func (s *trailStore) keep(in activities.KeepAuditInput) task.EarlierAudit {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var all []task.Transition
+	if in.Earlier != nil {
+		all = append(all, s.objects[in.Earlier.Ref.Key]...)
+	}
+	all = append(all, in.Transitions...)
+	key := fmt.Sprintf("data/%s/%s/audit-%d.json", in.Tenant, in.TaskID, in.Run)
+	s.objects[key] = all
+	return task.EarlierAudit{Ref: task.ObjectRef{Bucket: "autoglm", Key: key}, Transitions: len(all)}
+}
+
+func (s *trailStore) read(key string) ([]task.Transition, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	trs, ok := s.objects[key]
+	return slices.Clone(trs), ok
+}
+
+// rawStatus answers the status query as the workflow gives it.
+func (h *harness) rawStatus() task.Status {
 	h.t.Helper()
 	v, err := h.env.QueryWorkflow(task.QueryStatus)
 	if err != nil {

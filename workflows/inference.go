@@ -63,6 +63,10 @@ type piece struct {
 	shard *activities.Shard
 	total int
 	node  activities.DispatchResult
+	// ran is the node the piece's last attempt ran on, as that attempt
+	// reported it (finished, handed back or stopped); "" until one has
+	// since the last dispatch.
+	ran   string
 	avoid []string // nodes that did not start this piece in time
 	res   *activities.InferResult
 }
@@ -132,6 +136,15 @@ func (w *taskRun) pieces() []*piece {
 	return ps
 }
 
+// avoidNode adds node to the nodes the piece avoids, once: the list is
+// carried across continue-as-new, and a node that stalls again and again
+// must not grow it.
+func (p *piece) avoidNode(node string) {
+	if !slices.Contains(p.avoid, node) {
+		p.avoid = append(p.avoid, node)
+	}
+}
+
 // dispatchAll picks a node for each unfinished piece without one, spreading
 // shards over the nodes before doubling up.
 func (w *taskRun) dispatchAll(ctx workflow.Context, pieces []*piece) error {
@@ -144,9 +157,15 @@ func (w *taskRun) dispatchAll(ctx workflow.Context, pieces []*piece) error {
 			var node activities.DispatchResult
 			in := activities.DispatchInput{TaskID: w.in.ID, Model: w.in.Model, Avoid: append(p.avoid, chosen...)}
 			if w.emitApproved {
+				// An approval taken while the last run continued as new is
+				// in the bucket's part of the trail.
+				at := w.status.EnteredAt(task.Approved)
+				if at.IsZero() {
+					at = workflow.Now(ctx)
+				}
 				in.Approved = &task.EventInput{
 					Tenant: w.in.Tenant, ID: "evt_" + w.in.ID + "_" + string(task.Approved), Type: task.EventTaskApproved,
-					CreatedAt: w.status.EnteredAt(task.Approved).UTC(), Data: map[string]string{"id": w.in.ID, "state": string(task.Approved)},
+					CreatedAt: at.UTC(), Data: map[string]string{"id": w.in.ID, "state": string(task.Approved)},
 				}
 				w.emitApproved = false
 			}
@@ -161,17 +180,50 @@ func (w *taskRun) dispatchAll(ctx workflow.Context, pieces []*piece) error {
 			if err := f.Get(ctx, &node); err != nil {
 				return err
 			}
-			p.node = node
+			p.node, p.ran = node, ""
 		}
 		chosen = append(chosen, p.node.Node)
-		if !slices.Contains(names, p.node.Node) {
-			names = append(names, p.node.Node)
+		if !slices.Contains(names, p.node.Where()) {
+			names = append(names, p.node.Where())
 		}
 	}
-	w.status.Node = strings.Join(names, ", ")
+	w.dispatched = true
+	w.status.Node = nodeNames(pieces)
 	// runAll's RUNNING follows at once.
-	w.passThrough(ctx, task.Dispatched, "dispatch", fmt.Sprintf("%d piece(s) on node %s", len(chosen), w.status.Node))
+	w.passThrough(ctx, task.Dispatched, "dispatch", fmt.Sprintf("%d piece(s) on %s", len(chosen), strings.Join(names, ", ")))
 	return nil
+}
+
+// nodeNames names the nodes that run the pieces, each once, in piece
+// order: the node a piece's last attempt reported it ran on, else the node
+// dispatch chose for it. A piece sent to its model's queue is named once
+// an attempt reports where it ran; until then the status path adds the
+// node its running attempt heartbeats (taskclient), which costs no event
+// in the history.
+func nodeNames(pieces []*piece) string {
+	var names []string
+	for _, p := range pieces {
+		n := p.ran
+		if n == "" && !p.node.AnyNode() {
+			n = p.node.Node
+		}
+		if n != "" && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// queues says where the unfinished pieces were sent, as a person reads
+// it: "node n1", "any node serving m".
+func queues(pieces []*piece) string {
+	var where []string
+	for _, p := range pieces {
+		if p.res == nil && !slices.Contains(where, p.node.Where()) {
+			where = append(where, p.node.Where())
+		}
+	}
+	return strings.Join(where, ", ")
 }
 
 // runAll runs the unfinished pieces in parallel and waits for all of them.
@@ -179,9 +231,10 @@ func (w *taskRun) dispatchAll(ctx workflow.Context, pieces []*piece) error {
 // any: a node did not start one in time, or handed one back (their nodes
 // are cleared for dispatchAll).
 func (w *taskRun) runAll(ctx workflow.Context, pieces []*piece) (firstErr error, redispatch string) {
-	sctx := w.stage(ctx, "inference", fmt.Sprintf("%d request(s) on %s", w.status.Progress.Total, w.status.Node))
+	where := queues(pieces)
+	sctx := w.stage(ctx, "inference", fmt.Sprintf("%d request(s) on %s", w.status.Progress.Total, where))
 	stop := w.cancelStage
-	w.transition(ctx, task.Running, "dispatch", "inference on "+w.status.Node)
+	w.transition(ctx, task.Running, "dispatch", "inference on "+where)
 	sel := workflow.NewSelector(ctx)
 	running := 0
 	for _, p := range pieces {
@@ -193,25 +246,27 @@ func (w *taskRun) runAll(ctx workflow.Context, pieces []*piece) (firstErr error,
 			var res activities.InferResult
 			err := f.Get(ctx, &res)
 			w.stopped(p, err)
+			defer func() { w.status.Node = nodeNames(pieces) }()
 			switch {
 			case err == nil:
 				p.res = &res
 				w.pieceCounts(p.index, res.Counts)
 				w.status.Attempts = max(w.status.Attempts, int(res.Attempt))
-				// Work sent to a model's queue shows the node that finished it.
-				if len(pieces) == 1 && res.Node != "" {
-					w.status.Node = res.Node
+				if res.Node != "" {
+					p.ran = res.Node
 				}
 			case isScheduleToStartTimeout(err):
-				p.avoid, p.node = append(p.avoid, p.node.Node), activities.DispatchResult{}
+				p.avoidNode(p.node.Node)
+				p.node = activities.DispatchResult{}
 				redispatch = fmt.Sprintf("a node did not start the work within %s; dispatching again", w.nodeStartTimeout())
 			case handedBack(err) != nil:
 				hb := handedBack(err)
-				if !slices.Contains(p.avoid, hb.Node) {
-					p.avoid = append(p.avoid, hb.Node)
-				}
-				p.node = activities.DispatchResult{}
+				p.avoidNode(hb.Node)
+				p.node, p.ran = activities.DispatchResult{}, hb.Node
 				w.pieceCounts(p.index, hb.Counts)
+				// A hand-back is an attempt of the piece's, though the
+				// next one starts a new activity at attempt 1.
+				w.status.Attempts = max(w.status.Attempts, hb.Attempts)
 				redispatch = fmt.Sprintf("the model server of node %s has been down since %s; dispatching again from the checkpoint", hb.Node, hb.Since.Format(time.RFC3339))
 			case firstErr == nil:
 				firstErr = err
@@ -258,13 +313,17 @@ func (w *taskRun) pieceCounts(i int, c task.Counts) {
 	p.Completed, p.Failed = sum.Completed, sum.Failed
 }
 
-// stopped keeps the progress a cancelled attempt reported with its
-// cancellation.
+// stopped keeps what a cancelled attempt reported with its cancellation:
+// its progress, its node and the piece's attempts.
 func (w *taskRun) stopped(p *piece, err error) {
 	var ce *temporal.CanceledError
 	var m activities.Progress
 	if errors.As(err, &ce) && ce.HasDetails() && ce.Details(&m) == nil {
 		w.pieceCounts(p.index, m.Counts)
+		w.status.Attempts = max(w.status.Attempts, m.Attempts)
+		if m.Node != "" {
+			p.ran = m.Node
+		}
 	}
 }
 
@@ -282,9 +341,9 @@ func (w *taskRun) nodeStartTimeout() time.Duration {
 }
 
 func (w *taskRun) runOn(ctx workflow.Context, p *piece) workflow.Future {
-	summary := fmt.Sprintf("inference: %d request(s) on %s", p.total, p.node.Node)
+	summary := fmt.Sprintf("inference: %d request(s) on %s", p.total, p.node.Where())
 	if p.shard != nil {
-		summary = fmt.Sprintf("inference: shard %d of %d, lines %d-%d, on %s", p.shard.Index+1, len(w.shards), p.shard.FirstLine, p.shard.LastLine, p.node.Node)
+		summary = fmt.Sprintf("inference: shard %d of %d, lines %d-%d, on %s", p.shard.Index+1, len(w.shards), p.shard.FirstLine, p.shard.LastLine, p.node.Where())
 	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:              p.node.Queue,

@@ -93,6 +93,9 @@ type taskRun struct {
 	carried *carry
 	// approvalBy is when the approval wait expires.
 	approvalBy time.Time
+	// dispatched: the kind sent work to a node, which may have left
+	// partial output.
+	dispatched bool
 	// emitApproved: reviewers approved the task, and the first dispatch
 	// has yet to emit its event (autoglm.task.approved).
 	emitApproved bool
@@ -216,7 +219,7 @@ func (w *taskRun) end(ctx workflow.Context, err error) (task.Result, error) {
 	// cancel of the workflow does not reach.
 	actx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
-	if w.status.Node != "" && w.result.Output.Key == "" {
+	if w.dispatched && w.result.Output.Key == "" {
 		w.kind().keepPartial(actx)
 	}
 	var arch activities.ArchiveResult
@@ -347,7 +350,7 @@ func (w *taskRun) record(ctx workflow.Context, tr task.Transition, upsert bool) 
 	if upsert {
 		_ = workflow.UpsertTypedSearchAttributes(ctx, task.AttrState.ValueSet(string(tr.To)))
 	}
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — %s\n\n%s", tr.To, tr.Reason, auditDetails(w.status.Audit)))
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — %s\n\n%s", tr.To, tr.Reason, auditDetails(w.status)))
 }
 
 func (w *taskRun) addArtifact(r task.ObjectRef) {

@@ -20,8 +20,12 @@ type AccessRules struct {
 	MaxBytes int64 `yaml:"max_bytes"`
 	// AllowPickle lets .bin/.pt/.pkl/.ckpt weights through the audit.
 	AllowPickle bool `yaml:"allow_pickle"`
-	// ReviewDeadline expires a request nobody decided on (default 72h).
-	ReviewDeadline time.Duration `yaml:"review_deadline"`
+	// ApprovalDeadline expires a request nobody decided on (default 72h),
+	// as a tenant's approval_deadline does a task.
+	ApprovalDeadline time.Duration `yaml:"approval_deadline"`
+	// DeprecatedReviewDeadline is approval_deadline's former name, read
+	// when approval_deadline is unset.
+	DeprecatedReviewDeadline time.Duration `yaml:"review_deadline"`
 }
 
 // AllowsUpstream tells whether the repo's owner (or the repo) is listed.

@@ -158,6 +158,9 @@ func Parse(b []byte) (*Policy, error) {
 	if p.Screening.MaxRequestBytes <= 0 {
 		p.Screening.MaxRequestBytes = 1 << 20
 	}
+	if p.Access.ApprovalDeadline <= 0 {
+		p.Access.ApprovalDeadline = p.Access.DeprecatedReviewDeadline
+	}
 	return &p, nil
 }
 

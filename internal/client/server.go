@@ -49,7 +49,14 @@ const statusWait = 5 * time.Second
 func (s Server) Watch(ctx context.Context, id string, seen func(Change)) (Status, error) {
 	var after int64
 	audit := 0
-	var last task.State
+	var last task.State // the state of the newest line shown
+	shown := seen
+	seen = func(u Change) {
+		if u.Transition != nil {
+			last = u.Transition.To
+		}
+		shown(u)
+	}
 	var res *task.Result
 	for res == nil {
 		cs, err := s.API.Changes(ctx, id, after, 30*time.Second)
@@ -65,10 +72,7 @@ func (s Server) Watch(ctx context.Context, id string, seen func(Change)) (Status
 		}
 		for _, e := range cs.Changes {
 			after = e.Seq
-			if e.State != last || len(e.Transitions) > 0 {
-				audit = transitions(e, audit, last, seen)
-				last = e.State
-			}
+			audit = transitions(e, audit, seen)
 			if e.Progress != nil {
 				seen(Change{Progress: e.Progress})
 			}
@@ -94,26 +98,26 @@ func (s Server) Watch(ctx context.Context, id string, seen func(Change)) (Status
 	if ctx.Err() != nil {
 		return Status{}, ctx.Err()
 	}
-	// No worker answered: the result alone says how it ended.
+	// No worker answered: the result alone says how it ended, and its
+	// reason is the final audit line's.
+	if res.State != last {
+		seen(Change{Transition: &task.Transition{Time: time.Now().UTC(), To: res.State, Reason: res.Reason}})
+	}
 	return fromResult(*res), nil
 }
 
 // transitions tells seen the audit entries of e not seen yet (the first
-// audit were), or, when the server had none to give, e's new state at
-// the time the server saw it.
-func transitions(e server.Change, audit int, last task.State, seen func(Change)) int {
-	if len(e.Transitions) > 0 {
-		for i, tr := range e.Transitions {
-			if e.AuditFrom+i >= audit {
-				seen(Change{Transition: &tr})
-			}
+// audit were) and returns how many have been seen. A change that moved
+// the state without its audit lines (no worker answered the server in
+// time) shows nothing: a line without its actor and reason says less
+// than the lines a later change or the final status brings.
+func transitions(e server.Change, audit int, seen func(Change)) int {
+	for i, tr := range e.Transitions {
+		if e.AuditFrom+i >= audit {
+			seen(Change{Transition: &tr})
 		}
-		return max(audit, e.AuditFrom+len(e.Transitions))
 	}
-	if e.State != last {
-		seen(Change{Transition: &task.Transition{Time: e.Time, To: e.State}})
-	}
-	return audit
+	return max(audit, e.AuditFrom+len(e.Transitions))
 }
 
 // fromResult is the status a result alone gives: state, counts, usage,

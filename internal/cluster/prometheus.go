@@ -33,8 +33,8 @@ type targetGroup struct {
 }
 
 // WriteTargets writes the targets/ files Prometheus's file_sd reads into
-// dir: every Temporal process and API server started, labelled with its
-// name, and every worker node running. Prometheus re-reads them when they change.
+// dir: every Temporal process started and API server running, labelled
+// with its name, and every worker node running. Prometheus re-reads them when they change.
 func (c *Cluster) WriteTargets(dir string) error {
 	groups := map[string][]targetGroup{}
 	for _, s := range Services {
@@ -44,7 +44,9 @@ func (c *Cluster) WriteTargets(dir string) error {
 		})
 	}
 	for _, t := range c.servers {
-		groups[JobServer] = append(groups[JobServer], targetGroup{Targets: []string{t.Addr}, Labels: map[string]string{"autoglm_server": t.Name}})
+		if t.Proc.Exited() == nil {
+			groups[JobServer] = append(groups[JobServer], targetGroup{Targets: []string{t.Addr}, Labels: map[string]string{"autoglm_server": t.Name}})
+		}
 	}
 	for _, t := range c.nodes {
 		if t.Proc.Exited() == nil {

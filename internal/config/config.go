@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -102,6 +103,13 @@ type Config struct {
 	Role string
 	// Trainer is how this node runs fine-tuning jobs.
 	Trainer Trainer
+	// CacheDir is the node's model cache; empty is
+	// <user cache dir>/autoglm/<node>/models.
+	CacheDir string
+	// LoRAAdapters is how the node loads fine-tuned models into its model
+	// server: llm.LoRAVLLM, llm.LoRASGLang, or llm.LoRANone (it serves
+	// none).
+	LoRAAdapters string
 }
 
 // Trainer is a node's trainer command and its auto-save settings (see
@@ -174,6 +182,8 @@ func FromEnv() (Config, error) {
 		BuildID:        e.str("AUTOGLM_BUILD_ID", ""),
 		Promote:        e.str("AUTOGLM_PROMOTE", PromoteIfNone),
 		Role:           e.str("AUTOGLM_WORKER_ROLE", RoleAll),
+		CacheDir:       e.str("AUTOGLM_CACHE_DIR", ""),
+		LoRAAdapters:   e.str("AUTOGLM_LORA_ADAPTERS", llm.LoRANone),
 		Trainer: Trainer{
 			Command:     strings.Fields(e.str("AUTOGLM_TRAINER_COMMAND", "")),
 			Dir:         e.str("AUTOGLM_TRAINER_DIR", filepath.Join(os.TempDir(), "autoglm-training")),
@@ -258,6 +268,8 @@ func (c Config) check() error {
 		return fmt.Errorf("config: AUTOGLM_TRAINING_SLOTS=%d needs AUTOGLM_TRAINER_COMMAND: a node trains with its trainer", c.Trainer.Slots)
 	case c.Role != RoleAll && c.Role != RoleControl && c.Role != RoleNode:
 		return fmt.Errorf("config: AUTOGLM_WORKER_ROLE=%q: want %s, %s or %s", c.Role, RoleAll, RoleControl, RoleNode)
+	case !slices.Contains(llm.LoRAAPIs, c.LoRAAdapters):
+		return fmt.Errorf("config: AUTOGLM_LORA_ADAPTERS=%q: want %s", c.LoRAAdapters, strings.Join(llm.LoRAAPIs, ", "))
 	}
 	return nil
 }

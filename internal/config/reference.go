@@ -93,6 +93,7 @@ var Reference = []Var{
 	{Name: "AUTOGLM_API_KEY", Secret: true, Doc: "CLI: the API key (or a JWT); overrides the key `autoglm login` saved"},
 	{Name: "AUTOGLM_LABELS", Doc: "this node's labels, key=value,... (gpu, region), for `fleet exec --selector`"},
 	{Name: "AUTOGLM_CACHE_DIR", Default: "<user cache dir>/autoglm/<node>/models", Doc: "the node's model cache"},
+	{Name: "AUTOGLM_LORA_ADAPTERS", Default: "none", Doc: "node: how it loads its base models' fine-tuned models into its model server: vllm (POST /v1/load_lora_adapter; vLLM needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and --enable-lora), sglang (POST /load_lora_adapter), or none (it serves no fine-tuned model)"},
 	{Name: "AUTOGLM_CACHE_BUDGET", Default: "unlimited", Doc: "the model cache's size budget; least recently used models are evicted past it"},
 	{Name: "AUTOGLM_HF_ENDPOINT", Default: "HF_ENDPOINT, else https://huggingface.co", Doc: "the Hugging Face-style upstream of the model mirror"},
 	{Name: "AUTOGLM_HF_TOKEN", Secret: true, Doc: "the upstream's token (also HF_TOKEN)"},

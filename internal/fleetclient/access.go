@@ -93,7 +93,7 @@ func (c *Client) AccessStatus(ctx context.Context, user, id string) (task.Access
 }
 
 // Mirror copies a model revision into the bucket as user (a fleet
-// operator: it needs no review, and allows the model for no tenant) and
+// operator: it needs no approval, and allows the model for no tenant) and
 // waits for it. The mirror resolves the revision to its commit and copies
 // that listing; a caller cannot hand it a list of files. A second call
 // for the same revision skips the files already verified.

@@ -2,6 +2,8 @@ package metrics
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,9 +27,11 @@ type NodeSample struct {
 type ServerSources struct {
 	Temporal  client.Client
 	Namespace string
-	// Store holds the usage ledger; Tenants names the tenants to report.
+	// Store holds the usage ledger; Tenants names the tenants to report,
+	// each with the models it may use: their usage series are there, at
+	// 0, before the day's first task of the model ends.
 	Store   storage.Store
-	Tenants func() []string
+	Tenants func() map[string][]string
 	// Nodes lists the fleet's nodes with their liveness.
 	Nodes func(context.Context) ([]NodeSample, error)
 }
@@ -42,7 +46,7 @@ func (m *Metrics) RegisterServer(src ServerSources) error {
 	if err := m.RegisterTasks(src.Temporal, src.Namespace); err != nil {
 		return err
 	}
-	return m.Registry.Register(&serverCollector{
+	return m.Registry.Register(newReading(&serverCollector{
 		src:    src,
 		tokens: prometheus.NewDesc(Namespace+"_usage_tokens", "Tokens of the tasks that ended today (UTC), per tenant and model, from the usage ledger: type=prompt, completion or total.", []string{"tenant", "model", "type"}, nil),
 		tasks:  prometheus.NewDesc(Namespace+"_usage_tasks", "Tasks that ended today (UTC) having answered something, per tenant and model, from the usage ledger.", []string{"tenant", "model"}, nil),
@@ -51,7 +55,7 @@ func (m *Metrics) RegisterServer(src ServerSources) error {
 		busy:   prometheus.NewDesc(Namespace+"_node_running_pieces", "Pieces the node runs now, as its record says.", []string{"node"}, nil),
 		drain:  prometheus.NewDesc(Namespace+"_node_drained", "1 if the node is drained (takes no new work).", []string{"node"}, nil),
 		up:     prometheus.NewDesc(Namespace+"_server_sources_up", "1 if the last scrape could read the source: source=usage or nodes.", []string{"source"}, nil),
-	})
+	}, ReadingWait))
 }
 
 type serverCollector struct {
@@ -86,15 +90,24 @@ func (c *serverCollector) collectUsage(ctx context.Context, ch chan<- prometheus
 		return nil
 	}
 	now := time.Now()
+	tenants := c.src.Tenants()
 	var recs []usage.Record
-	for _, t := range c.src.Tenants() {
+	for _, t := range slices.Sorted(maps.Keys(tenants)) {
 		rs, err := usage.Read(ctx, c.src.Store, t, now, now)
 		if err != nil {
 			return err
 		}
 		recs = append(recs, rs...)
 	}
-	for _, r := range usage.Rows(recs) {
+	rows := usage.Rows(recs)
+	for t, models := range tenants {
+		for _, m := range models {
+			if m != "*" && !slices.ContainsFunc(rows, func(r usage.Row) bool { return r.Tenant == t && r.Model == m }) {
+				rows = append(rows, usage.Row{Tenant: t, Model: m})
+			}
+		}
+	}
+	for _, r := range rows {
 		for typ, v := range map[string]int64{"prompt": r.PromptTokens, "completion": r.CompletionTokens, "total": r.TotalTokens} {
 			ch <- prometheus.MustNewConstMetric(c.tokens, prometheus.GaugeValue, float64(v), r.Tenant, r.Model, typ)
 		}

@@ -31,13 +31,13 @@ type Tasks struct {
 
 // RegisterTasks adds the Tasks collector to m's registry.
 func (m *Metrics) RegisterTasks(tc client.Client, namespace string) error {
-	return m.Registry.Register(&Tasks{
+	return m.Registry.Register(newReading(&Tasks{
 		Temporal: tc, Namespace: namespace,
 		tasks:   prometheus.NewDesc(Namespace+"_tasks", "Tasks by state, from Temporal's visibility store.", []string{"state"}, nil),
 		waiting: prometheus.NewDesc(Namespace+"_approvals_waiting", "Tasks waiting for approval now.", nil, nil),
 		oldest:  prometheus.NewDesc(Namespace+"_approval_oldest_age_seconds", "How long the oldest task waiting for approval has existed (0 when none waits).", nil, nil),
 		up:      prometheus.NewDesc(Namespace+"_visibility_up", "1 if the last scrape could read the visibility store.", nil, nil),
-	})
+	}, ReadingWait))
 }
 
 // Describe implements prometheus.Collector.

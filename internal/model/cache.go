@@ -65,8 +65,7 @@ type Ensured struct {
 func (c *Cache) Ensure(ctx context.Context, name, revision string, progress func(int64)) (Ensured, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	in := task.MirrorInput{Name: name, Revision: revision, Repo: "x"}
-	if err := in.Validate(); err != nil {
+	if err := checkCached(name, revision); err != nil {
 		return Ensured{}, err
 	}
 	meta, err := c.Source.Meta(ctx, name, revision)
@@ -168,7 +167,7 @@ func (c *Cache) Cached() ([]task.CacheMeta, error) {
 	for _, p := range metas {
 		rev := filepath.Dir(p)
 		name := filepath.Base(filepath.Dir(rev))
-		if (task.MirrorInput{Name: name, Revision: filepath.Base(rev), Repo: "x"}).Validate() != nil {
+		if checkCached(name, filepath.Base(rev)) != nil {
 			continue
 		}
 		b, err := os.ReadFile(p)
@@ -222,7 +221,7 @@ func (c *Cache) evict(keepName, keepRevision string) ([]string, error) {
 // revisionDir is the folder of a cached revision, checked to be a
 // model's folder directly under the cache's.
 func (c *Cache) revisionDir(name, revision string) (string, error) {
-	if err := (task.MirrorInput{Name: name, Revision: revision, Repo: "x"}).Validate(); err != nil {
+	if err := checkCached(name, revision); err != nil {
 		return "", err
 	}
 	dir := filepath.Join(c.Dir, name, revision)
@@ -230,6 +229,25 @@ func (c *Cache) revisionDir(name, revision string) (string, error) {
 		return "", task.Errorf(task.InvalidInput, "model: %s@%s is not a folder of the cache", name, revision)
 	}
 	return dir, nil
+}
+
+// checkCached checks the two kinds of folder a cache holds, as the
+// bucket does: a mirrored model's <name>/<revision>, and a fine-tuned
+// model's <tenant>/<fine-tuned name> (task.FineTunedPrefix), whose name
+// must be the tenant's own.
+func checkCached(name, revision string) error {
+	if !task.IsFineTuned(revision) {
+		return (task.MirrorInput{Name: name, Revision: revision, Repo: "x"}).Validate()
+	}
+	ft, err := task.ParseFineTunedName(revision)
+	if err != nil {
+		return err
+	}
+	if ft.Tenant != name {
+		return task.Errorf(task.InvalidInput, "model: %s is tenant %s's fine-tuned model, not %s's", revision, ft.Tenant, name)
+	}
+	// The tenant stands where a model's name does: the same rule keeps it one folder.
+	return (task.MirrorInput{Name: name, Revision: "x", Repo: "x"}).Validate()
 }
 
 func fileSHA256(path string) (string, error) {

@@ -144,3 +144,28 @@ func TestCacheMetaNameIsReserved(t *testing.T) {
 		t.Fatal("a manifest listing cache.meta was accepted")
 	}
 }
+
+// A fine-tuned model is cached as the bucket keeps it, under its tenant
+// (models/<tenant>/<fine-tuned name>/), listed by Cached; one filed under
+// another tenant than its name's is refused.
+func TestCacheHoldsFineTunedModels(t *testing.T) {
+	ctx := context.Background()
+	name := task.FineTunedName("glm-4-test", "demo", "x", "t1")
+	src := &memSource{files: map[string][]byte{}}
+	src.add("demo", name, "model.bin", []byte("weights"))
+	src.add("acme", name, "model.bin", []byte("weights"))
+	c := &Cache{Dir: t.TempDir(), Source: src}
+	got, err := c.Ensure(ctx, "demo", name, nil)
+	if err != nil || got.Dir != filepath.Join(c.Dir, "demo", name) {
+		t.Fatalf("Ensure: %+v, %v", got, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(got.Dir, "model.bin")); err != nil || string(b) != "weights" {
+		t.Fatalf("cached file: %q, %v", b, err)
+	}
+	if metas, _ := c.Cached(); len(metas) != 1 || metas[0].Name != "demo" || metas[0].Revision != name {
+		t.Fatalf("Cached: %+v", metas)
+	}
+	if _, err := c.Ensure(ctx, "acme", name, nil); task.TypeOf(err) != task.InvalidInput {
+		t.Fatalf("demo's model under acme: %v; want InvalidInput", err)
+	}
+}

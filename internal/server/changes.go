@@ -248,7 +248,17 @@ func (h *hub) run(id string, f *follower) {
 	for {
 		select {
 		case res := <-ended:
-			f.add(Change{State: res.State, Result: &res})
+			// The end carries the audit lines not sent yet (ARCHIVING and
+			// the final one), so a watcher shows them with their actors
+			// rather than the bare final state.
+			c := Change{State: res.State, Result: &res, AuditFrom: audit}
+			qctx, qcancel := context.WithTimeout(ctx, auditWait)
+			st, err := h.src.Status(qctx, id)
+			qcancel()
+			if err == nil && len(st.Audit) > audit {
+				c.Transitions = st.Audit[audit:]
+			}
+			f.add(c)
 			// Late callers get the end from here, for a while.
 			select {
 			case <-ctx.Done():

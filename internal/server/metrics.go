@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/autoglm-flow/autoglm-flow/activities"
@@ -16,12 +14,16 @@ import (
 func (s *Server) MetricsSources() metrics.ServerSources {
 	return metrics.ServerSources{
 		Temporal: s.Tasks.Temporal, Namespace: s.namespace(), Store: s.Tasks.Store,
-		Tenants: func() []string {
+		Tenants: func() map[string][]string {
 			p, err := s.Policy.Current()
 			if err != nil {
 				return nil
 			}
-			return slices.Sorted(maps.Keys(p.Tenants))
+			out := map[string][]string{}
+			for name, t := range p.Tenants {
+				out[name] = t.Models
+			}
+			return out
 		},
 		Nodes: func(ctx context.Context) ([]metrics.NodeSample, error) {
 			acts := &activities.Activities{Store: s.Tasks.Store, Temporal: s.Tasks.Temporal, Namespace: s.namespace()}

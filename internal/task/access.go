@@ -22,7 +22,7 @@ func AccessAssertionAction(update string) string { return "access-request:" + up
 const (
 	StageScreening     = "screening"
 	StageSecurityAudit = "security-audit"
-	StageReview        = "review"
+	StageApproval      = "approval"
 	StageNotification  = "notification"
 	StageMirror        = "mirror"
 )

@@ -51,6 +51,45 @@ func FineTunedName(base, tenant, suffix, id string) string {
 	return strings.Join([]string{"ft", base, tenant, suffix, id}, ":")
 }
 
+// FineTunedModel is a fine-tuned model's name taken apart.
+type FineTunedModel struct {
+	Base, Tenant, Suffix, TaskID string
+}
+
+// IsFineTuned tells a fine-tuned model's name (ft:…) from a base model's.
+func IsFineTuned(model string) bool { return strings.HasPrefix(model, "ft:") }
+
+// ParseFineTunedName takes apart a name FineTunedName made. Tenant and
+// task ID are the last fields but two and the last (neither holds a
+// colon), the suffix the one between, the base what comes before; none
+// may hold a path separator, so the name is one folder in the bucket and
+// in a node's cache.
+func ParseFineTunedName(name string) (FineTunedModel, error) {
+	bad := func(why string) (FineTunedModel, error) {
+		return FineTunedModel{}, Errorf(InvalidInput, "%q is not a fine-tuned model's name (ft:<base>:<tenant>:<suffix>:<job id>): %s", name, why)
+	}
+	rest, ok := strings.CutPrefix(name, "ft:")
+	if !ok {
+		return bad("it does not start with ft:")
+	}
+	if len(name) > 400 || strings.ContainsAny(name, "/\\\x00 ") {
+		return bad("it is too long or holds a slash or a space")
+	}
+	f := strings.Split(rest, ":")
+	if len(f) < 4 {
+		return bad("it has fewer than five fields")
+	}
+	n := len(f)
+	m := FineTunedModel{Base: strings.Join(f[:n-3], ":"), Tenant: f[n-3], Suffix: f[n-2], TaskID: f[n-1]}
+	switch {
+	case m.Base == "" || m.Tenant == "" || m.TaskID == "":
+		return bad("base, tenant and job id are required")
+	case m.Base == ".." || m.Tenant == ".." || m.TaskID == "..":
+		return bad("a field is ..")
+	}
+	return m, nil
+}
+
 // FineTunedPrefix is the folder of a fine-tuned model in the bucket:
 // models/<tenant>/<fine-tuned name>/, with its files and a manifest
 // (CacheMetaName).

@@ -86,6 +86,14 @@ type Status struct {
 	// so a client watching the status exits as for any error of that type.
 	LastErrorType ErrorType    `json:"last_error_type,omitempty"`
 	Audit         []Transition `json:"audit"`
+	// EarlierAudit points at the transitions the task's earlier runs
+	// wrote to the bucket when they continued as new; Audit holds those
+	// after it. A run carries this reference and count across
+	// continue-as-new, never the growing list. Readers that show the
+	// whole trail (taskclient's status, the report) read it and put it
+	// in front of Audit, and then clear it; set, it says Audit is only
+	// the newest part.
+	EarlierAudit *EarlierAudit `json:"earlier_audit,omitempty"`
 	// FineTune is a fine-tuning task's own status; nil for other kinds.
 	FineTune *FineTuneStatus `json:"fine_tune,omitempty"`
 	// Usage is the tokens of the answered items, once the output is
@@ -93,6 +101,14 @@ type Status struct {
 	Usage Usage `json:"usage,omitzero"`
 	// Origin is the task this one was resubmitted from, if any.
 	Origin string `json:"origin,omitempty"`
+}
+
+// EarlierAudit is the part of a task's audit trail kept in the bucket: a
+// JSON array of Transition, oldest first.
+type EarlierAudit struct {
+	Ref ObjectRef `json:"ref"`
+	// Transitions is how many the object holds.
+	Transitions int `json:"transitions"`
 }
 
 // Screening is what the screen stage found.

@@ -24,6 +24,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
+	"github.com/autoglm-flow/autoglm-flow/internal/audittrail"
 	"github.com/autoglm-flow/autoglm-flow/internal/authz"
 	"github.com/autoglm-flow/autoglm-flow/internal/batch"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
@@ -247,7 +248,18 @@ func (c *Client) Status(ctx context.Context, id string) (task.Status, error) {
 	if err := v.Get(&st); err != nil {
 		return st, err
 	}
+	c.wholeAudit(ctx, &st)
 	return st, c.addProgress(ctx, &st)
+}
+
+// wholeAudit puts the part of the audit trail that the task's earlier
+// runs kept in the bucket in front of st's. Without it (no bucket, an
+// outage) st keeps the newest part, and its EarlierAudit says so.
+func (c *Client) wholeAudit(ctx context.Context, st *task.Status) {
+	if st.EarlierAudit == nil || c.Store == nil {
+		return
+	}
+	_ = audittrail.Whole(ctx, c.Store, st)
 }
 
 // Decide sends the approve, reject or cancel update and returns the status
@@ -271,6 +283,9 @@ func (c *Client) Decide(ctx context.Context, id, update string, req task.Decisio
 	})
 	if err == nil {
 		err = h.Get(ctx, &st)
+	}
+	if err == nil {
+		c.wholeAudit(ctx, &st)
 	}
 	return st, c.ended(ctx, id, update, err)
 }

@@ -91,11 +91,8 @@ func (c *Client) checkPolicy(ctx context.Context, in *task.Input) error {
 			return err
 		}
 	}
-	if err := t.AllowsModel(in.Tenant, in.Model); err != nil {
-		// An approved access request allows a model the policy does not list.
-		if ok, _ := activities.AllowedByRequest(ctx, c.Store, in.Tenant, in.Model); c.Store == nil || !ok {
-			return err
-		}
+	if err := activities.ModelAllowed(ctx, c.Store, t, in.Tenant, in.Model); err != nil {
+		return err
 	}
 	if c.Store == nil {
 		return nil

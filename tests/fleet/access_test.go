@@ -50,7 +50,7 @@ access:
   upstreams: [trusted]
   licences: [apache-2.0, mit]
   max_bytes: 104857600
-  review_deadline: 1h
+  approval_deadline: 1h
 `, url)
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(path, []byte(p), 0o644); err != nil {
@@ -121,7 +121,7 @@ func TestAccessRequests(t *testing.T) {
 
 	id := requestModel(t, ctx, name, "trusted/tiny")
 	st := waitAccess(t, ctx, id, func(s task.AccessStatus) bool { return s.State == task.AwaitingApproval || s.State.Final() })
-	if st.State != task.AwaitingApproval || st.Stage != task.StageReview || len(st.Findings) != 2 {
+	if st.State != task.AwaitingApproval || st.Stage != task.StageApproval || len(st.Findings) != 2 {
 		t.Fatalf("after screening and audit: %+v", st)
 	}
 	if _, code := runCLI(t, ctx, "models", "approve", "--as", "alice", id); code != 3 {

@@ -39,7 +39,7 @@ access:
   upstreams: [trusted]
   licences: [apache-2.0]
   max_bytes: 104857600
-  review_deadline: 1h
+  approval_deadline: 1h
 `
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(path, []byte(p), 0o644); err != nil {

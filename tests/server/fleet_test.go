@@ -265,7 +265,7 @@ func TestModelAccessThroughServer(t *testing.T) {
 		t.Fatalf("autoglm models status as dave: exit %d: %s", code, out)
 	}
 
-	// The fleet operator mirrors without a review.
+	// The fleet operator mirrors without an approval.
 	var mr task.MirrorResult
 	must(t, ctx, http.StatusOK, "olga", "POST", "/api/v1/models/mirrors",
 		map[string]any{"name": "tiny-mirrored", "repo": "trusted/tiny"}, &mr)

@@ -94,7 +94,7 @@ fleet:
 access:
   upstreams: [trusted]
   licences: [apache-2.0]
-  review_deadline: 1h
+  approval_deadline: 1h
 sensitive:
   fields: [prompt]
   metadata: [phone, email, id_number]

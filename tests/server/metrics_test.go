@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -94,9 +95,11 @@ func TestMetricsOfServerAndWorker(t *testing.T) {
 		{"autoglm_server_sources_up", []string{"source", "usage"}, 1},
 		{"autoglm_server_sources_up", []string{"source", "nodes"}, 1},
 	} {
-		if v := scrapeValue(t, ctx, srv, c.name, c.want...); v < c.min {
-			t.Errorf("server: %s%v = %v, want at least %v", c.name, c.want, v, c.min)
-		}
+		// A scrape serves a reading begun after it arrived unless the
+		// reading is slow (metrics.ReadingWait): ask until it shows.
+		eventually(t, ctx, fmt.Sprintf("server: %s%v at least %v", c.name, c.want, c.min), func() (bool, error) {
+			return scrapeValue(t, ctx, srv, c.name, c.want...) >= c.min, nil
+		})
 	}
 	today := usage.Day(time.Now())
 	var rep server.UsageReport
@@ -122,9 +125,9 @@ func TestMetricsOfServerAndWorker(t *testing.T) {
 		{"autoglm_archived_bytes_total", nil},
 		{"autoglm_tasks", []string{"state", "COMPLETED"}},
 	} {
-		if v := scrapeValue(t, ctx, wrk, c.name, c.want...); v <= 0 {
-			t.Errorf("worker: %s%v = %v, want more than 0", c.name, c.want, v)
-		}
+		eventually(t, ctx, fmt.Sprintf("worker: %s%v more than 0", c.name, c.want), func() (bool, error) {
+			return scrapeValue(t, ctx, wrk, c.name, c.want...) > 0, nil
+		})
 	}
 	if !strings.HasPrefix(suite.workerMetrics, "127.0.0.1:") {
 		t.Errorf("the worker's metrics listen on %s, not loopback", suite.workerMetrics)

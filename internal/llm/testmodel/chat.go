@@ -74,7 +74,7 @@ func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) (*request, 
 		writeError(w, http.StatusBadRequest, err.Error(), "invalid_request_error", nil)
 	case req.model == "":
 		writeError(w, http.StatusBadRequest, "you must provide a model parameter", "invalid_request_error", nil)
-	case !slices.Contains(s.models, req.model):
+	case !slices.Contains(s.models, req.model) && !s.adapters.serves(req.model):
 		writeError(w, http.StatusNotFound, fmt.Sprintf("The model `%s` does not exist.", req.model), "invalid_request_error", "model_not_found")
 	case len(req.messages) == 0:
 		writeError(w, http.StatusBadRequest, "messages must not be empty", "invalid_request_error", nil)

@@ -4,7 +4,10 @@
 // rates. Tests and the demo use it to exercise the batch engine, its
 // retries and its error reporting without a GPU.
 //
-// Endpoints: POST /v1/chat/completions, GET /v1/models, GET /healthz.
+// Endpoints: POST /v1/chat/completions, GET /v1/models, GET /healthz, and
+// the LoRA adapter loading of vLLM (POST /v1/load_lora_adapter) and
+// SGLang (POST /load_lora_adapter): an adapter loaded is served under its
+// name, as vLLM serves it.
 package testmodel
 
 import (
@@ -15,6 +18,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -54,6 +58,7 @@ type Server struct {
 	apiKey     string
 	handler    http.Handler
 	stats      counters
+	adapters   adapters
 
 	mu     sync.Mutex // guards rng and faults: draws must happen one at a time to be repeatable
 	rng    *rand.Rand
@@ -95,6 +100,8 @@ func New(opts Options) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/chat/completions", s.handleChat)
 	mux.HandleFunc("GET /v1/models", s.handleModels)
+	mux.HandleFunc("POST /v1/load_lora_adapter", s.handleLoadLoRA("vllm"))
+	mux.HandleFunc("POST /load_lora_adapter", s.handleLoadLoRA("sglang"))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	})
@@ -181,7 +188,7 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 		Object string  `json:"object"`
 		Data   []model `json:"data"`
 	}{Object: "list"}
-	for _, id := range s.models {
+	for _, id := range append(slices.Clone(s.models), s.adapters.names()...) {
 		list.Data = append(list.Data, model{ID: id, Object: "model", Created: created, OwnedBy: "testmodel"})
 	}
 	writeJSON(w, http.StatusOK, list)

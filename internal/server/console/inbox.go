@@ -16,19 +16,19 @@ type inboxItem struct {
 type inboxView struct {
 	Items   []inboxItem
 	Message string
-	// Reviews says whether the user reviews in any tenant at all.
-	Reviews bool
+	// Decides says whether the user is a reviewer or admin in any tenant.
+	Decides bool
 }
 
 // inboxPage lists the tasks awaiting approval in the tenants where the
-// user reviews, each with its screening findings and the decision forms.
+// user is a reviewer or admin, each with its screening findings and the decision forms.
 func (c *Console) inboxPage(w http.ResponseWriter, r *http.Request, s *session) {
 	v := inboxView{Message: done(r)}
 	for _, tenant := range s.TenantNames() {
 		if !s.HasIn(tenant, "reviewer", "admin") {
 			continue
 		}
-		v.Reviews = true
+		v.Decides = true
 		rows, err := c.rows(r, s, url.Values{"tenant": {tenant}, "state": {string(task.AwaitingApproval)}})
 		if err != nil {
 			c.fail(w, r, s, err)
