@@ -62,6 +62,9 @@ type Activities struct {
 	// ModelPath is the folder of a base model in the node's cache, for
 	// the trainer; nil gives the trainer the model's name.
 	ModelPath func(ctx context.Context, model string) (string, error)
+	// ObserveTraining, if set, gives each training attempt what is told
+	// its progress and its runner's events: the node's metrics.
+	ObserveTraining func(taskID string) TrainingObserver
 }
 
 // asApplicationError turns the project's typed errors into non-retryable

@@ -62,6 +62,14 @@ type TrainProgress struct {
 	Node string `json:"node"`
 }
 
+// TrainingObserver is told what one training attempt does.
+type TrainingObserver interface {
+	Progress(trainer.Progress)
+	Action(trainer.Action)
+	// Done is called once the attempt has ended.
+	Done()
+}
+
 // Train runs a fine-tuning job on this node with its configured trainer
 // (internal/trainer): it resumes from the newest verified checkpoint in
 // the bucket, auto-saves (every interval, every save_steps, and on a
@@ -130,16 +138,23 @@ func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, err
 		}
 	}()
 	var last TrainProgress
+	var obs TrainingObserver = noObserver{}
+	if a.ObserveTraining != nil {
+		obs = a.ObserveTraining(in.TaskID)
+	}
+	defer obs.Done()
 	r := &trainer.Runner{
 		Config:      cfg,
 		Checkpoints: &trainer.Checkpoints{Store: a.Store, Tenant: in.Tenant, TaskID: in.TaskID, Attempt: attempt},
 		Progress: func(p trainer.Progress) {
 			last = TrainProgress{Progress: p, Node: a.Node}
+			obs.Progress(p)
 			// Throttled by the SDK: a heartbeat per step costs nothing in
 			// the workflow's history.
 			activity.RecordHeartbeat(ctx, last)
 		},
 		Actions: func(e trainer.Action) {
+			obs.Action(e)
 			activity.GetLogger(ctx).Info("trainer", "action", e.Kind, "step", e.Step, "seq", e.Seq, "why", e.Why)
 		},
 		Log: logWriter{ctx},
@@ -163,6 +178,12 @@ func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, err
 	f := res.Final
 	return TrainResult{Model: f.Manifest, Step: f.Step, Epoch: f.Epoch, Loss: f.Loss, Checkpoint: f.Seq, ResumedFrom: res.ResumedFrom, Node: a.Node, Attempt: info.Attempt}, nil
 }
+
+type noObserver struct{}
+
+func (noObserver) Progress(trainer.Progress) {}
+func (noObserver) Action(trainer.Action)     {}
+func (noObserver) Done()                     {}
 
 // TrainerFailed is the error type of a trainer that exited without its
 // final model; the attempt after it resumes from its newest checkpoint.

@@ -22,9 +22,16 @@ func (c *cli) finetuneCmd() *cobra.Command {
 at least 10 examples) on a node that serves that model. It is screened,
 approved and audited as a batch is; the node saves checkpoints as it trains,
 and any retry resumes from the newest verified one. The trained model goes to
-models/<tenant>/<name>/, named ft:<base>:<tenant>:<suffix>:<task id>.`,
+models/<tenant>/<name>/, named ft:<base>:<tenant>:<suffix>:<task id>.
+
+Every verb goes through the server when one is configured (AUTOGLM_SERVER, or
+autoglm login), and takes --json.`,
 	}
-	cmd.AddCommand(c.finetuneCreateCmd(), c.finetuneStatusCmd())
+	cmd.AddCommand(c.finetuneCreateCmd(), c.finetuneStatusCmd(), c.finetuneWatchCmd(), c.finetuneListCmd(),
+		c.finetuneEventsCmd(), c.finetuneCheckpointsCmd(),
+		c.finetuneDecideCmd("pause", "Stop training: the trainer saves, its checkpoint is committed, and the task waits (operators)"),
+		c.finetuneDecideCmd("resume", "Go on training from the newest checkpoint, on any node serving the base model (operators)"),
+		c.finetuneDecideCmd("cancel", "Stop training for good; the checkpoints are kept (operators, or the task's submitter)"))
 	return cmd
 }
 
@@ -58,30 +65,16 @@ func (c *cli) finetuneCreateCmd() *cobra.Command {
 			if err := r.FineTune.Validate(); err != nil {
 				return err
 			}
-			if api, err := c.remote(cmd); api != nil || err != nil {
-				if err != nil {
-					return err
-				}
-				r.Tenant = tenantFlag(cmd, c.tenant)
-				sub, err := api.FineTune(cmd.Context(), r)
-				if err != nil {
-					return err
-				}
-				return c.print(sub, createdText(sub.ID, sub.Model, sub.FineTunedModel))
-			}
-			if err := c.requireUser(); err != nil {
-				return err
-			}
-			r.Tenant, r.Submitter = c.tenant, c.user
-			tc, err := c.client(cmd.Context())
+			cl, err := c.tasks(cmd)
 			if err != nil {
 				return err
 			}
-			in, err := tc.Submit(cmd.Context(), r)
+			r.Tenant = tenantFlag(cmd, c.tenant)
+			sub, err := cl.FineTune(cmd.Context(), r)
 			if err != nil {
 				return err
 			}
-			return c.print(in, createdText(in.ID, in.Model, task.FineTunedName(in.Model, in.Tenant, in.FineTune.Suffix, in.ID)))
+			return c.print(sub, createdText(sub.ID, sub.Model, sub.FineTunedModel))
 		},
 	}
 	f := cmd.Flags()
@@ -99,7 +92,7 @@ func (c *cli) finetuneCreateCmd() *cobra.Command {
 }
 
 func createdText(id, base, model string) string {
-	return fmt.Sprintf("started fine-tuning task %s on %s; the model will be %s\nfollow it with: autoglm finetune status %s", id, base, model, id)
+	return fmt.Sprintf("started fine-tuning task %s on %s; the model will be %s\nfollow it with: autoglm finetune watch %s", id, base, model, id)
 }
 
 // autoOrNumber is a flag's value as task.Auto reads it.

@@ -145,6 +145,9 @@ func (r *renderer) seen(u tclient.Change) {
 	if p := u.Progress; p != nil && p.Total > 0 {
 		r.progress(*p)
 	}
+	if t := u.Training; t != nil {
+		r.training(*t)
+	}
 }
 
 func (r *renderer) progress(p task.Progress) {
@@ -172,14 +175,18 @@ func (r *renderer) progress(p task.Progress) {
 		return
 	}
 	if r.pb == nil {
-		r.pb = progressbar.NewOptions(p.Total,
-			progressbar.OptionSetWriter(os.Stderr),
-			progressbar.OptionShowCount(),
-			progressbar.OptionSetPredictTime(false),
-			progressbar.OptionThrottle(200*time.Millisecond))
+		r.pb = newBar(p.Total, progressbar.OptionShowCount())
 	}
 	r.pb.Describe(desc)
 	_ = r.pb.Set(p.Done())
+}
+
+// newBar is a progress bar on stderr of so many units.
+func newBar(units int, opts ...progressbar.Option) *progressbar.ProgressBar {
+	return progressbar.NewOptions(units, append([]progressbar.Option{
+		progressbar.OptionSetWriter(os.Stderr),
+		progressbar.OptionSetPredictTime(false),
+		progressbar.OptionThrottle(200 * time.Millisecond)}, opts...)...)
 }
 
 func (r *renderer) closeBar() {

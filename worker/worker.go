@@ -108,6 +108,7 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 	prepareLogs(ctx, logSettings, tc, acts.Store, log)
 	// Wrapped after prepareLogs: lifecycle rules need the driver itself.
 	acts.Store = metrics.Store{Store: acts.Store, App: m.App}
+	acts.ObserveTraining = func(id string) activities.TrainingObserver { return &metrics.Training{App: m.App, Task: id} }
 	runsControl, runsNode := cfg.Polls()
 	if runsNode {
 		if err := acts.AnnounceStart(ctx); err != nil {

@@ -67,3 +67,24 @@ func TestContinueAsNewCarriesAConstantState(t *testing.T) {
 		t.Errorf("the last run's status points at %+v, want the %d transitions of the earlier runs", raw.EarlierAudit, len(untilAwaiting)+runs)
 	}
 }
+
+// TestContinueAsNewCarriesTheTrailWholeWhenTheBucketFails: the bucket does
+// not take the audit trail when the run continues as new; the run carries
+// the trail whole that once, and the task goes on and completes with it.
+func TestContinueAsNewCarriesTheTrailWholeWhenTheBucketFails(t *testing.T) {
+	h := newHarness(t)
+	h.trail.down = true
+	h.suggestAt(awaiting)
+	h.run()
+	h2 := h.continued()
+	h2.at(time.Minute, func() { h2.update(task.UpdateApprove, task.DecisionRequest{Actor: "bob"}, nil) })
+	h2.run()
+	raw := h2.rawStatus()
+	if raw.EarlierAudit != nil {
+		t.Errorf("the status points at a trail in the bucket: %+v", raw.EarlierAudit)
+	}
+	if res := h2.result(); res.State != task.Completed {
+		t.Fatalf("result %+v", res)
+	}
+	h2.wantAudit(raw, append(append(untilAwaiting, step{task.Approved, "bob"}), fromDispatch...)...)
+}

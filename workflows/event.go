@@ -12,13 +12,17 @@ import (
 // emitEnd emits the event of the task's final state, if it has one. A
 // failure to emit is logged, never the task's failure.
 func (w *taskRun) emitEnd(ctx workflow.Context) {
-	typ := task.EventOf(w.status.State)
+	typ := task.EventOf(w.in.Kind, w.status.State)
 	if typ == "" {
 		return
 	}
 	ev := task.EventInput{
 		Tenant: w.in.Tenant, ID: "evt_" + w.in.ID + "_" + string(w.status.State), Type: typ,
 		CreatedAt: workflow.Now(ctx).UTC(), Data: map[string]string{"id": w.in.ID, "state": string(w.status.State)},
+	}
+	if w.in.Kind == task.KindFineTune {
+		// OpenAI's fine_tuning.job.* events name the job.
+		ev.Data["id"] = task.FineTuneJobPrefix + w.in.ID
 	}
 	// The task may be ending because it was cancelled: emit on a context
 	// that is not.

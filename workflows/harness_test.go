@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -252,7 +253,7 @@ func (h *harness) stub() {
 		return h.archive(ctx, in)
 	})
 	h.env.OnActivity(a.KeepAudit, any2...).Return(func(_ context.Context, in activities.KeepAuditInput) (task.EarlierAudit, error) {
-		return h.trail.keep(in), nil
+		return h.trail.keep(in)
 	})
 	h.env.OnActivity(a.CancelRequester, mock.Anything).Return(func(context.Context) (activities.CancelRequest, error) {
 		return activities.CancelRequest{Identity: h.cancelIdentity}, nil
@@ -365,11 +366,17 @@ func (h *harness) status() task.Status {
 type trailStore struct {
 	mu      sync.Mutex
 	objects map[string][]task.Transition
+	// down makes KeepAudit fail as when the bucket stays down past its
+	// retries.
+	down bool
 }
 
-func (s *trailStore) keep(in activities.KeepAuditInput) task.EarlierAudit {
+func (s *trailStore) keep(in activities.KeepAuditInput) (task.EarlierAudit, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.down {
+		return task.EarlierAudit{}, temporal.NewNonRetryableApplicationError("the bucket is down", "BucketDown", nil)
+	}
 	var all []task.Transition
 	if in.Earlier != nil {
 		all = append(all, s.objects[in.Earlier.Ref.Key]...)
@@ -377,7 +384,7 @@ func (s *trailStore) keep(in activities.KeepAuditInput) task.EarlierAudit {
 	all = append(all, in.Transitions...)
 	key := fmt.Sprintf("data/%s/%s/audit-%d.json", in.Tenant, in.TaskID, in.Run)
 	s.objects[key] = all
-	return task.EarlierAudit{Ref: task.ObjectRef{Bucket: "autoglm", Key: key}, Transitions: len(all)}
+	return task.EarlierAudit{Ref: task.ObjectRef{Bucket: "autoglm", Key: key}, Transitions: len(all)}, nil
 }
 
 func (s *trailStore) read(key string) ([]task.Transition, bool) {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"io"
 	"mime/multipart"
+	"net/url"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/server"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
@@ -78,4 +80,46 @@ func writeForm(mw *multipart.Writer, fields [][2]string, files map[string]*os.Fi
 		}
 	}
 	return mw.Close()
+}
+
+func fineTunePath(id string, rest ...string) string {
+	return "/api/v1/fine-tunes/" + url.PathEscape(id) + strings.Join(rest, "")
+}
+
+// FineTuneEvents are every event of fine-tuning task id, oldest first:
+// its transitions and its loss curve, read page by page.
+func (c *Client) FineTuneEvents(ctx context.Context, id string) ([]taskclient.FineTuneEvent, error) {
+	var all []taskclient.FineTuneEvent
+	after := ""
+	for {
+		var page server.FineTuneEvents
+		q := url.Values{"limit": {"1000"}}
+		if after != "" {
+			q.Set("after", after)
+		}
+		if _, err := c.do(ctx, "GET", fineTunePath(id, "/events?", q.Encode()), nil, "", &page); err != nil {
+			return nil, err
+		}
+		all = append(all, page.Events...)
+		if !page.HasMore || len(page.Events) == 0 {
+			return all, nil
+		}
+		after = page.Events[len(page.Events)-1].ID
+	}
+}
+
+// FineTuneCheckpoints are the committed checkpoints of fine-tuning task
+// id, oldest first.
+func (c *Client) FineTuneCheckpoints(ctx context.Context, id string) ([]taskclient.FineTuneCheckpoint, error) {
+	var out server.FineTuneCheckpoints
+	_, err := c.do(ctx, "GET", fineTunePath(id, "/checkpoints"), nil, "", &out)
+	return out.Checkpoints, err
+}
+
+// DecideFineTune pauses, resumes or cancels fine-tuning task id; any
+// other task is not found.
+func (c *Client) DecideFineTune(ctx context.Context, id, action string, body server.DecisionBody) (server.TaskStatus, error) {
+	var st server.TaskStatus
+	_, err := c.do(ctx, "POST", fineTunePath(id, "/", action), jsonBody(body), "application/json", &st)
+	return st, err
 }

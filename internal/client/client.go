@@ -43,6 +43,7 @@ type Client interface {
 	Attach(ctx context.Context, id string, paths []string, o taskclient.AttachOptions) ([]taskclient.Attachment, error)
 	// Usage is the token report per day, tenant and model.
 	Usage(ctx context.Context, r UsageRequest) ([]usage.Row, error)
+	FineTuner
 }
 
 // SubmitRequest is what `autoglm submit` asks for. Tenant "" is the
@@ -77,11 +78,13 @@ type UsageRequest struct {
 // since is given: the last 30, today included, as the server's.
 const DefaultUsageDays = server.DefaultUsageDays
 
-// Change is one thing Watch learned: a transition of the audit trail, or
-// the progress of the running inference.
+// Change is one thing Watch learned: a transition of the audit trail, the
+// progress of the running inference, or the step, epoch and loss of the
+// running training.
 type Change struct {
 	Transition *task.Transition
 	Progress   *task.Progress
+	Training   *task.FineTuneStatus
 }
 
 // newTransitions calls seen with the audit entries after the first n and

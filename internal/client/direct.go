@@ -87,6 +87,7 @@ const watchEvery = 500 * time.Millisecond
 func (d Direct) Watch(ctx context.Context, id string, seen func(Change)) (Status, error) {
 	audit := 0
 	var last task.Counts
+	step := 0
 	for {
 		st, err := d.Tasks.Status(ctx, id)
 		if err != nil {
@@ -97,6 +98,10 @@ func (d Direct) Watch(ctx context.Context, id string, seen func(Change)) (Status
 			last = st.Progress.Counts
 			p := st.Progress
 			seen(Change{Progress: &p})
+		}
+		if ft := st.FineTune; st.State == task.Running && ft != nil && ft.Step != step {
+			step = ft.Step
+			seen(Change{Training: ft})
 		}
 		if st.State.Final() {
 			return Status{Status: st}, nil

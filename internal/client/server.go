@@ -76,6 +76,9 @@ func (s Server) Watch(ctx context.Context, id string, seen func(Change)) (Status
 			if e.Progress != nil {
 				seen(Change{Progress: e.Progress})
 			}
+			if e.Training != nil {
+				seen(Change{Training: e.Training})
+			}
 			if e.Result != nil {
 				res = e.Result
 			}

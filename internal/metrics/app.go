@@ -14,6 +14,7 @@ type App struct {
 	CheckpointSecs   prometheus.Histogram
 	LastCheckpoint   prometheus.Gauge
 	NodeLastAnnounce *prometheus.GaugeVec
+	Training         trainingMetrics
 }
 
 func newApp() *App {
@@ -48,11 +49,12 @@ func newApp() *App {
 			Namespace: Namespace, Name: "node_last_announce_timestamp_seconds",
 			Help: "Unix time this worker last wrote its node record; dispatch treats a node as dead when it is stale.",
 		}, []string{"node"}),
+		Training: newTrainingMetrics(),
 	}
 }
 
 func (a *App) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{a.Requests, a.RequestSeconds, a.Tokens, a.BytesWritten, a.CheckpointSecs, a.LastCheckpoint, a.NodeLastAnnounce} {
+	for _, c := range append([]prometheus.Collector{a.Requests, a.RequestSeconds, a.Tokens, a.BytesWritten, a.CheckpointSecs, a.LastCheckpoint, a.NodeLastAnnounce}, a.Training.collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

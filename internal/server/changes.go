@@ -23,7 +23,10 @@ type Change struct {
 	Time     time.Time      `json:"time"`
 	State    task.State     `json:"state"`
 	Progress *task.Progress `json:"progress,omitempty"`
-	Result   *task.Result   `json:"result,omitempty"`
+	// Training is a fine-tuning task's step, epoch and loss while it
+	// trains.
+	Training *task.FineTuneStatus `json:"training,omitempty"`
+	Result   *task.Result         `json:"result,omitempty"`
 	// Transitions are the entries of the task's audit trail from index
 	// AuditFrom on, read once per state change for every watcher, so a
 	// watcher shows each transition's actor, reason and own time without
@@ -241,6 +244,7 @@ func (h *hub) run(id string, f *follower) {
 	go h.waitResult(ctx, id, ended)
 	var state task.State
 	var progress task.Counts
+	step := 0  // the training step last sent
 	audit := 0 // audit entries sent so far
 	lastProgress, idleSince := time.Time{}, time.Now()
 	tick := time.NewTicker(describeEvery)
@@ -298,6 +302,10 @@ func (h *hub) run(id string, f *follower) {
 				progress = st.Progress.Counts
 				p := st.Progress
 				f.add(Change{State: state, Progress: &p})
+			}
+			if err == nil && st.FineTune != nil && st.FineTune.Step != step && st.State == task.Running {
+				step = st.FineTune.Step
+				f.add(Change{State: state, Training: st.FineTune})
 			}
 		}
 	}

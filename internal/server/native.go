@@ -41,7 +41,6 @@ func (s *Server) native(mux *http.ServeMux) {
 	h("POST "+APIPrefix+"/tasks/{id}/resubmit-unanswered", s.resubmit(taskclient.ItemsUnanswered))
 	h("GET "+APIPrefix+"/usage", s.usageReport)
 	h("POST "+APIPrefix+"/tasks/{id}/attachments", s.attach)
-	h("POST "+APIPrefix+"/fine-tunes", s.createFineTune)
 	for _, a := range []authz.Action{authz.Approve, authz.Reject, authz.Cancel, authz.Pause, authz.Resume, authz.SetPriority} {
 		h("POST "+APIPrefix+"/tasks/{id}/"+string(a), s.decide(a))
 	}

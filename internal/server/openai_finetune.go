@@ -17,7 +17,7 @@ import (
 // a task, ftjob-<task-id>; its files are uploaded to /v1/files with
 // purpose=fine-tune.
 const (
-	FineTuneJobIDPrefix = "ftjob-"
+	FineTuneJobIDPrefix = task.FineTuneJobPrefix
 	FineTunePurpose     = "fine-tune"
 	fineTuneJobRecord   = "fine_tuning_job.json"
 )
@@ -29,6 +29,8 @@ func (s *Server) openaiFineTuning(mux *http.ServeMux) {
 	h("POST /v1/fine_tuning/jobs", s.createFineTuningJob)
 	h("GET /v1/fine_tuning/jobs", s.listFineTuningJobs)
 	h("GET /v1/fine_tuning/jobs/{id}", s.getFineTuningJob)
+	h("GET /v1/fine_tuning/jobs/{id}/events", s.listFineTuningEvents)
+	h("GET /v1/fine_tuning/jobs/{id}/checkpoints", s.listFineTuningCheckpoints)
 	for _, a := range []authz.Action{authz.Cancel, authz.Pause, authz.Resume} {
 		h("POST /v1/fine_tuning/jobs/{id}/"+string(a), s.decideFineTuningJob(a))
 	}

@@ -83,6 +83,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	s.native(mux)
+	s.fineTuneRoutes(mux)
 	s.fleetRoutes(mux)
 	s.openai(mux)
 	s.consoleRoutes(mux)

@@ -21,11 +21,26 @@ const (
 	EventTaskApproved         = "autoglm.task.approved"
 	EventTaskRejected         = "autoglm.task.rejected"
 	EventAccessRequestDecided = "autoglm.access_request.decided"
+	EventFineTuningSucceeded  = "fine_tuning.job.succeeded"
+	EventFineTuningFailed     = "fine_tuning.job.failed"
+	EventFineTuningCancelled  = "fine_tuning.job.cancelled"
 )
 
-// EventOf is the event a task emits when it ends in state s; "" for
-// states that emit none.
-func EventOf(s State) string {
+// EventOf is the event a task of kind k emits when it ends in state s;
+// "" for states that emit none. A fine-tuning task ends with OpenAI's
+// fine_tuning.job.* events (an expired one failed, as its job's status
+// says), a batch with batch.*.
+func EventOf(k Kind, s State) string {
+	if k == KindFineTune {
+		switch s {
+		case Completed:
+			return EventFineTuningSucceeded
+		case Failed, Expired:
+			return EventFineTuningFailed
+		case Cancelled:
+			return EventFineTuningCancelled
+		}
+	}
 	switch s {
 	case Completed:
 		return EventBatchCompleted

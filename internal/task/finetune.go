@@ -11,6 +11,10 @@ import (
 // chat fine-tuning file (Input.Source) into a model of the tenant's own.
 const KindFineTune Kind = "fine_tune"
 
+// FineTuneJobPrefix makes a fine-tuning task's ID its OpenAI job's ID
+// (ftjob-<task id>), in the API and in webhook events.
+const FineTuneJobPrefix = "ftjob-"
+
 // FineTune is what a fine-tuning task adds to its Input: the rest of
 // OpenAI's fine-tuning job request. The training file is Input.Source,
 // the base model Input.Model.

@@ -90,9 +90,12 @@ func (c *Client) addProgress(ctx context.Context, st *task.Status) error {
 }
 
 // runningNodes names the nodes that run the pieces, as their heartbeats
-// say, in piece order, before the nodes the workflow dispatched to: a
-// piece sent to a model's queue ("any:<model>") runs on whichever node
-// took it.
+// say, in piece order, before the nodes the workflow names. The workflow
+// names the node each attempt reported when it ended, and a node queue's
+// node; a piece sent to a model's queue runs on whichever node took it,
+// which only its running attempt's heartbeat says (the workflow learns it
+// at no cost in history events that way). Tasks from builds before the
+// workflow named nodes show the queue as "any:<model>", left out here.
 func runningNodes(dispatched string, running map[int]string) string {
 	if len(running) == 0 {
 		return dispatched

@@ -252,6 +252,12 @@ func (c *Checkpoints) Fenced(ctx context.Context, err error) error {
 // attempt's keys, checks what the store holds against each file's size and
 // sha256, and writes the manifest. It returns the manifest's reference.
 func (c *Checkpoints) Upload(ctx context.Context, dir string, step int, final bool) (task.ObjectRef, error) {
+	ref, _, err := c.upload(ctx, dir, step, final)
+	return ref, err
+}
+
+// upload is Upload, which also returns the bytes of the files uploaded.
+func (c *Checkpoints) upload(ctx context.Context, dir string, step int, final bool) (task.ObjectRef, int64, error) {
 	var names []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -262,7 +268,7 @@ func (c *Checkpoints) Upload(ctx context.Context, dir string, step int, final bo
 		return err
 	})
 	if err != nil {
-		return task.ObjectRef{}, fmt.Errorf("trainer: listing %s: %w", dir, err)
+		return task.ObjectRef{}, 0, fmt.Errorf("trainer: listing %s: %w", dir, err)
 	}
 	slices.Sort(names)
 	folder := c.prefix() + c.folder(step, final) + "/"
@@ -281,18 +287,22 @@ func (c *Checkpoints) Upload(ctx context.Context, dir string, step int, final bo
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return task.ObjectRef{}, err
+		return task.ObjectRef{}, 0, err
 	}
 	b, err := json.MarshalIndent(CheckpointManifest{Step: step, Final: final, Files: entries}, "", "  ")
 	if err != nil {
-		return task.ObjectRef{}, err
+		return task.ObjectRef{}, 0, err
 	}
 	key := c.prefix() + c.folder(step, final) + ".manifest.json"
 	info, err := c.Store.Put(ctx, key, bytes.NewReader(b), int64(len(b)), storage.PutOptions{ContentType: "application/json"})
 	if err != nil {
-		return task.ObjectRef{}, fmt.Errorf("trainer: writing the manifest of step %d: %w", step, err)
+		return task.ObjectRef{}, 0, fmt.Errorf("trainer: writing the manifest of step %d: %w", step, err)
 	}
-	return task.ObjectRef{Bucket: c.Store.Bucket(), Key: key, Size: info.Size, SHA256: info.SHA256, Category: string(storage.Checkpoint)}, nil
+	var total int64
+	for _, e := range entries {
+		total += e.Size
+	}
+	return task.ObjectRef{Bucket: c.Store.Bucket(), Key: key, Size: info.Size, SHA256: info.SHA256, Category: string(storage.Checkpoint)}, total, nil
 }
 
 // uploadFile puts one file and checks the stored object: its size, and

@@ -72,6 +72,10 @@ type Action struct {
 	Seq  int    `json:"seq,omitempty"`
 	// Why says what was wrong with a skipped checkpoint.
 	Why string `json:"why,omitempty"`
+	// Bytes and Seconds are a committed checkpoint's files and the time
+	// from the start of their upload to its commit.
+	Bytes   int64   `json:"bytes,omitempty"`
+	Seconds float64 `json:"seconds,omitempty"`
 }
 
 // Runner runs one attempt of a fine-tuning job on this node.

@@ -194,7 +194,8 @@ func (s *session) tend(ctx context.Context, uploads chan<- uploadDone) error {
 
 // commit uploads a complete checkpoint (or the final model) and commits it.
 func (s *session) commit(ctx context.Context, dir string, st State, final bool) (Record, error) {
-	ref, err := s.Checkpoints.Upload(ctx, dir, st.GlobalStep, final)
+	start := time.Now()
+	ref, size, err := s.Checkpoints.upload(ctx, dir, st.GlobalStep, final)
 	if err != nil {
 		return Record{}, s.Checkpoints.Fenced(ctx, err)
 	}
@@ -205,7 +206,7 @@ func (s *session) commit(ctx context.Context, dir string, st State, final bool) 
 	if err != nil {
 		return Record{}, err
 	}
-	s.act(Action{Kind: "committed", Step: rec.Step, Seq: rec.Seq})
+	s.act(Action{Kind: "committed", Step: rec.Step, Seq: rec.Seq, Bytes: size, Seconds: time.Since(start).Seconds()})
 	return rec, nil
 }
 

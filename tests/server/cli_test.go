@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -104,9 +105,11 @@ func TestCLIThroughServer(t *testing.T) {
 	if _, code := autoglm(t, ctx, bob, "", "approve", sub.ID, "--reason", "fine"); code != 0 {
 		t.Fatalf("bob's approve: exit %d", code)
 	}
-	if _, code := autoglm(t, ctx, alice, "", "watch", sub.ID); code != 0 {
+	out, code = autoglm(t, ctx, alice, "", "watch", sub.ID)
+	if code != 0 {
 		t.Fatalf("watch: exit %d", code)
 	}
+	wantWatchLines(t, out)
 	out, code = autoglm(t, ctx, bob, "", "status", sub.ID, "--json")
 	var st struct {
 		State     task.State
@@ -156,5 +159,31 @@ func TestCLIThroughServer(t *testing.T) {
 		if code, body := call(t, ctx, who, "POST", "/api/v1/tasks/"+done.ID+"/attachments?name=evil.txt", []byte("x")); code != want {
 			t.Errorf("%q attaching to alice's task: %d %s, want %d", who, code, body, want)
 		}
+	}
+}
+
+// wantWatchLines checks what `autoglm watch` printed before the final
+// status: each transition once, each with its time, state and actor, the
+// task's end last, after ARCHIVING.
+func wantWatchLines(t *testing.T, out string) {
+	t.Helper()
+	var states []string
+	for _, ln := range strings.Split(out, "\n") {
+		if strings.HasPrefix(ln, "task ") {
+			break
+		}
+		if strings.TrimSpace(ln) == "" || strings.HasPrefix(ln, " ") {
+			continue // progress lines
+		}
+		f := strings.Fields(ln)
+		if len(f) < 3 {
+			t.Errorf("watch printed %q: a transition without its actor", ln)
+			continue
+		}
+		states = append(states, f[1])
+	}
+	n := len(states)
+	if n < 2 || states[n-2] != string(task.Archiving) || states[n-1] != string(task.Completed) || slices.Index(states, string(task.Completed)) != n-1 {
+		t.Errorf("watch printed the states %v; want ARCHIVING then COMPLETED, once, last:\n%s", states, out)
 	}
 }

@@ -36,7 +36,9 @@ const bucket = "autoglm"
 
 // users and their roles: tenant demo as in the default policy, a second
 // tenant, acme, whose user zed must never read demo's tasks, brief,
-// whose approvals expire in seconds, and metered, allowed one token a day;
+// whose approvals expire in seconds, metered, allowed one token a day,
+// gpumetered, allowed a millisecond of training a day, and tuned, whose
+// fine-tuning events go to the suite's webhook receiver;
 // oscar operates every tenant, so he may read the server's metrics.
 var users = map[string]string{ // user -> tenant of their key
 	"alice": "demo", "dave": "demo", "bob": "demo", "rita": "demo",
@@ -81,6 +83,19 @@ const policyYAML = `tenants:
       oscar: [operator]
     auto_approve_max_requests: 10
     quotas: {max_tokens_per_day: 1}
+  tuned:
+    models: [glm-4-test]
+    users:
+      alice: [submitter]
+      olga: [operator]
+      oscar: [operator]
+    auto_approve_max_requests: 10
+    webhooks:
+      - name: receiver
+        url: {{receiver}}
+        allow_loopback: true # the test's receiver is on this machine, over http
+        secret_env: SERVER_TEST_WEBHOOK_SECRET
+        events: [fine_tuning.job.succeeded, fine_tuning.job.failed, fine_tuning.job.cancelled]
   gpumetered:
     models: [glm-4-test]
     users:
@@ -112,6 +127,8 @@ var suite struct {
 	worker       *testenv.InProcess
 	// workerMetrics is the address of the worker's /metrics.
 	workerMetrics string
+	// receiver takes tenant tuned's webhook deliveries.
+	receiver *receiver
 }
 
 func TestMain(m *testing.M) {
@@ -146,7 +163,10 @@ func setUp(e *testenv.Env) error {
 		}
 		suite.keys[user], entries = key, append(entries, e)
 	}
-	policy := policyYAML + "api_keys:\n"
+	if suite.receiver, err = startReceiver(e); err != nil {
+		return err
+	}
+	policy := strings.Replace(policyYAML, "{{receiver}}", suite.receiver.url, 1) + "api_keys:\n"
 	for _, e := range entries {
 		policy += fmt.Sprintf("  - {user: %s, tenant: %s, sha256: %s}\n", e.User, e.Tenant, e.SHA256)
 	}
