@@ -51,8 +51,9 @@ type Activities struct {
 	Batch batch.Config
 	// HeartbeatTimeout of the inference activity; 0 means one minute.
 	HeartbeatTimeout time.Duration
-	// ShardRequests is the shard size of large batches; 0 never shards.
-	ShardRequests int
+	// PieceRequests is the piece size of large batches; 0 runs every batch
+	// whole.
+	PieceRequests int
 	// ContinueAsNewEvents and NodeStartTimeout: see AuthorizeResult.
 	ContinueAsNewEvents int
 	NodeStartTimeout    time.Duration

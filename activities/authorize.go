@@ -34,9 +34,10 @@ type AuthorizeResult struct {
 	// died) is given to another attempt. It is the worker's setting,
 	// recorded here so the workflow reads it deterministically.
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
-	// ShardRequests cuts a larger batch into shards of this many requests
-	// that run in parallel on the nodes; 0 never shards.
-	ShardRequests int `json:"shard_requests,omitempty"`
+	// PieceRequests cuts a larger batch into pieces of this many requests
+	// that run in parallel on the nodes; 0 runs every batch whole. It keeps
+	// its JSON name (see MergeInput).
+	PieceRequests int `json:"shard_requests,omitempty"`
 	// ContinueAsNewEvents makes the task's waits continue as new once a
 	// run's history reaches this many events, besides when the server
 	// suggests it; 0 leaves it to the server. A worker setting recorded
@@ -98,7 +99,7 @@ func (a *Activities) authorize(ctx context.Context, t task.Input) (AuthorizeResu
 		MaxBatchRequests:       tenant.Quotas.MaxBatchRequests,
 		MaxRequestBytes:        p.Screening.MaxRequestBytes,
 		HeartbeatTimeout:       a.HeartbeatTimeout,
-		ShardRequests:          a.ShardRequests,
+		PieceRequests:          a.PieceRequests,
 		ContinueAsNewEvents:    a.ContinueAsNewEvents,
 		NodeStartTimeout:       a.NodeStartTimeout,
 	}, nil

@@ -17,7 +17,7 @@ func TestAuthorizeResultReadsRecordedGrant(t *testing.T) {
 	if err := json.Unmarshal([]byte(recorded), &r); err != nil {
 		t.Fatal(err)
 	}
-	want := AuthorizeResult{Quorum: 2, ApprovalDeadline: 24 * time.Hour, AutoApproveMaxRequests: 10, MaxBatchRequests: 200000, MaxRequestBytes: 1 << 20, HeartbeatTimeout: time.Minute, ShardRequests: 50000}
+	want := AuthorizeResult{Quorum: 2, ApprovalDeadline: 24 * time.Hour, AutoApproveMaxRequests: 10, MaxBatchRequests: 200000, MaxRequestBytes: 1 << 20, HeartbeatTimeout: time.Minute, PieceRequests: 50000}
 	if r != want {
 		t.Fatalf("recorded result read as\n %+v\nwant\n %+v", r, want)
 	}

@@ -50,7 +50,7 @@ type Node struct {
 var running, training atomic.Int64
 
 // Announce writes this node's record when what it says changed (models,
-// labels, running batches, drain, cache) and at start, not on a clock: in
+// labels, running pieces, drain, cache) and at start, not on a clock: in
 // a versioned bucket a record rewritten every 10 s kept 8,640 versions a
 // day. Liveness comes from the node queue's pollers (see Liveness).
 func (a *Activities) Announce(ctx context.Context) error {
@@ -118,7 +118,7 @@ type DispatchInput struct {
 	TaskID string `json:"task_id"`
 	Model  string `json:"model"`
 	// Avoid are nodes chosen only if no other node serves the model: one
-	// that just failed the task, or those already running its other shards.
+	// that just failed the task, or those already running its other pieces.
 	Avoid []string `json:"avoid,omitempty"`
 	// Approved, if set, is the autoglm.task.approved event of a task
 	// reviewers approved, for its first dispatch to emit.

@@ -12,7 +12,7 @@ import (
 // invalid line, not only the duplicate.
 func TestScanReportsEveryInvalidLineAtOnce(t *testing.T) {
 	input := line("a", "x") + "not json\n" + line("b", "y") + line("a", "secret-canary") + `{"custom_id":"c"}` + "\n" + line("b", "z")
-	_, err := scan(strings.NewReader(input), rules, words, "m", &sharder{}, func() {})
+	_, err := scan(strings.NewReader(input), rules, words, "m", &cutter{}, func() {})
 	if !errors.Is(err, task.ErrInvalidInput) {
 		t.Fatalf("want InvalidInput, got %v", err)
 	}
@@ -31,7 +31,7 @@ func TestScanReportsEveryInvalidLineAtOnce(t *testing.T) {
 // Malformed lines alone do not fail the batch: each is answered in
 // errors.jsonl with its line number.
 func TestScanRunsABatchWithOnlyMalformedLines(t *testing.T) {
-	sc, err := scan(strings.NewReader(line("a", "x")+"not json\n"), rules, words, "m", &sharder{}, func() {})
+	sc, err := scan(strings.NewReader(line("a", "x")+"not json\n"), rules, words, "m", &cutter{}, func() {})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,8 +26,10 @@ type InferInput struct {
 	Source task.ObjectRef `json:"source"`
 	// Total is the number of requests screening counted, for progress.
 	Total int `json:"total"`
-	// Shard, if set, is the part of the input this activity runs.
-	Shard *Shard `json:"shard,omitempty"`
+	// Piece, if set, is the range of the input this activity runs; nil runs
+	// it whole. It keeps its JSON name (see MergeInput): nodes of an older
+	// build read it.
+	Piece *Piece `json:"shard,omitempty"`
 	// HandBack lets a run that held for the model server longer than the
 	// worker's limit end with a HandBack error, for the workflow to
 	// dispatch the work again; workflows from before that change leave
@@ -77,8 +79,8 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 
 	info := activity.GetInfo(ctx)
 	rep := newReporter(ctx, info.HeartbeatTimeout, a.Node)
-	if in.Shard != nil {
-		rep.piece = in.Shard.Index
+	if in.Piece != nil {
+		rep.piece = in.Piece.Index
 	}
 	// The first heartbeat goes out at once (the SDK throttles the later
 	// ones): an attempt the server has already given up (it sat in a
@@ -87,7 +89,7 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 	beatCtx, stopBeating := context.WithCancel(ctx)
 	defer stopBeating()
 	go rep.keepBeating(beatCtx)
-	sink := newSink(a, in.Tenant, in.TaskID, in.Shard)
+	sink := newSink(a, in.Tenant, in.TaskID, in.Piece)
 	sink.me = batch.Attempt{Scheduled: info.ScheduledTime.UTC(), Number: info.Attempt, ID: fmt.Sprintf("a%d%s", info.Attempt, randomHex(3))}
 	sink.live = rep.live
 	from, err := sink.claim(ctx)
@@ -101,8 +103,8 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 		cfg.HandBackAfter = 0
 	}
 	var offset int64
-	if in.Shard != nil {
-		cfg.FirstLine, cfg.LastLine, offset = in.Shard.FirstLine, in.Shard.LastLine, in.Shard.Offset
+	if in.Piece != nil {
+		cfg.FirstLine, cfg.LastLine, offset = in.Piece.FirstLine, in.Piece.LastLine, in.Piece.Offset
 	}
 	if err := a.checkSource(in.Tenant, in.TaskID, in.Source); err != nil {
 		return InferResult{}, asApplicationError(err)

@@ -96,7 +96,7 @@ func (d DispatchResult) Where() string {
 // balances the work and hands a retried piece to whichever node is alive;
 // or one node's queue, when some (not all) live nodes hold the model in
 // their cache (they start sooner), or when the piece must avoid nodes: the
-// other shards of its task (pinned shards spread over the nodes) or a
+// other pieces of its task (pinned pieces spread over the nodes) or a
 // queue that did not start it in time.
 func route(nodes []Node, best Node, in DispatchInput, now time.Time) DispatchResult {
 	var serving, cached []Node

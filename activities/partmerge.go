@@ -14,7 +14,7 @@ import (
 )
 
 // Merge streams the parts, in order, into output.jsonl and errors.jsonl
-// (a shard's into its own pair, which MergeShards joins), checking each
+// (a piece's into its own pair, which MergePieces joins), checking each
 // part's size and sha256 on the way: memory stays at one copy buffer
 // whatever the size of the batch.
 func (s *bucketSink) Merge(ctx context.Context, parts []batch.Part) (out, errs task.ObjectRef, err error) {
@@ -25,8 +25,8 @@ func (s *bucketSink) Merge(ctx context.Context, parts []batch.Part) (out, errs t
 		outs[i], errParts[i] = sealed{p.Seq, p.Output}, sealed{p.Seq, p.Errors}
 	}
 	c, outName, errName := storage.Data, NameOutput, NameErrors
-	if s.shard != "" {
-		c, outName, errName = storage.Checkpoint, "parts/"+s.shard+NameOutput, "parts/"+s.shard+NameErrors
+	if s.piece != "" {
+		c, outName, errName = storage.Checkpoint, "parts/"+s.piece+NameOutput, "parts/"+s.piece+NameErrors
 	}
 	return s.mergeInto(ctx, c, outName, errName, outs, errParts)
 }

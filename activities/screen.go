@@ -29,8 +29,9 @@ type ScreenInput struct {
 type ScreenResult struct {
 	Source    task.ObjectRef `json:"source"`
 	Screening task.Screening `json:"screening"`
-	// Shards cut a batch larger than the shard size; nil runs it whole.
-	Shards []Shard `json:"shards,omitempty"`
+	// Pieces cut a batch larger than the piece size; nil runs it whole. It
+	// keeps its JSON name (see MergeInput).
+	Pieces []Piece `json:"shards,omitempty"`
 }
 
 // Screen stores an inline prompt as a batch of one, then reads the whole
@@ -83,8 +84,8 @@ func (a *Activities) screen(ctx context.Context, in ScreenInput) (ScreenResult, 
 	if err != nil {
 		return ScreenResult{}, err
 	}
-	sh := &sharder{size: in.Rules.ShardRequests}
-	sc, err := scan(r, in.Rules, p.Screening.SensitiveWords, t.Model, sh, func() { activity.RecordHeartbeat(ctx) })
+	cut := &cutter{size: in.Rules.PieceRequests}
+	sc, err := scan(r, in.Rules, p.Screening.SensitiveWords, t.Model, cut, func() { activity.RecordHeartbeat(ctx) })
 	if err != nil {
 		return ScreenResult{}, err
 	}
@@ -99,19 +100,19 @@ func (a *Activities) screen(ctx context.Context, in ScreenInput) (ScreenResult, 
 			CreatedAt: time.Now().UTC(), Data: map[string]string{"id": t.ID, "state": string(task.AwaitingApproval)},
 		})
 	}
-	return ScreenResult{Source: src, Screening: sc, Shards: sh.result()}, nil
+	return ScreenResult{Source: src, Screening: sc, Pieces: cut.result()}, nil
 }
 
 // scan reads the input line by line in memory bounded whatever the
 // batch's size: duplicate custom_ids are found exactly by an external sort
 // (batch.Duplicates), which spills to temporary files past its bound.
-func scan(r io.Reader, rules AuthorizeResult, words []string, model string, sh *sharder, alive func()) (task.Screening, error) {
-	return scanWith(r, rules, words, model, sh, alive, &batch.Duplicates{Alive: alive})
+func scan(r io.Reader, rules AuthorizeResult, words []string, model string, cut *cutter, alive func()) (task.Screening, error) {
+	return scanWith(r, rules, words, model, cut, alive, &batch.Duplicates{Alive: alive})
 }
 
 // scanWith is scan with the duplicate finder given, so that tests can set
 // its memory bound.
-func scanWith(r io.Reader, rules AuthorizeResult, words []string, model string, sh *sharder, alive func(), ids *batch.Duplicates) (task.Screening, error) {
+func scanWith(r io.Reader, rules AuthorizeResult, words []string, model string, cut *cutter, alive func(), ids *batch.Duplicates) (task.Screening, error) {
 	defer ids.Close()
 	var sc task.Screening
 	lr := batch.NewLineReader(r, rules.MaxRequestBytes)
@@ -131,7 +132,7 @@ func scanWith(r io.Reader, rules AuthorizeResult, words []string, model string, 
 			continue
 		}
 		sc.Requests++
-		sh.request(n, start)
+		cut.request(n, start)
 		if rules.MaxBatchRequests > 0 && sc.Requests > rules.MaxBatchRequests {
 			return sc, task.Errorf(task.QuotaExceeded, "the batch has more than the tenant's %d requests", rules.MaxBatchRequests)
 		}

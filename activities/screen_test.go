@@ -21,7 +21,7 @@ var (
 )
 
 func TestScanAutoApprovesSmallCleanBatches(t *testing.T) {
-	sc, err := scan(strings.NewReader(line("a", "hi")+"\n"+line("b", "there")), rules, words, "m", &sharder{}, func() {})
+	sc, err := scan(strings.NewReader(line("a", "hi")+"\n"+line("b", "there")), rules, words, "m", &cutter{}, func() {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func TestScanAutoApprovesSmallCleanBatches(t *testing.T) {
 }
 
 func TestScanFlagsSensitiveWordsWhateverTheCase(t *testing.T) {
-	sc, err := scan(strings.NewReader(line("a", "my PASSWORD is x")), rules, words, "m", &sharder{}, func() {})
+	sc, err := scan(strings.NewReader(line("a", "my PASSWORD is x")), rules, words, "m", &cutter{}, func() {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestScanRefuses(t *testing.T) {
 		"over quota":          {overQuota.String(), task.ErrQuotaExceeded},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := scan(strings.NewReader(c.input), rules, words, "m", &sharder{}, func() {})
+			_, err := scan(strings.NewReader(c.input), rules, words, "m", &cutter{}, func() {})
 			if !errors.Is(err, c.want) {
 				t.Fatalf("want %v, got %v", c.want.Type, err)
 			}
@@ -65,7 +65,7 @@ func TestScanRefuses(t *testing.T) {
 // TestScanCountsMalformedLinesWithoutRefusing: the engine answers them in
 // errors.jsonl, so screening only notes them.
 func TestScanCountsMalformedLinesWithoutRefusing(t *testing.T) {
-	sc, err := scan(strings.NewReader(line("a", "x")+"{not json\n"+"\xef\xbb\xbf"+line("b", "y")), rules, words, "m", &sharder{}, func() {})
+	sc, err := scan(strings.NewReader(line("a", "x")+"{not json\n"+"\xef\xbb\xbf"+line("b", "y")), rules, words, "m", &cutter{}, func() {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +74,9 @@ func TestScanCountsMalformedLinesWithoutRefusing(t *testing.T) {
 	}
 }
 
-// TestShardsStartAtLineBoundaries: each shard's offset is where its first
+// TestPiecesStartAtLineBoundaries: each piece's offset is where its first
 // line starts in the file.
-func TestShardsStartAtLineBoundaries(t *testing.T) {
+func TestPiecesStartAtLineBoundaries(t *testing.T) {
 	var b strings.Builder
 	for i := range 10 {
 		b.WriteString(line(fmt.Sprint(i), strings.Repeat("x", i)))
@@ -85,31 +85,31 @@ func TestShardsStartAtLineBoundaries(t *testing.T) {
 		}
 	}
 	input := b.String()
-	sh := &sharder{size: 4}
+	cut := &cutter{size: 4}
 	big := rules
 	big.AutoApproveMaxRequests = 0
-	if _, err := scan(strings.NewReader(input), big, words, "m", sh, func() {}); err != nil {
+	if _, err := scan(strings.NewReader(input), big, words, "m", cut, func() {}); err != nil {
 		t.Fatal(err)
 	}
-	shards := sh.result()
-	if len(shards) != 3 {
-		t.Fatalf("10 requests in shards of 4: want 3 shards, got %+v", shards)
+	pieces := cut.result()
+	if len(pieces) != 3 {
+		t.Fatalf("10 requests in pieces of 4: want 3 pieces, got %+v", pieces)
 	}
 	total := 0
-	for i, s := range shards {
+	for i, s := range pieces {
 		total += s.Requests
 		if !strings.HasPrefix(input[s.Offset:], `{"custom_id"`) {
-			t.Errorf("shard %d does not start at a line: %q", i, input[s.Offset:s.Offset+20])
+			t.Errorf("piece %d does not start at a line: %q", i, input[s.Offset:s.Offset+20])
 		}
-		if i > 0 && shards[i-1].LastLine != s.FirstLine-1 {
-			t.Errorf("shards %d and %d leave a gap or overlap: %+v", i-1, i, shards)
+		if i > 0 && pieces[i-1].LastLine != s.FirstLine-1 {
+			t.Errorf("pieces %d and %d leave a gap or overlap: %+v", i-1, i, pieces)
 		}
 	}
-	if total != 10 || shards[2].LastLine != 0 {
-		t.Errorf("shards: %+v", shards)
+	if total != 10 || pieces[2].LastLine != 0 {
+		t.Errorf("pieces: %+v", pieces)
 	}
-	if (&sharder{size: 100}).result() != nil {
-		t.Error("a batch within one shard must run whole")
+	if (&cutter{size: 100}).result() != nil {
+		t.Error("a batch within one piece must run whole")
 	}
 }
 
@@ -155,7 +155,7 @@ func TestScanNamesEveryDuplicateWithItsFirstLine(t *testing.T) {
 	}
 	big := rules
 	big.MaxBatchRequests = 0
-	_, err := scanWith(strings.NewReader(b.String()), big, nil, "m", &sharder{}, func() {}, &batch.Duplicates{Memory: 256, Dir: t.TempDir()})
+	_, err := scanWith(strings.NewReader(b.String()), big, nil, "m", &cutter{}, func() {}, &batch.Duplicates{Memory: 256, Dir: t.TempDir()})
 	if !errors.Is(err, task.ErrInvalidInput) {
 		t.Fatalf("want InvalidInput, got %v", err)
 	}

@@ -31,9 +31,10 @@ type bucketSink struct {
 	a      *Activities
 	tenant string
 	taskID string
-	// shard prefixes the names of a shard's parts and records ("s003-");
-	// empty for a batch run whole.
-	shard string
+	// piece prefixes the names of a piece's parts and records ("s003-",
+	// the s kept so that checkpoints already in the bucket resume); empty
+	// for a batch run whole.
+	piece string
 	// me is this attempt; its ID names its part keys.
 	me batch.Attempt
 	// live, if set, says whether this attempt may still commit: an error
@@ -52,10 +53,10 @@ type bucketSink struct {
 	fencedBy string
 }
 
-func newSink(a *Activities, tenant, taskID string, shard *Shard) *bucketSink {
+func newSink(a *Activities, tenant, taskID string, piece *Piece) *bucketSink {
 	s := &bucketSink{a: a, tenant: tenant, taskID: taskID}
-	if shard != nil {
-		s.shard = fmt.Sprintf("s%03d-", shard.Index)
+	if piece != nil {
+		s.piece = fmt.Sprintf("s%03d-", piece.Index)
 	}
 	return s
 }
@@ -66,7 +67,7 @@ func (s *bucketSink) key(c storage.Category, name string) (string, error) {
 
 // putPart writes one half of a part.
 func (s *bucketSink) putPart(ctx context.Context, half string, seq int, b []byte) (task.ObjectRef, error) {
-	key, err := s.key(storage.Checkpoint, fmt.Sprintf("parts/%s%s-%06d-%s.jsonl", s.shard, half, seq, s.me.ID))
+	key, err := s.key(storage.Checkpoint, fmt.Sprintf("parts/%s%s-%06d-%s.jsonl", s.piece, half, seq, s.me.ID))
 	if err != nil {
 		return task.ObjectRef{}, err
 	}
@@ -113,11 +114,11 @@ func outage(err error) error {
 const checkpointsDir = "checkpoints/"
 
 func (s *bucketSink) recordKey(seq int) (string, error) {
-	return s.key(storage.Checkpoint, fmt.Sprintf("%s%s%06d/metadata.json", checkpointsDir, s.shard, seq))
+	return s.key(storage.Checkpoint, fmt.Sprintf("%s%s%06d/metadata.json", checkpointsDir, s.piece, seq))
 }
 
 func (s *bucketSink) headKey() (string, error) {
-	return s.key(storage.Checkpoint, checkpointsDir+s.shard+"head.json")
+	return s.key(storage.Checkpoint, checkpointsDir+s.piece+"head.json")
 }
 
 // checkpointHead is what checkpoints/head.json holds.
@@ -251,9 +252,9 @@ func (s *bucketSink) records(ctx context.Context) ([]string, error) {
 	var keys []string
 	for _, in := range infos {
 		_, name, _ := strings.Cut(in.Key, "/"+checkpointsDir)
-		// A whole batch's records start with a digit, a shard's with its
+		// A whole batch's records start with a digit, a piece's with its
 		// prefix; each sink sees only its own.
-		mine := strings.HasPrefix(name, s.shard) && (s.shard != "" || name != "" && name[0] >= '0' && name[0] <= '9')
+		mine := strings.HasPrefix(name, s.piece) && (s.piece != "" || name != "" && name[0] >= '0' && name[0] <= '9')
 		if mine && strings.HasSuffix(name, "/metadata.json") {
 			keys = append(keys, in.Key)
 		}

@@ -74,7 +74,7 @@ const maxTenantCache = 10000
 const maxLogBuffer = 4 << 20
 
 // logSeqTries bounds the search for a free chunk name when activities of
-// the same task (shards on several nodes) write at the same instant.
+// the same task (pieces on several nodes) write at the same instant.
 const logSeqTries = 20
 
 // InterceptActivity gives each activity execution its own log buffer.
@@ -395,7 +395,7 @@ var chunkName = regexp.MustCompile(`^(\d{8})-\d{6}\.\d{9}\.jsonl$`)
 const chunkLayout = "20060102-150405.000000000"
 
 // writeChunk creates the task's next chunk. Creates are conditional, so
-// two writers of the same task in the same nanosecond (shards on two
+// two writers of the same task in the same nanosecond (pieces on two
 // nodes) never share a name: the loser takes the next instant.
 func (l *TaskLogs) writeChunk(ctx context.Context, tenant, taskID string, lines []byte) error {
 	for range logSeqTries {

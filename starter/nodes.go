@@ -15,7 +15,7 @@ import (
 func (c *cli) nodesCmd() *cobra.Command {
 	nodes := &cobra.Command{
 		Use:   "nodes",
-		Short: "List the fleet's nodes: models, labels, capacity, running batches, cache, last seen, drained (operators)",
+		Short: "List the fleet's nodes: models, labels, capacity, running pieces, cache, last seen, drained (operators)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ops, err := c.ops(cmd)
@@ -55,7 +55,7 @@ func (c *cli) nodesCmd() *cobra.Command {
 		}
 	}
 	nodes.AddCommand(
-		drain("drain", true, "Stop a node taking new work; its running batches checkpoint and move to another node"),
+		drain("drain", true, "Stop a node taking new work; its running pieces checkpoint and move to another node"),
 		drain("undrain", false, "Let a drained node take work again"),
 	)
 	return nodes

@@ -30,8 +30,8 @@ func serveFineTuned(cfg config.Config, acts *activities.Activities, cache *model
 }
 
 // syncFineTuned loads the fine-tuned models published since the last
-// call, polls their model queues and announces them, so that dispatch
-// sends their batches here. It runs on the announce clock: a model is
+// call, polls their model queues and announces them in the node record, so that
+// dispatch sends their pieces here. It runs on the announce clock: a model is
 // served within one tick of its job's end.
 func syncFineTuned(ctx context.Context, pollers *modelPollers, acts *activities.Activities, log *logrus.Logger) {
 	if pollers.served == nil {

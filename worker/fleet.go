@@ -102,7 +102,7 @@ func labelsFromEnv() []string {
 // modelPollers are the workers that poll the queues of the models this
 // node serves (task.ModelQueue): its base models, and the fine-tuned
 // models it has loaded (served), which come while it runs. Draining the
-// node stops them, which makes its running batches record a checkpoint
+// node stops them, which makes its running pieces record a checkpoint
 // and give their work back, so another node serving the model picks it
 // up; undraining starts new ones.
 type modelPollers struct {
@@ -224,7 +224,7 @@ func (p *modelPollers) poll(queue string, opts sdkworker.Options, register func(
 	return nil
 }
 
-// stop stops polling; running batches checkpoint and their work goes back
+// stop stops polling; running pieces checkpoint and their work goes back
 // to the model's queue, and running trainers save and their checkpoint
 // is committed before their job goes back to the training queue. It
 // returns once they have.
@@ -242,13 +242,13 @@ func (p *modelPollers) stop() {
 }
 
 // setDrained is what the drain and undrain fleet commands do to the
-// process. Stopping waits for running batches to checkpoint, so it runs
+// process. Stopping waits for running pieces to checkpoint, so it runs
 // on its own: the command answers at once.
 func (p *modelPollers) setDrained(drained bool) {
 	if drained {
 		go func() {
 			p.stop()
-			p.log.Info("node drained: stopped polling the model and training queues; running batches and training jobs moved on from their checkpoints")
+			p.log.Info("node drained: stopped polling the model and training queues; running pieces and training jobs moved on from their checkpoints")
 		}()
 		return
 	}

@@ -208,7 +208,7 @@ func Run(ctx context.Context, cfg config.Config, log *logrus.Logger) error {
 		g.Go(func() error { return serveHealth(gctx, cfg.HealthAddr, tc, m.Handler()) })
 	}
 	<-gctx.Done()
-	log.Info("stopping worker: running batches record a checkpoint first")
+	log.Info("stopping worker: running pieces record a checkpoint first")
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -251,7 +251,7 @@ func NewActivities(ctx context.Context, cfg config.Config, tc client.Client) (*a
 			OutageAfter: cfg.Outage.After, ProbeBase: cfg.Outage.ProbeMin, ProbeMax: cfg.Outage.ProbeMax, HandBackAfter: cfg.Outage.HandBack,
 		},
 		HeartbeatTimeout:    cfg.HeartbeatTimeout,
-		ShardRequests:       cfg.ShardRequests,
+		PieceRequests:       cfg.PieceRequests,
 		ContinueAsNewEvents: cfg.ContinueAsNewEvents,
 		NodeStartTimeout:    cfg.NodeStartTimeout,
 		Trainer: trainer.Config{

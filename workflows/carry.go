@@ -31,7 +31,7 @@ type carry struct {
 	Status task.Status                `json:"status"`
 	Rules  activities.AuthorizeResult `json:"rules"`
 	Source task.ObjectRef             `json:"source"`
-	Shards []activities.Shard         `json:"shards,omitempty"`
+	Cut    []activities.Piece         `json:"shards,omitempty"` // screening's pieces
 	// ApprovalBy is when the approval wait expires (approval step).
 	ApprovalBy time.Time    `json:"approval_by,omitzero"`
 	Pieces     []carryPiece `json:"pieces,omitempty"`
@@ -61,7 +61,7 @@ func (w *taskRun) restore(ctx workflow.Context, c *carry) {
 	w.status = c.Status
 	rules := c.Rules
 	w.rules = &rules
-	w.source, w.shards = c.Source, c.Shards
+	w.source, w.cut = c.Source, c.Cut
 	w.approvalBy = c.ApprovalBy
 	w.paused, w.pauses = c.Paused, c.Pauses
 	w.cancelled = c.Cancelled
@@ -118,7 +118,7 @@ func (w *taskRun) continueAsNew(ctx workflow.Context, step string, pieces []*pie
 	// state is read; its transition rides in Status.Audit.
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	c := carry{
-		Step: step, Status: w.status, Rules: *w.rules, Source: w.source, Shards: w.shards,
+		Step: step, Status: w.status, Rules: *w.rules, Source: w.source, Cut: w.cut,
 		ApprovalBy: w.approvalBy, Paused: w.paused, Pauses: w.pauses, Cancelled: w.cancelled,
 		Nonces: w.nonces.live(workflow.Now(ctx)), Runs: run + 1,
 	}

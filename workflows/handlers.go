@@ -153,10 +153,10 @@ func (w *taskRun) validatePause(req task.DecisionRequest, c assertion.Claims) er
 	if w.cancelled != nil {
 		return task.Errorf(task.WrongState, "task %s is being cancelled", w.in.ID)
 	}
-	// Every shard has answered: cancelling the merge would fail the task,
+	// Every piece has answered: cancelling the merge would fail the task,
 	// and there is no work left to pause.
 	if w.status.Stage == "merge" {
-		return task.Errorf(task.WrongState, "task %s has finished inference and is joining its shards' outputs; it can no longer be paused", w.in.ID)
+		return task.Errorf(task.WrongState, "task %s has finished inference and is joining its pieces' outputs; it can no longer be paused", w.in.ID)
 	}
 	return w.check(req.Actor, c.Roles, authz.Pause)
 }

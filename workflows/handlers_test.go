@@ -356,13 +356,13 @@ func TestPauseWhileRedispatching(t *testing.T) {
 	}
 }
 
-// TestPauseWhileMerging: once every shard has answered, the task only
+// TestPauseWhileMerging: once every piece has answered, the task only
 // joins their outputs; a pause then has nothing to stop, and must not
 // fail the task by cancelling the merge.
 func TestPauseWhileMerging(t *testing.T) {
 	h := newHarness(t)
 	h.screening.AutoApprove = true
-	h.shards = []activities.Shard{
+	h.cut = []activities.Piece{
 		{Index: 0, FirstLine: 1, LastLine: 10, Requests: 10},
 		{Index: 1, FirstLine: 11, Offset: 2000, Requests: 10},
 	}
@@ -370,7 +370,7 @@ func TestPauseWhileMerging(t *testing.T) {
 	// The merge waits until the pause's outcome is known, so the status
 	// after it is read while the task is still merging.
 	settled := make(chan struct{})
-	h.onStart["MergeShards"] = func(int32) {
+	h.onStart["MergePieces"] = func(int32) {
 		o = h.update(task.UpdatePause, task.DecisionRequest{Actor: "olga"}, func(*outcome) { close(settled) })
 	}
 	merge := h.merge
@@ -392,8 +392,8 @@ func TestPauseWhileMerging(t *testing.T) {
 	if res.State != task.Completed || res.Counts.Completed != 38 {
 		t.Errorf("result %+v", res)
 	}
-	if h.called("Infer") != 2 || h.called("MergeShards") != 1 {
-		t.Errorf("infer %d, merge %d", h.called("Infer"), h.called("MergeShards"))
+	if h.called("Infer") != 2 || h.called("MergePieces") != 1 {
+		t.Errorf("infer %d, merge %d", h.called("Infer"), h.called("MergePieces"))
 	}
 }
 

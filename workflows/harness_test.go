@@ -65,7 +65,7 @@ type harness struct {
 
 	rules     activities.AuthorizeResult
 	screening task.Screening
-	shards    []activities.Shard // screening's cut; nil runs the batch whole
+	cut       []activities.Piece // screening's pieces; nil runs the batch whole
 	authorize func(context.Context, activities.AuthorizeInput) (activities.AuthorizeResult, error)
 	dispatch  func(context.Context, activities.DispatchInput) (activities.DispatchResult, error)
 	infer     func(context.Context, activities.InferInput) (activities.InferResult, error)
@@ -207,7 +207,7 @@ func (h *harness) answers() {
 	}
 	h.merge = func(_ context.Context, in activities.MergeInput) (activities.InferResult, error) {
 		res := activities.InferResult{Output: ref("output.jsonl"), Errors: ref("errors.jsonl"), Node: node}
-		for _, s := range in.Shards {
+		for _, s := range in.Pieces {
 			res.Counts.Total += s.Counts.Total
 			res.Counts.Completed += s.Counts.Completed
 			res.Counts.Failed += s.Counts.Failed
@@ -235,7 +235,7 @@ func (h *harness) stub() {
 		return h.authorize(ctx, in)
 	})
 	h.env.OnActivity(a.Screen, any2...).Return(func(ctx context.Context, in activities.ScreenInput) (activities.ScreenResult, error) {
-		return activities.ScreenResult{Source: ref("input.jsonl"), Screening: h.screening, Shards: h.shards}, nil
+		return activities.ScreenResult{Source: ref("input.jsonl"), Screening: h.screening, Pieces: h.cut}, nil
 	})
 	h.env.OnActivity(a.Dispatch, any2...).Return(func(ctx context.Context, in activities.DispatchInput) (activities.DispatchResult, error) {
 		return h.dispatch(ctx, in)
@@ -243,7 +243,7 @@ func (h *harness) stub() {
 	h.env.OnActivity(a.Infer, any2...).Return(func(ctx context.Context, in activities.InferInput) (activities.InferResult, error) {
 		return h.infer(ctx, in)
 	})
-	h.env.OnActivity(a.MergeShards, any2...).Return(func(ctx context.Context, in activities.MergeInput) (activities.InferResult, error) {
+	h.env.OnActivity(a.MergePieces, any2...).Return(func(ctx context.Context, in activities.MergeInput) (activities.InferResult, error) {
 		return h.merge(ctx, in)
 	})
 	h.env.OnActivity(a.Collect, any2...).Return(func(ctx context.Context, in activities.CollectInput) (activities.InferResult, error) {
@@ -313,7 +313,7 @@ func (h *harness) at(d time.Duration, f func()) { h.env.RegisterDelayedCallback(
 // run executes the workflow to its end.
 func (h *harness) run() {
 	h.t.Helper()
-	for _, name := range []string{"Authorize", "Screen", "Dispatch", "Infer", "MergeShards", "Collect", "Archive"} {
+	for _, name := range []string{"Authorize", "Screen", "Dispatch", "Infer", "MergePieces", "Collect", "Archive"} {
 		h.calls[name] = &atomic.Int32{}
 	}
 	h.startedAt = h.env.Now()

@@ -17,7 +17,7 @@ import (
 
 // batchInference is the first kind of task: an OpenAI Batch file (a
 // prompt is a batch of one), screened line by line, run on the nodes that
-// serve its model in pieces (the whole batch, or its shards), each resumed
+// serve its model in pieces (the whole batch, or the pieces screening cut it into), each resumed
 // from its checkpoint, and archived as output.jsonl and errors.jsonl.
 type batchInference struct{ *taskRun }
 
@@ -31,10 +31,10 @@ func (b batchInference) screen(ctx workflow.Context) (activities.ScreenResult, s
 	if err != nil {
 		return res, "", err
 	}
-	b.source, b.shards = res.Source, res.Shards
+	b.source, b.cut = res.Source, res.Pieces
 	reason := fmt.Sprintf("%d request(s), %d bytes", res.Screening.Requests, res.Screening.Bytes)
-	if len(res.Shards) > 0 {
-		reason += fmt.Sprintf(", in %d shards", len(res.Shards))
+	if len(res.Pieces) > 0 {
+		reason += fmt.Sprintf(", in %d pieces", len(res.Pieces))
 	}
 	return res, reason, nil
 }
@@ -57,10 +57,10 @@ func (w *taskRun) screensLocally() bool {
 }
 
 // piece is one inference activity of the task: the whole batch, or one
-// of its shards.
+// of the pieces screening cut it into.
 type piece struct {
 	index int
-	shard *activities.Shard
+	lines *activities.Piece // nil: the whole batch
 	total int
 	node  activities.DispatchResult
 	// ran is the node the piece's last attempt ran on, as that attempt
@@ -71,11 +71,11 @@ type piece struct {
 	res   *activities.InferResult
 }
 
-// infer dispatches the batch (or each of its shards) to a node and runs it
-// there, shards in parallel. A pause stops every piece (the engine records
+// infer dispatches the batch (or each of its pieces) to a node and runs it
+// there, pieces in parallel. A pause stops every piece (the engine records
 // a checkpoint) until resume; a node that does not start a piece in time is
 // replaced; a piece that fails stops the others. Every new attempt resumes
-// from the last checkpoint, and a finished shard is not run again.
+// from the last checkpoint, and a finished piece is not run again.
 func (w *taskRun) infer(ctx workflow.Context) error {
 	pieces := w.carriedPieces()
 	if pieces == nil {
@@ -102,7 +102,7 @@ func (w *taskRun) infer(ctx workflow.Context) error {
 		}
 		switch {
 		case err == nil && redispatch == "":
-			return w.mergeShards(ctx, pieces)
+			return w.mergePieces(ctx, pieces)
 		case err == nil:
 			w.transition(ctx, task.Dispatched, "dispatch", redispatch)
 		case w.cancelled != nil:
@@ -126,12 +126,12 @@ func (w *taskRun) infer(ctx workflow.Context) error {
 const maxLocalScreenBytes = 1 << 20
 
 func (w *taskRun) pieces() []*piece {
-	if len(w.shards) == 0 {
+	if len(w.cut) == 0 {
 		return []*piece{{total: w.status.Progress.Total}}
 	}
-	ps := make([]*piece, len(w.shards))
-	for i := range w.shards {
-		ps[i] = &piece{index: i, shard: &w.shards[i], total: w.shards[i].Requests}
+	ps := make([]*piece, len(w.cut))
+	for i := range w.cut {
+		ps[i] = &piece{index: i, lines: &w.cut[i], total: w.cut[i].Requests}
 	}
 	return ps
 }
@@ -146,7 +146,7 @@ func (p *piece) avoidNode(node string) {
 }
 
 // dispatchAll picks a node for each unfinished piece without one, spreading
-// shards over the nodes before doubling up.
+// pieces over the nodes before doubling up.
 func (w *taskRun) dispatchAll(ctx workflow.Context, pieces []*piece) error {
 	var chosen, names []string
 	for _, p := range pieces {
@@ -342,8 +342,8 @@ func (w *taskRun) nodeStartTimeout() time.Duration {
 
 func (w *taskRun) runOn(ctx workflow.Context, p *piece) workflow.Future {
 	summary := fmt.Sprintf("inference: %d request(s) on %s", p.total, p.node.Where())
-	if p.shard != nil {
-		summary = fmt.Sprintf("inference: shard %d of %d, lines %d-%d, on %s", p.shard.Index+1, len(w.shards), p.shard.FirstLine, p.shard.LastLine, p.node.Where())
+	if p.lines != nil {
+		summary = fmt.Sprintf("inference: piece %d of %d, lines %d-%d, on %s", p.lines.Index+1, len(w.cut), p.lines.FirstLine, p.lines.LastLine, p.node.Where())
 	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:              p.node.Queue,
@@ -361,23 +361,23 @@ func (w *taskRun) runOn(ctx workflow.Context, p *piece) workflow.Future {
 		},
 	})
 	return workflow.ExecuteActivity(ctx, a.Infer, activities.InferInput{
-		TaskID: w.in.ID, Tenant: w.in.Tenant, Model: w.in.Model, Source: w.source, Total: p.total, Shard: p.shard,
+		TaskID: w.in.ID, Tenant: w.in.Tenant, Model: w.in.Model, Source: w.source, Total: p.total, Piece: p.lines,
 		HandBack: true,
 	})
 }
 
-// mergeShards joins the shards' outputs; a batch run whole is already
+// mergePieces joins the pieces' outputs; a batch run whole is already
 // merged.
-func (w *taskRun) mergeShards(ctx workflow.Context, pieces []*piece) error {
+func (w *taskRun) mergePieces(ctx workflow.Context, pieces []*piece) error {
 	res := *pieces[0].res
 	if len(pieces) > 1 {
 		in := activities.MergeInput{TaskID: w.in.ID, Tenant: w.in.Tenant}
 		for _, p := range pieces {
-			in.Shards = append(in.Shards, *p.res)
+			in.Pieces = append(in.Pieces, *p.res)
 		}
-		mctx := w.stage(ctx, "merge", fmt.Sprintf("join %d shards", len(pieces)))
+		mctx := w.stage(ctx, "merge", fmt.Sprintf("join %d pieces", len(pieces)))
 		mctx = workflow.WithStartToCloseTimeout(mctx, time.Hour)
-		if err := workflow.ExecuteActivity(mctx, a.MergeShards, in).Get(ctx, &res); err != nil {
+		if err := workflow.ExecuteActivity(mctx, a.MergePieces, in).Get(ctx, &res); err != nil {
 			return err
 		}
 	}
@@ -412,7 +412,7 @@ func isScheduleToStartTimeout(err error) bool {
 func (w *taskRun) collectPartial(ctx workflow.Context) {
 	var res activities.InferResult
 	err := workflow.ExecuteActivity(w.stage(ctx, "collect", "keep partial output"), a.Collect,
-		activities.CollectInput{TaskID: w.in.ID, Tenant: w.in.Tenant, Shards: len(w.shards)}).Get(ctx, &res)
+		activities.CollectInput{TaskID: w.in.ID, Tenant: w.in.Tenant, Pieces: len(w.cut)}).Get(ctx, &res)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("partial output not collected", "error", err)
 		return

@@ -12,7 +12,7 @@ import (
 )
 
 // mirrorParallel is how many files of one model are copied at once: a
-// model is a few large shards, and each already streams at link speed.
+// model is a few large weight files, and each already streams at link speed.
 const mirrorParallel = 4
 
 var mirror *activities.Mirror

@@ -21,7 +21,7 @@ import (
 //
 // One history per path of the lifecycle, recorded by tests/durability
 // with AUTOGLM_RECORD_HISTORIES=$PWD/workflows/testdata (an absolute
-// path): auto_approved, shards_completed, paused_resumed,
+// path): auto_approved, pieces_completed, paused_resumed,
 // pause_resume_at_once, cancelled_running_partial, rejected,
 // cancelled_through_temporal, failed, expired (TestLifecyclePaths);
 // continued_{approval,paused} and the runs that took over, _last

@@ -70,7 +70,7 @@ type taskRun struct {
 	status task.Status
 	rules  *activities.AuthorizeResult // nil until authorized
 	source task.ObjectRef              // the input as screened
-	shards []activities.Shard          // nil: the batch runs whole
+	cut    []activities.Piece          // screening's pieces; nil: the batch runs whole
 	// training is a fine-tuning task's screened validation file and
 	// hyperparameters.
 	training training

@@ -93,9 +93,9 @@ type Config struct {
 	CheckpointInterval time.Duration `json:"checkpoint_interval"`
 	// IDPrefix makes output line IDs unique across tasks.
 	IDPrefix string `json:"id_prefix"`
-	// FirstLine and LastLine bound a shard: the input reader starts at
+	// FirstLine and LastLine bound a piece: the input reader starts at
 	// FirstLine (1 when 0), and lines after LastLine (when > 0) are left
-	// to other shards.
+	// to other pieces.
 	FirstLine int `json:"first_line,omitempty"`
 	LastLine  int `json:"last_line,omitempty"`
 	// OutageAfter is how many requests in a row must fail without an
@@ -198,7 +198,7 @@ func (cp *Checkpoint) Apply(rec Checkpoint) {
 // Mark is what the engine tells its Progress hook, and what the inference
 // activity sends as heartbeat details: small, whatever the batch's size.
 type Mark struct {
-	// Piece is the shard index (0 for a batch run whole), set by the
+	// Piece is the piece's index (0 for a batch run whole), set by the
 	// activity, so the status path can tell the pieces apart.
 	Piece  int         `json:"piece"`
 	Seq    int         `json:"seq"`

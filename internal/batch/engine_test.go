@@ -270,9 +270,9 @@ func TestRunRetriesFaultsAndRecordsBadRequests(t *testing.T) {
 	}
 }
 
-// TestRunShards runs a file as three shards, each reading from its byte
-// offset, and checks the shards together answer every line once.
-func TestRunShards(t *testing.T) {
+// TestRunPieces runs a file as three pieces, each reading from its byte
+// offset, and checks the pieces together answer every line once.
+func TestRunPieces(t *testing.T) {
 	srv := startModel(t, testmodel.Faults{})
 	input := batchFile(90, nil)
 	// Byte offsets of lines 1, 31 and 61, as screening records them.
@@ -294,7 +294,7 @@ func TestRunShards(t *testing.T) {
 			t.Fatal(err)
 		}
 		if cp.Counts.Completed != 30 || cp.Line != first+29 {
-			t.Errorf("shard from line %d: %+v", first, cp)
+			t.Errorf("piece from line %d: %+v", first, cp)
 		}
 		_, ids := lines(t, sink.merged[0])
 		for id, n := range ids {
@@ -302,7 +302,7 @@ func TestRunShards(t *testing.T) {
 		}
 	}
 	if len(seen) != 90 {
-		t.Fatalf("three shards answered %d distinct lines, want 90", len(seen))
+		t.Fatalf("three pieces answered %d distinct lines, want 90", len(seen))
 	}
 	for id, n := range seen {
 		if n != 1 {

@@ -46,14 +46,14 @@ type Config struct {
 	PolicyFile string
 	// Concurrency is how many requests one piece keeps in flight.
 	Concurrency int
-	// ShardRequests cuts batches larger than this into shards that run in
+	// PieceRequests cuts batches larger than this into pieces that run in
 	// parallel on the nodes.
-	ShardRequests int
+	PieceRequests int
 	// MaxPieces is how many pieces each of this node's queues runs at once;
 	// more wait in the queue, highest priority first.
 	MaxPieces int
 	// CheckpointInterval is the longest time between two checkpoints of a
-	// running batch.
+	// running piece.
 	CheckpointInterval time.Duration
 	// HeartbeatTimeout is how soon the inference of a worker that died is
 	// retried elsewhere.
@@ -160,7 +160,7 @@ func FromEnv() (Config, error) {
 		PolicyFile:          e.str("AUTOGLM_POLICY_FILE", ""),
 		Concurrency:         e.int("AUTOGLM_CONCURRENCY", 16),
 		MaxPieces:           e.int("AUTOGLM_MAX_PIECES", e.int("AUTOGLM_MAX_BATCHES", 4)),
-		ShardRequests:       e.int("AUTOGLM_SHARD_REQUESTS", 50000),
+		PieceRequests:       e.int("AUTOGLM_PIECE_REQUESTS", e.int("AUTOGLM_SHARD_REQUESTS", 50000)),
 		CheckpointInterval:  e.duration("AUTOGLM_CHECKPOINT_INTERVAL", 30*time.Second),
 		HeartbeatTimeout:    e.duration("AUTOGLM_HEARTBEAT_TIMEOUT", time.Minute),
 		ContinueAsNewEvents: e.int("AUTOGLM_CONTINUE_AS_NEW_EVENTS", 0),

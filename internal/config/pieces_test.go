@@ -28,3 +28,29 @@ func TestMaxPieces(t *testing.T) {
 		})
 	}
 }
+
+// TestPieceRequests: AUTOGLM_PIECE_REQUESTS sets the piece size; the
+// deprecated AUTOGLM_SHARD_REQUESTS is read only when it is unset.
+func TestPieceRequests(t *testing.T) {
+	for _, c := range []struct {
+		name, pieces, shard string
+		want                int
+	}{
+		{"default", "", "", 50000},
+		{"pieces", "100", "", 100},
+		{"deprecated alias", "", "150", 150},
+		{"pieces wins", "100", "150", 100},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("AUTOGLM_PIECE_REQUESTS", c.pieces)
+			t.Setenv("AUTOGLM_SHARD_REQUESTS", c.shard)
+			cfg, err := FromEnv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.PieceRequests != c.want {
+				t.Errorf("PieceRequests = %d; want %d", cfg.PieceRequests, c.want)
+			}
+		})
+	}
+}

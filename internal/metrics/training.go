@@ -53,23 +53,20 @@ type Training struct {
 	App  *App
 	Task string
 	mu   sync.Mutex
-	last int // the step last counted
+	last int // the step counted up to: the start, or the checkpoint resumed from
 }
 
-// Progress counts the steps since the last progress line and sets the
-// loss.
+// Progress counts the steps since the last progress line (from the
+// start or the checkpoint resumed from) and sets the loss.
 func (t *Training) Progress(p trainer.Progress) {
 	if t.App == nil {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.last == 0 || p.Step < t.last {
-		// The first line of an attempt, or a trainer that went back:
-		// count from here.
-		t.last = p.Step
+	if p.Step > t.last {
+		t.App.Training.Steps.Add(float64(p.Step - t.last))
 	}
-	t.App.Training.Steps.Add(float64(p.Step - t.last))
 	t.last = p.Step
 	t.App.Training.Loss.WithLabelValues(t.Task).Set(p.Loss)
 }
@@ -82,6 +79,11 @@ func (t *Training) Action(e trainer.Action) {
 	switch e.Kind {
 	case "resumed":
 		t.App.Training.Resumes.Inc()
+		// The steps up to the checkpoint were counted by the attempt
+		// that trained them.
+		t.mu.Lock()
+		t.last = e.Step
+		t.mu.Unlock()
 	case "committed":
 		t.App.Training.UploadSecs.Observe(e.Seconds)
 		t.App.Training.UploadBytes.Add(float64(e.Bytes))

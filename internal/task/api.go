@@ -142,7 +142,7 @@ type Input struct {
 	Assertion string `json:"assertion,omitempty"`
 	// Carry is the state a run of TaskWorkflow hands to the run it
 	// continues as new (status with its audit trail, limits, screened
-	// source, shards, finished pieces); empty on the first run. Its
+	// source, its pieces, finished pieces); empty on the first run. Its
 	// layout belongs to the workflows package.
 	Carry json.RawMessage `json:"carry,omitempty"`
 }

@@ -58,7 +58,7 @@ type Progress struct {
 	// writes, while it holds its answers for it; zero otherwise.
 	StoreWaitingSince time.Time `json:"waiting_for_bucket_since,omitzero"`
 	// Pieces are the counts of each inference piece (the batch, or each
-	// shard) as the workflow last heard them: from a finished or stopped
+	// of its pieces) as the workflow last heard them: from a finished or stopped
 	// attempt. Running attempts report in their heartbeats.
 	Pieces []Counts `json:"pieces,omitempty"`
 }

@@ -26,7 +26,7 @@ var recordDir = os.Getenv("AUTOGLM_RECORD_HISTORIES")
 const approvalDeadline = 10 * time.Second
 
 // TestLifecyclePaths drives a task down each path of TaskWorkflow on the
-// real stack and checks where it ends: shards, pause and resume, a resume
+// real stack and checks where it ends: pieces, pause and resume, a resume
 // at once after a pause, a cancel while running (partial output
 // collected), a failure, an expiry.
 func TestLifecyclePaths(t *testing.T) {
@@ -34,17 +34,17 @@ func TestLifecyclePaths(t *testing.T) {
 	policy := shortDeadlinePolicy(t)
 	node := "paths-" + randHex(3)
 	startWorker(t, workerOptions{node: node, modelURL: m.URL(), concurrency: 2, checkpointInterval: time.Second,
-		env: []string{"AUTOGLM_SHARD_REQUESTS=150", "AUTOGLM_POLICY_FILE=" + policy}})
+		env: []string{"AUTOGLM_PIECE_REQUESTS=150", "AUTOGLM_POLICY_FILE=" + policy}})
 
-	t.Run("shards", func(t *testing.T) {
+	t.Run("pieces", func(t *testing.T) {
 		ctx := testCtx(t, 2*time.Minute)
-		in := writeBatch(t, "shards", 400)
-		id := submitApproved(t, ctx, "shards", in)
+		in := writeBatch(t, "pieces", 400)
+		id := submitApproved(t, ctx, "pieces", in)
 		exact(t, ctx, id, in)
-		if st, _ := suite.tasks.Status(ctx, id); !strings.Contains(auditText(st), "3 shards") {
-			t.Errorf("the audit trail does not say the batch ran in 3 shards:\n%s", auditText(st))
+		if st, _ := suite.tasks.Status(ctx, id); !strings.Contains(auditText(st), "3 pieces") {
+			t.Errorf("the audit trail does not say the batch ran in 3 pieces:\n%s", auditText(st))
 		}
-		save(t, ctx, id, "shards_completed")
+		save(t, ctx, id, "pieces_completed")
 	})
 
 	t.Run("auto-approved", func(t *testing.T) {
@@ -56,8 +56,8 @@ func TestLifecyclePaths(t *testing.T) {
 	})
 
 	t.Run("pause and resume", func(t *testing.T) {
-		// Long enough that the pause, which reaches each shard with its
-		// next heartbeat (up to 2 s), finds the shards still running.
+		// Long enough that the pause, which reaches each piece with its
+		// next heartbeat (up to 2 s), finds the pieces still running.
 		ctx := testCtx(t, 2*time.Minute)
 		in := writeBatch(t, "pause", 1500)
 		id := submitApproved(t, ctx, "pause", in)
@@ -91,8 +91,8 @@ func TestLifecyclePaths(t *testing.T) {
 	})
 
 	t.Run("cancel while running keeps partial output", func(t *testing.T) {
-		// Long enough that the cancel, which reaches each shard with its
-		// next heartbeat (up to 2 s), finds the shards still running.
+		// Long enough that the cancel, which reaches each piece with its
+		// next heartbeat (up to 2 s), finds the pieces still running.
 		ctx := testCtx(t, 2*time.Minute)
 		in := writeBatch(t, "collect", 1500)
 		id := submitApproved(t, ctx, "collect", in)
@@ -106,8 +106,8 @@ func TestLifecyclePaths(t *testing.T) {
 		if len(out) == 0 || len(out) >= len(in.ids) || res.Counts.Total != len(in.ids) {
 			t.Errorf("partial output has %d lines, counts %+v; want some of %d, total kept", len(out), res.Counts, len(in.ids))
 		}
-		// Each shard keeps what it answered: the lines come in input
-		// order, each once, with gaps where a shard stopped.
+		// Each piece keeps what it answered: the lines come in input
+		// order, each once, with gaps where a piece stopped.
 		at := map[string]int{}
 		for i, id := range in.ids {
 			at[id] = i

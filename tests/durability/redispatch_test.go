@@ -13,16 +13,16 @@ import (
 const nodeStartTimeout = 5 * time.Second
 
 // Two nodes serve the model, and one of them dies (SIGKILL) just before a
-// batch of two shards is submitted; its record still looks alive, so
-// dispatch sends a shard to its queue. Nobody takes the shard from there
+// batch of two pieces is submitted; its record still looks alive, so
+// dispatch sends a piece to its queue. Nobody takes the piece from there
 // within the node start timeout: the task dispatches it again, avoiding
 // the dead node, and completes on the live one with exact output.
-func TestDeadNodesShardIsDispatchedAgain(t *testing.T) {
+func TestDeadNodesPieceIsDispatchedAgain(t *testing.T) {
 	ctx := testCtx(t, 3*time.Minute)
 	m := startModel(t, 20*time.Millisecond, "")
 	opts := func(node string) workerOptions {
 		return workerOptions{node: node, modelURL: m.URL(), concurrency: 2, checkpointInterval: time.Second,
-			env: []string{"AUTOGLM_SHARD_REQUESTS=150", "AUTOGLM_NODE_START_TIMEOUT=" + nodeStartTimeout.String()}}
+			env: []string{"AUTOGLM_PIECE_REQUESTS=150", "AUTOGLM_NODE_START_TIMEOUT=" + nodeStartTimeout.String()}}
 	}
 	// Dispatch breaks ties by name: the dead node comes first.
 	suffix := randHex(3)
@@ -40,8 +40,8 @@ func TestDeadNodesShardIsDispatchedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	audit := auditText(st)
-	if !strings.Contains(audit, "2 shards") || !strings.Contains(audit, "did not start the work within "+nodeStartTimeout.String()) {
-		t.Errorf("the audit trail does not show a shard dispatched again after %s:\n%s", nodeStartTimeout, audit)
+	if !strings.Contains(audit, "2 pieces") || !strings.Contains(audit, "did not start the work within "+nodeStartTimeout.String()) {
+		t.Errorf("the audit trail does not show a piece dispatched again after %s:\n%s", nodeStartTimeout, audit)
 	}
 	var first string
 	for _, tr := range st.Audit {

@@ -12,7 +12,7 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
-// TestApprovalWebhooks: a task that waits for a reviewer announces it
+// TestApprovalWebhooks: a task that waits for a reviewer emits an event
 // (autoglm.task.awaiting_approval), then its approval
 // (autoglm.task.approved); a rejected one its rejection
 // (autoglm.task.rejected), through the webhook delivery every event takes.

@@ -35,8 +35,8 @@ type workerOptions struct {
 	HeartbeatTimeout time.Duration
 	// MaxPieces is AUTOGLM_MAX_PIECES; 0 keeps the default.
 	MaxPieces int
-	// ShardRequests is AUTOGLM_SHARD_REQUESTS; 0 keeps the default.
-	ShardRequests int
+	// PieceRequests is AUTOGLM_PIECE_REQUESTS; 0 keeps the default.
+	PieceRequests int
 }
 
 func (o workerOptions) modelURL() string {
@@ -106,8 +106,8 @@ func startWorker(t *testing.T, o workerOptions) *inProcWorker {
 	if o.MaxPieces > 0 {
 		cfg.MaxPieces = o.MaxPieces
 	}
-	if o.ShardRequests > 0 {
-		cfg.ShardRequests = o.ShardRequests
+	if o.PieceRequests > 0 {
+		cfg.PieceRequests = o.PieceRequests
 	}
 	return &inProcWorker{suite.StartWorkerInProcess(t, cfg, 60*time.Second), o.Node}
 }

@@ -105,6 +105,19 @@ func TestFineTuneCLIVerbs(t *testing.T) {
 		t.Errorf("finetune checkpoints:\n%s", out)
 	}
 
+	// The worker's training metrics: the steps, and the checkpoints'
+	// uploads with their bytes.
+	wrk := "http://" + suite.workerMetrics + "/metrics"
+	for name, least := range map[string]float64{
+		"autoglm_training_steps_total":                        float64(st.FineTune.Step),
+		"autoglm_training_checkpoint_upload_bytes_total":      1,
+		"autoglm_training_checkpoint_upload_duration_seconds": float64(len(cps)),
+	} {
+		if v := scrapeValue(t, ctx, wrk, name); v < least {
+			t.Errorf("%s is %g, want at least %g", name, v, least)
+		}
+	}
+
 	var batch server.Submitted
 	must(t, ctx, http.StatusCreated, "alice", "POST", "/api/v1/tasks", map[string]any{"prompt": "not a fine-tune", "model": "glm-4-test"}, &batch)
 	if _, code = autoglm(t, ctx, alice, "", "finetune", "events", batch.ID); code != 4 {
@@ -134,6 +147,11 @@ func TestFineTuneCLIVerbs(t *testing.T) {
 	if !strings.Contains(lines.Text(), "epoch") || !strings.Contains(lines.Text(), "loss") || !strings.Contains(lines.Text(), "steps/s") {
 		t.Fatalf("watch ended before it showed the training: %q\n%s", lines.Text(), strings.Join(seen, "\n"))
 	}
+	// Set before the heartbeat that showed the step.
+	if v := scrapeValue(t, ctx, wrk, "autoglm_training_loss", "task", sub.ID); v <= 0 {
+		t.Errorf("autoglm_training_loss of the training task is %g", v)
+	}
+	resumes := scrapeValue(t, ctx, wrk, "autoglm_training_resumes_total")
 	if _, code = autoglm(t, ctx, alice, "", "finetune", "pause", sub.ID); code != 3 {
 		t.Errorf("alice, a submitter, pausing: exit %d, want 3", code)
 	}
@@ -149,6 +167,9 @@ func TestFineTuneCLIVerbs(t *testing.T) {
 			})
 		}
 	}
+	eventually(t, ctx, "the resumed attempt to start from the pause's checkpoint", func() (bool, error) {
+		return scrapeValue(t, ctx, wrk, "autoglm_training_resumes_total") > resumes, nil
+	})
 	if out, code = autoglm(t, ctx, alice, "", "finetune", "cancel", sub.ID); code != 0 || !strings.Contains(out, "cancel: fine-tuning task "+sub.ID) {
 		t.Errorf("finetune cancel: exit %d, %s", code, out)
 	}

@@ -284,7 +284,7 @@ func checkpointFolder(dir string, mib int) (string, error) {
 	for i := range 4 {
 		b := make([]byte, mib<<20/4)
 		_, _ = rand.Read(b)
-		if err := os.WriteFile(filepath.Join(folder, fmt.Sprintf("shard-%d.bin", i)), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(folder, fmt.Sprintf("weights-%d.bin", i)), b, 0o644); err != nil {
 			return "", err
 		}
 	}

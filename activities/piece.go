@@ -12,10 +12,11 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
-// Shard is a contiguous range of a batch's input lines that runs as one
+// Piece is a contiguous range of a batch's input lines that runs as one
 // inference activity, on its own node, with its own checkpoints. Screening
-// cuts a batch into shards when it is larger than the worker's shard size.
-type Shard struct {
+// cuts a batch into pieces when it is larger than the worker's piece size;
+// a smaller one runs whole, as one piece with no Piece.
+type Piece struct {
 	Index     int   `json:"index"`
 	FirstLine int   `json:"first_line"`
 	LastLine  int   `json:"last_line,omitempty"` // 0: to the end
@@ -23,48 +24,50 @@ type Shard struct {
 	Requests  int   `json:"requests"`
 }
 
-// sharder cuts the lines screening reads into shards of size requests.
-type sharder struct {
+// cutter cuts the lines screening reads into pieces of size requests.
+type cutter struct {
 	size   int
-	shards []Shard
+	pieces []Piece
 }
 
 // request is called for each request line, with the byte offset at which
 // the line starts.
-func (s *sharder) request(line int, offset int64) {
+func (s *cutter) request(line int, offset int64) {
 	if s.size <= 0 {
 		return
 	}
-	if n := len(s.shards); n == 0 || s.shards[n-1].Requests == s.size {
+	if n := len(s.pieces); n == 0 || s.pieces[n-1].Requests == s.size {
 		if n > 0 {
-			s.shards[n-1].LastLine = line - 1
+			s.pieces[n-1].LastLine = line - 1
 		}
-		s.shards = append(s.shards, Shard{Index: n, FirstLine: line, Offset: offset})
+		s.pieces = append(s.pieces, Piece{Index: n, FirstLine: line, Offset: offset})
 	}
-	s.shards[len(s.shards)-1].Requests++
+	s.pieces[len(s.pieces)-1].Requests++
 }
 
-// result is nil for a batch that fits one shard: it runs whole.
-func (s *sharder) result() []Shard {
-	if len(s.shards) < 2 {
+// result is nil for a batch that fits one piece: it runs whole.
+func (s *cutter) result() []Piece {
+	if len(s.pieces) < 2 {
 		return nil
 	}
-	return s.shards
+	return s.pieces
 }
 
-// MergeInput are the shard results of one task, in shard order.
+// MergeInput are the results of one task's pieces, in order.
 type MergeInput struct {
-	TaskID string        `json:"task_id"`
-	Tenant string        `json:"tenant"`
-	Shards []InferResult `json:"shards"`
+	TaskID string `json:"task_id"`
+	Tenant string `json:"tenant"`
+	// Pieces keeps its JSON name, as every payload does across a rename:
+	// recorded histories and older builds read it.
+	Pieces []InferResult `json:"shards"`
 }
 
-// MergeShards joins the shards' outputs, in shard order, into the task's
+// MergePieces joins the pieces' outputs, in order, into the task's
 // output.jsonl and errors.jsonl, still in the OpenAI Batch output format.
-func (a *Activities) MergeShards(ctx context.Context, in MergeInput) (InferResult, error) {
+func (a *Activities) MergePieces(ctx context.Context, in MergeInput) (InferResult, error) {
 	res := InferResult{Node: a.Node}
 	var outs, errs []sealed
-	for i, s := range in.Shards {
+	for i, s := range in.Pieces {
 		outs, errs = append(outs, sealed{i + 1, s.Output}), append(errs, sealed{i + 1, s.Errors})
 		res.Counts.Total += s.Counts.Total
 		res.Counts.Completed += s.Counts.Completed
@@ -75,9 +78,9 @@ func (a *Activities) MergeShards(ctx context.Context, in MergeInput) (InferResul
 	res.Output, res.Errors, err = newSink(a, in.Tenant, in.TaskID, nil).mergeInto(ctx, storage.Data, NameOutput, NameErrors, outs, errs)
 	var corrupt *batch.CorruptPartError
 	if errors.As(err, &corrupt) {
-		// A shard's joined output changed after its inference finished;
+		// A piece's joined output changed after its inference finished;
 		// retrying the merge cannot fix that.
-		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("the output of shard %d changed after it was written: %s", corrupt.Seq, corrupt.Why), string(task.CorruptPart), err)
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("the output of piece %d changed after it was written: %s", corrupt.Seq, corrupt.Why), string(task.CorruptPart), err)
 	}
 	return res, err
 }
@@ -86,19 +89,20 @@ func (a *Activities) MergeShards(ctx context.Context, in MergeInput) (InferResul
 type CollectInput struct {
 	TaskID string `json:"task_id"`
 	Tenant string `json:"tenant"`
-	// Shards is how many shards the task ran in; 0 when it ran whole.
-	Shards int `json:"shards,omitempty"`
+	// Pieces is how many pieces the task was cut into; 0 when it ran
+	// whole. It keeps its JSON name (see MergeInput).
+	Pieces int `json:"shards,omitempty"`
 }
 
 // Collect merges the sealed parts of the newest checkpoints (of every
-// shard) into output.jsonl and errors.jsonl: what a cancelled or failed
+// piece) into output.jsonl and errors.jsonl: what a cancelled or failed
 // batch had answered is kept in the OpenAI output format.
 func (a *Activities) Collect(ctx context.Context, in CollectInput) (InferResult, error) {
 	sinks := []*bucketSink{newSink(a, in.Tenant, in.TaskID, nil)}
-	if in.Shards > 0 {
+	if in.Pieces > 0 {
 		sinks = sinks[:0]
-		for i := range in.Shards {
-			sinks = append(sinks, newSink(a, in.Tenant, in.TaskID, &Shard{Index: i}))
+		for i := range in.Pieces {
+			sinks = append(sinks, newSink(a, in.Tenant, in.TaskID, &Piece{Index: i}))
 		}
 	}
 	var parts []batch.Part
@@ -115,12 +119,12 @@ func (a *Activities) Collect(ctx context.Context, in CollectInput) (InferResult,
 	}
 	res.Counts.Total = res.Counts.Done()
 	var err error
-	res.Output, res.Errors, err = sinks[0].withoutShard().Merge(ctx, parts)
+	res.Output, res.Errors, err = sinks[0].whole().Merge(ctx, parts)
 	return res, err
 }
 
-func (s *bucketSink) withoutShard() *bucketSink {
+func (s *bucketSink) whole() *bucketSink {
 	c := *s
-	c.shard = ""
+	c.piece = ""
 	return &c
 }
