@@ -29,6 +29,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.temporal.io/sdk/client"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm"
@@ -324,7 +325,15 @@ func setUp(ctx context.Context, latency time.Duration) (*bench, error) {
 		b.tearDown()
 		return nil, err
 	}
+	// The workers run only starts signed by a key they trust.
+	_, priv, err := assertion.GenerateKey()
+	if err != nil {
+		b.tearDown()
+		return nil, err
+	}
+	signer := assertion.NewSigner(priv)
 	b.env = append(b.stack.Env("bench"), "AUTOGLM_LLM_BASE_URL="+b.model.URL(), "AUTOGLM_POLICY_FILE="+policy,
+		"AUTOGLM_ASSERTION_PUBLIC_KEYS="+assertion.EncodePublic(signer.Public()),
 		"AUTOGLM_LOG_LEVEL=warn", "AUTOGLM_CHECKPOINT_INTERVAL=10s")
 	for _, kv := range b.env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -352,7 +361,7 @@ func setUp(ctx context.Context, latency time.Duration) (*bench, error) {
 		b.tearDown()
 		return nil, err
 	}
-	b.tc = &taskclient.Client{Temporal: tc, Store: store}
+	b.tc = &taskclient.Client{Temporal: tc, Store: store, Signer: signer}
 	return b, nil
 }
 
