@@ -20,7 +20,7 @@ type DispatchInput struct {
 	Avoid []string `json:"avoid,omitempty"`
 	// Approved, if set, is the autoglm.task.approved event of a task
 	// reviewers approved, for its first dispatch to emit.
-	Approved *task.EventInput `json:"approved,omitempty"`
+	Approved *task.Event `json:"approved,omitempty"`
 	// Training asks for the model's training queue, which only nodes
 	// with training slots poll, each while it has one free.
 	Training bool `json:"training,omitempty"`

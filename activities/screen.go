@@ -95,7 +95,7 @@ func (a *Activities) screen(ctx context.Context, in ScreenInput) (ScreenResult, 
 	src.SHA256, src.Size, src.Category = hex.EncodeToString(h.Sum(nil)), sc.Bytes, string(cat)
 	if !sc.AutoApprove {
 		// The task waits for a reviewer from here: tell the subscribers.
-		a.emit(ctx, task.EventInput{
+		a.emit(ctx, task.Event{
 			Tenant: t.Tenant, ID: "evt_" + t.ID + "_" + string(task.AwaitingApproval), Type: task.EventTaskAwaitingApproval,
 			CreatedAt: time.Now().UTC(), Data: map[string]string{"id": t.ID, "state": string(task.AwaitingApproval)},
 		})

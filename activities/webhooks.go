@@ -31,7 +31,7 @@ type EmitEventResult struct {
 // EmitEvent starts the delivery of an event to the tenant's subscribers
 // (a NotifyWorkflow of its own, so a receiver that is down holds up
 // nothing else). A tenant with no subscriber for the type costs nothing.
-func (a *Activities) EmitEvent(ctx context.Context, in task.EventInput) (EmitEventResult, error) {
+func (a *Activities) EmitEvent(ctx context.Context, in task.Event) (EmitEventResult, error) {
 	subs, err := a.subscribers(in.Tenant, in.Type)
 	if err != nil || len(subs) == 0 || a.Temporal == nil {
 		return EmitEventResult{}, asApplicationError(err)
@@ -52,7 +52,7 @@ func (a *Activities) EmitEvent(ctx context.Context, in task.EventInput) (EmitEve
 // runs no activity of its own (the approval stage's): its delivery, like
 // every event's, is a NotifyWorkflow of its own, started once per event
 // ID. A failure is logged, never the activity's.
-func (a *Activities) emit(ctx context.Context, ev task.EventInput) {
+func (a *Activities) emit(ctx context.Context, ev task.Event) {
 	if _, err := a.EmitEvent(ctx, ev); err != nil {
 		activity.GetLogger(ctx).Warn("event not emitted to webhooks", "event", ev.ID, "error", err)
 	}
@@ -85,15 +85,15 @@ type ListSubscribersResult struct {
 }
 
 // ListSubscribers names the tenant's subscribers to the event's type.
-func (a *Activities) ListSubscribers(ctx context.Context, in task.EventInput) (ListSubscribersResult, error) {
+func (a *Activities) ListSubscribers(ctx context.Context, in task.Event) (ListSubscribersResult, error) {
 	names, err := a.subscribers(in.Tenant, in.Type)
 	return ListSubscribersResult{Names: names}, asApplicationError(err)
 }
 
 // DeliverInput is one event to one subscriber.
 type DeliverInput struct {
-	Event      task.EventInput `json:"event"`
-	Subscriber string          `json:"subscriber"`
+	Event      task.Event `json:"event"`
+	Subscriber string     `json:"subscriber"`
 }
 
 // DeliverWebhook sends the event to one subscriber, signed with the
@@ -125,7 +125,7 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (task.Deliver
 	if err != nil {
 		return task.Delivery{}, err
 	}
-	body, err := json.Marshal(webhook.Event{ID: in.Event.ID, Object: "event", CreatedAt: in.Event.CreatedAt.Unix(), Type: in.Event.Type, Data: anyMap(in.Event.Data)})
+	body, err := json.Marshal(webhook.Payload{ID: in.Event.ID, Object: "event", CreatedAt: in.Event.CreatedAt.Unix(), Type: in.Event.Type, Data: anyMap(in.Event.Data)})
 	if err != nil {
 		return task.Delivery{}, err
 	}
@@ -158,7 +158,7 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (task.Deliver
 
 // webhookAuditKey is where the delivery of an event to a subscriber, or
 // its refusal, is recorded.
-func webhookAuditKey(ev task.EventInput, subscriber string) string {
+func webhookAuditKey(ev task.Event, subscriber string) string {
 	return webhookAuditPrefix + ev.Tenant + "/" + ev.ID + "/" + subscriber + ".json"
 }
 

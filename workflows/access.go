@@ -140,7 +140,7 @@ func (w *accessRun) refuse(ctx workflow.Context, actor, reason string) error {
 // notify sends the decision to the tenant's webhooks; the audit trail
 // already holds it. A failure to send is logged, never the request's.
 func (w *accessRun) notify(ctx workflow.Context) {
-	ev := task.EventInput{
+	ev := task.Event{
 		Tenant: w.req.Tenant, ID: "evt_access_" + w.req.ID + "_" + string(w.status.State), Type: task.EventAccessRequestDecided,
 		CreatedAt: workflow.Now(ctx).UTC(),
 		Data:      map[string]string{"id": w.req.ID, "model": w.req.Model.Name, "state": string(w.status.State), "requester": w.req.Requester},

@@ -16,7 +16,7 @@ func (w *taskRun) emitEnd(ctx workflow.Context) {
 	if typ == "" {
 		return
 	}
-	ev := task.EventInput{
+	ev := task.Event{
 		Tenant: w.in.Tenant, ID: "evt_" + w.in.ID + "_" + string(w.status.State), Type: typ,
 		CreatedAt: workflow.Now(ctx).UTC(), Data: map[string]string{"id": w.in.ID, "state": string(w.status.State)},
 	}

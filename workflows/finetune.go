@@ -14,8 +14,9 @@ import (
 
 // fineTune is the second kind of task: a base model trained on an OpenAI
 // chat fine-tuning file. Its screen checks the training and validation
-// files (ScreenTraining); its run dispatches the node activity Train to a
-// node serving the base model, each attempt resuming from the newest
+// files (ScreenTraining); its run sends the node activity Train to the
+// base model's training queue, where a node serving the model takes it
+// while it has a free training slot, each attempt resuming from the newest
 // verified checkpoint, and publishes the trained model under
 // models/<tenant>/<fine-tuned name>/ (PublishModel).
 type fineTune struct{ *taskRun }
@@ -116,7 +117,8 @@ func (f fineTune) run(ctx workflow.Context) error {
 	}
 }
 
-// train runs Train on the chosen node's queue.
+// train runs Train on the queue dispatch chose: the base model's
+// training queue.
 func (f fineTune) train(ctx workflow.Context, node activities.DispatchResult) workflow.Future {
 	spec := f.spec()
 	ctx = f.stage(ctx, "training", fmt.Sprintf("%s on a node with a free training slot", f.in.Model))

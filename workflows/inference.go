@@ -163,7 +163,7 @@ func (w *taskRun) dispatchAll(ctx workflow.Context, pieces []*piece) error {
 				if at.IsZero() {
 					at = workflow.Now(ctx)
 				}
-				in.Approved = &task.EventInput{
+				in.Approved = &task.Event{
 					Tenant: w.in.Tenant, ID: "evt_" + w.in.ID + "_" + string(task.Approved), Type: task.EventTaskApproved,
 					CreatedAt: at.UTC(), Data: map[string]string{"id": w.in.ID, "state": string(task.Approved)},
 				}

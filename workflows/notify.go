@@ -21,7 +21,7 @@ const (
 // to its type, all at once, each retried until it is delivered or the
 // patience runs out; a receiver that is down loses nothing. The result is
 // the audit trail of the deliveries.
-func NotifyWorkflow(ctx workflow.Context, in task.EventInput) (task.NotifyResult, error) {
+func NotifyWorkflow(ctx workflow.Context, in task.Event) (task.NotifyResult, error) {
 	res := task.NotifyResult{Event: in.ID, Type: in.Type}
 	listCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,

@@ -56,9 +56,10 @@ func EventOf(k Kind, s State) string {
 	return ""
 }
 
-// EventInput starts a NotifyWorkflow. Data holds references (IDs,
+// Event is what a task or an access request emits, and the input of the
+// NotifyWorkflow that delivers it. Data holds references (IDs,
 // states), never user content.
-type EventInput struct {
+type Event struct {
 	Tenant    string            `json:"tenant"`
 	ID        string            `json:"id"`
 	Type      string            `json:"type"`

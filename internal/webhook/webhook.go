@@ -20,8 +20,9 @@ import (
 	"time"
 )
 
-// Event is what a subscriber receives, shaped as OpenAI's events.
-type Event struct {
+// Payload is the body of a delivery: a task.Event shaped as OpenAI's
+// events.
+type Payload struct {
 	ID        string         `json:"id"`
 	Object    string         `json:"object"` // always "event"
 	CreatedAt int64          `json:"created_at"`

@@ -49,7 +49,7 @@ func (t *trap) close()    { t.ln.Close() }
 // record in the bucket), and nothing connects to the address.
 func TestWebhooksCannotBeTurnedInward(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
-	ev := task.EventInput{
+	ev := task.Event{
 		Tenant: "hooks", ID: "evt_" + newID("inward") + "_COMPLETED", Type: "batch.completed",
 		CreatedAt: time.Now().UTC(), Data: map[string]string{"id": "t-inward"},
 	}

@@ -40,6 +40,10 @@ func useTestTrainer(e *testenv.Env) error {
 	os.Setenv("AUTOGLM_TRAINER_COMMAND", bin)
 	os.Setenv("AUTOGLM_TRAINER_DIR", filepath.Join(e.Dir, "training"))
 	os.Setenv("AUTOGLM_TRAINER_SAVE_STEPS", "2")
+	// A job one test leaves training (ending while the next test runs)
+	// must not hold the next test's job in the queue: slots are
+	// tests/fleet's subject, not this suite's.
+	os.Setenv("AUTOGLM_TRAINING_SLOTS", "4")
 	return nil
 }
 

@@ -53,9 +53,11 @@ func TestFineTuneCLIVerbs(t *testing.T) {
 	}
 
 	var evs []taskclient.FineTuneEvent
+	start := time.Now()
 	if out, code = autoglm(t, ctx, alice, "", "finetune", "events", sub.ID, "--json"); code != 0 || json.Unmarshal([]byte(out), &evs) != nil {
 		t.Fatalf("finetune events --json: exit %d, %s", code, out)
 	}
+	t.Logf("finetune events: %d events in %s (the CLI's run, through the server)", len(evs), time.Since(start).Round(time.Millisecond))
 	var steps []int
 	sawCompleted := false
 	for _, e := range evs {

@@ -117,7 +117,7 @@ func TestFineTuneWebhooks(t *testing.T) {
 	} {
 		eventID := "evt_" + id + "_" + string(want.state)
 		d := suite.receiver.wait(t, eventID)
-		var ev webhook.Event
+		var ev webhook.Payload
 		if !d.Verified || json.Unmarshal(d.Body, &ev) != nil {
 			t.Fatalf("delivery of %s: verified %t, %s", eventID, d.Verified, d.Body)
 		}

@@ -22,7 +22,7 @@ import (
 )
 
 // deathPolicy lets the bench tenant fine-tune the bench's base model
-// without review.
+// without an approval.
 const deathPolicy = `tenants:
   bench:
     models: [glm-4-bench]
