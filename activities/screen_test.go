@@ -36,7 +36,7 @@ func TestScanFlagsSensitiveWordsWhateverTheCase(t *testing.T) {
 		t.Fatal(err)
 	}
 	if sc.AutoApprove || !strings.Contains(strings.Join(sc.Reasons, ";"), "line 1") {
-		t.Errorf("a flagged line must need review and say where: %+v", sc)
+		t.Errorf("a flagged line must need approval and say where: %+v", sc)
 	}
 }
 

@@ -153,7 +153,7 @@ func sha256Hex(b []byte) string {
 
 // WaitServed waits until a live node serves model, for a caller that has
 // just started a worker (make dev, make demo) and would otherwise race its
-// first announcement; the caller's context bounds the wait.
+// first node record; the caller's context bounds the wait.
 func (c *Client) WaitServed(ctx context.Context, model string) error {
 	for {
 		err := activities.CheckServed(ctx, c.Store, c.Temporal, model)

@@ -72,6 +72,6 @@ func TestApprovalWebhooks(t *testing.T) {
 	}
 	delivered(rejected, task.Rejected, task.EventTaskRejected)
 	if _, ok := rcv.event("evt_" + rejected + "_" + string(task.Approved)); ok {
-		t.Errorf("the rejected task %s announced an approval", rejected)
+		t.Errorf("the rejected task %s emitted an approval", rejected)
 	}
 }

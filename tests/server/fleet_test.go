@@ -223,17 +223,17 @@ func TestModelAccessThroughServer(t *testing.T) {
 		t.Fatalf("the approved model is not in the bucket: %v", err)
 	}
 	refused(t, ctx, http.StatusConflict, string(task.WrongState), "bob", "POST", approve, nil)
-	// The review's history holds no policy: its validators checked the
+	// The access request's history holds no policy: its validators checked the
 	// roles the server signed into bob's assertion, not a copy of the
 	// tenant's members. carol, rita and dave did not act on this request.
 	hist := historyBytes(t, ctx, task.AccessWorkflowID(id))
 	for _, f := range []string{`"members"`, `"grant"`, "carol", "rita", "dave"} {
 		if n := bytes.Count(hist, []byte(f)); n > 0 {
-			t.Errorf("the access review's history holds %s %d times", f, n)
+			t.Errorf("the access request's history holds %s %d times", f, n)
 		}
 	}
 	if !bytes.Contains(hist, []byte("bob")) {
-		t.Error("the access review's history does not name bob, who approved: the check above reads nothing")
+		t.Error("the access request's history does not name bob, who approved: the check above reads nothing")
 	}
 
 	// dave asks with the CLI; rita rejects through the API.
