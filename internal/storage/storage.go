@@ -92,6 +92,11 @@ type PutOptions struct {
 	// write, its sha256 comes back in Info, not in the object's metadata
 	// (unless SHA256 declares it).
 	Stream bool
+	// PartSize, if set, is the part size of a multipart write (at least
+	// S3's 5 MiB) instead of the smallest S3 allows: fewer, larger parts
+	// cost the store less per byte (each part is a request and a file of
+	// its own), and hold partsInFlight+1 of this size in memory.
+	PartSize int64
 	// SHA256, if set, is the hex sha256 the content must have. The write
 	// hashes exactly the bytes it sends and checks them against it before
 	// the single PUT goes or the multipart upload completes: content that

@@ -94,6 +94,9 @@ func write(ctx context.Context, u uploader, partSize int64, key string, r io.Rea
 		// streamedSmallParts parts, a stream of unknown size goes on at
 		// partSize; a known size grows its parts below to fit 10,000.
 		partSize = min(partSize, minPartSize)
+		if o.PartSize > 0 {
+			partSize = max(o.PartSize, minPartSize)
+		}
 	}
 	if size > 0 && (size+partSize-1)/partSize > maxParts {
 		// Grow parts (in whole MiB) so that a known size fits in 10,000.

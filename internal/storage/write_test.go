@@ -159,6 +159,37 @@ func TestWriteSniffsContentType(t *testing.T) {
 // that fits one part goes in one PUT, and a larger one, or a stream of
 // unknown size past S3's minimum part, goes in parts of that minimum, so
 // the part buffers cost what a part needs.
+// A write given a part size cuts its parts to it (never below S3's 5 MiB)
+// and still sends a body of at most one default part in one PUT.
+func TestWriteTakesAPartSize(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		name        string
+		size        int64
+		partSize    int64
+		wantParts   int
+		wantBiggest int
+	}{
+		{"40 MiB in 16 MiB parts", 40 * mib, 16 * mib, 3, 16 * mib},
+		{"40 MiB in parts asked as 1 MiB", 40 * mib, 1 * mib, 8, 5 * mib},
+		{"16 MiB", 16 * mib, 16 * mib, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := bytes.Repeat([]byte("0123456789abcdef"), int(tc.size/16))
+			f := &fakeUploader{}
+			if _, err := write(context.Background(), f, defaultPartSize, "k", bytes.NewReader(data), tc.size, PutOptions{PartSize: tc.partSize}, precondition{}); err != nil {
+				t.Fatal(err)
+			}
+			if len(f.parts) != tc.wantParts || f.one != (tc.wantParts == 0) || (tc.wantParts > 0 && f.biggest != tc.wantBiggest) {
+				t.Errorf("%d parts (one PUT: %t, biggest buffer %d), want %d of %d", len(f.parts), f.one, f.biggest, tc.wantParts, tc.wantBiggest)
+			}
+			if !bytes.Equal(f.stored, data) {
+				t.Errorf("stored %d bytes, not the %d written", len(f.stored), len(data))
+			}
+		})
+	}
+}
+
 func TestWriteMultipartInSmallParts(t *testing.T) {
 	const mib = 1 << 20
 	for _, tc := range []struct {

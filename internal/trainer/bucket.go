@@ -305,6 +305,13 @@ func (c *Checkpoints) upload(ctx context.Context, dir string, step int, final bo
 	return task.ObjectRef{Bucket: c.Store.Bucket(), Key: key, Size: info.Size, SHA256: info.SHA256, Category: string(storage.Checkpoint)}, total, nil
 }
 
+// uploadPartSize is the part size of a checkpoint file's upload: parts of
+// 5 MiB (the storage default, to hold little in memory) made uploads to
+// MinIO about 15 % slower than 16 MiB parts, the size minio-go's own
+// PutObject sends (trainbench). The memory it costs is bounded: Parallel
+// files, each with three parts of this size in memory.
+const uploadPartSize = 16 << 20
+
 // uploadFile puts one file and checks the stored object: its size, and
 // its sha256 where the store keeps one, against what was read.
 func (c *Checkpoints) uploadFile(ctx context.Context, path, key string) (storage.ManifestEntry, error) {
@@ -317,7 +324,7 @@ func (c *Checkpoints) uploadFile(ctx context.Context, path, key string) (storage
 	if err != nil {
 		return storage.ManifestEntry{}, err
 	}
-	info, err := c.Store.Put(ctx, key, f, st.Size(), storage.PutOptions{ContentType: "application/octet-stream"})
+	info, err := c.Store.Put(ctx, key, f, st.Size(), storage.PutOptions{ContentType: "application/octet-stream", PartSize: uploadPartSize})
 	if err != nil {
 		return storage.ManifestEntry{}, fmt.Errorf("trainer: uploading %s: %w", path, err)
 	}
