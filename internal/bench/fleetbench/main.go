@@ -28,6 +28,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/assertion"
 	"github.com/autoglm-flow/autoglm-flow/internal/config"
 	"github.com/autoglm-flow/autoglm-flow/internal/devstack"
 	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
@@ -80,8 +81,14 @@ func run(ctx context.Context, burst, items int) error {
 	if err := os.WriteFile(pol, []byte(policy), 0o644); err != nil {
 		return err
 	}
+	// The workers accept only starts signed with this key, as behind a server.
+	pub, priv, err := assertion.GenerateKey()
+	if err != nil {
+		return err
+	}
 	env := append(stack.Env("bench"), "AUTOGLM_LLM_BASE_URL="+model.URL(), "AUTOGLM_POLICY_FILE="+pol, "AUTOGLM_MODELS=glm-4-test",
-		"AUTOGLM_LOG_LEVEL=warn", "AUTOGLM_MAX_PIECES=1", "AUTOGLM_CONCURRENCY=4")
+		"AUTOGLM_LOG_LEVEL=warn", "AUTOGLM_MAX_PIECES=1", "AUTOGLM_CONCURRENCY=4",
+		"AUTOGLM_ASSERTION_PUBLIC_KEYS="+assertion.EncodePublic(pub))
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
 		os.Setenv(k, v)
@@ -97,6 +104,7 @@ func run(ctx context.Context, burst, items int) error {
 		return err
 	}
 	defer tc.Temporal.Close()
+	tc.Signer = assertion.NewSigner(priv)
 	file := filepath.Join(dir, "batch.jsonl")
 	f, err := os.Create(file)
 	if err != nil {
