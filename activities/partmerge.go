@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -46,10 +47,17 @@ func (s *bucketSink) mergeInto(ctx context.Context, c storage.Category, outName,
 	if err != nil {
 		return
 	}
-	if out, err = s.concat(ctx, outs, outKey, c); err != nil {
-		return
-	}
-	errs, err = s.concat(ctx, errParts, errKey, c)
+	// The two files are joined side by side: neither reads what the
+	// other writes.
+	var errsErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		errs, errsErr = s.concat(ctx, errParts, errKey, c)
+	}()
+	out, err = s.concat(ctx, outs, outKey, c)
+	<-done
+	err = cmp.Or(err, errsErr)
 	return
 }
 

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -79,12 +80,18 @@ func (s *bucketSink) SealPart(ctx context.Context, p batch.Part, out, errs []byt
 	if err := s.check(); err != nil {
 		return p, err
 	}
+	// The halves go up side by side: each seal is on the path of every
+	// one-prompt task, and neither write depends on the other.
+	var errsErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Errors, errsErr = s.putPart(ctx, "errors", p.Seq, errs)
+	}()
 	var err error
-	if p.Output, err = s.putPart(ctx, "output", p.Seq, out); err != nil {
-		return p, outage(err)
-	}
-	p.Errors, err = s.putPart(ctx, "errors", p.Seq, errs)
-	return p, outage(err)
+	p.Output, err = s.putPart(ctx, "output", p.Seq, out)
+	<-done
+	return p, outage(cmp.Or(err, errsErr))
 }
 
 // check is live's verdict: nil while this attempt may commit.
