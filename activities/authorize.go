@@ -84,13 +84,8 @@ func (a *Activities) authorize(ctx context.Context, t task.Input) (AuthorizeResu
 	if err := ModelAllowed(ctx, a.Store, tenant, t.Tenant, t.Model); err != nil {
 		return AuthorizeResult{}, err
 	}
-	if err := a.checkTokenQuota(ctx, t.Tenant, tenant.Quotas.MaxTokensPerDay); err != nil {
+	if err := a.checkQuotas(ctx, t.Tenant, t.Kind, tenant.Quotas); err != nil {
 		return AuthorizeResult{}, err
-	}
-	if t.Kind == task.KindFineTune {
-		if err := a.checkTrainingQuota(ctx, t.Tenant, tenant.Quotas.MaxTrainingSecondsPerDay); err != nil {
-			return AuthorizeResult{}, err
-		}
 	}
 	return AuthorizeResult{
 		Quorum:                 tenant.Quorum,
@@ -105,10 +100,13 @@ func (a *Activities) authorize(ctx context.Context, t task.Input) (AuthorizeResu
 	}, nil
 }
 
-// checkTokenQuota refuses a task of a tenant that has used its tokens
-// of the day; max 0 is no quota.
-func (a *Activities) checkTokenQuota(ctx context.Context, tenant string, max int64) error {
-	if max <= 0 {
+// checkQuotas refuses a task of a tenant that has used its tokens of
+// the day, or a fine-tuning task of one whose training attempts of the
+// day have used its GPU time; a maximum of 0 is no quota. The day's
+// ledger is read once, and only when a quota applies.
+func (a *Activities) checkQuotas(ctx context.Context, tenant string, kind task.Kind, q authz.Quotas) error {
+	training := kind == task.KindFineTune && q.MaxTrainingSecondsPerDay > 0
+	if q.MaxTokensPerDay <= 0 && !training {
 		return nil
 	}
 	now := time.Now()
@@ -116,26 +114,11 @@ func (a *Activities) checkTokenQuota(ctx context.Context, tenant string, max int
 	if err != nil {
 		return err
 	}
-	if used := usage.Total(recs).TotalTokens; used >= max {
-		return task.Errorf(task.QuotaExceeded, "tenant %s has used %d of its %d tokens for today; new tasks are refused until the day ends (UTC; see autoglm usage)", tenant, used, max)
+	if used := usage.Total(recs).TotalTokens; q.MaxTokensPerDay > 0 && used >= q.MaxTokensPerDay {
+		return task.Errorf(task.QuotaExceeded, "tenant %s has used %d of its %d tokens for today; new tasks are refused until the day ends (UTC; see autoglm usage)", tenant, used, q.MaxTokensPerDay)
 	}
-	return nil
-}
-
-// checkTrainingQuota refuses a fine-tuning task of a tenant whose
-// training attempts of the day have used its GPU time; max 0 is no
-// quota.
-func (a *Activities) checkTrainingQuota(ctx context.Context, tenant string, max float64) error {
-	if max <= 0 {
-		return nil
-	}
-	now := time.Now()
-	recs, err := usage.Read(ctx, a.Store, tenant, now, now)
-	if err != nil {
-		return err
-	}
-	if used := usage.TrainingSeconds(recs); used >= max {
-		return task.Errorf(task.QuotaExceeded, "tenant %s has used %.1f of its %g training seconds (GPU time) for today; new fine-tuning jobs are refused until the day ends (UTC; see autoglm usage)", tenant, used, max)
+	if used := usage.TrainingSeconds(recs); training && used >= q.MaxTrainingSecondsPerDay {
+		return task.Errorf(task.QuotaExceeded, "tenant %s has used %.1f of its %g training seconds (GPU time) for today; new fine-tuning jobs are refused until the day ends (UTC; see autoglm usage)", tenant, used, q.MaxTrainingSecondsPerDay)
 	}
 	return nil
 }

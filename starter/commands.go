@@ -225,6 +225,16 @@ func (c *cli) statusCmd() *cobra.Command {
 }
 
 func (c *cli) decideCmd(name, update, short string) *cobra.Command {
+	return c.decisionCmd(name, short, "task", "why (required to reject)",
+		func(ctx context.Context, cl tclient.Client, id string, d tclient.Decision) (tclient.Status, error) {
+			return cl.Decide(ctx, id, update, d)
+		})
+}
+
+// decisionCmd is a verb that sends one decision, with its reason, to a
+// task and prints the state it leaves the task in.
+func (c *cli) decisionCmd(name, short, noun, reasonHelp string,
+	decide func(context.Context, tclient.Client, string, tclient.Decision) (tclient.Status, error)) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
 		Use:   name + " TASK",
@@ -235,14 +245,14 @@ func (c *cli) decideCmd(name, update, short string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := cl.Decide(cmd.Context(), args[0], update, tclient.Decision{Reason: reason})
+			st, err := decide(cmd.Context(), cl, args[0], tclient.Decision{Reason: reason})
 			if err != nil {
 				return err
 			}
-			return c.print(st, fmt.Sprintf("%s: task %s is %s", name, st.ID, st.State))
+			return c.print(st, fmt.Sprintf("%s: %s %s is %s", name, noun, st.ID, st.State))
 		},
 	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why (required to reject)")
+	cmd.Flags().StringVar(&reason, "reason", "", reasonHelp)
 	return cmd
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -148,25 +149,10 @@ bucket (kept); a resumed attempt starts from the newest.`,
 // finetuneDecideCmd is pause, resume or cancel of a fine-tuning task:
 // the task's update of that name, refused for a task of another kind.
 func (c *cli) finetuneDecideCmd(action, short string) *cobra.Command {
-	var reason string
-	cmd := &cobra.Command{
-		Use:   action + " TASK",
-		Short: short,
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.tasks(cmd)
-			if err != nil {
-				return err
-			}
-			st, err := cl.DecideFineTune(cmd.Context(), args[0], action, tclient.Decision{Reason: reason})
-			if err != nil {
-				return err
-			}
-			return c.print(st, fmt.Sprintf("%s: fine-tuning task %s is %s", action, st.ID, st.State))
-		},
-	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit trail")
-	return cmd
+	return c.decisionCmd(action, short, "fine-tuning task", "why, for the audit trail",
+		func(ctx context.Context, cl tclient.Client, id string, d tclient.Decision) (tclient.Status, error) {
+			return cl.DecideFineTune(ctx, id, action, d)
+		})
 }
 
 // training shows a fine-tuning task's step, epoch and loss: a bar over
