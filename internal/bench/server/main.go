@@ -57,12 +57,17 @@ const bareQueue = "bench-bare"
 // writes its CPU profile: to see where the queueing's CPU goes.
 var cpuProfile string
 
+// timeline, when set, prints the last one-prompt task's and bare
+// workflow's history events with their times, to see where the latency goes.
+var timeline bool
+
 func main() {
 	sequential := flag.Int("sequential", 20, "one-prompt tasks run one after another for the latency figure")
 	tasks := flag.Int("tasks", 1000, "one-prompt tasks for the throughput figure (0 skips it)")
 	inflight := flag.Int("inflight", 100, "tasks in flight for the throughput figure")
 	latency := flag.Duration("latency", 20*time.Millisecond, "the test model server's latency")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process (server and worker) during the server's throughput run to this file")
+	flag.BoolVar(&timeline, "timeline", false, "print the last task's and bare workflow's history events with their times")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -235,6 +240,9 @@ api_keys:
 		if c, err := historyCost(ctx, tc, w.id.(string)); err == nil {
 			fmt.Printf("bench server: %s's history: %s\n", w.what, c)
 		}
+		if timeline {
+			printTimeline(ctx, tc, w.id.(string))
+		}
 	}
 	report("server_prompt_latency", ms(serverMedian), "ms", ms(bareMedian), 1.3)
 	report("server_prompt_latency_vs_taskclient", ms(serverMedian), "ms", ms(directMedian), 1.1)
@@ -387,3 +395,19 @@ func startProfile(path string) (func(), error) {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func printTimeline(ctx context.Context, tc client.Client, id string) {
+	it := tc.GetWorkflowHistory(ctx, id, "", false, 0)
+	var first time.Time
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			return
+		}
+		at := e.GetEventTime().AsTime()
+		if first.IsZero() {
+			first = at
+		}
+		fmt.Printf("  %7.1f ms  %s\n", ms(at.Sub(first)), e.GetEventType())
+	}
+}
