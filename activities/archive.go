@@ -1,10 +1,14 @@
 package activities
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/audittrail"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
@@ -54,6 +58,10 @@ func (a *Activities) recordUsage(ctx context.Context, in ArchiveInput) error {
 	return nil
 }
 
+// archiveReads bounds the archive's bucket requests in flight, whatever the
+// number of attachments.
+const archiveReads = 16
+
 // Archive writes the report of a task and adds its artifacts to the
 // manifest. The report is a function of the task's final state, and the
 // manifest update merges (attachments uploaded meanwhile stay listed), so
@@ -73,27 +81,52 @@ func (a *Activities) Archive(ctx context.Context, in ArchiveInput) (ArchiveResul
 	if err != nil {
 		return ArchiveResult{}, asApplicationError(err)
 	}
-	report, err := a.putJSON(ctx, reportKey, storage.Data, Report{Task: st, Result: in.Result, ArchivedAt: time.Now().UTC()})
+	reportJSON, err := json.MarshalIndent(Report{Task: st, Result: in.Result, ArchivedAt: time.Now().UTC()}, "", "  ")
 	if err != nil {
 		return ArchiveResult{}, err
 	}
-	if err := a.recordUsage(ctx, in); err != nil {
-		return ArchiveResult{}, err
-	}
-	var entries []storage.ManifestEntry
-	for _, r := range append(st.Artifacts, report) {
-		if r.Key == "" || r.Key == manifestKey {
+	// The report, the usage record and what the manifest says of each
+	// artifact are written and read side by side: the archive is on the
+	// path of every task, and none of them needs another.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(archiveReads)
+	var reportInfo storage.Info
+	g.Go(func() (err error) {
+		reportInfo, err = a.Store.Put(gctx, reportKey, bytes.NewReader(reportJSON), int64(len(reportJSON)), storage.PutOptions{ContentType: "application/json"})
+		if err != nil {
+			return fmt.Errorf("writing %s: %w", reportKey, err)
+		}
+		return nil
+	})
+	g.Go(func() error { return a.recordUsage(gctx, in) })
+	described := make([]*storage.ManifestEntry, len(st.Artifacts))
+	for i, r := range st.Artifacts {
+		if r.Key == "" || r.Key == manifestKey || r.Key == reportKey {
 			continue
 		}
-		e, err := storage.Describe(ctx, a.Store, r.Key, r.SHA256)
-		if errors.Is(err, storage.ErrNotFound) {
-			continue // a manifest lists what can be downloaded
-		}
-		if err != nil {
-			return ArchiveResult{}, fmt.Errorf("archive: %w", err)
-		}
-		entries = append(entries, e)
+		g.Go(func() error {
+			e, err := storage.Describe(gctx, a.Store, r.Key, r.SHA256)
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil // a manifest lists what can be downloaded
+			}
+			if err != nil {
+				return fmt.Errorf("archive: %w", err)
+			}
+			described[i] = &e
+			return nil
+		})
 	}
+	if err := g.Wait(); err != nil {
+		return ArchiveResult{}, err
+	}
+	report := task.ObjectRef{Bucket: a.Store.Bucket(), Key: reportKey, Size: reportInfo.Size, SHA256: reportInfo.SHA256, Category: string(storage.Data)}
+	var entries []storage.ManifestEntry
+	for _, e := range described {
+		if e != nil {
+			entries = append(entries, *e)
+		}
+	}
+	entries = append(entries, storage.Entry(a.Store.Bucket(), reportInfo))
 	_, info, err := storage.AddToManifest(ctx, a.Store, st.Tenant, st.ID, entries...)
 	if err != nil {
 		return ArchiveResult{}, err

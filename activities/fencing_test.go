@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/batch"
 	"github.com/autoglm-flow/autoglm-flow/internal/storage"
+	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
 // The fence on a real MinIO, step by step: attempt 2 claims the head over
@@ -99,5 +101,87 @@ func TestStaleAttemptsCommitNothing(t *testing.T) {
 	}
 	if len(parts) != 6 {
 		t.Errorf("%d part objects; want 6: two halves each of a1's counted part, a1's fenced part (named by no record), a2's part", len(parts))
+	}
+}
+
+// A batch answered within one part is written straight to its final files
+// (Finish), fenced as every record is: of two attempts on a fresh batch,
+// the one that moves the head first writes the files and the record, and
+// the other writes neither. A later attempt resumes from the final record,
+// and partial output collected after a cancel is those files, for a batch
+// run whole and for a finished piece beside an unfinished one.
+func TestFinishInOnePartIsFenced(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, store := startMinIO(t, ctx)
+	a := &Activities{Store: store}
+	scheduled := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	attempt := func(piece *Piece, n int32, id string) *bucketSink {
+		s := newSink(a, "acme", "t2", piece)
+		s.me = batch.Attempt{Scheduled: scheduled, Number: n, ID: id}
+		return s
+	}
+	final := batch.Checkpoint{Seq: 1, Line: 3, Counts: task.Counts{Total: 3, Completed: 2, Failed: 1}, Done: true}
+	read := func(key string) string {
+		rc, _, err := store.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		b, _ := io.ReadAll(rc)
+		return string(b)
+	}
+
+	first, second := attempt(nil, 1, "a1"), attempt(nil, 2, "a2")
+	for _, s := range []*bucketSink{first, second} {
+		if _, err := s.claim(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done, err := second.Finish(ctx, final, []byte("answers by a2\n"), []byte("error by a2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Finish(ctx, final, []byte("answers by a1\n"), nil); !errors.Is(err, batch.ErrFenced) || first.fencedBy != "a newer attempt" {
+		t.Fatalf("attempt 1 finishing after attempt 2: %v (fenced by %q); want Fenced by a newer attempt", err, first.fencedBy)
+	}
+	if got := read(done.Output.Key); got != "answers by a2\n" || done.Output.Key != storage.TaskPrefix(storage.Data, "acme", "t2")+NameOutput {
+		t.Fatalf("%s holds %q; want attempt 2's answers in the task's output.jsonl", done.Output.Key, got)
+	}
+	resumed, err := attempt(nil, 3, "a3").claim(ctx)
+	if err != nil || !resumed.Done || resumed.Output != done.Output || resumed.Attempt.ID != "a2" {
+		t.Fatalf("attempt 3 resumed from %+v (%v); want attempt 2's final record", resumed, err)
+	}
+	whole, err := a.Collect(ctx, CollectInput{TaskID: "t2", Tenant: "acme"})
+	if err != nil || whole.Output != done.Output || whole.Counts.Done() != 3 {
+		t.Fatalf("collected %+v (%v); want the final files as they are", whole, err)
+	}
+
+	// Pieces: piece 0 finished in one part, piece 1 sealed one part and
+	// was stopped.
+	p0 := attempt(&Piece{Index: 0}, 1, "p0")
+	if _, err := p0.claim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p0.Finish(ctx, final, []byte("piece 0\n"), nil); err != nil {
+		t.Fatal(err)
+	}
+	p1 := attempt(&Piece{Index: 1}, 1, "p1")
+	if _, err := p1.claim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	part, err := p1.SealPart(ctx, batch.Part{Seq: 1, FirstLine: 4, LastLine: 4, Completed: 1}, []byte("piece 1\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p1.SaveCheckpoint(ctx, batch.Checkpoint{Seq: 1, Line: 4, Counts: task.Counts{Completed: 1}, Parts: []batch.Part{part}, Sealed: &part}); err != nil {
+		t.Fatal(err)
+	}
+	pieces, err := a.Collect(ctx, CollectInput{TaskID: "t2", Tenant: "acme", Pieces: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := read(pieces.Output.Key); got != "piece 0\npiece 1\n" || pieces.Counts.Done() != 4 {
+		t.Fatalf("collected %q, %+v; want both pieces' answers in order", got, pieces.Counts)
 	}
 }

@@ -84,19 +84,16 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 	}
 	// The first heartbeat goes out at once (the SDK throttles the later
 	// ones): an attempt the server has already given up (it sat in a
-	// frozen worker's poll) learns it here, before it reads anything.
-	rep.resend()
+	// frozen worker's poll) learns it there. The head and the input are
+	// read side by side with it; nothing is taken or written before its
+	// answer (reporter.live).
+	rep.beatFirst()
 	beatCtx, stopBeating := context.WithCancel(ctx)
 	defer stopBeating()
 	go rep.keepBeating(beatCtx)
-	sink := newSink(a, in.Tenant, in.TaskID, in.Piece)
-	sink.me = batch.Attempt{Scheduled: info.ScheduledTime.UTC(), Number: info.Attempt, ID: fmt.Sprintf("a%d%s", info.Attempt, randomHex(3))}
-	sink.live = rep.live
-	from, err := sink.claim(ctx)
-	if err != nil {
-		return InferResult{}, a.inferError(ctx, sink, err, from)
+	if err := a.checkSource(in.Tenant, in.TaskID, in.Source); err != nil {
+		return InferResult{}, asApplicationError(err)
 	}
-	rep.attempts = sink.attempts
 	cfg := a.Batch
 	cfg.Model, cfg.IDPrefix = in.Model, in.TaskID
 	if !in.HandBack {
@@ -106,9 +103,6 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 	if in.Piece != nil {
 		cfg.FirstLine, cfg.LastLine, offset = in.Piece.FirstLine, in.Piece.LastLine, in.Piece.Offset
 	}
-	if err := a.checkSource(in.Tenant, in.TaskID, in.Source); err != nil {
-		return InferResult{}, asApplicationError(err)
-	}
 	// The engine reopens the input to recompute a corrupt part, and to
 	// read on after the bucket cut the stream: every read is of the
 	// version screening saw.
@@ -116,11 +110,25 @@ func (a *Activities) Infer(ctx context.Context, in InferInput) (InferResult, err
 		rc, err := a.openPinned(ctx, in.Source, offset)
 		return rc, outage(err)
 	}
-	rc, err := open(ctx)
-	if err != nil {
-		return InferResult{}, err
+	var rc io.ReadCloser
+	var from batch.Checkpoint
+	sink := newSink(a, in.Tenant, in.TaskID, in.Piece)
+	sink.me = batch.Attempt{Scheduled: info.ScheduledTime.UTC(), Number: info.Attempt, ID: fmt.Sprintf("a%d%s", info.Attempt, randomHex(3))}
+	sink.live = rep.live
+	err := sideBySide(func() (err error) {
+		from, err = sink.claim(ctx)
+		return err
+	}, func() (err error) {
+		rc, err = open(ctx)
+		return err
+	})
+	if rc != nil {
+		defer rc.Close()
 	}
-	defer rc.Close()
+	if err != nil {
+		return InferResult{}, a.inferError(ctx, sink, err, from)
+	}
+	rep.attempts = sink.attempts
 
 	// A worker shutdown ends the run with ErrStopped as the cause, which
 	// records a checkpoint; a cancelled activity ends it with the
@@ -214,6 +222,9 @@ type reporter struct {
 	floor    task.Counts
 	// timeout is the activity's heartbeat timeout (0: none).
 	timeout time.Duration
+	// first is closed once the server has answered the first heartbeat;
+	// nil when there is no first heartbeat to wait for.
+	first <-chan struct{}
 
 	mu   sync.Mutex
 	last batch.Mark
@@ -245,6 +256,17 @@ func (r *reporter) report(m batch.Mark) {
 	r.touch()
 	r.mu.Unlock()
 	activity.RecordHeartbeat(r.ctx, m)
+}
+
+// beatFirst sends the first heartbeat in the background; live waits for
+// the server's answer to it.
+func (r *reporter) beatFirst() {
+	first := make(chan struct{})
+	r.first = first
+	go func() {
+		defer close(first)
+		r.resend()
+	}()
 }
 
 // resend heartbeats the last mark again.
@@ -287,6 +309,12 @@ func (r *reporter) keepBeating(ctx context.Context) {
 // timeout without one (a worker frozen past it wakes up to find the work
 // given to another attempt), even before the server said so.
 func (r *reporter) live() error {
+	if r.first != nil {
+		select {
+		case <-r.first:
+		case <-r.ctx.Done():
+		}
+	}
 	r.mu.Lock()
 	lapse := r.lapse
 	if gap := time.Since(r.beat); lapse == 0 && !r.beat.IsZero() && r.timeout > 0 && gap >= r.timeout {

@@ -1,7 +1,6 @@
 package activities
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -25,10 +24,7 @@ func (s *bucketSink) Merge(ctx context.Context, parts []batch.Part) (out, errs t
 	for i, p := range parts {
 		outs[i], errParts[i] = sealed{p.Seq, p.Output}, sealed{p.Seq, p.Errors}
 	}
-	c, outName, errName := storage.Data, NameOutput, NameErrors
-	if s.piece != "" {
-		c, outName, errName = storage.Checkpoint, "parts/"+s.piece+NameOutput, "parts/"+s.piece+NameErrors
-	}
+	c, outName, errName := s.finalFiles()
 	return s.mergeInto(ctx, c, outName, errName, outs, errParts)
 }
 
@@ -47,17 +43,14 @@ func (s *bucketSink) mergeInto(ctx context.Context, c storage.Category, outName,
 	if err != nil {
 		return
 	}
-	// The two files are joined side by side: neither reads what the
-	// other writes.
-	var errsErr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		errs, errsErr = s.concat(ctx, errParts, errKey, c)
-	}()
-	out, err = s.concat(ctx, outs, outKey, c)
-	<-done
-	err = cmp.Or(err, errsErr)
+	// Neither file reads what the other writes.
+	err = sideBySide(func() (err error) {
+		out, err = s.concat(ctx, outs, outKey, c)
+		return err
+	}, func() (err error) {
+		errs, err = s.concat(ctx, errParts, errKey, c)
+		return err
+	})
 	return
 }
 

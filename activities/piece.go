@@ -112,10 +112,15 @@ func (a *Activities) Collect(ctx context.Context, in CollectInput) (InferResult,
 		if err != nil {
 			return res, fmt.Errorf("reading the checkpoint of %s: %w", in.TaskID, err)
 		}
-		parts = append(parts, cp.Parts...)
+		parts = append(parts, cp.Answered()...)
 		res.Counts.Completed += cp.Counts.Completed
 		res.Counts.Failed += cp.Counts.Failed
 		res.Usage.Add(cp.Usage)
+		if in.Pieces == 0 && cp.Done {
+			// A batch run whole that finished: its files are final.
+			res.Counts.Total, res.Output, res.Errors = cp.Counts.Done(), cp.Output, cp.Errors
+			return res, nil
+		}
 	}
 	res.Counts.Total = res.Counts.Done()
 	var err error

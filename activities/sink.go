@@ -80,18 +80,62 @@ func (s *bucketSink) SealPart(ctx context.Context, p batch.Part, out, errs []byt
 	if err := s.check(); err != nil {
 		return p, err
 	}
-	// The halves go up side by side: each seal is on the path of every
-	// one-prompt task, and neither write depends on the other.
-	var errsErr error
+	err := sideBySide(func() (err error) {
+		p.Output, err = s.putPart(ctx, "output", p.Seq, out)
+		return err
+	}, func() (err error) {
+		p.Errors, err = s.putPart(ctx, "errors", p.Seq, errs)
+		return err
+	})
+	return p, outage(err)
+}
+
+// sideBySide runs two writes that do not depend on each other at once (a
+// part's halves, the two final files): one round trip on the path of
+// every task, not two. It returns the first one's error, else the
+// second's.
+func sideBySide(first, second func() error) error {
+	var secondErr error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		p.Errors, errsErr = s.putPart(ctx, "errors", p.Seq, errs)
+		secondErr = second()
 	}()
-	var err error
-	p.Output, err = s.putPart(ctx, "output", p.Seq, out)
+	err := first()
 	<-done
-	return p, outage(cmp.Or(err, errsErr))
+	return cmp.Or(err, secondErr)
+}
+
+// Finish writes a batch answered within one part straight to its final
+// files and records cp, Done, with them. The head moves first, as before
+// every record, so an attempt that has lost it writes neither file.
+func (s *bucketSink) Finish(ctx context.Context, cp batch.Checkpoint, out, errs []byte) (batch.Checkpoint, error) {
+	c, outName, errName := s.finalFiles()
+	err := s.record(ctx, &cp, func() error {
+		return sideBySide(func() error {
+			key, err := s.key(c, outName)
+			if err == nil {
+				cp.Output, err = s.a.put(ctx, key, c, bytes.NewReader(out), int64(len(out)), "application/jsonl")
+			}
+			return err
+		}, func() error {
+			key, err := s.key(c, errName)
+			if err == nil {
+				cp.Errors, err = s.a.put(ctx, key, c, bytes.NewReader(errs), int64(len(errs)), "application/jsonl")
+			}
+			return err
+		})
+	})
+	return cp, err
+}
+
+// finalFiles are the category and names of the batch's final output and
+// errors files: the task's own, or for a piece the pair MergePieces joins.
+func (s *bucketSink) finalFiles() (c storage.Category, out, errs string) {
+	if s.piece != "" {
+		return storage.Checkpoint, "parts/" + s.piece + NameOutput, "parts/" + s.piece + NameErrors
+	}
+	return storage.Data, NameOutput, NameErrors
 }
 
 // check is live's verdict: nil while this attempt may commit.
@@ -145,6 +189,12 @@ type checkpointHead struct {
 // stops before it writes a record. Each record holds one part, so a seal
 // writes the same few bytes however many parts came before.
 func (s *bucketSink) SaveCheckpoint(ctx context.Context, cp batch.Checkpoint) error {
+	return s.record(ctx, &cp, nil)
+}
+
+// record moves the head to cp.Seq, runs then (if set: the writes the
+// record will name), and creates record cp.Seq.
+func (s *bucketSink) record(ctx context.Context, cp *batch.Checkpoint, then func() error) error {
 	if err := s.check(); err != nil {
 		return err
 	}
@@ -153,16 +203,24 @@ func (s *bucketSink) SaveCheckpoint(ctx context.Context, cp batch.Checkpoint) er
 	if err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(cp, "", "  ")
-	if err != nil {
-		return err
-	}
 	if err := s.moveHead(ctx, cp.Seq); err != nil {
 		return err
 	}
 	// A process frozen right after the head moved may wake up with a
-	// newer attempt holding the head: it must not write the record.
+	// newer attempt holding the head: it must not write on.
 	if err := s.check(); err != nil {
+		return err
+	}
+	if then != nil {
+		if err := then(); err != nil {
+			return outage(err)
+		}
+		if err := s.check(); err != nil {
+			return err
+		}
+	}
+	b, err := json.MarshalIndent(cp, "", "  ")
+	if err != nil {
 		return err
 	}
 	if err := storage.CreateRecord(ctx, s.a.Store, key, b); err != nil {
@@ -171,6 +229,11 @@ func (s *bucketSink) SaveCheckpoint(ctx context.Context, cp batch.Checkpoint) er
 		}
 		var rec batch.Checkpoint
 		if s.a.getJSON(ctx, key, &rec) == nil {
+			if rec.Attempt.ID == s.me.ID {
+				// This attempt's own write, whose answer was lost
+				// (the bucket went away): a retry finds it done.
+				return nil
+			}
 			s.fencedBy = s.whoFenced(rec.Attempt)
 		}
 		return s.fenced(err, "checkpoint %d was recorded by another attempt", cp.Seq)
@@ -312,11 +375,13 @@ const claimTries = 5
 // yet, the create of the first one does.
 func (s *bucketSink) claim(ctx context.Context) (batch.Checkpoint, error) {
 	for try := 1; ; try++ {
-		if err := s.check(); err != nil {
-			return batch.Checkpoint{}, err
-		}
 		h, etag, err := s.readHead(ctx)
 		if err != nil {
+			return batch.Checkpoint{}, err
+		}
+		// The head may be read before the server has answered the first
+		// heartbeat; nothing is taken before it has.
+		if err := s.check(); err != nil {
 			return batch.Checkpoint{}, err
 		}
 		if !h.Attempt.IsZero() && s.me.Before(h.Attempt) {

@@ -44,6 +44,11 @@ type Sink interface {
 	// files, checking each part's size and sha256: a part that does not
 	// match is a *CorruptPartError.
 	Merge(ctx context.Context, parts []Part) (output, errs task.ObjectRef, err error)
+	// Finish ends a batch answered within one part: it stores output and
+	// errs as the final files, where Merge would have put them, and
+	// records cp (Done, the final record) with their references, fenced
+	// as SaveCheckpoint is, and returns it. No part is sealed or merged.
+	Finish(ctx context.Context, cp Checkpoint, output, errs []byte) (Checkpoint, error)
 }
 
 // CorruptPartError is a sealed part whose stored bytes no longer match the
@@ -195,6 +200,16 @@ func (cp *Checkpoint) Apply(rec Checkpoint) {
 	cp.Parts = parts
 }
 
+// Answered is every part the checkpoint holds, in order, as Merge joins
+// them. A batch finished within one part (Sink.Finish) sealed none: its
+// final files stand for that part.
+func (cp Checkpoint) Answered() []Part {
+	if len(cp.Parts) > 0 || !cp.Done || cp.Output.Key == "" {
+		return cp.Parts
+	}
+	return []Part{{Seq: 1, LastLine: cp.Line, Completed: cp.Counts.Completed, Failed: cp.Counts.Failed, Usage: cp.Usage, Output: cp.Output, Errors: cp.Errors}}
+}
+
 // Mark is what the engine tells its Progress hook, and what the inference
 // activity sends as heartbeat details: small, whatever the batch's size.
 type Mark struct {
@@ -296,8 +311,12 @@ func (r *run) fenced(err error) error {
 }
 
 // finish seals the last part, merges, recomputes any part the merge finds
-// corrupt, and records the final checkpoint.
+// corrupt, and records the final checkpoint. A batch answered within one
+// part has nothing to merge: its part is the final output (finishInOne).
 func (r *run) finish(ctx context.Context) (Checkpoint, error) {
+	if len(r.cp.Parts) == 0 && r.part.Completed+r.part.Failed > 0 {
+		return r.finishInOne(ctx)
+	}
 	if err := r.seal(ctx); err != nil {
 		return r.cp, err
 	}
@@ -325,6 +344,36 @@ func (r *run) finish(ctx context.Context) (Checkpoint, error) {
 	if err := r.save(ctx); err != nil {
 		return r.cp, err
 	}
+	return r.cp, nil
+}
+
+// finishInOne stores the one part's answers as the final files with the
+// final record: one write of each file and one record, where sealing,
+// recording, merging and recording again would cost four round trips
+// more on every one-prompt task.
+func (r *run) finishInOne(ctx context.Context) (Checkpoint, error) {
+	cp := r.cp
+	cp.Seq++
+	cp.Time = time.Now().UTC()
+	cp.Line = r.part.LastLine
+	cp.Counts, cp.Usage = r.counts, r.usage
+	cp.Counts.Total = cp.Counts.Done()
+	cp.Done, cp.Sealed = true, nil
+	var done Checkpoint
+	err := r.holdStore(ctx, func() (err error) {
+		done, err = r.Sink.Finish(ctx, cp, r.out.Bytes(), r.err.Bytes())
+		return err
+	})
+	if errors.Is(err, ErrFenced) {
+		return r.cp, err
+	}
+	if err != nil {
+		return r.cp, fmt.Errorf("batch: recording the final checkpoint %d: %w", cp.Seq, err)
+	}
+	r.cp = done
+	r.recorded = done.Counts
+	r.lastSave = time.Now()
+	r.report()
 	return r.cp, nil
 }
 

@@ -90,6 +90,18 @@ func (s *memSink) Merge(_ context.Context, parts []batch.Part) (task.ObjectRef, 
 	return task.ObjectRef{Key: "output.jsonl", Size: int64(len(out))}, task.ObjectRef{Key: "errors.jsonl", Size: int64(len(errs))}, nil
 }
 
+func (s *memSink) Finish(ctx context.Context, cp batch.Checkpoint, out, errs []byte) (batch.Checkpoint, error) {
+	s.mu.Lock()
+	if s.recorded[cp.Seq] {
+		s.mu.Unlock()
+		return cp, fmt.Errorf("%w: checkpoint %d exists", batch.ErrFenced, cp.Seq)
+	}
+	cp.Output, cp.Errors = s.put("output.jsonl", out), s.put("errors.jsonl", errs)
+	s.merged = [2][]byte{bytes.Clone(out), bytes.Clone(errs)}
+	s.mu.Unlock()
+	return cp, s.SaveCheckpoint(ctx, cp)
+}
+
 func (s *memSink) last() batch.Checkpoint {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -308,5 +320,39 @@ func TestRunPieces(t *testing.T) {
 		if n != 1 {
 			t.Errorf("%s answered %d times", id, n)
 		}
+	}
+}
+
+// A batch answered within one part is written once: its files and one
+// final record, no part sealed or merged. Resumed from that record, it
+// asks the model nothing, and the record's files stand for its one part.
+func TestBatchWithinOnePartIsWrittenOnce(t *testing.T) {
+	srv := startModel(t, testmodel.Faults{})
+	sink := newMemSink()
+	e := engine(srv, sink, batch.Config{Concurrency: 4})
+	input := batchFile(5, map[int]string{4: `{"custom_id": "broken"`})
+	cp, err := e.Run(context.Background(), strings.NewReader(input), batch.Checkpoint{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sink.seals != 0 || len(sink.checkpoints) != 1 || !sink.last().Done {
+		t.Fatalf("want no part sealed and one final record, got %d seal(s) and records %+v", sink.seals, sink.checkpoints)
+	}
+	out, _ := lines(t, sink.merged[0])
+	errs, _ := lines(t, sink.merged[1])
+	if len(out) != 4 || len(errs) != 1 || cp.Counts != (task.Counts{Total: 5, Completed: 4, Failed: 1}) || cp.Line != 5 {
+		t.Fatalf("want 4 answers and 1 error up to line 5, got %d and %d, checkpoint %+v", len(out), len(errs), cp)
+	}
+	if cp.Output.SHA256 == "" || cp.Output != sink.last().Output || cp.Errors != sink.last().Errors {
+		t.Fatalf("the record must name the files: returned %+v, recorded %+v", cp, sink.last())
+	}
+	asked := srv.Stats().Requests
+	again, err := e.Run(context.Background(), strings.NewReader(input), sink.last())
+	if err != nil || !again.Done || srv.Stats().Requests != asked {
+		t.Fatalf("resumed from the final record: %+v, %v, %d request(s) more", again, err, srv.Stats().Requests-asked)
+	}
+	parts := sink.last().Answered()
+	if len(parts) != 1 || parts[0].Output != cp.Output || parts[0].Completed != 4 || parts[0].Failed != 1 {
+		t.Fatalf("the final files must stand for the one part: %+v", parts)
 	}
 }

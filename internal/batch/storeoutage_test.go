@@ -59,6 +59,13 @@ func (s *downSink) Merge(ctx context.Context, parts []batch.Part) (task.ObjectRe
 	return s.memSink.Merge(ctx, parts)
 }
 
+func (s *downSink) Finish(ctx context.Context, cp batch.Checkpoint, out, errs []byte) (batch.Checkpoint, error) {
+	if err := s.down(); err != nil {
+		return cp, err
+	}
+	return s.memSink.Finish(ctx, cp, out, errs)
+}
+
 // The bucket refuses every write for a while after the first checkpoint:
 // the engine holds its answers, says since when it waits for the bucket,
 // and writes them once it takes writes again. Every line is answered once
