@@ -82,6 +82,11 @@ func report(name string, value float64, unit string, baseline, goal float64) {
 }
 
 func run(ctx context.Context, sequential, tasks, inflight int, latency time.Duration) error {
+	// The bench before this one in `make bench` leaves gigabytes to write
+	// back; flushed during the run, they would slow whichever side syncs
+	// more (a task's bucket writes and history) by the previous bench's
+	// leftovers, not by its own cost.
+	syscall.Sync()
 	dir, err := os.MkdirTemp("", "autoglm-bench-server-")
 	if err != nil {
 		return err
