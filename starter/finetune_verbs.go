@@ -159,7 +159,7 @@ func (c *cli) finetuneDecideCmd(action, short string) *cobra.Command {
 // its epochs on a terminal, a line now and then otherwise. The rate is
 // the steps this watch saw go by.
 func (r *renderer) training(ft task.FineTuneStatus) {
-	now := time.Now()
+	now := r.now()
 	if r.baseAt.IsZero() {
 		r.base, r.baseAt = ft.Step, now
 	}
@@ -174,7 +174,7 @@ func (r *renderer) training(ft task.FineTuneStatus) {
 	eta := "ETA unknown"
 	if rate > 0 && ft.Epoch > 0 && epochs > 0 {
 		total := float64(ft.Step) / ft.Epoch * float64(epochs)
-		eta = "ETA " + (time.Duration((total-float64(ft.Step))/rate) * time.Second).Round(time.Second).String()
+		eta = "ETA " + time.Duration((total-float64(ft.Step))/rate*float64(time.Second)).Round(time.Second).String()
 	}
 	desc := fmt.Sprintf("step %d, epoch %.2f of %d, loss %.4f, %.1f steps/s, %s", ft.Step, ft.Epoch, epochs, ft.Loss, rate, eta)
 	if !r.bar {
@@ -186,7 +186,7 @@ func (r *renderer) training(ft task.FineTuneStatus) {
 	}
 	const width = 1000 // the bar's units: thousandths of the run
 	if r.pb == nil {
-		r.pb = newBar(width)
+		r.pb = r.newBar(width)
 	}
 	r.pb.Describe(desc)
 	if epochs > 0 {

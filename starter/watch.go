@@ -49,7 +49,8 @@ failed. Ctrl-C leaves quietly (130); the task goes on.`,
 // follow watches task id until it ends, showing its transitions and
 // progress (nothing with --json), and returns its final status.
 func (c *cli) follow(ctx context.Context, cl tclient.Client, id string) (tclient.Status, error) {
-	r := &renderer{out: c.out, quiet: c.json, bar: term.IsTerminal(int(os.Stderr.Fd()))}
+	r := &renderer{out: c.out, quiet: c.json, bar: term.IsTerminal(int(os.Stderr.Fd())),
+		barOut: os.Stderr, barThrottle: barThrottle, now: time.Now}
 	st, err := cl.Watch(ctx, id, r.seen)
 	r.finish()
 	return st, err
@@ -119,6 +120,10 @@ func (c *cli) printAnswer(line json.RawMessage) error {
 // line.
 const plainEvery = 5 * time.Second
 
+// barThrottle is how often at most the bar is redrawn, so a fast task
+// does not flood the terminal; its last state is always drawn.
+const barThrottle = 200 * time.Millisecond
+
 // renderer shows what Watch learns: transitions as lines, progress as a
 // bar on a terminal or as a line now and then. Rate and ETA are measured
 // from what this watch saw, so a resumed task does not claim the work of
@@ -127,6 +132,13 @@ type renderer struct {
 	out   io.Writer
 	quiet bool
 	bar   bool // stderr is a terminal
+
+	// barOut is where the bar draws (stderr), barThrottle how often at
+	// most, now the clock rates and ETAs are measured with: fields so a
+	// test can watch the bar drawn against a clock it moves.
+	barOut      io.Writer
+	barThrottle time.Duration
+	now         func() time.Time
 
 	pb        *progressbar.ProgressBar
 	base      int       // items done when this watch first saw progress
@@ -151,7 +163,7 @@ func (r *renderer) seen(u tclient.Change) {
 }
 
 func (r *renderer) progress(p task.Progress) {
-	now := time.Now()
+	now := r.now()
 	if r.baseAt.IsZero() {
 		r.base, r.baseAt = p.Done(), now
 	}
@@ -161,7 +173,7 @@ func (r *renderer) progress(p task.Progress) {
 	}
 	eta := "ETA unknown"
 	if rate > 0 {
-		eta = "ETA " + (time.Duration(float64(p.Total-p.Done())/rate) * time.Second).Round(time.Second).String()
+		eta = "ETA " + time.Duration(float64(p.Total-p.Done())/rate*float64(time.Second)).Round(time.Second).String()
 	}
 	if !p.WaitingSince.IsZero() {
 		eta = "waiting for the model server since " + p.WaitingSince.Local().Format("15:04:05")
@@ -175,24 +187,24 @@ func (r *renderer) progress(p task.Progress) {
 		return
 	}
 	if r.pb == nil {
-		r.pb = newBar(p.Total, progressbar.OptionShowCount())
+		r.pb = r.newBar(p.Total, progressbar.OptionShowCount())
 	}
 	r.pb.Describe(desc)
 	_ = r.pb.Set(p.Done())
 }
 
-// newBar is a progress bar on stderr of so many units.
-func newBar(units int, opts ...progressbar.Option) *progressbar.ProgressBar {
+// newBar is a progress bar on barOut of so many units.
+func (r *renderer) newBar(units int, opts ...progressbar.Option) *progressbar.ProgressBar {
 	return progressbar.NewOptions(units, append([]progressbar.Option{
-		progressbar.OptionSetWriter(os.Stderr),
+		progressbar.OptionSetWriter(r.barOut),
 		progressbar.OptionSetPredictTime(false),
-		progressbar.OptionThrottle(200 * time.Millisecond)}, opts...)...)
+		progressbar.OptionThrottle(r.barThrottle)}, opts...)...)
 }
 
 func (r *renderer) closeBar() {
 	if r.pb != nil {
 		_ = r.pb.Finish()
-		fmt.Fprintln(os.Stderr)
+		fmt.Fprintln(r.barOut)
 		r.pb = nil
 	}
 }
