@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	enumspb "go.temporal.io/api/enums/v1"
 
+	"github.com/autoglm-flow/autoglm-flow/internal/authz"
+	"github.com/autoglm-flow/autoglm-flow/internal/server"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 	"github.com/autoglm-flow/autoglm-flow/internal/trainer"
@@ -38,11 +44,18 @@ var testTrainer = sync.OnceValues(func() (string, error) {
 type training struct {
 	model, gate string
 	tc          *taskclient.Client
+	policy      string // the policy file's path
+	key         string // alice's API key
 }
 
 func newTraining(t *testing.T) *training {
 	t.Helper()
 	tr := &training{model: "glm-ft-" + randHex(3), gate: filepath.Join(t.TempDir(), "gate")}
+	key, entry, err := authz.NewAPIKey("alice", "fl", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.key = key
 	p := fmt.Sprintf(`tenants:
   fl:
     models: [%s]
@@ -50,12 +63,14 @@ func newTraining(t *testing.T) *training {
     auto_approve_max_requests: 100000
 fleet:
   operators: [olga]
-`, tr.model)
-	path := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(path, []byte(p), 0o644); err != nil {
+api_keys:
+  - {user: alice, tenant: fl, sha256: %s}
+`, tr.model, entry.SHA256)
+	tr.policy = filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(tr.policy, []byte(p), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("AUTOGLM_POLICY_FILE", path)
+	t.Setenv("AUTOGLM_POLICY_FILE", tr.policy)
 	tr.tc = &taskclient.Client{Temporal: suite.Temporal, Store: suite.Store, Signer: suite.Signer}
 	return tr
 }
@@ -113,6 +128,40 @@ func (tr *training) submit(t *testing.T, ctx context.Context) string {
 		t.Fatal(err)
 	}
 	return in.ID
+}
+
+// openAI starts an API server on the suite's stack under the test's
+// policy and returns a reader of a job through its OpenAI route, GET
+// /v1/fine_tuning/jobs/{id}, as alice with her API key.
+func (tr *training) openAI(t *testing.T) func(ctx context.Context, id string) server.FineTuningJob {
+	t.Helper()
+	src, err := authz.Load(tr.policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetLevel(logrus.WarnLevel)
+	hs := httptest.NewServer((&server.Server{Tasks: tr.tc, Policy: src, TempDir: t.TempDir(), Log: log}).Handler())
+	t.Cleanup(hs.Close)
+	return func(ctx context.Context, id string) server.FineTuningJob {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, "GET", hs.URL+"/v1/fine_tuning/jobs/"+server.FineTuneJobIDPrefix+id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tr.key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		var job server.FineTuningJob
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &job) != nil || job.ID != server.FineTuneJobIDPrefix+id {
+			t.Fatalf("GET the OpenAI job of %s: %d %s", id, resp.StatusCode, body)
+		}
+		return job
+	}
 }
 
 // status waits until the job's status satisfies cond, and returns it.
@@ -183,12 +232,14 @@ func trainSpan(t *testing.T, ctx context.Context, id string) (started, completed
 // TestTrainingSlotsQueueTheSecondJob: a node with one training slot
 // trains one job at a time, apart from its inference capacity. The
 // first job holds the slot (its trainer held at a step by the gate); the
-// second waits in the model's training queue, "queued", not failed; once
-// the first is done the second runs and succeeds.
+// second waits in the model's training queue, "queued" on the OpenAI
+// route, not failed; once the first is done the second runs and
+// succeeds.
 func TestTrainingSlotsQueueTheSecondJob(t *testing.T) {
 	ctx := testCtx(t, 5*time.Minute)
 	tr := newTraining(t)
 	tr.closeGate(t)
+	job := tr.openAI(t)
 	n := tr.node(t, "slot", 1)
 	eventually(t, ctx, n.name+"'s record to show its training slot", func() (bool, error) {
 		rec, err := nodeRecord(ctx, n.name)
@@ -213,9 +264,28 @@ func TestTrainingSlotsQueueTheSecondJob(t *testing.T) {
 	if fst, err := tr.tc.Status(ctx, first); err != nil || fst.State != task.Running {
 		t.Fatalf("the first job while the second waits: %+v, %v; want RUNNING", fst.State, err)
 	}
+	eventually(t, ctx, "the OpenAI route to report the second job queued", func() (bool, error) {
+		return job(ctx, second).Status == "queued", nil
+	})
+	if got := job(ctx, first).Status; got != "running" {
+		t.Fatalf("the OpenAI route reports the first job, holding the slot, %q; want running", got)
+	}
 
 	tr.openGate(t)
 	_, a := tr.completed(t, ctx, first)
+	// Once the slot is free the second goes on from "queued" to
+	// "running" (unless it is done before a poll sees it) and
+	// "succeeded", never back.
+	seen := []string{"queued"}
+	eventually(t, ctx, "the OpenAI route to report the second job succeeded", func() (bool, error) {
+		if s := job(ctx, second).Status; s != seen[len(seen)-1] {
+			seen = append(seen, s)
+		}
+		return seen[len(seen)-1] == "succeeded", nil
+	})
+	if got := strings.Join(seen, " "); got != "queued running succeeded" && got != "queued succeeded" {
+		t.Fatalf("the OpenAI route reported the second job %s after the first ended; want queued, running, succeeded", got)
+	}
 	_, b := tr.completed(t, ctx, second)
 	_, firstDone := trainSpan(t, ctx, first)
 	secondStarted, _ := trainSpan(t, ctx, second)
