@@ -176,3 +176,33 @@ func TestMetricsNeedAKey(t *testing.T) {
 		}
 	}
 }
+
+// The long poll's first path sends a client on to /changes, with its
+// query, and a client that follows it reaches the long poll (here: its
+// cap, which answers before anything is asked of Temporal).
+func TestEventsPathRedirectsToChanges(t *testing.T) {
+	s, h, keys := testServer(t, Limits{LongPollsPerUser: 1})
+	req := httptest.NewRequest("GET", APIPrefix+"/tasks/t1/events?after=3&wait=1s", nil)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if want := APIPrefix + "/tasks/t1/changes?after=3&wait=1s"; rec.Code != http.StatusPermanentRedirect || rec.Header().Get("Location") != want {
+		t.Fatalf("GET …/events: %d to %q; want 308 to %q", rec.Code, rec.Header().Get("Location"), want)
+	}
+	release, err := s.limits.startLongPoll("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	get, _ := http.NewRequest("GET", srv.URL+APIPrefix+"/tasks/t1/events?after=3", nil)
+	get.Header.Set("Authorization", "Bearer "+keys["alice"])
+	resp, err := http.DefaultClient.Do(get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Request.URL.Path != APIPrefix+"/tasks/t1/changes" {
+		t.Errorf("followed: %d at %s; want the long poll's 429 at …/changes", resp.StatusCode, resp.Request.URL.Path)
+	}
+}

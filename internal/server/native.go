@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -35,6 +36,14 @@ func (s *Server) native(mux *http.ServeMux) {
 	h("GET "+APIPrefix+"/tasks", s.list)
 	h("GET "+APIPrefix+"/tasks/{id}", s.status)
 	h("GET "+APIPrefix+"/tasks/{id}/changes", s.changes)
+	// A client built against the long poll's first path is sent on to
+	// the one named for what it returns (events are what webhooks
+	// deliver), query and all.
+	mux.HandleFunc("GET "+APIPrefix+"/tasks/{id}/events", func(w http.ResponseWriter, r *http.Request) {
+		to := *r.URL
+		to.Path = APIPrefix + "/tasks/" + url.PathEscape(r.PathValue("id")) + "/changes"
+		http.Redirect(w, r, to.String(), http.StatusPermanentRedirect)
+	})
 	h("GET "+APIPrefix+"/tasks/{id}/result", s.result)
 	h("GET "+APIPrefix+"/tasks/{id}/results", s.results)
 	h("POST "+APIPrefix+"/tasks/{id}/resubmit-failed", s.resubmit(taskclient.ItemsFailed))
