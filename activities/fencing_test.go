@@ -13,6 +13,15 @@ import (
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 )
 
+// attemptOf is the sink of attempt n (named id) of tenant acme's task
+// taskID, or of its piece; every attempt's activity was scheduled at the
+// same time, so their numbers order them.
+func attemptOf(a *Activities, taskID string, piece *Piece, n int32, id string) *bucketSink {
+	s := newSink(a, "acme", taskID, piece)
+	s.me = batch.Attempt{Scheduled: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Number: n, ID: id}
+	return s
+}
+
 // The fence on a real MinIO, step by step: attempt 2 claims the head over
 // attempt 1, which then records nothing; attempt 1 started again (a poll
 // a frozen worker received) refuses to resume; an attempt whose heartbeat
@@ -23,12 +32,7 @@ func TestStaleAttemptsCommitNothing(t *testing.T) {
 	defer cancel()
 	_, store := startMinIO(t, ctx)
 	a := &Activities{Store: store}
-	scheduled := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	attempt := func(n int32, id string) *bucketSink {
-		s := newSink(a, "acme", "t1", nil)
-		s.me = batch.Attempt{Scheduled: scheduled, Number: n, ID: id}
-		return s
-	}
+	attempt := func(n int32, id string) *bucketSink { return attemptOf(a, "t1", nil, n, id) }
 	seal := func(s *bucketSink, cp *batch.Checkpoint) error {
 		p, err := s.SealPart(ctx, batch.Part{Seq: len(cp.Parts) + 1, FirstLine: cp.Line + 1, LastLine: cp.Line + 10, Completed: 10}, []byte(fmt.Sprintf("answers by %s\n", s.me.ID)), nil)
 		if err != nil {
@@ -115,12 +119,7 @@ func TestFinishInOnePartIsFenced(t *testing.T) {
 	defer cancel()
 	_, store := startMinIO(t, ctx)
 	a := &Activities{Store: store}
-	scheduled := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	attempt := func(piece *Piece, n int32, id string) *bucketSink {
-		s := newSink(a, "acme", "t2", piece)
-		s.me = batch.Attempt{Scheduled: scheduled, Number: n, ID: id}
-		return s
-	}
+	attempt := func(piece *Piece, n int32, id string) *bucketSink { return attemptOf(a, "t2", piece, n, id) }
 	final := batch.Checkpoint{Seq: 1, Line: 3, Counts: task.Counts{Total: 3, Completed: 2, Failed: 1}, Done: true}
 	read := func(key string) string {
 		rc, _, err := store.Get(ctx, key)
