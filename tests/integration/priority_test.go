@@ -23,7 +23,10 @@ func TestHigherPriorityStartsFirstOnABusyNode(t *testing.T) {
 	t.Cleanup(func() { m.Close() })
 	startWorker(t, workerOptions{Model: m, Concurrency: 1, MaxPieces: 1})
 
-	// The blocker holds the node's only slot for about three seconds.
+	// The blocker holds the node's only slot until the backlog has
+	// formed: the model answers nothing before then.
+	release := m.Hold()
+	t.Cleanup(release)
 	blocker := newID("prio-blocker")
 	submit(t, ctx, taskclient.SubmitRequest{ID: blocker, Tenant: tenant, Submitter: "alice", File: writeBatch(t, "blocker", 10).path})
 	waitState(t, ctx, blocker, task.Running)
@@ -42,6 +45,7 @@ func TestHigherPriorityStartsFirstOnABusyNode(t *testing.T) {
 	if st := status(t, ctx, blocker); st.State.Final() {
 		t.Fatalf("the blocker ended before the backlog formed (%s): the test shows nothing", st.State)
 	}
+	release()
 
 	// The node runs one batch at a time, so the order in which the tasks
 	// finished inference is the order in which they started.

@@ -29,6 +29,9 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if !s.held(w, r) {
+		return
+	}
 	faults, o := s.draw()
 	s.count(o)
 	if o == injectHang {

@@ -60,9 +60,11 @@ type Server struct {
 	stats      counters
 	adapters   adapters
 
-	mu     sync.Mutex // guards rng and faults: draws must happen one at a time to be repeatable
+	mu     sync.Mutex // guards rng, faults and gate: draws must happen one at a time to be repeatable
 	rng    *rand.Rand
 	faults Faults
+	// gate, while set, holds every valid request until it is closed (Hold).
+	gate chan struct{}
 
 	// closing is cancelled by Close; requests waiting out a latency or a
 	// hang watch it, so that Close never waits for them.
@@ -172,6 +174,47 @@ func (s *Server) SetFaults(f Faults) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = f
+}
+
+// Hold makes valid requests wait, before their latency and outcome, until
+// release is called: a test decides when a request is answered instead of
+// guessing how long one should take. release may be called more than once.
+func (s *Server) Hold() (release func()) {
+	gate := make(chan struct{})
+	s.mu.Lock()
+	s.gate = gate
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.gate == gate {
+				s.gate = nil
+			}
+			s.mu.Unlock()
+			close(gate)
+		})
+	}
+}
+
+// held waits while the server holds requests, and reports whether the
+// answer should still be written (see pause).
+func (s *Server) held(w http.ResponseWriter, r *http.Request) bool {
+	s.mu.Lock()
+	gate := s.gate
+	s.mu.Unlock()
+	if gate == nil {
+		return true
+	}
+	select {
+	case <-gate:
+		return true
+	case <-r.Context().Done():
+		return false
+	case <-s.closing.Done():
+		writeError(w, http.StatusServiceUnavailable, "the test model server is closing", "server_error", nil)
+		return false
+	}
 }
 
 func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {

@@ -247,3 +247,33 @@ func TestCloseAnswersWaitingRequestsOfAMountedHandler(t *testing.T) {
 		t.Fatal("Close did not release the hung request")
 	}
 }
+
+// A held request is answered only once the hold is released, and then
+// with its usual outcome; requests after the release are not held.
+func TestHoldKeepsRequestsUntilReleased(t *testing.T) {
+	s := New(Options{})
+	release := s.Hold()
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(validBody)))
+		close(done)
+	}()
+	for s.Stats().Requests == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case <-done:
+		t.Fatalf("a held request was answered (%d) before the release", rec.Code)
+	default:
+	}
+	release()
+	release()
+	<-done
+	if rec.Code != http.StatusOK {
+		t.Fatalf("the released request got %d, want 200", rec.Code)
+	}
+	if code := post(s.Handler(), validBody).Code; code != http.StatusOK {
+		t.Fatalf("a request after the release got %d", code)
+	}
+}
