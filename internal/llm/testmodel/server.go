@@ -206,15 +206,7 @@ func (s *Server) held(w http.ResponseWriter, r *http.Request) bool {
 	if gate == nil {
 		return true
 	}
-	select {
-	case <-gate:
-		return true
-	case <-r.Context().Done():
-		return false
-	case <-s.closing.Done():
-		writeError(w, http.StatusServiceUnavailable, "the test model server is closing", "server_error", nil)
-		return false
-	}
+	return waitFor(s, w, r, gate)
 }
 
 func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
@@ -260,8 +252,15 @@ func (s *Server) pause(w http.ResponseWriter, r *http.Request, d time.Duration) 
 		defer t.Stop()
 		elapsed = t.C
 	}
+	return waitFor(s, w, r, elapsed)
+}
+
+// waitFor waits until ready yields (never, when it is nil), and reports
+// whether the answer should still be written: not when the client has
+// gone, and not (beyond a 503) when the server is closing.
+func waitFor[T any](s *Server, w http.ResponseWriter, r *http.Request, ready <-chan T) bool {
 	select {
-	case <-elapsed:
+	case <-ready:
 		return true
 	case <-r.Context().Done():
 		return false
