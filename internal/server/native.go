@@ -557,5 +557,10 @@ func attachmentName(raw string) (string, error) {
 	if strings.ContainsAny(name, "/\\") || name == "." || name == ".." {
 		return "", task.Errorf(task.InvalidInput, "attachment name %q must be one file name, without a slash", name)
 	}
+	// It is stored under attachments/, which counts toward the name's
+	// length: refused here, before the body is read, not at the write.
+	if max := storage.MaxNameLen - len(taskclient.AttachmentsDir); len(name) > max {
+		return "", task.Errorf(task.InvalidInput, "attachment name %q is %d bytes; at most %d", name, len(name), max)
+	}
 	return name, nil
 }
