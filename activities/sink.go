@@ -111,20 +111,17 @@ func sideBySide(first, second func() error) error {
 // every record, so an attempt that has lost it writes neither file.
 func (s *bucketSink) Finish(ctx context.Context, cp batch.Checkpoint, out, errs []byte) (batch.Checkpoint, error) {
 	c, outName, errName := s.finalFiles()
+	put := func(ref *task.ObjectRef, name string, b []byte) func() error {
+		return func() error {
+			key, err := s.key(c, name)
+			if err == nil {
+				*ref, err = s.a.put(ctx, key, c, bytes.NewReader(b), int64(len(b)), "application/jsonl")
+			}
+			return err
+		}
+	}
 	err := s.record(ctx, &cp, func() error {
-		return sideBySide(func() error {
-			key, err := s.key(c, outName)
-			if err == nil {
-				cp.Output, err = s.a.put(ctx, key, c, bytes.NewReader(out), int64(len(out)), "application/jsonl")
-			}
-			return err
-		}, func() error {
-			key, err := s.key(c, errName)
-			if err == nil {
-				cp.Errors, err = s.a.put(ctx, key, c, bytes.NewReader(errs), int64(len(errs)), "application/jsonl")
-			}
-			return err
-		})
+		return sideBySide(put(&cp.Output, outName, out), put(&cp.Errors, errName, errs))
 	})
 	return cp, err
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -160,13 +159,7 @@ func (c *cli) finetuneDecideCmd(action, short string) *cobra.Command {
 // the steps this watch saw go by.
 func (r *renderer) training(ft task.FineTuneStatus) {
 	now := r.now()
-	if r.baseAt.IsZero() {
-		r.base, r.baseAt = ft.Step, now
-	}
-	rate := 0.0
-	if el := now.Sub(r.baseAt).Seconds(); el > 0 && ft.Step > r.base {
-		rate = float64(ft.Step-r.base) / el
-	}
+	rate := r.rateAt(ft.Step, now)
 	epochs := 0
 	if h := ft.Hyperparameters; h != nil {
 		epochs = h.NEpochs
@@ -174,7 +167,7 @@ func (r *renderer) training(ft task.FineTuneStatus) {
 	eta := "ETA unknown"
 	if rate > 0 && ft.Epoch > 0 && epochs > 0 {
 		total := float64(ft.Step) / ft.Epoch * float64(epochs)
-		eta = "ETA " + time.Duration((total-float64(ft.Step))/rate*float64(time.Second)).Round(time.Second).String()
+		eta = etaOf(total-float64(ft.Step), rate)
 	}
 	desc := fmt.Sprintf("step %d, epoch %.2f of %d, loss %.4f, %.1f steps/s, %s", ft.Step, ft.Epoch, epochs, ft.Loss, rate, eta)
 	if !r.bar {

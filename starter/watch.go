@@ -164,16 +164,10 @@ func (r *renderer) seen(u tclient.Change) {
 
 func (r *renderer) progress(p task.Progress) {
 	now := r.now()
-	if r.baseAt.IsZero() {
-		r.base, r.baseAt = p.Done(), now
-	}
-	rate := 0.0
-	if el := now.Sub(r.baseAt).Seconds(); el > 0 && p.Done() > r.base {
-		rate = float64(p.Done()-r.base) / el
-	}
+	rate := r.rateAt(p.Done(), now)
 	eta := "ETA unknown"
 	if rate > 0 {
-		eta = "ETA " + time.Duration(float64(p.Total-p.Done())/rate*float64(time.Second)).Round(time.Second).String()
+		eta = etaOf(float64(p.Total-p.Done()), rate)
 	}
 	if !p.WaitingSince.IsZero() {
 		eta = "waiting for the model server since " + p.WaitingSince.Local().Format("15:04:05")
@@ -191,6 +185,23 @@ func (r *renderer) progress(p task.Progress) {
 	}
 	r.pb.Describe(desc)
 	_ = r.pb.Set(p.Done())
+}
+
+// rateAt is how fast done has grown, per second, since this watch first
+// saw it; 0 until it has grown.
+func (r *renderer) rateAt(done int, now time.Time) float64 {
+	if r.baseAt.IsZero() {
+		r.base, r.baseAt = done, now
+	}
+	if el := now.Sub(r.baseAt).Seconds(); el > 0 && done > r.base {
+		return float64(done-r.base) / el
+	}
+	return 0
+}
+
+// etaOf says how long the units left take at rate, to the second.
+func etaOf(left, rate float64) string {
+	return "ETA " + time.Duration(left/rate*float64(time.Second)).Round(time.Second).String()
 }
 
 // newBar is a progress bar on barOut of so many units.

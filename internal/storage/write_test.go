@@ -155,10 +155,6 @@ func TestWriteSniffsContentType(t *testing.T) {
 	}
 }
 
-// TestWriteMultipartInSmallParts: at the default part size, an object
-// that fits one part goes in one PUT, and a larger one, or a stream of
-// unknown size past S3's minimum part, goes in parts of that minimum, so
-// the part buffers cost what a part needs.
 // A write given a part size cuts its parts to it (never below S3's 5 MiB)
 // and still sends a body of at most one default part in one PUT.
 func TestWriteTakesAPartSize(t *testing.T) {
@@ -176,20 +172,32 @@ func TestWriteTakesAPartSize(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := bytes.Repeat([]byte("0123456789abcdef"), int(tc.size/16))
-			f := &fakeUploader{}
-			if _, err := write(context.Background(), f, defaultPartSize, "k", bytes.NewReader(data), tc.size, PutOptions{PartSize: tc.partSize}, precondition{}); err != nil {
-				t.Fatal(err)
-			}
+			f := writeToFake(t, bytes.NewReader(data), data, tc.size, PutOptions{PartSize: tc.partSize})
 			if len(f.parts) != tc.wantParts || f.one != (tc.wantParts == 0) || (tc.wantParts > 0 && f.biggest != tc.wantBiggest) {
 				t.Errorf("%d parts (one PUT: %t, biggest buffer %d), want %d of %d", len(f.parts), f.one, f.biggest, tc.wantParts, tc.wantBiggest)
-			}
-			if !bytes.Equal(f.stored, data) {
-				t.Errorf("stored %d bytes, not the %d written", len(f.stored), len(data))
 			}
 		})
 	}
 }
 
+// writeToFake writes r, which holds data, at the default part size and
+// checks that what was stored is data.
+func writeToFake(t *testing.T, r io.Reader, data []byte, size int64, o PutOptions) *fakeUploader {
+	t.Helper()
+	f := &fakeUploader{}
+	if _, err := write(context.Background(), f, defaultPartSize, "k", r, size, o, precondition{}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(f.stored, data) {
+		t.Errorf("stored %d bytes, not the %d written", len(f.stored), len(data))
+	}
+	return f
+}
+
+// TestWriteMultipartInSmallParts: at the default part size, an object
+// that fits one part goes in one PUT, and a larger one, or a stream of
+// unknown size past S3's minimum part, goes in parts of that minimum, so
+// the part buffers cost what a part needs.
 func TestWriteMultipartInSmallParts(t *testing.T) {
 	const mib = 1 << 20
 	for _, tc := range []struct {
@@ -206,18 +214,12 @@ func TestWriteMultipartInSmallParts(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := bytes.Repeat([]byte("0123456789abcdef"), tc.n/16)
-			f := &fakeUploader{}
-			if _, err := write(context.Background(), f, defaultPartSize, "k", onlyReader{bytes.NewReader(data)}, tc.size, PutOptions{}, precondition{}); err != nil {
-				t.Fatal(err)
-			}
+			f := writeToFake(t, onlyReader{bytes.NewReader(data)}, data, tc.size, PutOptions{})
 			if len(f.parts) != tc.wantParts || f.one != (tc.wantParts == 0) {
 				t.Errorf("%d parts (one PUT: %t), want %d", len(f.parts), f.one, tc.wantParts)
 			}
 			if f.biggest > minPartSize {
 				t.Errorf("a part buffer grew to %d bytes, past %d", f.biggest, minPartSize)
-			}
-			if !bytes.Equal(f.stored, data) {
-				t.Errorf("stored %d bytes, not the %d written", len(f.stored), len(data))
 			}
 		})
 	}
