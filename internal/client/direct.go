@@ -93,11 +93,20 @@ func (d Direct) Watch(ctx context.Context, id string, seen func(Change)) (Status
 		if err != nil {
 			return Status{}, err
 		}
-		audit = newTransitions(st, audit, seen)
-		if st.State == task.Running && st.Progress.Counts != last {
+		moved := st.Progress.Total > 0 && st.Progress.Counts != last
+		showProgress := func() {
 			last = st.Progress.Counts
 			p := st.Progress
 			seen(Change{Progress: &p})
+		}
+		// A run that stopped between two polls closes its bar on the
+		// counts it stopped with, before the transitions that stopped it.
+		if moved && last.Total > 0 && st.State != task.Running {
+			showProgress()
+		}
+		audit = newTransitions(st, audit, seen)
+		if moved && st.State == task.Running {
+			showProgress()
 		}
 		if ft := st.FineTune; st.State == task.Running && ft != nil && ft.Step != step {
 			step = ft.Step

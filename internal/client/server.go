@@ -72,10 +72,12 @@ func (s Server) Watch(ctx context.Context, id string, seen func(Change)) (Status
 		}
 		for _, e := range cs.Changes {
 			after = e.Seq
-			audit = transitions(e, audit, seen)
+			// A change's progress is what the counts were when its
+			// transitions happened: the bar shows them before it closes.
 			if e.Progress != nil {
 				seen(Change{Progress: e.Progress})
 			}
+			audit = transitions(e, audit, seen)
 			if e.Training != nil {
 				seen(Change{Training: e.Training})
 			}

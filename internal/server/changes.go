@@ -262,6 +262,7 @@ func (h *hub) run(id string, f *follower) {
 			if err == nil && len(st.Audit) > audit {
 				c.Transitions = st.Audit[audit:]
 			}
+			c.Progress = closingProgress(progress, task.Progress{Counts: res.Counts})
 			f.add(c)
 			// Late callers get the end from here, for a while.
 			select {
@@ -291,6 +292,11 @@ func (h *hub) run(id string, f *follower) {
 				e.Transitions = st.Audit[audit:]
 				audit = len(st.Audit)
 			}
+			if err == nil && state != task.Running {
+				if e.Progress = closingProgress(progress, st.Progress); e.Progress != nil {
+					progress = e.Progress.Counts
+				}
+			}
 			f.add(e)
 		}
 		if state == task.Running && time.Since(lastProgress) >= progressEvery {
@@ -309,6 +315,17 @@ func (h *hub) run(id string, f *follower) {
 			}
 		}
 	}
+}
+
+// closingProgress is the progress a change that ends a run carries, so
+// a watcher's bar closes on the counts the run ended with rather than
+// those of the last progress change: nil when no progress was sent
+// (nothing to close) or the counts have not moved since.
+func closingProgress(sent task.Counts, now task.Progress) *task.Progress {
+	if sent.Total == 0 || now.Counts == sent || now.Total == 0 {
+		return nil
+	}
+	return &now
 }
 
 // idle reports whether f has had no watcher for idleStop, and if so takes

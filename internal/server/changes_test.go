@@ -140,3 +140,93 @@ func TestFollowerIsSharedAndReplaced(t *testing.T) {
 		}
 	}
 }
+
+// setSource is a task whose state and counts the test sets; the status
+// query always answers.
+type setSource struct {
+	mu     sync.Mutex
+	state  task.State
+	counts task.Counts
+	end    chan task.Result
+}
+
+func (s *setSource) set(st task.State, c task.Counts) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.state, s.counts = st, c
+}
+
+func (s *setSource) State(ctx context.Context, id string) (task.State, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state, nil
+}
+
+func (s *setSource) Wait(ctx context.Context, id string) (task.Result, error) {
+	return (&stepSource{end: s.end}).Wait(ctx, id)
+}
+
+func (s *setSource) Status(ctx context.Context, id string) (task.Status, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := task.Status{ID: id, State: s.state}
+	st.Progress.Counts = s.counts
+	return st, nil
+}
+
+// waitFor returns the changes after after, up to the first that has,
+// failing if the task ends before one does.
+func waitFor(t *testing.T, h *hub, after int64, has func(Change) bool) []Change {
+	t.Helper()
+	var seen []Change
+	for {
+		evs, final := h.wait(context.Background(), "t1", after)
+		for _, e := range evs {
+			seen = append(seen, e)
+			if has(e) {
+				return seen
+			}
+			after = e.Seq
+		}
+		if final {
+			t.Fatalf("the task ended without the change wanted; changes: %+v", seen)
+		}
+	}
+}
+
+// A run that stops between two progress looks (here: it reaches
+// ARCHIVING, or ends outright) sends the counts it stopped with in the
+// change that stops it, so a watcher's bar closes on them rather than on
+// the last progress change; a change whose counts have not moved carries
+// none.
+func TestTheChangeThatStopsARunCarriesItsLastCounts(t *testing.T) {
+	for _, archives := range []bool{true, false} {
+		src := &setSource{end: make(chan task.Result)}
+		h := newHub(src, quietLog())
+		src.set(task.Running, task.Counts{Total: 10, Completed: 3})
+		evs := waitFor(t, h, 0, func(e Change) bool { return e.Progress != nil })
+		if p := evs[len(evs)-1].Progress; p.Completed != 3 {
+			t.Fatalf("progress while running: %+v", p)
+		}
+		after := evs[len(evs)-1].Seq
+		done := task.Counts{Total: 10, Completed: 9, Failed: 1}
+		if archives {
+			src.set(task.Archiving, done)
+			h.poke("t1")
+			evs = waitFor(t, h, after, func(e Change) bool { return e.State == task.Archiving })
+			if p := evs[len(evs)-1].Progress; p == nil || p.Counts != done {
+				t.Fatalf("the change into ARCHIVING carries progress %+v, want %+v", p, done)
+			}
+			after = evs[len(evs)-1].Seq
+		}
+		src.end <- task.Result{ID: "t1", State: task.Completed, Counts: done}
+		evs = waitFor(t, h, after, func(e Change) bool { return e.Result != nil })
+		end := evs[len(evs)-1]
+		switch {
+		case archives && end.Progress != nil:
+			t.Fatalf("the end repeats counts already sent: %+v", end.Progress)
+		case !archives && (end.Progress == nil || end.Progress.Counts != done):
+			t.Fatalf("the end straight from RUNNING carries progress %+v, want %+v", end.Progress, done)
+		}
+	}
+}

@@ -1,9 +1,12 @@
 package server
 
 import (
+	"bufio"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -194,6 +197,74 @@ func TestCLIParity(t *testing.T) {
 		}
 		if s.Shape != b.Shape {
 			t.Errorf("%s: output shapes differ:\n  server:      %s\n  break-glass: %s", step, s.Shape, b.Shape)
+		}
+	}
+}
+
+// progressLine is a watch's progress line without a terminal: done, of
+// total.
+var progressLine = regexp.MustCompile(`^\s+progress: (\d+) of (\d+) `)
+
+// wholeBatch reports whether a progress line counts every item done.
+func wholeBatch(line string) bool {
+	m := progressLine.FindStringSubmatch(line)
+	return m != nil && m[1] == m[2]
+}
+
+// TestWatchEndsOnTheRunsLastCounts: a watch that saw a batch run, whose
+// answers then all came between two of its looks, shows the run's last
+// counts before the transitions that ended it, through the server and on
+// the break-glass path alike.
+func TestWatchEndsOnTheRunsLastCounts(t *testing.T) {
+	ctx := testCtx(t, 4*time.Minute)
+	batchPath := filepath.Join(t.TempDir(), "batch.jsonl")
+	os.WriteFile(batchPath, batchFile(40, "last counts"), 0o644)
+	for name, env := range map[string][]string{
+		"server":      cliEnv(t, t.TempDir(), "AUTOGLM_API_KEY="+suite.keys["alice"]),
+		"break-glass": breakGlassEnv(t.TempDir(), "alice"),
+	} {
+		r := suite.RunCLI(t, ctx, testenv.CLIOptions{Env: env}, "submit", "--file", batchPath, "--json")
+		var sub struct{ ID string }
+		if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &sub) != nil {
+			t.Fatalf("%s: submit: exit %d: %s", name, r.Code, r.Output)
+		}
+		waitState(t, ctx, sub.ID, task.AwaitingApproval)
+		release := suite.model.Hold()
+		t.Cleanup(release)
+		if _, err := suite.tasks.Decide(ctx, sub.ID, task.UpdateApprove, task.DecisionRequest{Actor: "bob", Reason: "last counts"}); err != nil {
+			t.Fatal(err)
+		}
+		watch := exec.CommandContext(ctx, suite.CLI, "watch", sub.ID)
+		watch.Env = env
+		stdout, err := watch.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := watch.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := bufio.NewScanner(stdout)
+		var out []string
+		for lines.Scan() {
+			out = append(out, lines.Text())
+			if m := progressLine.FindStringSubmatch(lines.Text()); m != nil && m[1] == "0" {
+				release()
+			}
+		}
+		if err := watch.Wait(); err != nil {
+			t.Fatalf("%s: watch: %v\n%s", name, err, strings.Join(out, "\n"))
+		}
+		last, archiving := -1, -1
+		for i, l := range out {
+			if progressLine.MatchString(l) {
+				last = i
+			}
+			if f := strings.Fields(l); archiving < 0 && len(f) > 1 && f[1] == string(task.Archiving) {
+				archiving = i
+			}
+		}
+		if last < 0 || archiving < last || !wholeBatch(out[last]) {
+			t.Errorf("%s: watch's last progress line is not the whole batch's, before ARCHIVING:\n%s", name, strings.Join(out, "\n"))
 		}
 	}
 }
