@@ -15,13 +15,15 @@ import (
 // without the right may not cancel, and a finished task cannot be.
 func TestOperatorCancelsARunningBatch(t *testing.T) {
 	ctx := testCtx(t, 120*time.Second)
-	// Slow answers, one at a time: the batch takes 15 s, so a cancel
-	// that did not reach the running inference would show.
-	slow := testmodel.New(testmodel.Options{Faults: testmodel.Faults{Latency: 1500 * time.Millisecond}})
+	// One request at a time, and every one after the third held until
+	// the cancel: a cancel that did not reach the running inference
+	// would leave the batch waiting on it.
+	slow := testmodel.New(testmodel.Options{})
 	if err := slow.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { slow.Close() })
+	t.Cleanup(slow.HoldAfter(3))
 	startWorker(t, workerOptions{Model: slow, Concurrency: 1})
 
 	const total = autoApproveMax // auto-approved, so it runs at once
@@ -29,8 +31,8 @@ func TestOperatorCancelsARunningBatch(t *testing.T) {
 	id := newID("cancel")
 	submit(t, ctx, taskclient.SubmitRequest{ID: id, Tenant: tenant, Submitter: "dave", File: in.path})
 	waitState(t, ctx, id, task.Running)
-	eventually(t, ctx, "the batch to answer its first requests", 100*time.Millisecond, func() (bool, error) {
-		return slow.Stats().OK >= 3, nil
+	eventually(t, ctx, "the batch to answer its first requests and wait on the next", 100*time.Millisecond, func() (bool, error) {
+		return slow.Stats().OK == 3 && slow.Stats().Requests == 4, nil
 	})
 
 	_, err := suite.tasks.Decide(ctx, id, task.UpdateCancel, task.DecisionRequest{Actor: "aldo", Reason: "auditors only look"})
@@ -47,8 +49,8 @@ func TestOperatorCancelsARunningBatch(t *testing.T) {
 		t.Fatalf("result state %s; want CANCELLED", res.State)
 	}
 	served := slow.Stats().Requests
-	if served >= total {
-		t.Errorf("the model server answered all %d requests: the cancel did not stop the running batch", served)
+	if served != 4 {
+		t.Errorf("the model server was sent %d requests, want 4 (3 answered, 1 held): the cancel did not stop the running batch", served)
 	}
 	st = status(t, ctx, id)
 	if !hasTransition(st.Audit, task.Cancelled, "olga", reason) {
@@ -57,8 +59,8 @@ func TestOperatorCancelsARunningBatch(t *testing.T) {
 
 	// What was answered before the cancel is kept, in output.jsonl.
 	out := outputLines(t, download(t, ctx, res.Output))
-	if len(out) == 0 || len(out) != res.Counts.Completed || len(out) >= total {
-		t.Errorf("output.jsonl of the cancelled task has %d lines, its result counts %+v; want the answers given before the cancel, more than 0 and fewer than %d", len(out), res.Counts, total)
+	if len(out) != 3 || res.Counts.Completed != 3 {
+		t.Errorf("output.jsonl of the cancelled task has %d lines, its result counts %+v; want the 3 answers given before the cancel", len(out), res.Counts)
 	}
 	exactlyOnce(t, in.ids[:len(out)], customIDCounts(out))
 	checkAnswers(t, out, in.bodies)

@@ -63,8 +63,10 @@ type Server struct {
 	mu     sync.Mutex // guards rng, faults and gate: draws must happen one at a time to be repeatable
 	rng    *rand.Rand
 	faults Faults
-	// gate, while set, holds every valid request until it is closed (Hold).
+	// gate, while set, holds every valid request but the next pass
+	// until it is closed (Hold, HoldAfter).
 	gate chan struct{}
+	pass int
 
 	// closing is cancelled by Close; requests waiting out a latency or a
 	// hang watch it, so that Close never waits for them.
@@ -179,10 +181,14 @@ func (s *Server) SetFaults(f Faults) {
 // Hold makes valid requests wait, before their latency and outcome, until
 // release is called: a test decides when a request is answered instead of
 // guessing how long one should take. release may be called more than once.
-func (s *Server) Hold() (release func()) {
+func (s *Server) Hold() (release func()) { return s.HoldAfter(0) }
+
+// HoldAfter is Hold for the valid requests after the next n: a test that
+// needs a batch stopped part way gets exactly n answers first.
+func (s *Server) HoldAfter(n int) (release func()) {
 	gate := make(chan struct{})
 	s.mu.Lock()
-	s.gate = gate
+	s.gate, s.pass = gate, n
 	s.mu.Unlock()
 	var once sync.Once
 	return func() {
@@ -202,6 +208,10 @@ func (s *Server) Hold() (release func()) {
 func (s *Server) held(w http.ResponseWriter, r *http.Request) bool {
 	s.mu.Lock()
 	gate := s.gate
+	if gate != nil && s.pass > 0 {
+		s.pass--
+		gate = nil
+	}
 	s.mu.Unlock()
 	if gate == nil {
 		return true

@@ -277,3 +277,34 @@ func TestHoldKeepsRequestsUntilReleased(t *testing.T) {
 		t.Fatalf("a request after the release got %d", code)
 	}
 }
+
+// HoldAfter answers the next n valid requests and holds the one after.
+func TestHoldAfterAnswersExactlyN(t *testing.T) {
+	s := New(Options{})
+	release := s.HoldAfter(2)
+	defer release()
+	for i := range 2 {
+		if code := post(s.Handler(), validBody).Code; code != http.StatusOK {
+			t.Fatalf("request %d of the 2 let through got %d", i+1, code)
+		}
+	}
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(validBody)))
+		close(done)
+	}()
+	for s.Stats().Requests < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case <-done:
+		t.Fatalf("the third request was answered (%d) before the release", rec.Code)
+	default:
+	}
+	release()
+	<-done
+	if rec.Code != http.StatusOK || s.Stats().OK != 3 {
+		t.Fatalf("after the release: %d, %d answered; want 200, 3", rec.Code, s.Stats().OK)
+	}
+}
