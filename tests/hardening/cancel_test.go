@@ -15,14 +15,16 @@ import (
 // and result: "3 of 10 done", not "3 of 3".
 func TestCancelledTaskKeepsItsInputsTotal(t *testing.T) {
 	ctx := testCtx(t, 120*time.Second)
-	// A node of its own serving glm-4-slow, one request at a time, so the
-	// batch is still running when the cancel comes.
+	// A node of its own serving glm-4-slow, one request at a time, that
+	// answers two and holds the rest, so the batch is still running when
+	// the cancel comes.
 	const slowModel = "glm-4-slow"
-	slow := testmodel.New(testmodel.Options{Models: []string{slowModel}, Faults: testmodel.Faults{Latency: time.Second}})
+	slow := testmodel.New(testmodel.Options{Models: []string{slowModel}})
 	if err := slow.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { slow.Close() })
+	t.Cleanup(slow.HoldAfter(2))
 	cfg, err := config.FromEnv()
 	if err != nil {
 		t.Fatal(err)
@@ -55,8 +57,8 @@ func TestCancelledTaskKeepsItsInputsTotal(t *testing.T) {
 	if err != nil || res.State != task.Cancelled {
 		t.Fatalf("result %+v, %v; want CANCELLED", res, err)
 	}
-	if res.Counts.Total != autoApprove || res.Counts.Done() >= autoApprove {
-		t.Errorf("result counts %+v; want a total of %d with fewer done", res.Counts, autoApprove)
+	if res.Counts.Total != autoApprove || res.Counts.Done() != 2 {
+		t.Errorf("result counts %+v; want a total of %d with the 2 answered done", res.Counts, autoApprove)
 	}
 	if st, err := suite.tasks.Status(ctx, in.ID); err != nil || st.Progress.Total != autoApprove {
 		t.Errorf("status progress %+v, %v; want a total of %d", st.Progress, err, autoApprove)
