@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -10,7 +11,6 @@ import (
 	"github.com/prometheus/common/expfmt"
 	pmodel "github.com/prometheus/common/model"
 
-	"github.com/autoglm-flow/autoglm-flow/internal/llm/testmodel"
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
 	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 )
@@ -95,8 +95,10 @@ func TestMetricsMoveDuringATask(t *testing.T) {
 	}
 	completedBefore := before.value("autoglm_tasks", "state", string(task.Completed))
 
-	suite.model.SetFaults(testmodel.Faults{Latency: 100 * time.Millisecond})
-	t.Cleanup(func() { suite.model.SetFaults(testmodel.Faults{}) })
+	// The model answers 100 requests, then holds the rest until the
+	// test has scraped: the task is caught running, whatever the speed.
+	release := suite.model.HoldAfter(100)
+	t.Cleanup(release)
 	id := submit(t, ctx, taskclient.SubmitRequest{File: batchFile(t, 600, "Name a prime number")})
 	waitState(t, ctx, id, task.AwaitingApproval)
 	eventually(t, ctx, "the approval waiting in /metrics", func() (bool, error) {
@@ -108,22 +110,25 @@ func TestMetricsMoveDuringATask(t *testing.T) {
 	}
 
 	// During the run: the request counter moves between two scrapes taken
-	// while the task is RUNNING.
-	var during []float64
-	eventually(t, ctx, "requests counted twice, rising, while the task runs", func() (bool, error) {
-		v := scrapeMetrics(t, w.addr).value("autoglm_llm_requests_total", "outcome", "ok")
-		st, err := suite.tasks.Status(ctx, id)
-		if err != nil {
-			return false, err
-		}
-		if st.State.Final() {
-			t.Fatalf("task %s ended (%s) before two scrapes saw it run; scrapes saw %v", id, st.State, during)
-		}
-		if st.State == task.Running && v > 0 && (len(during) == 0 || v > during[len(during)-1]) {
-			during = append(during, v)
-		}
-		return len(during) >= 2, nil
-	})
+	// while the task is RUNNING, at least 100 answers apart (the requests
+	// held by the first hold are answered beside the second's 100).
+	ran := func(want float64) {
+		t.Helper()
+		eventually(t, ctx, fmt.Sprintf("at least %v requests counted while the task runs", want), func() (bool, error) {
+			v := scrapeMetrics(t, w.addr).value("autoglm_llm_requests_total", "outcome", "ok")
+			st, err := suite.tasks.Status(ctx, id)
+			if err != nil {
+				return false, err
+			}
+			return st.State == task.Running && v-max(before.value("autoglm_llm_requests_total", "outcome", "ok"), 0) >= want, nil
+		})
+	}
+	ran(100)
+	next := suite.model.HoldAfter(100)
+	t.Cleanup(next)
+	release()
+	ran(200)
+	next()
 
 	res, err := suite.tasks.Wait(ctx, id)
 	if err != nil || res.State != task.Completed {
