@@ -185,6 +185,9 @@ func (in Input) Validate() error {
 		if in.Source.Key == "" || in.Prompt != "" {
 			return Errorf(InvalidInput, "a fine-tuning task needs its uploaded training file")
 		}
+		if err := CheckFineTuneBase(in.Model); err != nil {
+			return err
+		}
 		return in.FineTune.Validate()
 	default:
 		return Errorf(InvalidInput, "unknown kind %q", in.Kind)

@@ -55,6 +55,20 @@ func FineTunedName(base, tenant, suffix, id string) string {
 	return strings.Join([]string{"ft", base, tenant, suffix, id}, ":")
 }
 
+// CheckFineTuneBase refuses a fine-tuned model as the base of a
+// fine-tuning task: it is an adapter on its base, and training one on
+// another would need a trainer that stacks them.
+func CheckFineTuneBase(model string) error {
+	if !IsFineTuned(model) {
+		return nil
+	}
+	base := "its base model"
+	if m, err := ParseFineTunedName(model); err == nil {
+		base = m.Base
+	}
+	return Errorf(InvalidInput, "%s is a fine-tuned model, and fine-tuning starts from a base model: fine-tune %s on the earlier training data and the new together", model, base)
+}
+
 // FineTunedModel is a fine-tuned model's name taken apart.
 type FineTunedModel struct {
 	Base, Tenant, Suffix, TaskID string

@@ -1,6 +1,9 @@
 package task
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestParseFineTunedName(t *testing.T) {
 	for _, c := range []struct {
@@ -23,5 +26,21 @@ func TestParseFineTunedName(t *testing.T) {
 		if _, err := ParseFineTunedName(bad); TypeOf(err) != InvalidInput {
 			t.Errorf("ParseFineTunedName(%q): %v; want InvalidInput", bad, err)
 		}
+	}
+}
+
+// A fine-tuned model is refused as a fine-tuning task's base, by the
+// submit path and by the engine's authorize alike (both run Validate),
+// with the base it should start from.
+func TestAFineTunedModelIsNoBase(t *testing.T) {
+	in := Input{ID: "t1", Tenant: "demo", Submitter: "alice", Kind: KindFineTune, Model: FineTunedName("glm-4-test", "demo", "oa", "j1"),
+		Source: ObjectRef{Key: "k"}, FineTune: &FineTune{}}
+	err := in.Validate()
+	if TypeOf(err) != InvalidInput || !strings.Contains(err.Error(), "fine-tune glm-4-test on") {
+		t.Fatalf("Validate: %v; want InvalidInput naming the base", err)
+	}
+	in.Model = "glm-4-test"
+	if err := in.Validate(); err != nil {
+		t.Fatalf("the base itself: %v", err)
 	}
 }

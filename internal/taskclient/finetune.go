@@ -26,6 +26,9 @@ func (c *Client) prepareFineTune(in *task.Input, r SubmitRequest) error {
 	if in.Model == "" {
 		return task.Errorf(task.InvalidInput, "a fine-tuning task needs its base model")
 	}
+	if err := task.CheckFineTuneBase(in.Model); err != nil {
+		return err
+	}
 	for _, path := range []string{r.File, r.ValidationFile} {
 		if path == "" {
 			continue

@@ -171,6 +171,12 @@ func TestOpenAIFineTuningJobsRunAsTasks(t *testing.T) {
 	if job.FineTunedModel == nil || *job.FineTunedModel != want || job.FinishedAt == nil || job.Seed != 3 {
 		t.Errorf("succeeded job %+v", job)
 	}
+	// The fine-tuned model is no base for another job: 400, nothing
+	// started.
+	code, body := call(t, ctx, "alice", "POST", "/v1/fine_tuning/jobs", map[string]any{"model": want, "training_file": f.ID})
+	if code != http.StatusBadRequest || !strings.Contains(string(body), "fine-tuning starts from a base model: fine-tune glm-4-test") {
+		t.Errorf("a job on the fine-tuned model: %d %s; want 400 naming its base", code, body)
+	}
 	// "auto" is decided once the examples are counted: a batch of 8.
 	if h := job.Method.Supervised.Hyperparameters; h.NEpochs != task.Number(1) || h.BatchSize != task.Number(8) {
 		t.Errorf("hyperparameters %+v", h)
@@ -184,10 +190,10 @@ func TestOpenAIFineTuningJobsRunAsTasks(t *testing.T) {
 	if list.Object != "list" || !found {
 		t.Errorf("alice's list %+v lacks %s", list, job.ID)
 	}
-	if code, body := call(t, ctx, "alice", "GET", "/v1/batches/"+server.BatchIDPrefix+id, nil); code != http.StatusNotFound {
+	if code, body = call(t, ctx, "alice", "GET", "/v1/batches/"+server.BatchIDPrefix+id, nil); code != http.StatusNotFound {
 		t.Errorf("the job read as a batch: %d %s", code, body)
 	}
-	if code, body := call(t, ctx, "zed", "GET", path, nil); code != http.StatusNotFound {
+	if code, body = call(t, ctx, "zed", "GET", path, nil); code != http.StatusNotFound {
 		t.Errorf("zed of tenant acme reading demo's job: %d %s", code, body)
 	}
 	must(t, ctx, http.StatusOK, "zed", "GET", "/v1/fine_tuning/jobs", nil, &list)
