@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -132,16 +131,7 @@ func TestFineTuneCLIVerbs(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &sub) != nil {
 		t.Fatalf("finetune create: exit %d, %s", code, out)
 	}
-	watch := exec.CommandContext(ctx, suite.CLI, "finetune", "watch", sub.ID)
-	watch.Env = alice
-	stdout, err := watch.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := watch.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(stdout)
+	watch, lines := startCLI(t, ctx, alice, "finetune", "watch", sub.ID)
 	var seen []string
 	for lines.Scan() && !strings.Contains(lines.Text(), "training: step") {
 		seen = append(seen, lines.Text())
@@ -179,7 +169,7 @@ func TestFineTuneCLIVerbs(t *testing.T) {
 	for lines.Scan() {
 		rest.WriteString(lines.Text() + "\n")
 	}
-	err = watch.Wait()
+	err := watch.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 6 || !strings.Contains(rest.String(), "CANCELLED") || !strings.Contains(rest.String(), "PAUSED") {
 		t.Errorf("watch of a cancelled job: %v\n%s", err, rest.String())
 	}

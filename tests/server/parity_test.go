@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -201,6 +202,22 @@ func TestCLIParity(t *testing.T) {
 	}
 }
 
+// startCLI starts the CLI with args and env and gives its output line by
+// line as it comes; the caller waits for it.
+func startCLI(t *testing.T, ctx context.Context, env []string, args ...string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, suite.CLI, args...)
+	cmd.Env = env
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, bufio.NewScanner(stdout)
+}
+
 // progressLine is a watch's progress line without a terminal: done, of
 // total.
 var progressLine = regexp.MustCompile(`^\s+progress: (\d+) of (\d+) `)
@@ -234,16 +251,7 @@ func TestWatchEndsOnTheRunsLastCounts(t *testing.T) {
 		if _, err := suite.tasks.Decide(ctx, sub.ID, task.UpdateApprove, task.DecisionRequest{Actor: "bob", Reason: "last counts"}); err != nil {
 			t.Fatal(err)
 		}
-		watch := exec.CommandContext(ctx, suite.CLI, "watch", sub.ID)
-		watch.Env = env
-		stdout, err := watch.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := watch.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := bufio.NewScanner(stdout)
+		watch, lines := startCLI(t, ctx, env, "watch", sub.ID)
 		var out []string
 		for lines.Scan() {
 			out = append(out, lines.Text())

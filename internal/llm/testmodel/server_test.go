@@ -248,18 +248,17 @@ func TestCloseAnswersWaitingRequestsOfAMountedHandler(t *testing.T) {
 	}
 }
 
-// A held request is answered only once the hold is released, and then
-// with its usual outcome; requests after the release are not held.
-func TestHoldKeepsRequestsUntilReleased(t *testing.T) {
-	s := New(Options{})
-	release := s.Hold()
-	rec := httptest.NewRecorder()
-	done := make(chan struct{})
+// heldRequest sends a request and fails unless, once the server has
+// taken it, it is still unanswered; done closes when it is answered.
+func heldRequest(t *testing.T, s *Server) (*httptest.ResponseRecorder, chan struct{}) {
+	t.Helper()
+	rec, done := httptest.NewRecorder(), make(chan struct{})
+	before := s.Stats().Requests
 	go func() {
 		s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(validBody)))
 		close(done)
 	}()
-	for s.Stats().Requests == 0 {
+	for s.Stats().Requests == before {
 		time.Sleep(time.Millisecond)
 	}
 	select {
@@ -267,6 +266,15 @@ func TestHoldKeepsRequestsUntilReleased(t *testing.T) {
 		t.Fatalf("a held request was answered (%d) before the release", rec.Code)
 	default:
 	}
+	return rec, done
+}
+
+// A held request is answered only once the hold is released, and then
+// with its usual outcome; requests after the release are not held.
+func TestHoldKeepsRequestsUntilReleased(t *testing.T) {
+	s := New(Options{})
+	release := s.Hold()
+	rec, done := heldRequest(t, s)
 	release()
 	release()
 	<-done
@@ -288,20 +296,7 @@ func TestHoldAfterAnswersExactlyN(t *testing.T) {
 			t.Fatalf("request %d of the 2 let through got %d", i+1, code)
 		}
 	}
-	rec := httptest.NewRecorder()
-	done := make(chan struct{})
-	go func() {
-		s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(validBody)))
-		close(done)
-	}()
-	for s.Stats().Requests < 3 {
-		time.Sleep(time.Millisecond)
-	}
-	select {
-	case <-done:
-		t.Fatalf("the third request was answered (%d) before the release", rec.Code)
-	default:
-	}
+	rec, done := heldRequest(t, s)
 	release()
 	<-done
 	if rec.Code != http.StatusOK || s.Stats().OK != 3 {
