@@ -8,11 +8,14 @@ package setup
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
@@ -63,18 +66,47 @@ func RegisterSearchAttributes(ctx context.Context, tc client.Client, namespace s
 			return nil, fmt.Errorf("setup: search attribute %s exists in namespace %s as %s; autoglm-flow needs %s", name, namespace, have, typ)
 		}
 	}
-	if len(add) == 0 {
-		return nil, nil
-	}
-	if _, err := tc.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: namespace, SearchAttributes: add}); err != nil {
-		return nil, fmt.Errorf("setup: adding search attributes to namespace %s: %w", namespace, err)
+	if len(add) > 0 {
+		if _, err := tc.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: namespace, SearchAttributes: add}); err != nil {
+			return nil, fmt.Errorf("setup: adding search attributes to namespace %s: %w", namespace, err)
+		}
 	}
 	var names []string
 	for n := range add {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	return names, nil
+	return names, waitMapped(ctx, tc, namespace)
+}
+
+// waitMapped waits until the frontend takes queries (and so starts) that
+// use every attribute. With SQL visibility an added attribute is a
+// namespace update, which each frontend's namespace cache picks up only at
+// its next refresh (seconds): until then a start that sets it fails with
+// "no mapping defined for search attribute".
+func waitMapped(ctx context.Context, tc client.Client, namespace string) error {
+	var terms []string
+	for _, name := range slices.Sorted(maps.Keys(SearchAttributes())) {
+		v := "''"
+		if SearchAttributes()[name] == enumspb.INDEXED_VALUE_TYPE_INT {
+			v = "0"
+		}
+		terms = append(terms, name+" = "+v)
+	}
+	probe := &workflowservice.CountWorkflowExecutionsRequest{Namespace: namespace, Query: strings.Join(terms, " AND ")}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		_, err := tc.WorkflowService().CountWorkflowExecutions(ctx, probe)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("setup: the search attributes of namespace %s are registered, but the frontend does not take them within two minutes: %v", namespace, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // ErrNotReady is the worker's refusal when the namespace lacks search

@@ -4,8 +4,7 @@ import "go.temporal.io/sdk/temporal"
 
 // Search attributes of a task, kept current by the workflow so that the Web
 // UI and `autoglm list` can filter on them. The dev server registers them at
-// start (see internal/devstack); a cluster needs them created once with
-// `temporal operator search-attribute create`.
+// start (see internal/devstack); a cluster gets them from `autoglm setup`.
 var (
 	AttrTenant    = temporal.NewSearchAttributeKeyKeyword("Tenant")
 	AttrSubmitter = temporal.NewSearchAttributeKeyKeyword("Submitter")

@@ -79,6 +79,11 @@ func TestSetupOnTheCluster(t *testing.T) {
 	if err := setup.Ready(ctx, suite.Temporal, fresh); err != nil {
 		t.Errorf("namespace %s after setup: %v", fresh, err)
 	}
+	// Setup returns once a task could start: its attributes are mapped
+	// by the frontend, not only registered.
+	if err := testenv.StartWithTaskAttributes(ctx, suite.Temporal, fresh); err != nil {
+		t.Errorf("right after setup: %v", err)
+	}
 
 	// A dynamic config without fairness: setup names the key and exits 1.
 	bad := filepath.Join(t.TempDir(), "dc.yaml")

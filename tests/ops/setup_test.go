@@ -62,6 +62,16 @@ func TestSetupMakesAFreshClusterWork(t *testing.T) {
 	if !slices.Equal(rep.Added, want) || len(rep.Missing()) != 0 {
 		t.Fatalf("setup added %v, missing %+v; want %v added and nothing missing", rep.Added, rep.Missing(), want)
 	}
+	// Setup returns once a task could start: its attributes are mapped
+	// by the frontend, not only registered.
+	probe, err := client.DialContext(ctx, client.Options{HostPort: fresh.TemporalAddress, Namespace: fresh.Namespace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	if err := testenv.StartWithTaskAttributes(ctx, probe, fresh.Namespace); err != nil {
+		t.Errorf("right after setup: %v", err)
+	}
 	out, code = run(t, ctx, env, "setup")
 	if code != 0 || !strings.Contains(out, "all present") || !strings.Contains(out, "are ready") {
 		t.Fatalf("second setup: exit %d\n%s\nwant nothing added and ready", code, out)
