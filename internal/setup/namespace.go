@@ -72,16 +72,29 @@ func EnsureNamespace(ctx context.Context, tc client.Client, namespace string, re
 
 // waitServed waits until the operator API knows the namespace.
 func waitServed(ctx context.Context, tc client.Client, namespace string) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	err := retry(ctx, time.Minute, func(ctx context.Context) error {
+		_, err := tc.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("namespace %s registered but not served within a minute: %v", namespace, err)
+	}
+	return nil
+}
+
+// retry calls f every half second until it succeeds or limit has passed,
+// and returns its last error then.
+func retry(ctx context.Context, limit time.Duration, f func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	for {
-		_, err := tc.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+		err := f(ctx)
 		if err == nil {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("namespace %s registered but not served within a minute: %v", namespace, err)
+			return err
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

@@ -94,19 +94,14 @@ func waitMapped(ctx context.Context, tc client.Client, namespace string) error {
 		terms = append(terms, name+" = "+v)
 	}
 	probe := &workflowservice.CountWorkflowExecutionsRequest{Namespace: namespace, Query: strings.Join(terms, " AND ")}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	for {
+	err := retry(ctx, 2*time.Minute, func(ctx context.Context) error {
 		_, err := tc.WorkflowService().CountWorkflowExecutions(ctx, probe)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("setup: the search attributes of namespace %s are registered, but the frontend does not take them within two minutes: %v", namespace, err)
-		case <-time.After(500 * time.Millisecond):
-		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("setup: the search attributes of namespace %s are registered, but the frontend does not take them within two minutes: %v", namespace, err)
 	}
+	return nil
 }
 
 // ErrNotReady is the worker's refusal when the namespace lacks search
