@@ -66,7 +66,8 @@ func (j Job) Digest() string {
 // Action is something the runner did, for logs and tests.
 type Action struct {
 	// Kind is "resumed", "uploading", "committed", "skipped" (a
-	// checkpoint that was unusable on resume) or "stopping".
+	// checkpoint that was unusable on resume), "stopping" or "killed" (a
+	// trainer still running when its stop timeout ran out).
 	Kind string `json:"action"`
 	Step int    `json:"step"`
 	Seq  int    `json:"seq,omitempty"`

@@ -82,6 +82,7 @@ func (s *session) run(ctx context.Context, spec Spec) (Result, error) {
 			s.signal(SaveAndExit)
 			kill = time.After(cmpDur(s.Config.StopTimeout, 5*time.Minute))
 		case <-kill:
+			s.act(Action{Kind: "killed", Step: s.progress.Step})
 			s.killGroup()
 		case exitErr = <-exited:
 			running = false
