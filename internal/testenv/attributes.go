@@ -5,13 +5,13 @@ import (
 	"fmt"
 
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/autoglm-flow/autoglm-flow/internal/task"
+	"github.com/autoglm-flow/autoglm-flow/internal/taskclient"
 )
 
-// StartWithTaskAttributes starts a workflow in namespace that sets every
-// search attribute a task sets, as a task's start does, and terminates
+// StartWithTaskAttributes starts a workflow in namespace with a task's
+// own start options (its search attributes among them) and terminates
 // it: nil once the namespace's frontend takes them. No worker runs it.
 func StartWithTaskAttributes(ctx context.Context, tc client.Client, namespace string) error {
 	nc, err := client.NewClientFromExisting(tc, client.Options{Namespace: namespace})
@@ -19,15 +19,10 @@ func StartWithTaskAttributes(ctx context.Context, tc client.Client, namespace st
 		return err
 	}
 	defer nc.Close()
-	id := "attribute-probe-" + RandHex(4)
-	run, err := nc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: id, TaskQueue: "attribute-probe",
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			task.AttrTenant.ValueSet("t"), task.AttrSubmitter.ValueSet("s"), task.AttrModel.ValueSet("m"),
-			task.AttrKind.ValueSet(string(task.KindBatch)), task.AttrState.ValueSet(string(task.Submitted)), task.AttrPriority.ValueSet(3)),
-	}, "AttributeProbe")
+	in := task.Input{ID: "attribute-probe-" + RandHex(4), Tenant: "t", Submitter: "s", Model: "m", Kind: task.KindBatch, Priority: 3}
+	run, err := nc.ExecuteWorkflow(ctx, taskclient.StartOptions(in), "AttributeProbe")
 	if err != nil {
 		return fmt.Errorf("starting a workflow with the task's search attributes in namespace %s: %w", namespace, err)
 	}
-	return nc.TerminateWorkflow(ctx, id, run.GetRunID(), "attribute probe")
+	return nc.TerminateWorkflow(ctx, run.GetID(), run.GetRunID(), "attribute probe")
 }
