@@ -320,8 +320,8 @@ func (r *run) finish(ctx context.Context) (Checkpoint, error) {
 	if err := r.seal(ctx); err != nil {
 		return r.cp, err
 	}
+	var out, errs task.ObjectRef
 	for redone := 0; ; redone++ {
-		var out, errs task.ObjectRef
 		err := r.holdStore(ctx, func() (err error) {
 			out, errs, err = r.Sink.Merge(ctx, r.cp.Parts)
 			return err
@@ -336,12 +336,13 @@ func (r *run) finish(ctx context.Context) (Checkpoint, error) {
 		if err != nil {
 			return r.cp, fmt.Errorf("batch: merging parts: %w", err)
 		}
-		r.cp.Done, r.cp.Output, r.cp.Errors = true, out, errs
 		break
 	}
-	r.cp.Counts.Total = r.cp.Counts.Done()
-	r.cp.Sealed = nil
-	if err := r.save(ctx); err != nil {
+	cp := r.cp
+	cp.Done, cp.Output, cp.Errors = true, out, errs
+	cp.Counts.Total = cp.Counts.Done()
+	cp.Sealed = nil
+	if err := r.save(ctx, cp); err != nil {
 		return r.cp, err
 	}
 	return r.cp, nil
@@ -401,9 +402,10 @@ func (r *run) redo(ctx context.Context, seq int) error {
 	r.counts.Failed += p.Failed - old.Failed
 	r.usage.Add(p.Usage.Sub(old.Usage))
 	r.cp.Parts[seq-1] = p
-	r.cp.Sealed = &p
-	r.cp.Counts, r.cp.Usage = r.counts, r.usage
-	return r.save(ctx)
+	cp := r.cp
+	cp.Sealed = &p
+	cp.Counts, cp.Usage = r.counts, r.usage
+	return r.save(ctx, cp)
 }
 
 // run is the state of one call to Run; only the collector (run's own
@@ -459,6 +461,21 @@ func (r *run) process(ctx context.Context, input io.Reader, skip int) error {
 
 	next, want := 0, -1
 	pending := map[int]result{}
+	stopNow := func(cause error) error {
+		cancelRun()
+		workers.Wait()
+		return r.stop(ctx, pending, next, results, slots, cause)
+	}
+	// sealFailed is what a failed seal ends the run with. A seal cut short
+	// by ctx's end (a pause or a cancel arriving mid-write) is the stop's:
+	// stop seals the same part again with a context of its own, so the
+	// answers in it are kept, not redone.
+	sealFailed := func(err error) error {
+		if ctx.Err() != nil && !errors.Is(err, ErrFenced) {
+			return stopNow(context.Cause(ctx))
+		}
+		return err
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	r.resetPart()
@@ -468,16 +485,14 @@ func (r *run) process(ctx context.Context, input io.Reader, skip int) error {
 			pending[res.seq] = res
 			var err error
 			if next, err = r.collect(ctx, pending, next, slots); err != nil {
-				return err
+				return sealFailed(err)
 			}
 		case n := <-total:
 			want = n
 		case err := <-readErr:
 			// The input stream broke: keep what is answered and let the
 			// next attempt resume after it.
-			cancelRun()
-			workers.Wait()
-			return r.stop(ctx, pending, next, results, slots, fmt.Errorf("batch: reading input: %w", err))
+			return stopNow(fmt.Errorf("batch: reading input: %w", err))
 		case <-tick.C:
 			// A held batch records what it has, so that a worker lost
 			// during a long outage loses nothing.
@@ -485,19 +500,15 @@ func (r *run) process(ctx context.Context, input io.Reader, skip int) error {
 			due := time.Since(r.lastSave) >= r.cfg.CheckpointInterval || !down.IsZero()
 			if !r.whole && r.part.Completed+r.part.Failed > 0 && due {
 				if err := r.seal(ctx); err != nil {
-					return err
+					return sealFailed(err)
 				}
 			}
 			r.report()
 			if !down.IsZero() && r.cfg.HandBackAfter > 0 && time.Since(down) >= r.cfg.HandBackAfter {
-				cancelRun()
-				workers.Wait()
-				return r.stop(ctx, pending, next, results, slots, &HandBackError{Since: down})
+				return stopNow(&HandBackError{Since: down})
 			}
 		case <-ctx.Done():
-			cancelRun()
-			workers.Wait()
-			return r.stop(ctx, pending, next, results, slots, context.Cause(ctx))
+			return stopNow(context.Cause(ctx))
 		}
 	}
 	cancelRun()
@@ -640,26 +651,32 @@ func (r *run) seal(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("batch: sealing part %d: %w", r.part.Seq, err)
 	}
-	r.cp.Parts = append(r.cp.Parts, p)
-	r.cp.Sealed = &r.cp.Parts[len(r.cp.Parts)-1]
-	r.cp.Line = p.LastLine
-	r.cp.Counts, r.cp.Usage = r.counts, r.usage
-	if err := r.save(ctx); err != nil {
+	// r.cp takes the part only once its record is written, so a seal
+	// cut short (a stop arriving mid-write) can be done again whole.
+	cp := r.cp
+	cp.Parts = append(cp.Parts, p)
+	cp.Sealed = &cp.Parts[len(cp.Parts)-1]
+	cp.Line = p.LastLine
+	cp.Counts, cp.Usage = r.counts, r.usage
+	if err := r.save(ctx, cp); err != nil {
 		return err
 	}
 	r.resetPart()
 	return nil
 }
 
-func (r *run) save(ctx context.Context) error {
-	r.cp.Seq++
-	r.cp.Time = time.Now().UTC()
-	if err := r.holdStore(ctx, func() error { return r.Sink.SaveCheckpoint(ctx, r.cp) }); err != nil {
+// save records cp as the next checkpoint and, once it is written, makes
+// it the run's.
+func (r *run) save(ctx context.Context, cp Checkpoint) error {
+	cp.Seq++
+	cp.Time = time.Now().UTC()
+	if err := r.holdStore(ctx, func() error { return r.Sink.SaveCheckpoint(ctx, cp) }); err != nil {
 		if errors.Is(err, ErrFenced) {
 			return err
 		}
-		return fmt.Errorf("batch: recording checkpoint %d: %w", r.cp.Seq, err)
+		return fmt.Errorf("batch: recording checkpoint %d: %w", cp.Seq, err)
 	}
+	r.cp = cp
 	r.recorded = r.cp.Counts
 	r.lastSave = time.Now()
 	r.report()

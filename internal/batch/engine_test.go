@@ -31,6 +31,9 @@ type memSink struct {
 	merged      [2][]byte
 	// onSave, if set, runs after each recorded checkpoint.
 	onSave func(cp batch.Checkpoint)
+	// beforeSave, if set, runs before each record is written; its error
+	// fails the write, as a store's would.
+	beforeSave func(ctx context.Context, cp batch.Checkpoint) error
 }
 
 func newMemSink() *memSink {
@@ -52,7 +55,12 @@ func (s *memSink) SealPart(_ context.Context, p batch.Part, out, errs []byte) (b
 	return p, nil
 }
 
-func (s *memSink) SaveCheckpoint(_ context.Context, cp batch.Checkpoint) error {
+func (s *memSink) SaveCheckpoint(ctx context.Context, cp batch.Checkpoint) error {
+	if s.beforeSave != nil {
+		if err := s.beforeSave(ctx, cp); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
 	if s.recorded[cp.Seq] {
 		s.mu.Unlock()
@@ -238,6 +246,47 @@ func TestRunResumesAfterStop(t *testing.T) {
 	out, ids := lines(t, sink.merged[0])
 	if len(out) != 400 || len(ids) != 400 || final.Counts.Completed != 400 {
 		t.Fatalf("want 400 unique answers, got %d lines, %d ids, counts %+v", len(out), len(ids), final.Counts)
+	}
+}
+
+// TestStopDuringASealKeepsThePart stops the engine while a part's record
+// is being written, as a pause arriving mid-seal does: the write fails
+// with the cancelled context, and the stop writes the same part again.
+// The next run redoes nothing that was answered.
+func TestStopDuringASealKeepsThePart(t *testing.T) {
+	srv := startModel(t, testmodel.Faults{})
+	input := batchFile(100, nil)
+	sink := newMemSink()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cut := false
+	sink.beforeSave = func(ctx context.Context, cp batch.Checkpoint) error {
+		if cp.Seq == 2 && !cut {
+			cut = true
+			cancel(batch.ErrStopped)
+			return ctx.Err()
+		}
+		return nil
+	}
+	cp, err := engine(srv, sink, batch.Config{Concurrency: 4, PartItems: 10}).Run(ctx, strings.NewReader(input), batch.Checkpoint{})
+	if err != batch.ErrStopped {
+		t.Fatalf("a stop during a seal: want ErrStopped, got %v", err)
+	}
+	if !cut || cp.Seq < 2 || sink.last().Seq != cp.Seq || cp.Line < 20 || cp.Counts.Done() != cp.Line {
+		t.Fatalf("the stop must record the part whose record was cut short, and every answer after it: got checkpoint %d at line %d with %d answered (last recorded %d)", cp.Seq, cp.Line, cp.Counts.Done(), sink.last().Seq)
+	}
+	if p := sink.checkpoints[1].Sealed; sink.checkpoints[1].Seq != 2 || p == nil || p.FirstLine != 11 {
+		t.Fatalf("checkpoint 2 must hold the part from line 11 whose first write was cut short: %+v", sink.checkpoints[1])
+	}
+	answered := srv.Stats().Requests
+	again := startModel(t, testmodel.Faults{})
+	if _, err := engine(again, sink, batch.Config{Concurrency: 4, PartItems: 10}).Run(context.Background(), strings.NewReader(input), cp); err != nil {
+		t.Fatal(err)
+	}
+	if redone := again.Stats().Requests; redone != int64(100-cp.Line) {
+		t.Errorf("the second run sent %d requests; want the %d after line %d (the first answered %d)", redone, 100-cp.Line, cp.Line, answered)
+	}
+	if out, ids := lines(t, sink.merged[0]); len(out) != 100 || len(ids) != 100 {
+		t.Fatalf("want 100 unique answers, got %d lines, %d ids", len(out), len(ids))
 	}
 }
 

@@ -29,6 +29,8 @@ func TestCorruptedPartIsRecomputed(t *testing.T) {
 		return err == nil && pa == nil, err
 	})
 
+	// A pause that comes while a part is being recorded records it whole:
+	// the head names a written record.
 	stoppedAt := record(t, ctx, id, head(ctx, id)).Line
 	part := record(t, ctx, id, 1).Sealed
 	if part == nil || part.Completed == 0 {

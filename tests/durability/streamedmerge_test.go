@@ -35,6 +35,8 @@ func TestStreamedMergeRecomputesACorruptPart(t *testing.T) {
 		t.Fatalf("the task must be paused before its merge: %s, %v", st.State, err)
 	}
 
+	// A pause that comes while a part is being recorded records it whole:
+	// the head names a written record.
 	stoppedAt := record(t, ctx, id, head(ctx, id)).Line
 	part := record(t, ctx, id, corrupt).Sealed
 	if part == nil || part.Completed == 0 {
