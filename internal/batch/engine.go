@@ -318,6 +318,9 @@ func (r *run) finish(ctx context.Context) (Checkpoint, error) {
 		return r.finishInOne(ctx)
 	}
 	if err := r.seal(ctx); err != nil {
+		if cutShort(ctx, err) {
+			return r.cp, r.sealAgain(ctx)
+		}
 		return r.cp, err
 	}
 	var out, errs task.ObjectRef
@@ -466,12 +469,9 @@ func (r *run) process(ctx context.Context, input io.Reader, skip int) error {
 		workers.Wait()
 		return r.stop(ctx, pending, next, results, slots, cause)
 	}
-	// sealFailed is what a failed seal ends the run with. A seal cut short
-	// by ctx's end (a pause or a cancel arriving mid-write) is the stop's:
-	// stop seals the same part again with a context of its own, so the
-	// answers in it are kept, not redone.
+	// stop seals a part cut short again, with the answers still pending.
 	sealFailed := func(err error) error {
-		if ctx.Err() != nil && !errors.Is(err, ErrFenced) {
+		if cutShort(ctx, err) {
 			return stopNow(context.Cause(ctx))
 		}
 		return err
@@ -627,11 +627,36 @@ func (r *run) stop(ctx context.Context, pending map[int]result, next int, result
 			drained = true
 		}
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	sctx, cancel := stopContext(ctx)
 	defer cancel()
 	if _, err := r.collect(sctx, pending, next, slots); err != nil {
 		return errors.Join(cause, err)
 	}
+	if err := r.seal(sctx); err != nil {
+		return errors.Join(cause, err)
+	}
+	return cause
+}
+
+// stopContext is the context a stop records its checkpoint with: ctx's
+// values, not its end.
+func stopContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+}
+
+// cutShort reports whether a seal failed because ctx ended (a pause, a
+// cancel or a shutdown arriving mid-write) rather than on its own. Such a
+// seal is the stop's: it is done again with a context of its own, so the
+// answers in the part are kept, not redone.
+func cutShort(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && !errors.Is(err, ErrFenced)
+}
+
+// sealAgain seals the part a stop cut short and returns the stop's cause.
+func (r *run) sealAgain(ctx context.Context) error {
+	cause := context.Cause(ctx)
+	sctx, cancel := stopContext(ctx)
+	defer cancel()
 	if err := r.seal(sctx); err != nil {
 		return errors.Join(cause, err)
 	}

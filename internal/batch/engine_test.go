@@ -252,41 +252,50 @@ func TestRunResumesAfterStop(t *testing.T) {
 // TestStopDuringASealKeepsThePart stops the engine while a part's record
 // is being written, as a pause arriving mid-seal does: the write fails
 // with the cancelled context, and the stop writes the same part again.
-// The next run redoes nothing that was answered.
+// The next run redoes nothing that was answered. Parts hold 10 items: the
+// second part is sealed mid-run, the tenth (95 items) by the finish.
 func TestStopDuringASealKeepsThePart(t *testing.T) {
-	srv := startModel(t, testmodel.Faults{})
-	input := batchFile(100, nil)
-	sink := newMemSink()
-	ctx, cancel := context.WithCancelCause(context.Background())
-	cut := false
-	sink.beforeSave = func(ctx context.Context, cp batch.Checkpoint) error {
-		if cp.Seq == 2 && !cut {
-			cut = true
-			cancel(batch.ErrStopped)
-			return ctx.Err()
-		}
-		return nil
-	}
-	cp, err := engine(srv, sink, batch.Config{Concurrency: 4, PartItems: 10}).Run(ctx, strings.NewReader(input), batch.Checkpoint{})
-	if err != batch.ErrStopped {
-		t.Fatalf("a stop during a seal: want ErrStopped, got %v", err)
-	}
-	if !cut || cp.Seq < 2 || sink.last().Seq != cp.Seq || cp.Line < 20 || cp.Counts.Done() != cp.Line {
-		t.Fatalf("the stop must record the part whose record was cut short, and every answer after it: got checkpoint %d at line %d with %d answered (last recorded %d)", cp.Seq, cp.Line, cp.Counts.Done(), sink.last().Seq)
-	}
-	if p := sink.checkpoints[1].Sealed; sink.checkpoints[1].Seq != 2 || p == nil || p.FirstLine != 11 {
-		t.Fatalf("checkpoint 2 must hold the part from line 11 whose first write was cut short: %+v", sink.checkpoints[1])
-	}
-	answered := srv.Stats().Requests
-	again := startModel(t, testmodel.Faults{})
-	if _, err := engine(again, sink, batch.Config{Concurrency: 4, PartItems: 10}).Run(context.Background(), strings.NewReader(input), cp); err != nil {
-		t.Fatal(err)
-	}
-	if redone := again.Stats().Requests; redone != int64(100-cp.Line) {
-		t.Errorf("the second run sent %d requests; want the %d after line %d (the first answered %d)", redone, 100-cp.Line, cp.Line, answered)
-	}
-	if out, ids := lines(t, sink.merged[0]); len(out) != 100 || len(ids) != 100 {
-		t.Fatalf("want 100 unique answers, got %d lines, %d ids", len(out), len(ids))
+	for _, tc := range []struct {
+		name  string
+		items int
+		cutAt int
+	}{{"mid-run", 100, 2}, {"the last part", 95, 10}} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startModel(t, testmodel.Faults{})
+			input := batchFile(tc.items, nil)
+			sink := newMemSink()
+			ctx, cancel := context.WithCancelCause(context.Background())
+			cut := false
+			sink.beforeSave = func(ctx context.Context, cp batch.Checkpoint) error {
+				if cp.Seq == tc.cutAt && !cut {
+					cut = true
+					cancel(batch.ErrStopped)
+					return ctx.Err()
+				}
+				return nil
+			}
+			cp, err := engine(srv, sink, batch.Config{Concurrency: 4, PartItems: 10}).Run(ctx, strings.NewReader(input), batch.Checkpoint{})
+			if err != batch.ErrStopped {
+				t.Fatalf("a stop during a seal: want ErrStopped, got %v", err)
+			}
+			if !cut || cp.Seq < tc.cutAt || sink.last().Seq != cp.Seq || cp.Line < 10*tc.cutAt-9 || cp.Counts.Done() != cp.Line || cp.Done {
+				t.Fatalf("the stop must record the part whose record was cut short, and every answer after it: got checkpoint %d at line %d with %d answered, done %t (last recorded %d)", cp.Seq, cp.Line, cp.Counts.Done(), cp.Done, sink.last().Seq)
+			}
+			if rec := sink.checkpoints[tc.cutAt-1]; rec.Seq != tc.cutAt || rec.Sealed == nil || rec.Sealed.FirstLine != 10*tc.cutAt-9 {
+				t.Fatalf("checkpoint %d must hold the part from line %d whose first write was cut short: %+v", tc.cutAt, 10*tc.cutAt-9, rec)
+			}
+			answered := srv.Stats().Requests
+			again := startModel(t, testmodel.Faults{})
+			if _, err := engine(again, sink, batch.Config{Concurrency: 4, PartItems: 10}).Run(context.Background(), strings.NewReader(input), cp); err != nil {
+				t.Fatal(err)
+			}
+			if redone := again.Stats().Requests; redone != int64(tc.items-cp.Line) {
+				t.Errorf("the second run sent %d requests; want the %d after line %d (the first answered %d)", redone, tc.items-cp.Line, cp.Line, answered)
+			}
+			if out, ids := lines(t, sink.merged[0]); len(out) != tc.items || len(ids) != tc.items {
+				t.Fatalf("want %d unique answers, got %d lines, %d ids", tc.items, len(out), len(ids))
+			}
+		})
 	}
 }
 
