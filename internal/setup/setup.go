@@ -85,10 +85,11 @@ func RegisterSearchAttributes(ctx context.Context, tc client.Client, namespace s
 // its next refresh (seconds): until then a start that sets it fails with
 // "no mapping defined for search attribute".
 func waitMapped(ctx context.Context, tc client.Client, namespace string) error {
+	attrs := SearchAttributes()
 	var terms []string
-	for _, name := range slices.Sorted(maps.Keys(SearchAttributes())) {
+	for _, name := range slices.Sorted(maps.Keys(attrs)) {
 		v := "''"
-		if SearchAttributes()[name] == enumspb.INDEXED_VALUE_TYPE_INT {
+		if attrs[name] == enumspb.INDEXED_VALUE_TYPE_INT {
 			v = "0"
 		}
 		terms = append(terms, name+" = "+v)
