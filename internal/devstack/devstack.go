@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -99,13 +98,13 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			s.Stop()
 		}
 	}()
-	if err := s.startMinIO(ctx, opts); err != nil {
+	if err := s.startRetrying(func() error { return s.startMinIO(ctx, opts) }); err != nil {
 		return nil, err
 	}
 	if opts.NoTemporal {
 		return s, nil
 	}
-	if err := s.startTemporal(ctx, opts); err != nil {
+	if err := s.startRetrying(func() error { return s.startTemporal(ctx, opts) }); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -244,10 +243,6 @@ func (s *Stack) PIDs() []int {
 	return pids
 }
 
-// FreePorts returns each given port, or a free loopback port where it
-// is 0; no two zeros get the same port.
-func FreePorts(ports ...int) ([]int, error) { return portsOrFree(ports...) }
-
 // StopS3 stops MinIO by its PID, as an outage: its data folder stays,
 // and RestartS3 starts it again on the same port.
 func (s *Stack) StopS3() error {
@@ -274,39 +269,4 @@ func (s *Stack) RestartS3(ctx context.Context) error {
 		return fmt.Errorf("devstack: MinIO's console %q: %w", s.ConsoleURL, err)
 	}
 	return s.startMinIO(ctx, opts)
-}
-
-// portsOrFree returns each given port, or a free loopback port where it is 0.
-func portsOrFree(ports ...int) ([]int, error) {
-	out := make([]int, len(ports))
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			l.Close()
-		}
-	}()
-	for i, p := range ports {
-		if p != 0 {
-			out[i] = p
-			continue
-		}
-		// Hold every listener until all ports are chosen, so that two zero
-		// ports never get the same number.
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("devstack: no free port: %w", err)
-		}
-		held = append(held, l)
-		out[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	return out, nil
-}
-
-// FreePort is a free loopback TCP port.
-func FreePort() (int, error) {
-	p, err := portsOrFree(0)
-	if err != nil {
-		return 0, err
-	}
-	return p[0], nil
 }

@@ -21,9 +21,12 @@ import (
 type Process struct {
 	Name    string
 	LogPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	err     error
+	// logStart is where this process's lines begin in LogPath, which
+	// earlier runs may have written to.
+	logStart int64
+	cmd      *exec.Cmd
+	done     chan struct{}
+	err      error
 }
 
 // ProcessOptions say how to start a Process.
@@ -58,11 +61,15 @@ func StartProcess(o ProcessOptions) (*Process, error) {
 	if o.Name == "" {
 		o.Name = filepath.Base(o.Bin)
 	}
+	var logStart int64
+	if info, err := logf.Stat(); err == nil {
+		logStart = info.Size()
+	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("devstack: start %s: %w", o.Name, err)
 	}
-	p := &Process{Name: o.Name, cmd: cmd, LogPath: o.LogPath, done: make(chan struct{})}
+	p := &Process{Name: o.Name, cmd: cmd, LogPath: o.LogPath, logStart: logStart, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		logf.Close()
@@ -160,7 +167,12 @@ func waitFor(ctx context.Context, p *Process, name string, timeout time.Duration
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("devstack: %s exited before it answered (%v); its log:\n%s", name, p.err, Tail(p.LogPath, 20))
+			lines := p.ownLog()
+			why := errorLines(lines, 5)
+			if strings.Contains(lines, "address already in use") {
+				return fmt.Errorf("devstack: %s exited before it answered (%v): %w: %s; its log:\n%s", name, p.err, ErrPortTaken, why, Tail(p.LogPath, 20))
+			}
+			return fmt.Errorf("devstack: %s exited before it answered (%v): %s; its log:\n%s", name, p.err, why, Tail(p.LogPath, 20))
 		case <-ctx.Done():
 			return fmt.Errorf("devstack: %s did not answer within %s: %v; its log:\n%s", name, timeout, last, Tail(p.LogPath, 20))
 		case <-time.After(200 * time.Millisecond):
@@ -178,6 +190,31 @@ func CheckTemporal(ctx context.Context, addr, namespace string) error {
 	defer c.Close()
 	_, err = c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: namespace})
 	return err
+}
+
+// ownLog is what this process wrote to its log.
+func (p *Process) ownLog() string {
+	b, err := os.ReadFile(p.LogPath)
+	if err != nil || int64(len(b)) < p.logStart {
+		return ""
+	}
+	return string(b[p.logStart:])
+}
+
+// errorLines are the first n lines of log that say why a server failed
+// (error-level lines, a panic's first line), which a tail of its stack
+// would not show.
+func errorLines(log string, n int) string {
+	var why []string
+	for l := range strings.Lines(log) {
+		if len(why) < n && (strings.Contains(l, "level=ERROR") || strings.Contains(l, `"level":"error"`) || strings.HasPrefix(l, "panic:") || strings.HasPrefix(l, "FATAL")) {
+			why = append(why, strings.TrimSpace(l))
+		}
+	}
+	if len(why) == 0 {
+		return "no error line in its log"
+	}
+	return strings.Join(why, " | ")
 }
 
 // Tail is the last n lines of a log file, for error messages.

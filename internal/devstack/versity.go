@@ -37,22 +37,24 @@ func StartVersity(ctx context.Context, opts Options) (_ *Stack, err error) {
 			s.Stop()
 		}
 	}()
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	s.S3Endpoint = fmt.Sprintf("127.0.0.1:%d", port)
-	env := []string{"ROOT_ACCESS_KEY=" + opts.AccessKey, "ROOT_SECRET_KEY=" + opts.SecretKey}
-	p, err := startProcess(bin, []string{"--port", s.S3Endpoint, "--quiet", "--iam-dir", iam, "posix", "--versioning-dir", versions, root}, env, filepath.Join(s.LogDir, "versitygw.log"))
-	if err != nil {
-		return nil, err
-	}
-	s.procs = append(s.procs, p)
-	mc, err := s.S3Client()
-	if err != nil {
-		return nil, err
-	}
-	return s, waitFor(ctx, p, "versitygw", 60*time.Second, func(ctx context.Context) error {
-		return makeBuckets(ctx, mc, opts.Buckets)
+	return s, s.startRetrying(func() error {
+		port, err := FreePort()
+		if err != nil {
+			return err
+		}
+		s.S3Endpoint = fmt.Sprintf("127.0.0.1:%d", port)
+		env := []string{"ROOT_ACCESS_KEY=" + opts.AccessKey, "ROOT_SECRET_KEY=" + opts.SecretKey}
+		p, err := startProcess(bin, []string{"--port", s.S3Endpoint, "--quiet", "--iam-dir", iam, "posix", "--versioning-dir", versions, root}, env, filepath.Join(s.LogDir, "versitygw.log"))
+		if err != nil {
+			return err
+		}
+		s.procs = append(s.procs, p)
+		mc, err := s.S3Client()
+		if err != nil {
+			return err
+		}
+		return waitFor(ctx, p, "versitygw", 60*time.Second, func(ctx context.Context) error {
+			return makeBuckets(ctx, mc, opts.Buckets)
+		})
 	})
 }
